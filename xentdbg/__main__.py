@@ -1,0 +1,3 @@
+from xentdbg.cli import main
+
+main()

@@ -1,0 +1,22 @@
+"""Framework adapters: one module per setup kind, imported only when that kind is used."""
+
+from __future__ import annotations
+
+from xentdbg.data import DataInfo
+from xentdbg.errors import UsageError
+from xentdbg.setups import JaxLoop, KerasFit
+
+
+def make_adapter(setup: object, data: DataInfo):
+    """The adapter that runs ``setup`` (a value returned by a setup function)."""
+    if isinstance(setup, KerasFit):
+        from xentdbg.adapters.keras_fit import KerasFitAdapter
+
+        return KerasFitAdapter(setup, data)
+    if isinstance(setup, JaxLoop):
+        from xentdbg.adapters.jax_loop import JaxLoopAdapter
+
+        return JaxLoopAdapter(setup, data)
+    raise UsageError(
+        f"The setup function returned a {type(setup).__name__}.",
+        hint="Return xentdbg.KerasFit(model, **fit_kwargs) or xentdbg.JaxLoop(params, loss_fn, optimizer).")

@@ -1,0 +1,79 @@
+"""Python-level hooks on Keras 3 layers: training flags and activations.
+
+Every leaf layer's ``call`` is replaced by a wrapper that only *observes*: it adds no
+op to any graph it is traced into, so the user's compiled train step is unchanged.
+
+- Training flags: ``Layer.__call__`` resolves ``training`` (explicit argument, outer
+  call, signature default, False; keras/src/layers/layer.py ~L930, Keras 3.15) and
+  passes it to ``call`` when the signature has it. The wrapper records that value when
+  the user's step is traced (or run eagerly).
+- Activations: while :meth:`LayerHooks.collect` is active (only inside xentdbg's own
+  recompute function), each layer's output is appended in call (= forward) order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from typing import Any, Iterator
+
+import numpy as np
+
+
+def leaf_layers(model: Any) -> list[Any]:
+    """Layers without sublayers, in the order Keras tracks them."""
+    out = []
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if not list(layer._flatten_layers(include_self=False, recursive=False)):
+            out.append(layer)
+    return out
+
+
+def _as_flag(value: Any) -> bool | None | str:
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, (np.bool_, np.integer)):
+        return bool(value)
+    return f"<{type(value).__name__}>"  # a symbolic tensor: the value is decided per run
+
+
+class LayerHooks:
+    """Wraps each leaf layer's ``call``; see the module docstring."""
+
+    def __init__(self, model: Any):
+        self.layers = leaf_layers(model)
+        self.flags: dict[str, bool | None | str] = {}
+        self._collector: list[tuple[str, Any]] | None = None
+        for layer in self.layers:
+            self._wrap(layer)
+
+    @property
+    def collecting(self) -> bool:
+        return self._collector is not None
+
+    def _wrap(self, layer: Any) -> None:
+        original = layer.call
+        name = layer.name
+        has_training = bool(getattr(layer, "_call_has_training_arg", False))
+        if has_training:
+            self.flags[name] = None
+
+        @functools.wraps(original)
+        def call(*args, **kwargs):
+            if self._collector is None and has_training:
+                self.flags[name] = _as_flag(kwargs.get("training"))
+            out = original(*args, **kwargs)
+            if self._collector is not None:
+                self._collector.append((name, out))
+            return out
+
+        layer.call = call
+
+    @contextlib.contextmanager
+    def collect(self) -> Iterator[list[tuple[str, Any]]]:
+        """Collect layer outputs (at trace time inside a compiled function)."""
+        self._collector = []
+        try:
+            yield self._collector
+        finally:
+            self._collector = None

@@ -1,0 +1,172 @@
+"""Adapter for :class:`xentdbg.JaxLoop`: a jitted JAX training step written by xentdbg.
+
+Behaviour it reproduces:
+- ``optax``: ``updates, s = opt.update(grads, s, params); params = optax.apply_updates(params, updates)``.
+- ``jax.example_libraries.optimizers``: ``s = update_fun(i, grads, s); params = get_params(s)``.
+
+The captured and the plain run call the *same* jitted step (it returns loss and
+gradients in both), so capture cannot change the trajectory. Per-layer activations
+come from a separate, pure forward pass through ``layers`` at the pre-step
+parameters, which touches no state.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from xentdbg.adapters.base import Emit, python_info
+from xentdbg.data import DataInfo
+from xentdbg.errors import UsageError
+from xentdbg.records import SideInfo, StepRecord, TensorSpec, batch_fingerprint
+from xentdbg.setups import JaxLoop
+
+
+def _path_names(tree: Any) -> list[str]:
+    leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
+    return [jax.tree_util.keystr(path) or "<root>" for path, _ in leaves]
+
+
+def _layer_name(index: int, layer: tuple) -> str:
+    """``layers[i]:Kind``. stax layers are closures (``Dense.<locals>.init_fun``);
+    ``stax.Relu`` is ``elementwise(relu)``, named after the function it wraps."""
+    init_fun, apply_fun = layer
+    kind = getattr(init_fun, "__qualname__", "").split(".<locals>")[0] or type(init_fun).__name__
+    if kind == "elementwise":
+        cells = [c.cell_contents for c in (apply_fun.__closure__ or ())]
+        kind = next((getattr(c, "__name__", kind) for c in cells if callable(c)), kind)
+    return f"layers[{index}]:{kind}"
+
+
+class _Optimizer:
+    """Uniform face over optax and ``jax.example_libraries.optimizers``."""
+
+    def __init__(self, opt: Any):
+        if hasattr(opt, "init") and hasattr(opt, "update"):
+            import optax
+
+            self.init = opt.init
+
+            def step(i, grads, opt_state, params):
+                updates, opt_state = opt.update(grads, opt_state, params)
+                return optax.apply_updates(params, updates), opt_state
+
+        elif isinstance(opt, tuple) and len(opt) == 3 and all(callable(f) for f in opt):
+            init_fun, update_fun, get_params = opt
+            self.init = init_fun
+
+            def step(i, grads, opt_state, params):
+                opt_state = update_fun(i, grads, opt_state)
+                return get_params(opt_state), opt_state
+
+        else:
+            raise UsageError(
+                f"JaxLoop optimizer is a {type(opt).__name__}.",
+                hint="Pass an optax.GradientTransformation or the (init, update, get_params) "
+                     "triple from jax.example_libraries.optimizers.")
+        self.step = step
+
+
+class JaxLoopAdapter:
+    def __init__(self, setup: JaxLoop, data: DataInfo):
+        self.setup, self.data = setup, data
+        self.params = setup.params
+        self.state = setup.state
+        self.optimizer = _Optimizer(setup.optimizer)
+        self._param_names = _path_names(self.params)
+        self._state_names = _path_names(self.state) if self.state is not None else []
+        self._step_fn = self._make_step()
+        self._forward = self._make_forward() if setup.layers is not None else None
+
+    # -- description -------------------------------------------------------
+    def describe(self) -> SideInfo:
+        params, state = self.initial_values()
+        fw = {"jax": jax.__version__, "backend": jax.default_backend(), **python_info()}
+        try:
+            import optax
+
+            fw["optax"] = optax.__version__
+        except ImportError:
+            pass
+        return SideInfo(
+            kind="JaxLoop", framework=fw,
+            params=[TensorSpec.of(n, a) for n, a in zip(self._param_names, params)],
+            state=[TensorSpec.of(n, a) for n, a in zip(self._state_names, state)],
+            layers=self._layer_names(),
+        )
+
+    def initial_values(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        params = [np.asarray(a) for a in jax.tree_util.tree_leaves(self.params)]
+        state = [np.asarray(a) for a in jax.tree_util.tree_leaves(self.state)] if self.state is not None else []
+        return params, state
+
+    def set_initial_values(self, params, state) -> None:
+        def replace(tree, values):
+            leaves, treedef = jax.tree_util.tree_flatten(tree)
+            new = [jnp.asarray(v, dtype=jnp.asarray(old).dtype) for old, v in zip(leaves, values, strict=True)]
+            return jax.tree_util.tree_unflatten(treedef, new)
+
+        if params is not None:
+            self.params = replace(self.params, params)
+        if state is not None and self.state is not None:
+            self.state = replace(self.state, state)
+
+    # -- training ----------------------------------------------------------
+    def _make_step(self):
+        loss_fn, opt_step, stateful = self.setup.loss_fn, self.optimizer.step, self.state is not None
+
+        def step(i, params, state, opt_state, x, y):
+            if stateful:
+                (loss, new_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, state, x, y)
+            else:
+                loss, grads = jax.value_and_grad(loss_fn)(params, x, y)
+                new_state = state
+            new_params, opt_state = opt_step(i, grads, opt_state, params)
+            return loss, grads, new_params, new_state, opt_state
+
+        return jax.jit(step) if self.setup.jit else step
+
+    def _make_forward(self):
+        applies = [apply for _, apply in self.setup.layers]
+
+        def forward(params, x):
+            outs = []
+            for p, apply in zip(params, applies):
+                x = apply(p, x)
+                outs.append(x)
+            return outs
+
+        return jax.jit(forward) if self.setup.jit else forward
+
+    def train(self, steps: int, emit: Emit | None) -> None:
+        spec = self.data.spec
+        opt_state = self.optimizer.init(self.params)
+        params, state = self.params, self.state
+        for i in range(steps):
+            sl = spec.batch_slice(i)
+            x, y = self.data.x[sl], self.data.y[sl]
+            acts = self._forward(params, x) if (emit is not None and self._forward) else None
+            loss, grads, new_params, state, opt_state = self._step_fn(i, params, state, opt_state, x, y)
+            params = new_params
+            if emit is None:
+                continue
+            inputs, digests = batch_fingerprint(x, y)
+            tensors = {
+                "inputs": inputs,
+                "activations": [(n, np.asarray(a)) for n, a in zip(self._layer_names(), acts or [])],
+                "loss": [("loss", np.asarray(loss))],
+                "gradients": list(zip(self._param_names, map(np.asarray, jax.tree_util.tree_leaves(grads)))),
+                "state": list(zip(self._state_names, map(np.asarray, jax.tree_util.tree_leaves(state)))) if state is not None else [],
+                "weights": list(zip(self._param_names, map(np.asarray, jax.tree_util.tree_leaves(params)))),
+            }
+            emit(StepRecord(step=i, tensors=tensors, digests=digests))
+        self.params, self.state = params, state
+
+    def _layer_names(self) -> list[str]:
+        return [_layer_name(i, l) for i, l in enumerate(self.setup.layers or [])]
+
+    def final_weights(self) -> list[np.ndarray]:
+        return [np.asarray(a) for a in jax.tree_util.tree_leaves(self.params)]

@@ -1,0 +1,300 @@
+"""Adapter for :class:`xentdbg.KerasFit`: the real ``model.fit``, observed step by step.
+
+Capture must not change the training (measured bitwise, see ``shared/LIBRARY_FACTS.md``
+and ``tests/test_neutral_capture.py``), so nothing is added to the user's compiled step
+except where measured neutral:
+
+- TF backend: ``model.compute_loss`` is wrapped to store the batch ``x``, ``y`` and
+  ``sample_weight`` that fit actually used in shape-less ``tf.Variable`` s (fit may
+  shuffle inside ``tf.data``: keras/src/trainers/data_adapters/array_data_adapter.py
+  ~L134, Keras 3.15).
+- JAX backend: ``model.train_function`` (a Python function around the jitted step,
+  keras/src/backend/jax/trainer.py ~L258) is wrapped to keep the batch and a host copy
+  of the pre-step state; the jitted step itself is untouched.
+- Loss, activations and gradients are *recomputed* after the step from the pre-step
+  weights and the captured batch with ``stateless_call`` under a separate compiled
+  function (same ``jit_compile``). Storing gradients from inside the user's step was
+  measured to change BatchNorm gamma by 1 ulp (Grappler rewrites single-consumer
+  tensors), the recompute was measured bitwise equal to the in-graph gradients.
+- Weights and non-trainable state are read in ``on_train_batch_end``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import numpy as np
+
+from xentdbg.adapters._keras_hooks import LayerHooks, leaf_layers
+from xentdbg.adapters.base import Emit, StopReplay, python_info
+from xentdbg.data import DataInfo
+from xentdbg.errors import UsageError
+from xentdbg.records import SideInfo, StepRecord, TensorSpec, batch_fingerprint
+from xentdbg.setups import FIT_ARGS_OWNED, KerasFit
+
+
+class KerasFitAdapter:
+    def __init__(self, setup: KerasFit, data: DataInfo):
+        import keras
+
+        self.keras = keras
+        self.backend = keras.backend.backend()
+        self.model, self.data = setup.model, data
+        model = self.model
+        if not isinstance(model, keras.Model):
+            raise UsageError(f"KerasFit got a {type(model).__name__}, not a keras.Model.",
+                             hint="Return xentdbg.KerasFit(model, ...) with a Keras 3 model (tf_keras models need LegacyKerasFunction).")
+        if not getattr(model, "compiled", False):
+            raise UsageError("KerasFit: the model is not compiled.", hint="Call model.compile(optimizer, loss) in your setup.")
+        owned = sorted(set(setup.fit_kwargs) & set(FIT_ARGS_OWNED))
+        if owned:
+            raise UsageError(f"KerasFit: fit argument(s) {', '.join(owned)} are set by xentdbg.",
+                             hint="Remove them; use --subset, --batch-size and --steps instead.")
+        if getattr(model, "steps_per_execution", 1) != 1:
+            raise UsageError("KerasFit: steps_per_execution must be 1 for per-step capture.")
+        if not model.built:
+            model.build((None, *data.input_shape))
+        self.fit_kwargs = dict(setup.fit_kwargs)
+        # Float non-trainable variables are model state (BatchNorm moving statistics);
+        # integer ones are RNG seed states, compared only through their effects.
+        self._state_index = [i for i, v in enumerate(model.non_trainable_variables)
+                             if keras.backend.is_float_dtype(v.dtype)]
+
+    # -- description -------------------------------------------------------
+    def describe(self) -> SideInfo:
+        keras = self.keras
+        fw = {"keras": keras.__version__, "backend": self.backend, **python_info()}
+        if self.backend == "tensorflow":
+            import tensorflow as tf
+
+            fw["tensorflow"] = tf.__version__
+            fw["jit_compile"] = str(self.model.jit_compile)
+        elif self.backend == "jax":
+            import jax
+
+            fw["jax"] = jax.__version__
+        nt = self.model.non_trainable_variables
+        return SideInfo(
+            kind="KerasFit", framework=fw,
+            params=[TensorSpec(v.path, tuple(v.shape), str(np.dtype(v.dtype))) for v in self.model.trainable_variables],
+            state=[TensorSpec(nt[i].path, tuple(nt[i].shape), str(np.dtype(nt[i].dtype))) for i in self._state_index],
+            layers=[l.name for l in leaf_layers(self.model)],
+        )
+
+    def _numpy(self, values) -> list[np.ndarray]:
+        return [np.array(self.keras.ops.convert_to_numpy(v), copy=True) for v in values]
+
+    def initial_values(self):
+        nt = self.model.non_trainable_variables
+        return (self._numpy([v.value for v in self.model.trainable_variables]),
+                self._numpy([nt[i].value for i in self._state_index]))
+
+    def set_initial_values(self, params, state) -> None:
+        if params is not None:
+            for v, a in zip(self.model.trainable_variables, params, strict=True):
+                v.assign(a.astype(np.dtype(v.dtype)))
+        if state is not None:
+            nt = self.model.non_trainable_variables
+            for i, a in zip(self._state_index, state, strict=True):
+                nt[i].assign(a.astype(np.dtype(nt[i].dtype)))
+
+    def final_weights(self) -> list[np.ndarray]:
+        return self._numpy([v.value for v in self.model.trainable_variables])
+
+    # -- training ----------------------------------------------------------
+    def train(self, steps: int, emit: Emit | None) -> None:
+        keras = self.keras
+        spec = self.data.spec
+        epochs = math.ceil(steps / spec.steps_per_epoch)
+        capture = _FitCapture(self, steps, emit) if emit is not None else None
+        stopper = _StopAfter(steps)
+        user_callbacks = list(self.fit_kwargs.pop("callbacks", None) or [])
+        kwargs = {"verbose": 0, **self.fit_kwargs}
+        callbacks = user_callbacks + ([capture.callback(keras)] if capture else []) + [stopper.callback(keras)]
+        try:
+            self.model.fit(self.data.x, self.data.y, batch_size=spec.batch_size, epochs=epochs,
+                           callbacks=callbacks, **kwargs)
+        except StopReplay:
+            pass
+        if self.backend == "jax":
+            self.model.jax_state_sync()
+
+
+class _StopAfter:
+    """Ends fit after ``steps`` batches by setting ``model.stop_training`` (checked per batch)."""
+
+    def __init__(self, steps: int):
+        self.steps, self.seen = steps, 0
+
+    def callback(self, keras):
+        outer = self
+
+        class StopAfter(keras.callbacks.Callback):
+            def on_train_batch_end(self, batch, logs=None):
+                outer.seen += 1
+                if outer.seen >= outer.steps:
+                    self.model.stop_training = True
+
+        return StopAfter()
+
+
+class _FitCapture:
+    """Installs the hooks described in the module docstring and builds step records."""
+
+    def __init__(self, adapter: KerasFitAdapter, steps: int, emit: Emit):
+        self.adapter, self.steps, self.emit = adapter, steps, emit
+        self.model = adapter.model
+        self.hooks = LayerHooks(self.model)
+        self.step = 0
+        self._pre: tuple[list, list] | None = None
+        self._batch: tuple | None = None
+        if adapter.backend == "tensorflow":
+            self._install_tf()
+        elif adapter.backend == "jax":
+            self._install_jax()
+        else:
+            raise UsageError(f"KerasFit: Keras backend {adapter.backend!r} is not supported yet (tensorflow, jax).")
+
+    # TF backend ------------------------------------------------------------
+    def _install_tf(self) -> None:
+        import tensorflow as tf
+
+        model, hooks = self.model, self.hooks
+
+        def var(dtype):
+            return tf.Variable(tf.zeros([0], dtype=dtype), shape=tf.TensorShape(None), trainable=False)
+
+        x_dtype = tf.as_dtype(self.adapter.data.x.dtype)
+        self._vars = {"x": var(x_dtype), "y": var(tf.float32), "sw": var(tf.float32)}
+        self._has_sw = False
+        original = model.compute_loss
+
+        @functools.wraps(original)
+        def compute_loss(x=None, y=None, y_pred=None, sample_weight=None, training=True):
+            if training and not hooks.collecting:
+                self._vars["x"].assign(x)
+                self._vars["y"].assign(tf.cast(y, tf.float32))
+                if sample_weight is not None:
+                    self._has_sw = True
+                    self._vars["sw"].assign(tf.cast(sample_weight, tf.float32))
+            return original(x, y, y_pred, sample_weight, training=training)
+
+        model.compute_loss = compute_loss
+        mvars = model.metrics_variables
+
+        def recompute(tv, ntv, x, y, sw):
+            with tf.GradientTape() as tape:
+                tape.watch(tv)
+                with hooks.collect() as acts:
+                    loss = self._stateless_loss(tv, ntv, [v.value for v in mvars], x, y, sw)
+            grads = tape.gradient(loss, tv)
+            self._act_names = [n for n, _ in acts]
+            return loss, grads, [a for _, a in acts]
+
+        # Same jit_compile as the user's step (keras/src/backend/tensorflow/trainer.py
+        # make_train_function): XLA changes float32 results in the last digits.
+        self._recompute = tf.function(recompute, jit_compile=bool(model.jit_compile), reduce_retracing=True)
+
+    def _stateless_loss(self, tv, ntv, mv, x, y, sw):
+        """The loss fit differentiates, as in keras/src/backend/jax/trainer.py
+        ``compute_loss_and_updates`` (forward-pass losses included)."""
+        model = self.model
+        kwargs = {"training": True} if model._call_has_training_arg else {}
+        y_pred, _, losses = model.stateless_call(tv, ntv, x, return_losses=True, **kwargs)
+        if losses:
+            model._losses_override = losses
+        try:
+            loss, _ = model.stateless_compute_loss(tv, ntv, mv, x=x, y=y, y_pred=y_pred, sample_weight=sw, training=True)
+        finally:
+            if losses:
+                model._losses_override = []
+        return loss
+
+    # JAX backend -----------------------------------------------------------
+    def _install_jax(self) -> None:
+        import jax
+
+        model, hooks = self.model, self.hooks
+        original_make = model.make_train_function
+
+        def host_copy(tree):
+            return jax.tree_util.tree_map(lambda a: np.array(a, copy=True), tree)
+
+        def make_train_function(force=False):
+            result = original_make(force)
+            step_fn = model.train_function
+            if not getattr(step_fn, "_xentdbg", False):
+                def train_function(state, iterator):
+                    data = next(iterator)
+                    self._pre = host_copy((state[0], state[1], state[3]))
+                    self._batch = host_copy(tuple(data) if isinstance(data, (tuple, list)) else (data,))
+                    return step_fn(state, iter([data]))
+
+                train_function._xentdbg = True
+                model.train_function = train_function
+            return result
+
+        model.make_train_function = make_train_function
+
+        def loss_and_acts(tv, ntv, mv, x, y, sw):
+            with hooks.collect() as acts:
+                loss = self._stateless_loss(tv, ntv, mv, x, y, sw)
+            self._act_names = [n for n, _ in acts]
+            return loss, [a for _, a in acts]
+
+        self._recompute_jax = jax.jit(jax.value_and_grad(loss_and_acts, has_aux=True))
+
+    # Both --------------------------------------------------------------------
+    def callback(self, keras):
+        outer = self
+
+        class Capture(keras.callbacks.Callback):
+            def on_train_batch_begin(self, batch, logs=None):
+                if outer.adapter.backend == "tensorflow":
+                    outer._pre = (
+                        [v.numpy() for v in outer.model.trainable_variables],
+                        [v.numpy() for v in outer.model.non_trainable_variables],
+                    )
+
+            def on_train_batch_end(self, batch, logs=None):
+                outer.on_step_end()
+
+        return Capture()
+
+    def on_step_end(self) -> None:
+        model = self.model
+        if self.adapter.backend == "tensorflow":
+            import tensorflow as tf
+
+            x = self._vars["x"].numpy()
+            y = self._vars["y"].numpy()
+            sw = self._vars["sw"].numpy() if self._has_sw else None
+            tv, ntv = self._pre
+            loss, grads, acts = self._recompute(
+                [tf.constant(a) for a in tv], [tf.constant(a) for a in ntv],
+                tf.constant(x), tf.constant(y), None if sw is None else tf.constant(sw))
+            weights = [v.numpy() for v in model.trainable_variables]
+            nt = [v.numpy() for v in model.non_trainable_variables]
+        else:
+            tv, ntv, mv = self._pre
+            batch = self._batch
+            x, y = batch[0], batch[1] if len(batch) > 1 else None
+            sw = batch[2] if len(batch) > 2 else None
+            (loss, acts), grads = self._recompute_jax(tv, ntv, mv, x, y, sw)
+            st = model._jax_state  # set before on_train_batch_end, keras/src/backend/jax/trainer.py ~L474
+            weights = [np.asarray(a) for a in st["trainable_variables"]]
+            nt = [np.asarray(a) for a in st["non_trainable_variables"]]
+        inputs, digests = batch_fingerprint(np.asarray(x), np.asarray(y))
+        tnames = [v.path for v in model.trainable_variables]
+        ntvars = model.non_trainable_variables
+        tensors = {
+            "inputs": inputs,
+            "activations": list(zip(self._act_names, (np.asarray(a) for a in acts), strict=True)),
+            "loss": [("loss", np.asarray(loss))],
+            "gradients": list(zip(tnames, (np.asarray(g) for g in grads), strict=True)),
+            "state": [(ntvars[i].path, np.asarray(nt[i])) for i in self.adapter._state_index],
+            "weights": list(zip(tnames, weights, strict=True)),
+        }
+        record = StepRecord(step=self.step, tensors=tensors, flags=dict(self.hooks.flags), digests=digests)
+        self.step += 1
+        self.emit(record)

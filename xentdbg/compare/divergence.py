@@ -1,0 +1,133 @@
+"""Compare two step records phase by phase and find the first divergence. Pure, no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from xentdbg.compare.matching import Matching, match_activations
+from xentdbg.compare.metrics import Summary, TensorMetrics, Tolerance, summarize, tensor_metrics
+from xentdbg.records import StepRecord
+
+
+@dataclass(frozen=True)
+class TensorComparison:
+    """One compared pair: where it is, how it differs, and whether that is within tolerance."""
+
+    step: int
+    phase: str
+    name_a: str
+    name_b: str
+    ok: bool
+    metrics: TensorMetrics | None = None  # None for flags and digests
+    summary_a: Summary | None = None
+    summary_b: Summary | None = None
+    value_a: object = None  # flags: the training values; inputs: the digests
+    value_b: object = None
+    note: str = ""
+
+    @property
+    def label(self) -> str:
+        name = self.name_a if self.name_a == self.name_b else f"{self.name_a} | {self.name_b}"
+        return f"step {self.step} · {self.phase} · {name}"
+
+
+@dataclass
+class StepComparison:
+    step: int
+    tensors: list[TensorComparison]
+    loss_a: float
+    loss_b: float
+    skipped: list[str] = field(default_factory=list)  # phases or notes not compared
+
+    @property
+    def divergences(self) -> list[TensorComparison]:
+        return [t for t in self.tensors if not t.ok]
+
+    @property
+    def first(self) -> TensorComparison | None:
+        return next((t for t in self.tensors if not t.ok), None)
+
+    @property
+    def max_grad_diff(self) -> float:
+        diffs = [t.metrics.max_abs for t in self.tensors if t.phase == "gradients" and t.metrics]
+        return max(diffs, default=float("nan"))
+
+
+@dataclass
+class Pairing:
+    """Which tensors of A are compared with which of B, fixed once from the first step."""
+
+    params: list[tuple[int, int]]
+    state: list[tuple[int, int]]
+    activations: Matching | None = None
+    flags: list[tuple[str, str]] | None = None
+
+    def settle(self, a: StepRecord, b: StepRecord) -> None:
+        if self.activations is None:
+            shapes = lambda r: [(n, tuple(np.shape(x))) for n, x in r.tensors.get("activations", [])]
+            sa, sb = shapes(a), shapes(b)
+            self.activations = match_activations(sa, sb) if sa and sb else Matching([], [])
+        if self.flags is None:
+            self.flags = _pair_flags(a.flags, b.flags)
+
+
+def _pair_flags(fa: dict, fb: dict) -> list[tuple[str, str]]:
+    """Layers that take ``training`` on both sides: by name when the names agree, else by order."""
+    if not fa or not fb:
+        return []
+    if set(fa) == set(fb):
+        return [(n, n) for n in fa]
+    return list(zip(fa, fb))  # dicts keep layer order; extra layers on one side are not compared
+
+
+def _flag_value(v) -> bool | str:
+    # None and False mean the same to a layer: `if training:` (e.g. BatchNormalization).
+    return bool(v) if v is None or isinstance(v, bool) else v
+
+
+def compare_step(a: StepRecord, b: StepRecord, pairing: Pairing, tol: Tolerance) -> StepComparison:
+    """All tensor comparisons of one step, in phase order (see :mod:`xentdbg.records`)."""
+    pairing.settle(a, b)
+    out: list[TensorComparison] = []
+    skipped: list[str] = []
+    step = a.step
+
+    def tensors(phase: str, pairs, reverse: bool = False):
+        ta, tb = a.tensors.get(phase, []), b.tensors.get(phase, [])
+        for i, j in (reversed(pairs) if reverse else pairs):
+            (na, xa), (nb, xb) = ta[i], tb[j]
+            m = tensor_metrics(xa, xb)
+            out.append(TensorComparison(step, phase, na, nb, m.within(tol), m, summarize(xa), summarize(xb),
+                                        note="" if m.same_shape else "shapes differ"))
+
+    # inputs: exact identity (digests); per-sample sums give the metrics
+    ia, ib = dict(a.tensors.get("inputs", [])), dict(b.tensors.get("inputs", []))
+    for key in ("x", "y"):
+        if key in ia and key in ib:
+            same = a.digests.get(key) == b.digests.get(key)
+            m = tensor_metrics(ia[key], ib[key])
+            out.append(TensorComparison(step, "inputs", key, key, same, m, summarize(ia[key]), summarize(ib[key]),
+                                        a.digests.get(key), b.digests.get(key),
+                                        note="" if same else "different batch (per-sample sums compared)"))
+    # training flags: exact
+    if pairing.flags:
+        for la, lb in pairing.flags:
+            va, vb = _flag_value(a.flags.get(la)), _flag_value(b.flags.get(lb))
+            out.append(TensorComparison(step, "flags", la, lb, va == vb, value_a=a.flags.get(la),
+                                        value_b=b.flags.get(lb)))
+    elif a.flags or b.flags:
+        skipped.append("flags: only one side reports training flags")
+    # activations, forward order
+    if pairing.activations and pairing.activations.pairs:
+        tensors("activations", pairing.activations.pairs)
+    elif a.tensors.get("activations") and b.tensors.get("activations"):
+        skipped.append("activations: " + "; ".join(pairing.activations.problems))
+    elif a.tensors.get("activations") or b.tensors.get("activations"):
+        skipped.append("activations: only one side records layer outputs")
+    tensors("loss", [(0, 0)])
+    tensors("gradients", pairing.params, reverse=True)  # nearest the loss first
+    tensors("state", pairing.state)
+    tensors("weights", pairing.params)
+    return StepComparison(step, out, a.loss, b.loss, skipped)

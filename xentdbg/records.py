@@ -1,0 +1,119 @@
+"""What one side captured: plain records that cross process boundaries and feed comparison.
+
+A step is captured in a fixed phase order, which defines which divergence is "first":
+
+``inputs`` -> ``flags`` -> ``activations`` (forward order) -> ``loss`` ->
+``gradients`` (backward order: nearest the loss first) -> ``state``
+(non-trainable, e.g. BatchNorm moving statistics) -> ``weights`` (after the step).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+PHASES = ("inputs", "flags", "activations", "loss", "gradients", "state", "weights")
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """Name, shape and dtype of a parameter or state tensor."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TensorSpec":
+        return cls(d["name"], tuple(d["shape"]), d["dtype"])
+
+    @classmethod
+    def of(cls, name: str, array) -> "TensorSpec":
+        return cls(name, tuple(int(s) for s in np.shape(array)), str(np.asarray(array).dtype))
+
+
+@dataclass
+class SideInfo:
+    """What a worker reports once its setup is loaded."""
+
+    kind: str  # "KerasFit", "JaxLoop", ...
+    framework: dict[str, str]  # versions and backend
+    params: list[TensorSpec]
+    state: list[TensorSpec]
+    layers: list[str] = field(default_factory=list)
+
+
+@dataclass
+class StepRecord:
+    """Everything one side captured in one training step, by phase, in phase order.
+
+    ``tensors[phase]`` is a list of ``(name, array)``; ``flags`` maps a layer name to
+    the ``training`` value it received (``None`` when the layer does not take one).
+    ``digests`` holds SHA-1 hex digests of the input batch and its labels.
+    """
+
+    step: int
+    tensors: dict[str, list[tuple[str, np.ndarray]]]
+    flags: dict[str, bool | None] = field(default_factory=dict)
+    digests: dict[str, str] = field(default_factory=dict)
+
+    def arrays(self, phase: str) -> list[np.ndarray]:
+        return [a for _, a in self.tensors.get(phase, [])]
+
+    def names(self, phase: str) -> list[str]:
+        return [n for n, _ in self.tensors.get(phase, [])]
+
+    @property
+    def loss(self) -> float:
+        (_, value), = self.tensors["loss"]
+        return float(np.asarray(value).reshape(()))
+
+    # Wire form: a header dict plus a flat array list (see xentdbg.replay.wire).
+    def to_wire(self) -> tuple[dict, list[np.ndarray]]:
+        layout, arrays = [], []
+        for phase in PHASES:
+            for name, a in self.tensors.get(phase, []):
+                layout.append([phase, name])
+                arrays.append(np.asarray(a))
+        header = {"type": "step", "step": self.step, "layout": layout,
+                  "flags": self.flags, "digests": self.digests}
+        return header, arrays
+
+    @classmethod
+    def from_wire(cls, header: dict, arrays: list[np.ndarray]) -> "StepRecord":
+        tensors: dict[str, list[tuple[str, np.ndarray]]] = {}
+        for (phase, name), a in zip(header["layout"], arrays, strict=True):
+            tensors.setdefault(phase, []).append((name, a))
+        return cls(step=header["step"], tensors=tensors, flags=header["flags"],
+                   digests=header["digests"])
+
+
+def batch_fingerprint(x: np.ndarray, y: np.ndarray) -> tuple[list[tuple[str, np.ndarray]], dict[str, str]]:
+    """Cheap, order-sensitive summary of an input batch.
+
+    Returns per-sample float64 sums of ``x`` and ``y`` (so a report can show *which*
+    samples differ) and SHA-1 digests of the float32 bytes (exact identity).
+    """
+    x32 = np.ascontiguousarray(x, dtype=np.float32)
+    y32 = np.ascontiguousarray(y, dtype=np.float32)
+    sums = [("x", x32.reshape(len(x32), -1).sum(axis=1, dtype=np.float64)),
+            ("y", y32.reshape(len(y32), -1).sum(axis=1, dtype=np.float64))]
+    digests = {"x": hashlib.sha1(x32.tobytes()).hexdigest(),
+               "y": hashlib.sha1(y32.tobytes()).hexdigest()}
+    return sums, digests
+
+
+def side_info_to_dict(info: SideInfo) -> dict:
+    return {"kind": info.kind, "framework": info.framework, "layers": info.layers,
+            "params": [t.to_dict() for t in info.params], "state": [t.to_dict() for t in info.state]}
+
+
+def side_info_from_dict(d: dict) -> SideInfo:
+    return SideInfo(kind=d["kind"], framework=d["framework"], layers=d["layers"],
+                    params=[TensorSpec.from_dict(t) for t in d["params"]],
+                    state=[TensorSpec.from_dict(t) for t in d["state"]])

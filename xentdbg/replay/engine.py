@@ -1,0 +1,151 @@
+"""Lockstep replay: drive two workers step by step and compare what they capture.
+
+This is the Python API behind ``xentdbg compare``::
+
+    from xentdbg import CompareConfig, compare
+    result = compare(CompareConfig("a.py", "b.py:setup", steps=10))
+    result.first  # the first divergent tensor, or None
+"""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass, field
+from typing import Callable, Literal
+
+import numpy as np
+
+from xentdbg import __version__
+from xentdbg.compare.divergence import Pairing, StepComparison, TensorComparison, compare_step
+from xentdbg.compare.matching import match_by_order
+from xentdbg.compare.metrics import Tolerance
+from xentdbg.data import DataSpec
+from xentdbg.errors import EXIT_DIVERGED, EXIT_OK, ParameterMismatch
+from xentdbg.records import SideInfo, StepRecord, side_info_from_dict
+from xentdbg.replay.loading import SetupRef
+from xentdbg.replay.process import WorkerProcess
+
+Init = Literal["a", "b", "own"]
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    """Everything ``compare`` needs. ``init``: which side's initial weights both start from
+    (``"a"``, ``"b"``) or ``"own"`` for each its own."""
+
+    setup_a: str
+    setup_b: str
+    data: DataSpec = field(default_factory=DataSpec)
+    steps: int = 10
+    init: Init = "a"
+    env_a: dict[str, str] = field(default_factory=dict)
+    env_b: dict[str, str] = field(default_factory=dict)
+    tolerance: Tolerance = field(default_factory=Tolerance)
+    step_timeout: float | None = None
+
+
+@dataclass
+class CompareResult:
+    config: CompareConfig
+    info_a: SideInfo
+    info_b: SideInfo
+    steps: list[StepComparison]
+    notes: list[str]
+    versions: dict[str, str]
+
+    @property
+    def first(self) -> TensorComparison | None:
+        return next((s.first for s in self.steps if s.first is not None), None)
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_DIVERGED if self.first is not None else EXIT_OK
+
+    @property
+    def all_bitwise_equal(self) -> bool:
+        return all(t.ok and (t.metrics is None or t.metrics.bitwise_equal) for s in self.steps for t in s.tensors)
+
+
+def _start(config: CompareConfig) -> tuple[WorkerProcess, WorkerProcess]:
+    refs = [SetupRef.parse(config.setup_a), SetupRef.parse(config.setup_b)]
+    for ref in refs:
+        ref.check()
+    workers = (WorkerProcess("A", config.env_a), WorkerProcess("B", config.env_b))
+    for w, ref in zip(workers, refs):
+        w.send({"type": "load", "setup": {"target": ref.target, "function": ref.function},
+                "data": config.data.to_dict(), "steps": config.steps})
+    return workers
+
+
+def _ready(worker: WorkerProcess, timeout: float | None) -> tuple[SideInfo, list[np.ndarray], list[np.ndarray]]:
+    header, arrays = worker.recv(timeout)
+    info = side_info_from_dict(header["info"])
+    n = len(info.params)
+    return info, arrays[:n], arrays[n:]
+
+
+def _send_init(config: CompareConfig, workers, infos, values, state_ok: bool) -> None:
+    """Send the chosen side's initial weights (and state, when it pairs) to the other side."""
+    src = {"a": 0, "b": 1}.get(config.init)
+    for k, w in enumerate(workers):
+        if src is None or k == src:
+            w.send({"type": "init", "params": False, "state": False})
+            continue
+        params, state = values[src]
+        w.send({"type": "init", "params": True, "state": state_ok},
+               params + (state if state_ok else []))
+
+
+def compare(config: CompareConfig, on_step: Callable[[StepComparison], None] | None = None,
+            on_status: Callable[[str], None] | None = None) -> CompareResult:
+    """Replay both setups in lockstep for ``config.steps`` steps and compare every step.
+
+    Raises :class:`~xentdbg.errors.UsageError` (bad setup, mismatched parameters) or
+    :class:`~xentdbg.errors.SetupFailed` (a side raised, died or hung)."""
+    status = on_status or (lambda s: None)
+    status("starting workers")
+    workers = _start(config)
+    try:
+        status("loading setups")
+        ready = [_ready(w, config.step_timeout and max(config.step_timeout, 300)) for w in workers]
+        infos = [r[0] for r in ready]
+        params = match_by_order(infos[0].params, infos[1].params)
+        if not params.ok:
+            raise ParameterMismatch("The two setups' parameters cannot be paired by order and shape.",
+                                    table_a=infos[0].params, table_b=infos[1].params, problems=params.problems)
+        state = match_by_order(infos[0].state, infos[1].state)
+        notes = []
+        if not state.ok and (infos[0].state or infos[1].state):
+            notes.append("non-trainable state not compared: " + "; ".join(state.problems))
+        _send_init(config, workers, infos, [(r[1], r[2]) for r in ready], state.ok)
+        pairing = Pairing(params=params.pairs, state=state.pairs)
+        steps: list[StepComparison] = []
+        for k in range(config.steps):
+            status(f"step {k}")
+            records = []
+            for w in workers:
+                w.step = k
+                header, arrays = w.recv(config.step_timeout)
+                records.append(StepRecord.from_wire(header, arrays))
+            cmp = compare_step(records[0], records[1], pairing, config.tolerance)
+            steps.append(cmp)
+            for w in workers:
+                w.send({"type": "next"})
+            if on_step:
+                on_step(cmp)
+        for w in workers:
+            w.recv(config.step_timeout)  # "done"
+        for s in steps[:1]:
+            notes.extend(s.skipped)
+        return CompareResult(config, infos[0], infos[1], steps, notes, _versions())
+    except BaseException:
+        for w in workers:
+            w.kill()
+        raise
+    finally:
+        for w in workers:
+            w.close()
+
+
+def _versions() -> dict[str, str]:
+    return {"xentdbg": __version__, "python": platform.python_version()}

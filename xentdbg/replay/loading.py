@@ -1,0 +1,83 @@
+"""Turn ``path/to/file.py:name`` (or ``package.module:name``) into a setup function."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from xentdbg.errors import UsageError
+
+DEFAULT_FUNCTION = "setup"
+
+
+@dataclass(frozen=True)
+class SetupRef:
+    """Where a setup lives. ``target`` is a ``.py`` path or a dotted module name."""
+
+    target: str
+    function: str = DEFAULT_FUNCTION
+
+    @classmethod
+    def parse(cls, text: str) -> "SetupRef":
+        target, sep, function = text.rpartition(":")
+        if not sep or not function.isidentifier():  # no ":name", or a Windows drive letter
+            target, function = text, DEFAULT_FUNCTION
+        if not target:
+            raise UsageError(f"Setup {text!r} names no file or module.",
+                             hint="Write path/to/file.py:function, e.g. examples/case1_bce/keras_fit.py:setup.")
+        return cls(target, function)
+
+    def __str__(self) -> str:
+        return f"{self.target}:{self.function}"
+
+    @property
+    def is_file(self) -> bool:
+        return self.target.endswith(".py") or "/" in self.target
+
+    def check(self) -> None:
+        """Cheap checks the coordinator runs before starting any worker."""
+        if self.is_file and not Path(self.target).is_file():
+            raise UsageError(f"Setup file {self.target} does not exist.",
+                             hint="Give a path relative to the current directory, e.g. examples/case1_bce/keras_fit.py.")
+
+    def content_hash(self) -> str | None:
+        if self.is_file and Path(self.target).is_file():
+            return hashlib.sha256(Path(self.target).read_bytes()).hexdigest()[:16]
+        return None
+
+
+def load_function(ref: SetupRef) -> Callable:
+    """Import the module and return the setup function (in a worker process)."""
+    ref.check()
+    if ref.is_file:
+        path = Path(ref.target).resolve()
+        name = f"xentdbg_setup_{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
+        spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise UsageError(f"Cannot import {ref.target} as Python.")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        sys.path.insert(0, str(path.parent))  # let the setup import its neighbours
+        spec.loader.exec_module(module)
+    else:
+        try:
+            module = importlib.import_module(ref.target)
+        except ModuleNotFoundError as e:
+            if e.name and ref.target.startswith(e.name):
+                raise UsageError(f"No module named {ref.target!r}.",
+                                 hint="Give a .py path or an importable module name.") from None
+            raise
+    fn = getattr(module, ref.function, None)
+    if fn is None:
+        public = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith("_")
+                        and getattr(v, "__module__", None) == module.__name__)
+        raise UsageError(f"{ref.target} has no function {ref.function!r}.",
+                         hint=f"Functions defined there: {', '.join(public) or 'none'}.")
+    if not callable(fn):
+        raise UsageError(f"{ref} is a {type(fn).__name__}, not a function.")
+    return fn

@@ -1,0 +1,119 @@
+"""A worker process seen from the coordinator: spawn, talk, read its log, stop it."""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from xentdbg.errors import SetupFailed, UsageError
+from xentdbg.replay import wire
+
+# Quiet TensorFlow's C++ start-up chatter in worker logs unless the user asks otherwise.
+DEFAULT_WORKER_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+class WorkerProcess:
+    """One side (``"A"`` or ``"B"``) running ``python -m xentdbg.replay.worker``.
+
+    The worker gets the coordinator's environment plus ``env`` overrides (e.g.
+    ``KERAS_BACKEND=jax``), so framework global state never crosses sides. Its
+    stdout/stderr go to a log file shown when it fails.
+    """
+
+    def __init__(self, side: str, env: dict[str, str]):
+        self.side = side
+        self.env_overrides = dict(env)
+        to_worker_r, self._to_worker = os.pipe()
+        self._from_worker, from_worker_w = os.pipe()
+        self.log = tempfile.NamedTemporaryFile(prefix=f"xentdbg-{side}-", suffix=".log", delete=False)
+        full_env = {**os.environ, **DEFAULT_WORKER_ENV, **self.env_overrides}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "xentdbg.replay.worker", str(to_worker_r), str(from_worker_w)],
+            pass_fds=(to_worker_r, from_worker_w), env=full_env, stdin=subprocess.DEVNULL,
+            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        os.close(to_worker_r)
+        os.close(from_worker_w)
+        self.step: int | None = None  # the step the worker is in, for error messages
+
+    def send(self, header: dict, arrays: list[np.ndarray] | None = None) -> None:
+        try:
+            wire.send(self._to_worker, header, arrays)
+        except (BrokenPipeError, OSError):
+            self._died()
+
+    def recv(self, timeout: float | None = None) -> tuple[dict, list[np.ndarray]]:
+        """Next message; raises :class:`SetupFailed` if the worker errs, dies or hangs."""
+        if timeout is not None:
+            ready, _, _ = select.select([self._from_worker], [], [], timeout)
+            if not ready:
+                self.kill()
+                where = f" in step {self.step}" if self.step is not None else " while loading"
+                raise SetupFailed(f"Side {self.side} did not answer within {timeout:g} s{where}.",
+                                  side=self.side, step=self.step, hint="Raise --step-timeout if the step is just slow.",
+                                  detail=self.log_tail())
+        try:
+            header, arrays = wire.recv(self._from_worker)
+        except (wire.ChannelClosed, OSError, ValueError):
+            self._died()
+        if header.get("type") == "error":
+            self._raise_error(header)
+        return header, arrays
+
+    def _raise_error(self, header: dict) -> None:
+        step = header.get("step")
+        if header["kind"] == "usage":
+            raise UsageError(f"Side {self.side}: {header['message']}", hint=header.get("hint"))
+        where = f"step {step}" if step is not None else f"{header['stage']}"
+        raise SetupFailed(f"Side {self.side} raised {header['exception']} at {where}: {header['message']}",
+                          side=self.side, step=step, detail=header["traceback"])
+
+    def _died(self):
+        try:
+            code = self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            code = None
+        how = (f"was killed by signal {-code}" if code is not None and code < 0
+               else f"exited with code {code}" if code is not None else "closed its pipe")
+        where = f" in step {self.step}" if self.step is not None else " while loading"
+        raise SetupFailed(f"Side {self.side}'s worker {how}{where}.", side=self.side, step=self.step,
+                          detail=self.log_tail())
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            with open(self.log.name, errors="replace") as f:
+                return "".join(f.readlines()[-lines:])
+        except OSError:
+            return ""
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait()
+
+    def close(self, grace: float = 10.0) -> None:
+        """Let a finished worker exit, kill it after ``grace`` seconds, remove its log."""
+        for fd in (self._to_worker, self._from_worker):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        deadline = time.monotonic() + grace
+        while self.proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.kill()
+        self.log.close()
+        try:
+            os.unlink(self.log.name)
+        except OSError:
+            pass

@@ -1,0 +1,84 @@
+"""One side of a replay, in its own process: ``python -m xentdbg.replay.worker FD_IN FD_OUT``.
+
+Protocol (see :mod:`xentdbg.replay.wire`), coordinator -> worker then worker -> coordinator:
+
+1. ``load`` {setup, data, steps}  ->  ``ready`` {info} + initial parameters and state
+2. ``init`` {params: bool, state: bool} + arrays  ->  (training starts)
+3. per step: ``step`` record  <-  ``next`` or ``stop``
+4. ``done``, or at any point ``error`` {kind: usage|setup, message, traceback, step}
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+from xentdbg.errors import UsageError
+from xentdbg.replay import wire
+
+
+def _send_error(fd: int, kind: str, exc: BaseException, step: int | None, stage: str) -> None:
+    tb = "".join(traceback.format_exception(exc))
+    header = {"type": "error", "kind": kind, "message": str(exc) or type(exc).__name__,
+              "exception": type(exc).__name__, "traceback": tb, "step": step, "stage": stage}
+    if isinstance(exc, UsageError):
+        header["hint"] = exc.hint
+    try:
+        wire.send(fd, header)
+    except OSError:
+        pass
+
+
+def serve(fd_in: int, fd_out: int) -> int:
+    # Everything heavy is imported here, in the worker, never in the coordinator.
+    from xentdbg.adapters import make_adapter
+    from xentdbg.adapters.base import StopReplay
+    from xentdbg.data import DataSpec, load
+    from xentdbg.records import side_info_to_dict
+    from xentdbg.replay.loading import SetupRef, load_function
+
+    stage, emitted = "load", 0
+    try:
+        header, _ = wire.recv(fd_in)
+        ref = SetupRef(**header["setup"])
+        data = load(DataSpec.from_dict(header["data"]))
+        steps = int(header["steps"])
+        fn = load_function(ref)
+        stage = "setup"
+        adapter = make_adapter(fn(data), data)
+        params, state = adapter.initial_values()
+        wire.send(fd_out, {"type": "ready", "info": side_info_to_dict(adapter.describe())}, params + state)
+
+        header, arrays = wire.recv(fd_in)
+        n = len(params)
+        adapter.set_initial_values(arrays[:n] if header["params"] else None,
+                                   arrays[n if header["params"] else 0:] if header["state"] else None)
+        stage = "step"
+
+        def emit(record) -> None:
+            nonlocal emitted
+            wire.send(fd_out, *record.to_wire())
+            emitted += 1
+            reply, _ = wire.recv(fd_in)
+            if reply["type"] == "stop":
+                raise StopReplay
+
+        try:
+            adapter.train(steps, emit)
+        except StopReplay:
+            pass
+        wire.send(fd_out, {"type": "done"})
+        return 0
+    except wire.ChannelClosed:
+        return 0  # the coordinator went away: nothing left to report to
+    except UsageError as e:
+        _send_error(fd_out, "usage", e, None, stage)
+        return 2
+    except BaseException as e:  # the user's setup raised: report it with its traceback
+        _send_error(fd_out, "setup", e, emitted if stage == "step" else None, stage)
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(serve(int(sys.argv[1]), int(sys.argv[2])))

@@ -1,0 +1,216 @@
+"""The terminal report of a comparison (rich), and how errors are shown."""
+
+from __future__ import annotations
+
+import math
+
+from rich import box
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from xentdbg.compare.divergence import TensorComparison
+from xentdbg.compare.metrics import Summary, Tolerance
+from xentdbg.data import BUNDLED
+from xentdbg.errors import ParameterMismatch, SetupFailed, XentdbgError
+
+MAX_OTHER = 12
+
+
+def _fmt(x: float | None) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, float) and math.isnan(x):
+        return "nan"
+    if isinstance(x, float) and math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    if isinstance(x, int):
+        return str(x)
+    return f"{x:.6g}"
+
+
+def _side_line(label: str, path: str, info, env: dict) -> Text:
+    fw = info.framework
+    parts = [info.kind]
+    if "keras" in fw:
+        parts.append(f"Keras {fw['keras']} ({fw.get('backend')} backend)")
+    if "tensorflow" in fw:
+        parts.append(f"TensorFlow {fw['tensorflow']}")
+    if "jax" in fw:
+        parts.append(f"JAX {fw['jax']}" + (f" on {fw['backend']}" if info.kind == "JaxLoop" else ""))
+    if env:
+        parts.append(" ".join(f"{k}={v}" for k, v in env.items()))
+    t = Text.assemble((f"{label} ", "bold"), (path, "cyan"), "  ", " · ".join(parts))
+    return t
+
+
+def _data_line(cfg) -> str:
+    d = cfg.data
+    src = "bundled MNIST (5000 samples)" if d.source == BUNDLED else d.source
+    return (f"{src}, first {d.subset}, task {d.task}, pixels {d.pixels}, batch {d.batch_size} "
+            f"({d.steps_per_epoch} per epoch), {cfg.steps} steps")
+
+
+def _init_line(init: str) -> str:
+    return {"a": "B starts from A's initial weights", "b": "A starts from B's initial weights",
+            "own": "each side starts from its own initial weights"}[init]
+
+
+def _summary_rows(a: Summary, b: Summary) -> Table:
+    t = Table(box=box.SIMPLE, show_edge=False, pad_edge=False)
+    t.add_column("")
+    t.add_column("A", justify="right")
+    t.add_column("B", justify="right")
+    if a.shape == () and b.shape == ():
+        t.add_row("value", _fmt(a.mean if not a.nonfinite else math.nan), _fmt(b.mean if not b.nonfinite else math.nan))
+    else:
+        t.add_row("shape", str(a.shape), str(b.shape))
+        for key in ("min", "max", "mean", "std", "norm"):
+            t.add_row(key, _fmt(getattr(a, key)), _fmt(getattr(b, key)))
+    t.add_row("dtype", a.dtype, b.dtype)
+    t.add_row("non-finite", str(a.nonfinite), str(b.nonfinite))
+    return t
+
+
+def _metrics_rows(t: TensorComparison, tol: Tolerance) -> Table:
+    m = t.metrics
+    tab = Table(box=box.SIMPLE, show_header=False, show_edge=False, pad_edge=False)
+    tab.add_column(style="bold")
+    tab.add_column(justify="right")
+    if not m.same_shape:
+        tab.add_row("shapes", "differ")
+        return tab
+    tab.add_row("max abs diff", _fmt(m.max_abs))
+    tab.add_row("max rel diff", _fmt(m.max_rel))
+    tab.add_row("cosine similarity", f"{m.cosine:.6f}")
+    tab.add_row("non-finite A / B", f"{m.nonfinite_a} / {m.nonfinite_b}")
+    tab.add_row(f"passes with atol (rtol={tol.rtol:g})", f">= {_fmt(m.needed_atol(tol))}")
+    tab.add_row(f"passes with rtol (atol={tol.atol:g})", f">= {_fmt(m.needed_rtol(tol))}")
+    return tab
+
+
+def _hint(t: TensorComparison) -> str | None:
+    """What the first divergence usually means; the diagnosis command will say more."""
+    if t.phase == "flags":
+        off = "A" if not t.value_a else "B"
+        return (f"Side {off}'s layer ran in inference mode: call the model with training=True "
+                f"(Keras 3), or feed the learning phase (legacy K.function).")
+    if t.phase == "inputs":
+        return ("The two sides trained on different batches: model.fit shuffles unless shuffle=False; "
+                "check the data preprocessing on both sides.")
+    if t.metrics is not None and t.metrics.nonfinite_mismatch:
+        side = "A" if t.metrics.nonfinite_a > t.metrics.nonfinite_b else "B"
+        return f"Side {side} produced NaN/Inf here first (the other side is finite at these positions)."
+    return None
+
+
+def first_divergence(t: TensorComparison, tol: Tolerance) -> Panel:
+    parts: list = []
+    if t.phase == "flags":
+        parts.append(Text(f"training A={t.value_a}, B={t.value_b}"))
+    else:
+        if t.phase == "inputs":
+            parts.append(Text(f"batch digest A {str(t.value_a)[:12]}…, B {str(t.value_b)[:12]}…"))
+        grid = Table.grid(padding=(0, 4))
+        grid.add_row(_metrics_rows(t, tol), _summary_rows(t.summary_a, t.summary_b))
+        parts.append(grid)
+    hint = _hint(t)
+    if hint:
+        parts.append(Text("hint: " + hint, style="yellow"))
+    return Panel(Group(*parts), title=Text(f"First divergence: {t.label}", style="bold red"),
+                 title_align="left", border_style="red")
+
+
+def _others(step, first: TensorComparison) -> Table | None:
+    others = [t for t in step.divergences if t is not first]
+    if not others:
+        return None
+    tab = Table(title=f"Also diverged in step {step.step} ({len(others)})", title_justify="left",
+                box=box.SIMPLE_HEAD)
+    for col in ("phase", "tensor", "max abs diff", "cosine", "non-finite A/B"):
+        tab.add_column(col, justify="right" if col not in ("phase", "tensor") else "left")
+    for t in others[:MAX_OTHER]:
+        name = t.name_a if t.name_a == t.name_b else f"{t.name_a} | {t.name_b}"
+        if t.metrics is None:
+            tab.add_row(t.phase, name, f"A={t.value_a} B={t.value_b}", "", "")
+        else:
+            m = t.metrics
+            tab.add_row(t.phase, name, _fmt(m.max_abs), f"{m.cosine:.4f}", f"{m.nonfinite_a}/{m.nonfinite_b}")
+    if len(others) > MAX_OTHER:
+        tab.add_row("…", f"{len(others) - MAX_OTHER} more (see --json)", "", "", "")
+    return tab
+
+
+def _per_step(result) -> Table:
+    tab = Table(title="Per step", title_justify="left", box=box.SIMPLE_HEAD)
+    for col in ("step", "loss A", "loss B", "|loss A - B|", "max grad diff", "diverged", "first in step"):
+        tab.add_column(col, justify="left" if col == "first in step" else "right")
+    for s in result.steps:
+        dl = abs(s.loss_a - s.loss_b)
+        style = "red" if s.first else None
+        first = f"{s.first.phase} · {s.first.name_a}" if s.first else ""
+        tab.add_row(str(s.step), _fmt(s.loss_a), _fmt(s.loss_b), _fmt(dl), _fmt(s.max_grad_diff),
+                    str(len(s.divergences)), first, style=style)
+    return tab
+
+
+def render_result(result, console: Console) -> None:
+    cfg, tol = result.config, result.config.tolerance
+    head = Group(
+        _side_line("A", cfg.setup_a, result.info_a, cfg.env_a),
+        _side_line("B", cfg.setup_b, result.info_b, cfg.env_b),
+        Text(f"data  {_data_line(cfg)}"),
+        Text(f"init  {_init_line(cfg.init)}"),
+        Text(f"tolerance  {tol.describe()} (NaN/Inf on one side only always diverges)"),
+    )
+    console.print(Panel(head, title="xentdbg compare", title_align="left"))
+    first = result.first
+    if first is None:
+        equal = " Every captured tensor is bitwise equal." if result.all_bitwise_equal else ""
+        console.print(Text(f"No divergence in {len(result.steps)} steps.{equal}", style="bold green"))
+    else:
+        console.print(first_divergence(first, tol))
+        step = next(s for s in result.steps if s.first is first)
+        others = _others(step, first)
+        if others is not None:
+            console.print(others)
+    console.print(_per_step(result))
+    for note in result.notes:
+        console.print(Text(f"note: {note}", style="dim"))
+    console.print(Text(f"exit {result.exit_code}: " + ("divergence found" if first else "no divergence"),
+                       style="bold red" if first else "bold green"))
+
+
+def _param_table(err: ParameterMismatch) -> Table:
+    tab = Table(title="Parameters, paired by order", box=box.SIMPLE_HEAD)
+    tab.add_column("#", justify="right")
+    tab.add_column(f"{err.labels[0]} name")
+    tab.add_column(f"{err.labels[0]} shape")
+    tab.add_column(f"{err.labels[1]} name")
+    tab.add_column(f"{err.labels[1]} shape")
+    tab.add_column("")
+    for i in range(max(len(err.table_a), len(err.table_b))):
+        a = err.table_a[i] if i < len(err.table_a) else None
+        b = err.table_b[i] if i < len(err.table_b) else None
+        ok = a is not None and b is not None and a.shape == b.shape
+        tab.add_row(str(i), a.name if a else "", str(a.shape) if a else "—", b.name if b else "",
+                    str(b.shape) if b else "—", Text("ok", "green") if ok else Text("MISMATCH", "bold red"),
+                    style=None if ok else "red")
+    return tab
+
+
+def render_error(err: XentdbgError, console: Console) -> None:
+    label = "setup failed" if isinstance(err, SetupFailed) else "error"
+    console.print(Text(f"{label}: {err.message}", style="bold red"))
+    if isinstance(err, ParameterMismatch):
+        console.print(_param_table(err))
+        for p in err.problems:
+            console.print(Text(f"  - {p}", style="red"))
+    if err.detail:
+        title = f"side {err.side}" + (f", step {err.step}" if err.step is not None else "") \
+            if isinstance(err, SetupFailed) else None
+        console.print(Panel(Text(err.detail.rstrip()), title=title, title_align="left", border_style="dim"))
+    if err.hint:
+        console.print(Text(f"hint: {err.hint}", style="yellow"))
+    console.print(Text(f"exit {err.exit_code}", style="bold"))

@@ -1,0 +1,83 @@
+"""The compare report as plain data (``--json``): the same content as the terminal report."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from xentdbg.compare.divergence import TensorComparison
+from xentdbg.errors import XentdbgError
+from xentdbg.records import SideInfo
+
+SCHEMA_VERSION = 1
+
+
+def _clean(value):
+    """JSON has no NaN/Inf: write them as strings so the file stays standard JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def tensor_dict(t: TensorComparison, tol=None) -> dict:
+    d = {"step": t.step, "phase": t.phase, "name_a": t.name_a, "name_b": t.name_b, "ok": t.ok}
+    if t.metrics is not None:
+        d["metrics"] = t.metrics.to_dict()
+        if tol is not None:
+            d["metrics"]["needed_atol"] = t.metrics.needed_atol(tol)
+            d["metrics"]["needed_rtol"] = t.metrics.needed_rtol(tol)
+    if t.summary_a is not None:
+        d["summary_a"], d["summary_b"] = t.summary_a.to_dict(), t.summary_b.to_dict()
+    if t.value_a is not None or t.value_b is not None:
+        d["value_a"], d["value_b"] = t.value_a, t.value_b
+    if t.note:
+        d["note"] = t.note
+    return d
+
+
+def side_dict(path: str, info: SideInfo, env: dict) -> dict:
+    return {"setup": path, "kind": info.kind, "framework": info.framework, "env": env,
+            "params": [p.to_dict() for p in info.params], "state": [s.to_dict() for s in info.state],
+            "layers": info.layers}
+
+
+def result_dict(result) -> dict:
+    cfg, tol = result.config, result.config.tolerance
+    first = result.first
+    first_step = next((s for s in result.steps if s.first is not None), None)
+    return _clean({
+        "schema": SCHEMA_VERSION,
+        "versions": result.versions,
+        "exit_code": result.exit_code,
+        "a": side_dict(cfg.setup_a, result.info_a, cfg.env_a),
+        "b": side_dict(cfg.setup_b, result.info_b, cfg.env_b),
+        "data": cfg.data.to_dict(),
+        "steps_run": len(result.steps),
+        "init": cfg.init,
+        "tolerance": {"rtol": tol.rtol, "atol": tol.atol, "rule": tol.describe()},
+        "first_divergence": tensor_dict(first, tol) if first else None,
+        "also_diverged_in_step": [tensor_dict(t, tol) for t in first_step.divergences[1:]] if first_step else [],
+        "per_step": [{"step": s.step, "loss_a": s.loss_a, "loss_b": s.loss_b, "max_grad_diff": s.max_grad_diff,
+                      "divergent_tensors": len(s.divergences),
+                      "first": s.first.label if s.first else None} for s in result.steps],
+        "all_bitwise_equal": result.all_bitwise_equal,
+        "notes": result.notes,
+    })
+
+
+def error_dict(err: XentdbgError) -> dict:
+    d = {"schema": SCHEMA_VERSION, "exit_code": err.exit_code, "error": err.message, "hint": err.hint,
+         "detail": err.detail}
+    for key in ("side", "step"):
+        if hasattr(err, key):
+            d[key] = getattr(err, key)
+    return d
+
+
+def write(path: str | Path, data: dict) -> None:
+    Path(path).write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")

@@ -40,6 +40,8 @@ class StepComparison:
     loss_a: float
     loss_b: float
     skipped: list[str] = field(default_factory=list)  # phases or notes not compared
+    flags_a: dict = field(default_factory=dict)  # training value each layer received
+    flags_b: dict = field(default_factory=dict)
 
     @property
     def divergences(self) -> list[TensorComparison]:
@@ -130,4 +132,4 @@ def compare_step(a: StepRecord, b: StepRecord, pairing: Pairing, tol: Tolerance)
     tensors("gradients", pairing.params, reverse=True)  # nearest the loss first
     tensors("state", pairing.state)
     tensors("weights", pairing.params)
-    return StepComparison(step, out, a.loss, b.loss, skipped)
+    return StepComparison(step, out, a.loss, b.loss, skipped, dict(a.flags), dict(b.flags))

@@ -20,6 +20,7 @@ from xentdbg.compare.divergence import Pairing, StepComparison, TensorComparison
 from xentdbg.compare.matching import match_by_order
 from xentdbg.compare.metrics import Tolerance
 from xentdbg.data import DataSpec
+from xentdbg.data import load as load_data
 from xentdbg.errors import EXIT_DIVERGED, EXIT_OK, ParameterMismatch
 from xentdbg.records import SideInfo, StepRecord, side_info_from_dict
 from xentdbg.replay.loading import SetupRef
@@ -70,6 +71,7 @@ def _start(config: CompareConfig) -> tuple[WorkerProcess, WorkerProcess]:
     refs = [SetupRef.parse(config.setup_a), SetupRef.parse(config.setup_b)]
     for ref in refs:
         ref.check()
+    load_data(config.data)  # fail fast on bad data options, before starting two frameworks
     workers = (WorkerProcess("A", config.env_a), WorkerProcess("B", config.env_b))
     for w, ref in zip(workers, refs):
         w.send({"type": "load", "setup": {"target": ref.target, "function": ref.function},

@@ -64,6 +64,7 @@ def result_dict(result) -> dict:
         "also_diverged_in_step": [tensor_dict(t, tol) for t in first_step.divergences[1:]] if first_step else [],
         "per_step": [{"step": s.step, "loss_a": s.loss_a, "loss_b": s.loss_b, "max_grad_diff": s.max_grad_diff,
                       "divergent_tensors": len(s.divergences),
+                      "training_flags": {"a": s.flags_a, "b": s.flags_b},
                       "first": s.first.label if s.first else None} for s in result.steps],
         "all_bitwise_equal": result.all_bitwise_equal,
         "notes": result.notes,

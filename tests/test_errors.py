@@ -1,0 +1,90 @@
+"""Bad input gets a clear message and the right exit code, never a Python traceback of ours."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import SETUPS, run_cli
+
+SMALL = str(SETUPS / "jax_small.py")
+FAST = ["--steps", "4", "--subset", "64", "--batch-size", "16"]
+
+
+def no_internal_traceback(run):
+    # A setup's own traceback is shown (labelled); xentdbg's never is.
+    assert "xentdbg/cli.py" not in run.output and "xentdbg/replay/engine.py" not in run.output
+
+
+def test_missing_setup_file(session_tmp):
+    run = run_cli("compare", "nope/missing.py", SMALL, *FAST, tmp_path=session_tmp)
+    assert run.code == 2
+    assert "Setup file nope/missing.py does not exist" in run.stderr
+    assert run.report["exit_code"] == 2
+    no_internal_traceback(run)
+
+
+def test_missing_function_lists_what_is_there(session_tmp):
+    run = run_cli("compare", f"{SMALL}:nosuch", SMALL, *FAST, tmp_path=session_tmp)
+    assert run.code == 2
+    assert "has no function 'nosuch'" in run.stderr and "raises_at_step_2" in run.stderr
+    no_internal_traceback(run)
+
+
+def test_setup_returning_wrong_type(session_tmp):
+    run = run_cli("compare", f"{SMALL}:returns_nonsense", SMALL, *FAST, tmp_path=session_tmp)
+    assert run.code == 2 and "returned a str" in run.stderr
+
+
+def test_mismatched_architectures_show_both_tables(session_tmp):
+    run = run_cli("compare", SMALL, f"{SMALL}:wide", *FAST, tmp_path=session_tmp)
+    assert run.code == 2
+    out = run.stderr
+    assert "cannot be paired by order and shape" in out
+    assert "A name" in out and "B name" in out and "MISMATCH" in out
+    assert "(784, 16)" in out and "(784, 32)" in out
+    no_internal_traceback(run)
+
+
+def test_setup_raising_during_a_step_shows_its_traceback_with_side_and_step(session_tmp):
+    run = run_cli("compare", SMALL, f"{SMALL}:raises_at_step_2", *FAST, tmp_path=session_tmp)
+    assert run.code == 3
+    assert "Side B raised RuntimeError at step 2: boom in the user's loss" in run.stderr
+    assert "side B, step 2" in run.stderr and "jax_small.py" in run.stderr  # the user's traceback
+    assert run.report["side"] == "B" and run.report["step"] == 2
+
+
+def test_setup_raising_while_building(session_tmp):
+    run = run_cli("compare", f"{SMALL}:raises_while_building", SMALL, *FAST, tmp_path=session_tmp)
+    assert run.code == 3 and "Side A raised ValueError at setup: cannot build the model" in run.stderr
+
+
+def test_worker_killed(session_tmp):
+    run = run_cli("compare", SMALL, f"{SMALL}:killed_at_step_1", *FAST, tmp_path=session_tmp)
+    assert run.code == 3
+    assert "Side B's worker was killed by signal 9 in step 1" in run.stderr
+
+
+def test_worker_hanging_past_step_timeout(session_tmp):
+    run = run_cli("compare", SMALL, f"{SMALL}:hangs_at_step_1", *FAST, "--step-timeout", "20", tmp_path=session_tmp)
+    assert run.code == 3
+    assert "Side B did not answer within 20 s in step 1" in run.stderr
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--env-b", "NOEQUALS"], "--env-b 'NOEQUALS' is not KEY=VAL"),
+    (["--task", "regression"], "--task 'regression': choose one of binary, digits"),
+    (["--init", "c"], "--init 'c': choose one of a, b, own"),
+    (["--subset", "6000"], "--subset 6000: the data holds 5000 samples"),
+    (["--data", "/nonexistent/mnist.npz"], "--data /nonexistent/mnist.npz: no such file"),
+])
+def test_usage_errors(session_tmp, args, message):
+    run = run_cli("compare", SMALL, SMALL, *FAST, *args, tmp_path=session_tmp)
+    assert run.code == 2, run.output
+    assert message in run.stderr
+    no_internal_traceback(run)
+
+
+def test_jax_pair_without_divergence(session_tmp):
+    run = run_cli("compare", SMALL, SMALL, *FAST, tmp_path=session_tmp)
+    assert run.code == 0, run.output
+    assert run.report["all_bitwise_equal"]

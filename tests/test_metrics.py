@@ -1,0 +1,82 @@
+"""Tolerance metrics, table-driven: zeros, inf, NaN, float16, shapes."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from xentdbg.compare.metrics import Tolerance, summarize, tensor_metrics
+
+TOL = Tolerance(rtol=1e-3, atol=1e-6)
+inf, nan = np.inf, np.nan
+
+CASES = [
+    # name, a, b, within, max_abs, cosine, nonfinite_mismatch
+    ("identical", [1.0, 2.0], [1.0, 2.0], True, 0.0, 1.0, 0),
+    ("zeros", [0.0, 0.0], [0.0, 0.0], True, 0.0, 1.0, 0),
+    ("zero vs tiny within atol", [0.0, 0.0], [5e-7, 0.0], True, 5e-7, 0.0, 0),
+    ("zero vs small beyond atol", [0.0, 0.0], [2e-6, 0.0], False, 2e-6, 0.0, 0),
+    ("relative to scale", [1000.0, 0.001], [1000.5, 0.0015], True, 0.5, 1.0, 0),
+    ("beyond rtol", [1.0, 1.0], [1.0, 1.01], False, 0.01, None, 0),
+    ("nan both sides", [nan, 1.0], [nan, 1.0], True, 0.0, 1.0, 0),
+    ("nan one side", [nan, 1.0], [0.5, 1.0], False, 0.0, 1.0, 1),
+    ("inf both same sign", [inf, 1.0], [inf, 1.0], True, 0.0, 1.0, 0),
+    ("inf opposite signs", [inf, 1.0], [-inf, 1.0], False, 0.0, 1.0, 1),
+    ("inf vs nan", [inf], [nan], False, 0.0, 1.0, 1),
+    ("opposite vectors", [1.0, 2.0], [-1.0, -2.0], False, 4.0, -1.0, 0),
+]
+
+
+@pytest.mark.parametrize("name,a,b,within,max_abs,cosine,mismatch", CASES, ids=[c[0] for c in CASES])
+def test_metrics_table(name, a, b, within, max_abs, cosine, mismatch):
+    m = tensor_metrics(np.array(a, np.float32), np.array(b, np.float32))
+    assert m.within(TOL) is within
+    assert m.max_abs == pytest.approx(max_abs, rel=1e-5, abs=1e-9)
+    if cosine is not None:
+        assert m.cosine == pytest.approx(cosine, abs=1e-6)
+    assert m.nonfinite_mismatch == mismatch
+
+
+def test_needed_tolerances_are_the_smallest_that_pass():
+    m = tensor_metrics(np.array([1.0, 10.0]), np.array([1.5, 10.0]))
+    need_rtol = m.needed_rtol(TOL)
+    assert need_rtol == pytest.approx((0.5 - 1e-6) / 10.0)
+    assert m.within(Tolerance(rtol=need_rtol * 1.0001, atol=TOL.atol))
+    assert not m.within(Tolerance(rtol=need_rtol * 0.999, atol=TOL.atol))
+    need_atol = m.needed_atol(TOL)
+    assert m.within(Tolerance(rtol=TOL.rtol, atol=need_atol * 1.0001))
+    assert not m.within(Tolerance(rtol=TOL.rtol, atol=need_atol * 0.999))
+
+
+def test_one_sided_nonfinite_cannot_pass_at_any_tolerance():
+    m = tensor_metrics(np.array([nan]), np.array([1.0]))
+    assert math.isinf(m.needed_atol(TOL)) and math.isinf(m.needed_rtol(TOL))
+    assert not m.within(Tolerance(rtol=1e9, atol=1e9))
+
+
+def test_float16_and_mixed_dtypes():
+    a = np.array([1.0, 2.0], np.float16)
+    b = np.array([1.0, 2.0], np.float32)
+    m = tensor_metrics(a, b)
+    assert m.within(TOL) and not m.bitwise_equal  # same values, different dtypes
+    m16 = tensor_metrics(np.array([1.0, 65504.0], np.float16), np.array([1.0, inf], np.float16))
+    assert m16.nonfinite_mismatch == 1 and not m16.within(TOL)
+
+
+def test_shape_mismatch_never_passes():
+    m = tensor_metrics(np.zeros((2, 3)), np.zeros((3, 2)))
+    assert not m.same_shape and not m.within(Tolerance(rtol=1.0, atol=1.0))
+
+
+def test_bitwise_equal_flag():
+    a = np.arange(5, dtype=np.float32)
+    assert tensor_metrics(a, a.copy()).bitwise_equal
+    assert not tensor_metrics(a, a + np.float32(1e-7)).bitwise_equal
+
+
+def test_summary_ignores_nonfinite_values():
+    s = summarize(np.array([1.0, nan, 3.0, inf], np.float32))
+    assert (s.min, s.max, s.nonfinite) == (1.0, 3.0, 2)
+    assert summarize(np.array(2.5)).shape == ()

@@ -1,0 +1,28 @@
+"""The README's commands are the ones CI and the tests run."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+from conftest import ROOT
+
+README = (ROOT / "README.md").read_text()
+
+
+def test_ci_runs_the_readme_test_command():
+    test_cmd = next(l for l in README.splitlines() if "pytest -q" in l and l.startswith("python3 -m venv"))
+    assert test_cmd in (ROOT / ".ci" / "run").read_text()
+
+
+def test_main_command_is_the_case1_comparison_tested_in_test_case1():
+    main_cmd = next(l for l in README.splitlines() if l.startswith("python3 -m venv") and "xentdbg compare" in l)
+    assert main_cmd.endswith("xentdbg compare examples/case1_bce/jax_stable.py examples/case1_bce/keras_fit.py")
+
+
+def test_python_api_snippet_runs():
+    snippet = re.search(r"```python\n(.*?)```", README, re.S).group(1)
+    out = subprocess.run([sys.executable, "-c", snippet], cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "0 None"

@@ -64,3 +64,29 @@ class JaxLoop:
     state: Any = None
     layers: Sequence[tuple[Callable, Callable]] | None = None
     jit: bool = True
+
+
+@dataclass
+class KerasLoop:
+    """Your own Keras 3 / TensorFlow training step, exactly as you wrote it.
+
+    ``train_step(x, y) -> loss`` runs one optimisation step (eager, or decorated with
+    ``tf.function``) and applies gradients with ``optimizer.apply_gradients`` or
+    ``optimizer.apply``. xentdbg calls it once per batch, in order.
+
+    Example::
+
+        @tf.function
+        def train_step(x, y):
+            with tf.GradientTape() as tape:
+                loss = loss_fn(y, model(x, training=True))
+            grads = tape.gradient(loss, model.trainable_variables)
+            optimizer.apply_gradients(zip(grads, model.trainable_variables))
+            return loss
+
+        return xentdbg.KerasLoop(model, train_step, optimizer)
+    """
+
+    model: Any
+    train_step: Callable[[Any, Any], Any]
+    optimizer: Any

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from xentdbg.data import DataInfo
 from xentdbg.errors import UsageError
-from xentdbg.setups import JaxLoop, KerasFit
+from xentdbg.setups import JaxLoop, KerasFit, KerasLoop
 
 
 def make_adapter(setup: object, data: DataInfo):
@@ -13,10 +13,15 @@ def make_adapter(setup: object, data: DataInfo):
         from xentdbg.adapters.keras_fit import KerasFitAdapter
 
         return KerasFitAdapter(setup, data)
+    if isinstance(setup, KerasLoop):
+        from xentdbg.adapters.keras_loop import KerasLoopAdapter
+
+        return KerasLoopAdapter(setup, data)
     if isinstance(setup, JaxLoop):
         from xentdbg.adapters.jax_loop import JaxLoopAdapter
 
         return JaxLoopAdapter(setup, data)
     raise UsageError(
         f"The setup function returned a {type(setup).__name__}.",
-        hint="Return xentdbg.KerasFit(model, **fit_kwargs) or xentdbg.JaxLoop(params, loss_fn, optimizer).")
+        hint="Return xentdbg.KerasFit(model, **fit_kwargs), xentdbg.KerasLoop(model, train_step, optimizer) "
+             "or xentdbg.JaxLoop(params, loss_fn, optimizer).")

@@ -4,17 +4,21 @@ Every leaf layer's ``call`` is replaced by a wrapper that only *observes*: it ad
 op to any graph it is traced into, so the user's compiled train step is unchanged.
 
 - Training flags: ``Layer.__call__`` resolves ``training`` (explicit argument, outer
-  call, signature default, False; keras/src/layers/layer.py ~L930, Keras 3.15) and
-  passes it to ``call`` when the signature has it. The wrapper records that value when
-  the user's step is traced (or run eagerly).
+  call, signature default; keras/src/layers/layer.py ~L1065, Keras 3.15) and passes it
+  to ``call`` when the signature has it and the value is not None. For each layer whose
+  ``call`` reads ``training`` the wrapper records the value it received (None when none
+  was passed) when the user's step is traced (or run eagerly).
 - Activations: while :meth:`LayerHooks.collect` is active (only inside xentdbg's own
   recompute function), each layer's output is appended in call (= forward) order.
 """
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import functools
+import inspect
+import textwrap
 from typing import Any, Iterator
 
 import numpy as np
@@ -27,6 +31,23 @@ def leaf_layers(model: Any) -> list[Any]:
         if not list(layer._flatten_layers(include_self=False, recursive=False)):
             out.append(layer)
     return out
+
+
+def reads_training(layer: Any) -> bool:
+    """Whether the layer's ``call`` body uses its ``training`` argument.
+
+    Keras 3.15's ``Dense.call(inputs, training=None)`` takes the argument and ignores it
+    (keras/src/layers/core/dense.py ~L221); a flag that differs there changes nothing.
+    BatchNormalization and Dropout read it. Without source, assume it is read.
+    """
+    if not getattr(layer, "_call_has_training_arg", False):
+        return False
+    try:
+        func = ast.parse(textwrap.dedent(inspect.getsource(type(layer).call))).body[0]
+    except (OSError, TypeError, SyntaxError, IndexError):
+        return True
+    return any(isinstance(node, ast.Name) and node.id == "training"
+               for stmt in func.body for node in ast.walk(stmt))
 
 
 def _as_flag(value: Any) -> bool | None | str:
@@ -54,7 +75,7 @@ class LayerHooks:
     def _wrap(self, layer: Any) -> None:
         original = layer.call
         name = layer.name
-        has_training = bool(getattr(layer, "_call_has_training_arg", False))
+        has_training = reads_training(layer)
         if has_training:
             self.flags[name] = None
 

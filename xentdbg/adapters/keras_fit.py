@@ -108,8 +108,8 @@ class KerasFitAdapter:
         epochs = math.ceil(steps / spec.steps_per_epoch)
         capture = _FitCapture(self, steps, emit) if emit is not None else None
         stopper = _StopAfter(steps)
-        user_callbacks = list(self.fit_kwargs.pop("callbacks", None) or [])
         kwargs = {"verbose": 0, **self.fit_kwargs}
+        user_callbacks = list(kwargs.pop("callbacks", None) or [])
         callbacks = user_callbacks + ([capture.callback(keras)] if capture else []) + [stopper.callback(keras)]
         try:
             self.model.fit(self.data.x, self.data.y, batch_size=spec.batch_size, epochs=epochs,

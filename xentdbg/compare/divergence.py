@@ -11,6 +11,9 @@ from xentdbg.compare.metrics import Summary, TensorMetrics, Tolerance, summarize
 from xentdbg.records import StepRecord
 
 
+PHASE_LABELS = {"flags": "training flag"}
+
+
 @dataclass(frozen=True)
 class TensorComparison:
     """One compared pair: where it is, how it differs, and whether that is within tolerance."""
@@ -30,7 +33,7 @@ class TensorComparison:
     @property
     def label(self) -> str:
         name = self.name_a if self.name_a == self.name_b else f"{self.name_a} | {self.name_b}"
-        return f"step {self.step} · {self.phase} · {name}"
+        return f"step {self.step} · {PHASE_LABELS.get(self.phase, self.phase)} · {name}"
 
 
 @dataclass

@@ -27,6 +27,7 @@ from xentdbg.replay.loading import SetupRef
 from xentdbg.replay.process import WorkerProcess
 
 Init = Literal["a", "b", "own"]
+LOAD_TIMEOUT_FLOOR = 300.0  # seconds
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,9 @@ def compare(config: CompareConfig, on_step: Callable[[StepComparison], None] | N
     workers = _start(config)
     try:
         status("loading setups")
-        ready = [_ready(w, config.step_timeout and max(config.step_timeout, 300)) for w in workers]
+        # Loading imports a framework and builds a model: allow it more than one step.
+        load_timeout = max(config.step_timeout, LOAD_TIMEOUT_FLOOR) if config.step_timeout else None
+        ready = [_ready(w, load_timeout) for w in workers]
         infos = [r[0] for r in ready]
         params = match_by_order(infos[0].params, infos[1].params)
         if not params.ok:
@@ -137,8 +140,8 @@ def compare(config: CompareConfig, on_step: Callable[[StepComparison], None] | N
                 on_step(cmp)
         for w in workers:
             w.recv(config.step_timeout)  # "done"
-        for s in steps[:1]:
-            notes.extend(s.skipped)
+        if steps:
+            notes.extend(steps[0].skipped)
         return CompareResult(config, infos[0], infos[1], steps, notes, _versions())
     except BaseException:
         for w in workers:

@@ -90,12 +90,17 @@ def _metrics_rows(t: TensorComparison, tol: Tolerance) -> Table:
     return tab
 
 
+def _flag(value) -> str:
+    return "False (None)" if value is None else str(value)
+
+
 def _hint(t: TensorComparison) -> str | None:
     """What the first divergence usually means; the diagnosis command will say more."""
     if t.phase == "flags":
-        off = "A" if not t.value_a else "B"
-        return (f"Side {off}'s layer ran in inference mode: call the model with training=True "
-                f"(Keras 3), or feed the learning phase (legacy K.function).")
+        off, value = ("A", t.value_a) if not t.value_a else ("B", t.value_b)
+        how = "was called without training=True (it received None)" if value is None else f"received training={value}"
+        return (f"Side {off}'s {t.name_a if off == 'A' else t.name_b} {how}, so it ran in inference mode: "
+                f"call the model with training=True (Keras 3), or feed the learning phase (legacy K.function).")
     if t.phase == "inputs":
         return ("The two sides trained on different batches: model.fit shuffles unless shuffle=False; "
                 "check the data preprocessing on both sides.")
@@ -108,7 +113,7 @@ def _hint(t: TensorComparison) -> str | None:
 def first_divergence(t: TensorComparison, tol: Tolerance) -> Panel:
     parts: list = []
     if t.phase == "flags":
-        parts.append(Text(f"training A={t.value_a}, B={t.value_b}"))
+        parts.append(Text(f"training A={_flag(t.value_a)}, B={_flag(t.value_b)}"))
     else:
         if t.phase == "inputs":
             parts.append(Text(f"batch digest A {str(t.value_a)[:12]}…, B {str(t.value_b)[:12]}…"))
@@ -133,7 +138,7 @@ def _others(step, first: TensorComparison) -> Table | None:
     for t in others[:MAX_OTHER]:
         name = t.name_a if t.name_a == t.name_b else f"{t.name_a} | {t.name_b}"
         if t.metrics is None:
-            tab.add_row(t.phase, name, f"A={t.value_a} B={t.value_b}", "", "")
+            tab.add_row(t.phase, name, f"A={_flag(t.value_a)} B={_flag(t.value_b)}", "", "")
         else:
             m = t.metrics
             tab.add_row(t.phase, name, _fmt(m.max_abs), f"{m.cosine:.4f}", f"{m.nonfinite_a}/{m.nonfinite_b}")

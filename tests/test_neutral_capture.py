@@ -31,6 +31,19 @@ def test_captured_fit_ends_bitwise_equal_to_plain_fit(backend):
     assert result["last_weights_equal"]
 
 
+@pytest.mark.parametrize("variant", ["eager", "compiled"])
+def test_captured_keras_loop_ends_bitwise_equal_to_plain_loop(variant):
+    result = _neutral(f"{SETUPS / 'keras_loops.py'}:{variant}", "tensorflow", "500", "100", "12", "digits", "unit")
+    assert result["records"] == 12
+    assert all(result["equal"]), result
+
+
+def test_captured_legacy_function_ends_bitwise_equal_to_plain():
+    legacy = CASE1.parent / "case2_batchnorm" / "legacy_complete.py"
+    result = _neutral(str(legacy), "tensorflow", "500", "100", "8", "digits", "unit")
+    assert all(result["equal"]), result
+
+
 GRADIENT_CHECK = """
 import sys, numpy as np
 from xentdbg.data import DataSpec

@@ -10,8 +10,8 @@ from xentdbg.compare.metrics import Tolerance
 from xentdbg.data import DataInfo, DataSpec
 from xentdbg.errors import SetupFailed, UsageError, XentdbgError
 from xentdbg.replay.engine import CompareConfig, CompareResult, compare
-from xentdbg.setups import JaxLoop, KerasFit, KerasLoop
+from xentdbg.setups import JaxLoop, KerasFit, KerasLoop, LegacyKerasFunction
 
 
-__all__ = ["CompareConfig", "CompareResult", "DataInfo", "DataSpec", "JaxLoop", "KerasFit", "KerasLoop", "SetupFailed",
+__all__ = ["CompareConfig", "CompareResult", "DataInfo", "DataSpec", "JaxLoop", "KerasFit", "KerasLoop", "LegacyKerasFunction", "SetupFailed",
            "Tolerance", "UsageError", "XentdbgError", "compare", "__version__"]

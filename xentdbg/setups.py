@@ -90,3 +90,31 @@ class KerasLoop:
     model: Any
     train_step: Callable[[Any, Any], Any]
     optimizer: Any
+
+
+@dataclass
+class LegacyKerasFunction:
+    """A TF1-style tf_keras training function in graph mode, as in pre-TF2 code.
+
+    Build everything after ``tf.compat.v1.disable_eager_execution()``::
+
+        model = tf_keras.Sequential([...])
+        y_true = K.placeholder(shape=(None, 10))
+        loss = K.mean(tf_keras.losses.categorical_crossentropy(y_true, model.output))
+        updates = optimizer.get_updates(loss, model.trainable_weights) + model.updates
+        lp = tf_keras.src.backend.symbolic_learning_phase()
+        train = K.function([model.input, y_true, lp], [loss], updates=updates)
+        return xentdbg.LegacyKerasFunction(model, train, feed=lambda x, y: [x, y, True])
+
+    Args:
+        model: the tf_keras model.
+        function: the ``K.function`` that runs one step; its first output is the loss.
+        feed: ``feed(x, y)`` returns the values for ``function.inputs``. Defaults to ``[x, y]``.
+
+    Needs ``pip install 'xentdbg[legacy]'`` (tf_keras). Runs in its own worker process:
+    graph mode is process-global.
+    """
+
+    model: Any
+    function: Any
+    feed: Callable[[Any, Any], list] | None = None

@@ -14,7 +14,8 @@ from xentdbg.replay.single import run_setup
 setup, subset, batch, steps, task, pixels = sys.argv[1:7]
 spec = DataSpec(subset=int(subset), batch_size=int(batch), task=task, pixels=pixels)
 plain = run_setup(setup, spec, int(steps), capture=False)
-captured = run_setup(setup, spec, int(steps), capture=True)
+# Same initial weights: a second graph-mode model in one process draws different ones.
+captured = run_setup(setup, spec, int(steps), capture=True, init_params=plain.initial_weights)
 equal = [a.tobytes() == b.tobytes() for a, b in zip(plain.final_weights, captured.final_weights, strict=True)]
 print(json.dumps({"equal": equal, "records": len(captured.records),
                   "max_diff": max(float(np.max(np.abs(a - b))) for a, b in zip(plain.final_weights, captured.final_weights)),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from xentdbg.data import DataInfo
 from xentdbg.errors import UsageError
-from xentdbg.setups import JaxLoop, KerasFit, KerasLoop
+from xentdbg.setups import JaxLoop, KerasFit, KerasLoop, LegacyKerasFunction
 
 
 def make_adapter(setup: object, data: DataInfo):
@@ -17,6 +17,10 @@ def make_adapter(setup: object, data: DataInfo):
         from xentdbg.adapters.keras_loop import KerasLoopAdapter
 
         return KerasLoopAdapter(setup, data)
+    if isinstance(setup, LegacyKerasFunction):
+        from xentdbg.adapters.legacy_function import LegacyFunctionAdapter
+
+        return LegacyFunctionAdapter(setup, data)
     if isinstance(setup, JaxLoop):
         from xentdbg.adapters.jax_loop import JaxLoopAdapter
 
@@ -24,4 +28,4 @@ def make_adapter(setup: object, data: DataInfo):
     raise UsageError(
         f"The setup function returned a {type(setup).__name__}.",
         hint="Return xentdbg.KerasFit(model, **fit_kwargs), xentdbg.KerasLoop(model, train_step, optimizer) "
-             "or xentdbg.JaxLoop(params, loss_fn, optimizer).")
+             "xentdbg.LegacyKerasFunction(model, function, feed) or xentdbg.JaxLoop(params, loss_fn, optimizer).")

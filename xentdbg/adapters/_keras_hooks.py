@@ -40,11 +40,12 @@ def reads_training(layer: Any) -> bool:
     (keras/src/layers/core/dense.py ~L221); a flag that differs there changes nothing.
     BatchNormalization and Dropout read it. Without source, assume it is read.
     """
-    if not getattr(layer, "_call_has_training_arg", False):
-        return False
+    call = type(layer).call
     try:
-        func = ast.parse(textwrap.dedent(inspect.getsource(type(layer).call))).body[0]
-    except (OSError, TypeError, SyntaxError, IndexError):
+        if "training" not in inspect.signature(call).parameters:
+            return False
+        func = ast.parse(textwrap.dedent(inspect.getsource(call))).body[0]
+    except (OSError, TypeError, ValueError, SyntaxError, IndexError):
         return True
     return any(isinstance(node, ast.Name) and node.id == "training"
                for stmt in func.body for node in ast.walk(stmt))

@@ -56,8 +56,11 @@ class StepComparison:
 
     @property
     def max_grad_diff(self) -> float:
-        diffs = [t.metrics.max_abs for t in self.tensors if t.phase == "gradients" and t.metrics]
-        return max(diffs, default=float("nan"))
+        """Largest max-abs gradient difference; NaN when a gradient is non-finite on one side only."""
+        grads = [t.metrics for t in self.tensors if t.phase == "gradients" and t.metrics]
+        if any(m.nonfinite_mismatch or not m.same_shape for m in grads):
+            return float("nan")
+        return max((m.max_abs for m in grads), default=float("nan"))
 
 
 @dataclass

@@ -60,6 +60,14 @@ class CompareResult:
         return next((s.first for s in self.steps if s.first is not None), None)
 
     @property
+    def nonfinite_loss_from(self) -> dict[str, int | None]:
+        """First step at which each side's loss is NaN or Inf (None: finite throughout)."""
+        def onset(values):
+            return next((s.step for s, v in zip(self.steps, values) if not np.isfinite(v)), None)
+
+        return {"A": onset([s.loss_a for s in self.steps]), "B": onset([s.loss_b for s in self.steps])}
+
+    @property
     def exit_code(self) -> int:
         return EXIT_DIVERGED if self.first is not None else EXIT_OK
 

@@ -51,6 +51,18 @@ class SetupRef:
         return None
 
 
+OPTIONAL_EXTRAS = {"tf_keras": "legacy"}
+
+
+def missing_module(error: ModuleNotFoundError, ref: SetupRef) -> UsageError:
+    """A package the setup imports is not installed: an environment problem (exit 2)."""
+    top = (error.name or "").split(".")[0]
+    extra = OPTIONAL_EXTRAS.get(top)
+    hint = (f"Install the {extra} extra: pip install 'xentdbg[{extra}]'." if extra
+            else f"Install {top} in the environment that runs xentdbg.")
+    return UsageError(f"{ref} imports {top}, which is not installed.", hint=hint)
+
+
 def load_function(ref: SetupRef) -> Callable:
     """Import the module and return the setup function (in a worker process)."""
     ref.check()
@@ -63,7 +75,10 @@ def load_function(ref: SetupRef) -> Callable:
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         sys.path.insert(0, str(path.parent))  # let the setup import its neighbours
-        spec.loader.exec_module(module)
+        try:
+            spec.loader.exec_module(module)
+        except ModuleNotFoundError as e:
+            raise missing_module(e, ref) from None
     else:
         try:
             module = importlib.import_module(ref.target)

@@ -21,6 +21,7 @@ from xentdbg.replay.loading import SetupRef, load_function
 class SingleRun:
     info: SideInfo
     records: list[StepRecord]
+    initial_weights: list[np.ndarray]
     final_weights: list[np.ndarray]
 
 
@@ -33,6 +34,7 @@ def run_setup(setup: str, data: DataSpec, steps: int, capture: bool = True,
     adapter = make_adapter(load_function(SetupRef.parse(setup))(info), info)
     if init_params is not None:
         adapter.set_initial_values(init_params, None)
+    initial, _ = adapter.initial_values()
     records: list[StepRecord] = []
     adapter.train(steps, records.append if capture else None)
-    return SingleRun(adapter.describe(), records, adapter.final_weights())
+    return SingleRun(adapter.describe(), records, initial, adapter.final_weights())

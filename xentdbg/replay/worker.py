@@ -36,7 +36,7 @@ def serve(fd_in: int, fd_out: int) -> int:
     from xentdbg.adapters.base import StopReplay
     from xentdbg.data import DataSpec, load
     from xentdbg.records import side_info_to_dict
-    from xentdbg.replay.loading import SetupRef, load_function
+    from xentdbg.replay.loading import SetupRef, load_function, missing_module
 
     stage, emitted = "load", 0
     try:
@@ -46,7 +46,10 @@ def serve(fd_in: int, fd_out: int) -> int:
         steps = int(header["steps"])
         fn = load_function(ref)
         stage = "setup"
-        adapter = make_adapter(fn(data), data)
+        try:
+            adapter = make_adapter(fn(data), data)
+        except ModuleNotFoundError as e:
+            raise missing_module(e, ref) from None
         params, state = adapter.initial_values()
         wire.send(fd_out, {"type": "ready", "info": side_info_to_dict(adapter.describe())}, params + state)
 

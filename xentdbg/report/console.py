@@ -10,7 +10,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from xentdbg.compare.divergence import TensorComparison
+from xentdbg.compare.divergence import PHASE_LABELS, TensorComparison
 from xentdbg.compare.metrics import Summary, Tolerance
 from xentdbg.data import BUNDLED
 from xentdbg.errors import ParameterMismatch, SetupFailed, XentdbgError
@@ -94,13 +94,16 @@ def _flag(value) -> str:
     return "False (None)" if value is None else str(value)
 
 
-def _hint(t: TensorComparison) -> str | None:
+def _hint(t: TensorComparison, kinds: dict[str, str]) -> str | None:
     """What the first divergence usually means; the diagnosis command will say more."""
     if t.phase == "flags":
         off, value = ("A", t.value_a) if not t.value_a else ("B", t.value_b)
+        layer = t.name_a if off == "A" else t.name_b
+        if kinds[off] == "LegacyKerasFunction":
+            return (f"Side {off}'s {layer} ran with the learning phase False: add "
+                    f"tf_keras.src.backend.symbolic_learning_phase() to the K.function inputs and feed True.")
         how = "was called without training=True (it received None)" if value is None else f"received training={value}"
-        return (f"Side {off}'s {t.name_a if off == 'A' else t.name_b} {how}, so it ran in inference mode: "
-                f"call the model with training=True (Keras 3), or feed the learning phase (legacy K.function).")
+        return f"Side {off}'s {layer} {how}, so it ran in inference mode: call the model with training=True."
     if t.phase == "inputs":
         return ("The two sides trained on different batches: model.fit shuffles unless shuffle=False; "
                 "check the data preprocessing on both sides.")
@@ -110,7 +113,7 @@ def _hint(t: TensorComparison) -> str | None:
     return None
 
 
-def first_divergence(t: TensorComparison, tol: Tolerance) -> Panel:
+def first_divergence(t: TensorComparison, tol: Tolerance, kinds: dict[str, str]) -> Panel:
     parts: list = []
     if t.phase == "flags":
         parts.append(Text(f"training A={_flag(t.value_a)}, B={_flag(t.value_b)}"))
@@ -120,7 +123,7 @@ def first_divergence(t: TensorComparison, tol: Tolerance) -> Panel:
         grid = Table.grid(padding=(0, 4))
         grid.add_row(_metrics_rows(t, tol), _summary_rows(t.summary_a, t.summary_b))
         parts.append(grid)
-    hint = _hint(t)
+    hint = _hint(t, kinds)
     if hint:
         parts.append(Text("hint: " + hint, style="yellow"))
     return Panel(Group(*parts), title=Text(f"First divergence: {t.label}", style="bold red"),
@@ -154,10 +157,26 @@ def _per_step(result) -> Table:
     for s in result.steps:
         dl = abs(s.loss_a - s.loss_b)
         style = "red" if s.first else None
-        first = f"{s.first.phase} · {s.first.name_a}" if s.first else ""
+        first = f"{PHASE_LABELS.get(s.first.phase, s.first.phase)} · {s.first.name_a}" if s.first else ""
         tab.add_row(str(s.step), _fmt(s.loss_a), _fmt(s.loss_b), _fmt(dl), _fmt(s.max_grad_diff),
                     str(len(s.divergences)), first, style=style)
     return tab
+
+
+def _flag_lines(result) -> list[Text]:
+    """The training value each layer received at step 0, and any later change."""
+    if not result.steps:
+        return []
+    lines = []
+    for side in ("a", "b"):
+        flags = [getattr(s, f"flags_{side}") for s in result.steps]
+        if not flags[0]:
+            continue
+        text = ", ".join(f"{name}={_flag(v)}" for name, v in flags[0].items())
+        changed = next((s.step for s, f in zip(result.steps, flags) if f != flags[0]), None)
+        later = f" (changes at step {changed})" if changed is not None else ""
+        lines.append(Text(f"training {side.upper()}  {text}{later}"))
+    return lines
 
 
 def render_result(result, console: Console) -> None:
@@ -168,6 +187,7 @@ def render_result(result, console: Console) -> None:
         Text(f"data  {_data_line(cfg)}"),
         Text(f"init  {_init_line(cfg.init)}"),
         Text(f"tolerance  {tol.describe()} (NaN/Inf on one side only always diverges)"),
+        *_flag_lines(result),
     )
     console.print(Panel(head, title="xentdbg compare", title_align="left"))
     first = result.first
@@ -175,12 +195,15 @@ def render_result(result, console: Console) -> None:
         equal = " Every captured tensor is bitwise equal." if result.all_bitwise_equal else ""
         console.print(Text(f"No divergence in {len(result.steps)} steps.{equal}", style="bold green"))
     else:
-        console.print(first_divergence(first, tol))
+        console.print(first_divergence(first, tol, {"A": result.info_a.kind, "B": result.info_b.kind}))
         step = next(s for s in result.steps if s.first is first)
         others = _others(step, first)
         if others is not None:
             console.print(others)
     console.print(_per_step(result))
+    for side, step in result.nonfinite_loss_from.items():
+        if step is not None:
+            console.print(Text(f"side {side}'s loss is non-finite from step {step}", style="bold red"))
     for note in result.notes:
         console.print(Text(f"note: {note}", style="dim"))
     console.print(Text(f"exit {result.exit_code}: " + ("divergence found" if first else "no divergence"),

@@ -67,6 +67,7 @@ def result_dict(result) -> dict:
                       "training_flags": {"a": s.flags_a, "b": s.flags_b},
                       "first": s.first.label if s.first else None} for s in result.steps],
         "all_bitwise_equal": result.all_bitwise_equal,
+        "nonfinite_loss_from": result.nonfinite_loss_from,
         "notes": result.notes,
     })
 

@@ -1,0 +1,38 @@
+"""Hand-written Keras 3 loops over a model with BatchNorm, Dropout and an L2 regularizer,
+eager and under tf.function, for the capture-neutrality tests."""
+
+import keras
+import tensorflow as tf
+
+import xentdbg
+
+
+def _loop(data, compiled: bool):
+    keras.utils.set_random_seed(5)
+    model = keras.Sequential([
+        keras.Input(data.input_shape),
+        keras.layers.Dense(32, kernel_regularizer=keras.regularizers.L2(1e-3)),
+        keras.layers.BatchNormalization(),
+        keras.layers.ReLU(),
+        keras.layers.Dropout(0.2),
+        keras.layers.Dense(data.y.shape[1], activation="softmax"),
+    ])
+    optimizer = keras.optimizers.SGD(0.1, momentum=0.9, nesterov=True)
+    loss_fn = keras.losses.CategoricalCrossentropy()
+
+    def train_step(x, y):
+        with tf.GradientTape() as tape:
+            loss = loss_fn(y, model(x, training=True)) + tf.add_n(model.losses)
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss
+
+    return xentdbg.KerasLoop(model, tf.function(train_step) if compiled else train_step, optimizer)
+
+
+def eager(data):
+    return _loop(data, compiled=False)
+
+
+def compiled(data):
+    return _loop(data, compiled=True)

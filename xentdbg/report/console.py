@@ -35,6 +35,8 @@ def _side_line(label: str, path: str, info, env: dict) -> Text:
     parts = [info.kind]
     if "keras" in fw:
         parts.append(f"Keras {fw['keras']} ({fw.get('backend')} backend)")
+    if "tf_keras" in fw:
+        parts.append(f"tf_keras {fw['tf_keras']} (graph mode)")
     if "tensorflow" in fw:
         parts.append(f"TensorFlow {fw['tensorflow']}")
     if "jax" in fw:

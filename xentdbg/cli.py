@@ -1,12 +1,14 @@
-"""Command line: ``xentdbg compare``. Thin: parse, call the library, render, exit.
+"""Command line: ``xentdbg compare | trace | diff | show``. Thin: parse, call the library, render, exit.
 
 Exit codes: 0 no divergence, 1 divergence found, 2 usage or input error, 3 a setup failed.
 """
 
 from __future__ import annotations
 
-import sys
-from typing import Annotated, Optional
+import io
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Iterator, Optional
 
 import typer
 from rich.console import Console
@@ -15,7 +17,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from xentdbg import __version__
 from xentdbg.compare.metrics import DEFAULT_ATOL, DEFAULT_RTOL, Tolerance
 from xentdbg.data import DataSpec
-from xentdbg.errors import EXIT_USAGE, UsageError, XentdbgError
+from xentdbg.errors import UsageError, XentdbgError
+
+EXIT_INTERRUPTED = 130  # as a shell reports SIGINT
 
 app = typer.Typer(
     help="Find the first tensor where two training setups diverge.\n\n"
@@ -33,6 +37,10 @@ BatchSize = Annotated[Optional[int], typer.Option(min=1, help="Batch size. Defau
 Rtol = Annotated[float, typer.Option(min=0.0, help=f"Relative tolerance: a tensor matches when max|A-B| <= atol + rtol*max(|A|,|B|). Default {DEFAULT_RTOL:g}.")]
 Atol = Annotated[float, typer.Option(min=0.0, help=f"Absolute tolerance, see --rtol. Default {DEFAULT_ATOL:g}.")]
 Env = Annotated[Optional[list[str]], typer.Option(metavar="KEY=VAL", help="Environment variable for that side's worker (repeatable), e.g. KERAS_BACKEND=jax.")]
+JsonPath = Annotated[Optional[str], typer.Option("--json", help="Also write the report as JSON to this path.")]
+MarkdownPath = Annotated[Optional[str], typer.Option("--markdown", help="Also write a Markdown report (for an issue tracker) to this path.")]
+SvgPath = Annotated[Optional[str], typer.Option("--svg", help="Also write the terminal report as SVG to this path.")]
+StepTimeout = Annotated[Optional[float], typer.Option(min=0.1, help="Stop a side that takes longer than this many seconds for one step (exit 3).")]
 
 
 def _env(items: list[str] | None, flag: str) -> dict[str, str]:
@@ -78,36 +86,135 @@ def compare(
     env_b: Env = None,
     rtol: Rtol = DEFAULT_RTOL,
     atol: Atol = DEFAULT_ATOL,
-    json_path: Annotated[Optional[str], typer.Option("--json", help="Also write the report as JSON to this path.")] = None,
-    step_timeout: Annotated[Optional[float], typer.Option(min=0.1, help="Stop a side that takes longer than this many seconds for one step (exit 3).")] = None,
+    json_path: JsonPath = None,
+    markdown: MarkdownPath = None,
+    svg: SvgPath = None,
+    step_timeout: StepTimeout = None,
+    save_traces: Annotated[Optional[str], typer.Option(help="Also record both sides' traces as DIR/a.h5 and DIR/b.h5.")] = None,
 ) -> None:
     """Replay two setups in lockstep on identical weights and batches; report the first divergent tensor."""
     from xentdbg.replay.engine import CompareConfig
     from xentdbg.replay.engine import compare as run_compare
-    from xentdbg.report import console as report
-    from xentdbg.report import json_report
 
-    out, err = Console(), Console(stderr=True)
-    try:
+    err = Console(stderr=True)
+    with _errors(json_path):
         config = CompareConfig(
             setup_a, setup_b, data=_data_spec(data, subset, task, pixels, batch_size), steps=steps,
             init=_choice(init, ("a", "b", "own"), "--init"), env_a=_env(env_a, "--env-a"), env_b=_env(env_b, "--env-b"),
-            tolerance=Tolerance(rtol=rtol, atol=atol), step_timeout=step_timeout)
+            tolerance=Tolerance(rtol=rtol, atol=atol), step_timeout=step_timeout, save_traces=save_traces)
         progress, bar = _progress(err, steps)
         with progress:
-            result = run_compare(
-                config,
-                on_status=lambda s: progress.update(bar, description=s),
-                on_step=lambda s: progress.advance(bar),
-            )
+            result = run_compare(config, on_status=lambda s: progress.update(bar, description=s),
+                                 on_step=lambda s: progress.advance(bar))
+    _finish(result, json_path, markdown, svg)
+
+
+@app.command()
+def trace(
+    setup: Annotated[str, typer.Argument(help="The setup: path/to/file.py[:function].")],
+    out: Annotated[str, typer.Option(help="The HDF5 trace to write.")],
+    steps: Steps = 10,
+    data: Data = "mnist",
+    subset: Subset = 1000,
+    task: Task = "binary",
+    pixels: Pixels = "raw",
+    batch_size: BatchSize = None,
+    env: Env = None,
+    only: Annotated[Optional[str], typer.Option(help="Phases to keep, comma-separated (inputs,flags,activations,loss,gradients,state,weights). The loss is always kept.")] = None,
+    every: Annotated[int, typer.Option(min=1, help="Keep steps 0, K, 2K, ...")] = 1,
+    compression: Annotated[str, typer.Option(help="none, gzip or lzf.")] = "none",
+    init_from: Annotated[Optional[str], typer.Option(help="Start from the initial weights recorded in this trace.")] = None,
+    step_timeout: StepTimeout = None,
+) -> None:
+    """Run one setup and record every captured tensor, per step, into an HDF5 trace."""
+    from xentdbg.records import PHASES
+    from xentdbg.replay.tracing import TraceConfig, record_trace
+
+    err = Console(stderr=True)
+    with _errors(None):
+        config = TraceConfig(setup, out, data=_data_spec(data, subset, task, pixels, batch_size), steps=steps,
+                             env=_env(env, "--env"), phases=tuple(p.strip() for p in only.split(",")) if only else PHASES,
+                             every=every, compression=compression, init_from=init_from, step_timeout=step_timeout)
+        progress, bar = _progress(err, steps)
+        with progress:
+            summary = record_trace(config, on_status=lambda s: progress.update(bar, description=s),
+                                   on_step=lambda k: progress.advance(bar))
+    Console().print(f"wrote {summary.path}: {summary.steps_written} steps of {summary.info.kind} ({setup})")
+
+
+@app.command()
+def diff(
+    trace_a: Annotated[str, typer.Argument(help="Trace A (.h5).")],
+    trace_b: Annotated[str, typer.Argument(help="Trace B (.h5).")],
+    rtol: Rtol = DEFAULT_RTOL,
+    atol: Atol = DEFAULT_ATOL,
+    json_path: JsonPath = None,
+    markdown: MarkdownPath = None,
+    svg: SvgPath = None,
+) -> None:
+    """Compare two traces as compare compares two live setups (same report and exit codes)."""
+    from xentdbg.trace.diff import diff_traces
+    from xentdbg.trace.reader import load_trace
+
+    with _errors(json_path):
+        result = diff_traces(trace_a, trace_b, Tolerance(rtol=rtol, atol=atol))
+        commands = []
+        for path in (trace_a, trace_b):
+            with load_trace(path) as t:
+                commands.append(str(t.meta.get("command") or f"# {path}: command not recorded"))
+        commands.append(f"xentdbg diff {trace_a} {trace_b} --rtol {rtol:g} --atol {atol:g}")
+    _finish(result, json_path, markdown, svg, commands, title="xentdbg diff")
+
+
+@app.command()
+def show(
+    trace_path: Annotated[str, typer.Argument(metavar="TRACE", help="A trace (.h5).")],
+    step: Annotated[Optional[int], typer.Option(help="Which step's tensors to list. Defaults to the last one.")] = None,
+) -> None:
+    """What a trace holds: metadata, steps, tensors with shapes, dtypes, norms, non-finite counts, and the loss."""
+    from xentdbg.report.trace_view import render_trace
+    from xentdbg.trace.reader import load_trace
+
+    with _errors(None):
+        with load_trace(trace_path) as t:
+            render_trace(t, Console(), step)
+
+
+@contextmanager
+def _errors(json_path: str | None) -> Iterator[None]:
+    """Render xentdbg's errors (exit 2 or 3) without a traceback; write them to --json too."""
+    from xentdbg.report import console as report
+    from xentdbg.report import json_report
+
+    try:
+        yield
     except XentdbgError as e:
-        report.render_error(e, err)
+        report.render_error(e, Console(stderr=True))
         if json_path:
             json_report.write(json_path, json_report.error_dict(e))
-        raise typer.Exit(e.exit_code)
-    report.render_result(result, out)
+        raise typer.Exit(e.exit_code) from None
+    except KeyboardInterrupt:
+        # The workers are already stopped and traces closed (engine, tracing); click would
+        # otherwise turn Ctrl-C into exit 1, which means "divergence found".
+        Console(stderr=True).print("interrupted: workers stopped, traces hold every completed step")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+def _finish(result, json_path, markdown, svg, commands=None, title="xentdbg compare") -> None:
+    """Print the report, write the requested files, exit with the result's code."""
+    from xentdbg.report import console as report
+    from xentdbg.report import json_report
+    from xentdbg.report.markdown import render_markdown
+
+    report.render_result(result, Console(), title=title)
     if json_path:
         json_report.write(json_path, json_report.result_dict(result))
+    if markdown:
+        Path(markdown).write_text(render_markdown(result, commands))
+    if svg:
+        recorder = Console(record=True, width=130, file=io.StringIO())
+        report.render_result(result, recorder, title=title)
+        recorder.save_svg(svg, title=title)
     raise typer.Exit(result.exit_code)
 
 
@@ -118,11 +225,7 @@ def version() -> None:
 
 
 def main() -> None:
-    try:
-        app()
-    except KeyboardInterrupt:
-        Console(stderr=True).print("interrupted")
-        sys.exit(130)
+    app()
 
 
 if __name__ == "__main__":

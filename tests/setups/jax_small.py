@@ -106,3 +106,20 @@ def returns_nonsense(data):
 
 def raises_while_building(data):
     raise ValueError("cannot build the model")
+
+
+def slow(data):
+    """Sleeps 0.1 s inside every (jitted) step: long enough to interrupt or kill a run in the middle."""
+    import time
+
+    import jax
+
+    loop = _loop(data)
+    loss_fn = loop.loss_fn
+
+    def sleepy(params, x, y):
+        jax.debug.callback(lambda: time.sleep(0.1))
+        return loss_fn(params, x, y)
+
+    loop.loss_fn = sleepy
+    return loop

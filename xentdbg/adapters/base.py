@@ -35,4 +35,17 @@ class Adapter(Protocol):
 
 
 def python_info() -> dict[str, str]:
-    return {"python": platform.python_version(), "platform": platform.platform(terse=True)}
+    """Python, platform and the devices of whichever frameworks this worker imported."""
+    return {"python": platform.python_version(), "platform": platform.platform(terse=True), "devices": _devices()}
+
+
+def _devices() -> str:
+    import sys
+
+    found = []
+    if "jax" in sys.modules:
+        found += [f"jax:{d.platform}:{d.id}" for d in sys.modules["jax"].devices()]
+    if "tensorflow" in sys.modules:
+        tf = sys.modules["tensorflow"]
+        found += [f"tf:{d.name}" for d in tf.config.list_logical_devices()]
+    return ", ".join(found)

@@ -106,6 +106,7 @@ def compare_step(a: StepRecord, b: StepRecord, pairing: Pairing, tol: Tolerance)
         ta, tb = a.tensors.get(phase, []), b.tensors.get(phase, [])
         for i, j in (reversed(pairs) if reverse else pairs):
             (na, xa), (nb, xb) = ta[i], tb[j]
+            xa, xb = np.asarray(xa), np.asarray(xb)  # reads lazily stored tensors (traces) one pair at a time
             m = tensor_metrics(xa, xb)
             out.append(TensorComparison(step, phase, na, nb, m.within(tol), m, summarize(xa), summarize(xb),
                                         note="" if m.same_shape else "shapes differ"))
@@ -115,8 +116,9 @@ def compare_step(a: StepRecord, b: StepRecord, pairing: Pairing, tol: Tolerance)
     for key in ("x", "y"):
         if key in ia and key in ib:
             same = a.digests.get(key) == b.digests.get(key)
-            m = tensor_metrics(ia[key], ib[key])
-            out.append(TensorComparison(step, "inputs", key, key, same, m, summarize(ia[key]), summarize(ib[key]),
+            xa, xb = np.asarray(ia[key]), np.asarray(ib[key])
+            m = tensor_metrics(xa, xb)
+            out.append(TensorComparison(step, "inputs", key, key, same, m, summarize(xa), summarize(xb),
                                         a.digests.get(key), b.digests.get(key),
                                         note="" if same else "different batch (per-sample sums compared)"))
     # training flags: exact

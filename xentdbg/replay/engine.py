@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import platform
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Literal
 
 import numpy as np
@@ -22,12 +23,13 @@ from xentdbg.compare.metrics import Tolerance
 from xentdbg.data import DataSpec
 from xentdbg.data import load as load_data
 from xentdbg.errors import EXIT_DIVERGED, EXIT_OK, ParameterMismatch
-from xentdbg.records import SideInfo, StepRecord, side_info_from_dict
+from xentdbg.records import SideInfo, StepRecord
 from xentdbg.replay.loading import SetupRef
-from xentdbg.replay.process import WorkerProcess
+from xentdbg.replay.process import WorkerProcess, load_timeout, start_worker, wait_ready
+from xentdbg.trace.meta import trace_meta
+from xentdbg.trace.writer import TraceWriter
 
 Init = Literal["a", "b", "own"]
-LOAD_TIMEOUT_FLOOR = 300.0  # seconds
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class CompareConfig:
     env_b: dict[str, str] = field(default_factory=dict)
     tolerance: Tolerance = field(default_factory=Tolerance)
     step_timeout: float | None = None
+    save_traces: str | None = None  # folder for a.h5 and b.h5
 
 
 @dataclass
@@ -81,30 +84,25 @@ def _start(config: CompareConfig) -> tuple[WorkerProcess, WorkerProcess]:
     for ref in refs:
         ref.check()
     load_data(config.data)  # fail fast on bad data options, before starting two frameworks
-    workers = (WorkerProcess("A", config.env_a), WorkerProcess("B", config.env_b))
-    for w, ref in zip(workers, refs):
-        w.send({"type": "load", "setup": {"target": ref.target, "function": ref.function},
-                "data": config.data.to_dict(), "steps": config.steps})
-    return workers
+    return (start_worker("A", refs[0], config.env_a, config.data, config.steps),
+            start_worker("B", refs[1], config.env_b, config.data, config.steps))
 
 
-def _ready(worker: WorkerProcess, timeout: float | None) -> tuple[SideInfo, list[np.ndarray], list[np.ndarray]]:
-    header, arrays = worker.recv(timeout)
-    info = side_info_from_dict(header["info"])
-    n = len(info.params)
-    return info, arrays[:n], arrays[n:]
+def _send_init(config: CompareConfig, workers, values, state_ok: bool) -> list[tuple[list, list]]:
+    """Send the chosen side's initial weights (and state, when it pairs) to the other side.
 
-
-def _send_init(config: CompareConfig, workers, infos, values, state_ok: bool) -> None:
-    """Send the chosen side's initial weights (and state, when it pairs) to the other side."""
+    Returns the initial parameters and state each side starts from."""
     src = {"a": 0, "b": 1}.get(config.init)
+    starts = []
     for k, w in enumerate(workers):
         if src is None or k == src:
             w.send({"type": "init", "params": False, "state": False})
+            starts.append(values[k])
             continue
         params, state = values[src]
-        w.send({"type": "init", "params": True, "state": state_ok},
-               params + (state if state_ok else []))
+        w.send({"type": "init", "params": True, "state": state_ok}, params + (state if state_ok else []))
+        starts.append((params, state if state_ok else values[k][1]))
+    return starts
 
 
 def compare(config: CompareConfig, on_step: Callable[[StepComparison], None] | None = None,
@@ -116,11 +114,10 @@ def compare(config: CompareConfig, on_step: Callable[[StepComparison], None] | N
     status = on_status or (lambda s: None)
     status("starting workers")
     workers = _start(config)
+    traces: list[TraceWriter] = []
     try:
         status("loading setups")
-        # Loading imports a framework and builds a model: allow it more than one step.
-        load_timeout = max(config.step_timeout, LOAD_TIMEOUT_FLOOR) if config.step_timeout else None
-        ready = [_ready(w, load_timeout) for w in workers]
+        ready = [wait_ready(w, load_timeout(config.step_timeout)) for w in workers]
         infos = [r[0] for r in ready]
         params = match_by_order(infos[0].params, infos[1].params)
         if not params.ok:
@@ -130,7 +127,9 @@ def compare(config: CompareConfig, on_step: Callable[[StepComparison], None] | N
         notes = []
         if not state.ok and (infos[0].state or infos[1].state):
             notes.append("non-trainable state not compared: " + "; ".join(state.problems))
-        _send_init(config, workers, infos, [(r[1], r[2]) for r in ready], state.ok)
+        starts = _send_init(config, workers, [(r[1], r[2]) for r in ready], state.ok)
+        if config.save_traces:
+            traces = _open_traces(config, infos, starts)
         pairing = Pairing(params=params.pairs, state=state.pairs)
         steps: list[StepComparison] = []
         for k in range(config.steps):
@@ -140,6 +139,8 @@ def compare(config: CompareConfig, on_step: Callable[[StepComparison], None] | N
                 w.step = k
                 header, arrays = w.recv(config.step_timeout)
                 records.append(StepRecord.from_wire(header, arrays))
+            for trace, record in zip(traces, records):
+                trace.write(record)
             cmp = compare_step(records[0], records[1], pairing, config.tolerance)
             steps.append(cmp)
             for w in workers:
@@ -150,15 +151,28 @@ def compare(config: CompareConfig, on_step: Callable[[StepComparison], None] | N
             w.recv(config.step_timeout)  # "done"
         if steps:
             notes.extend(steps[0].skipped)
-        return CompareResult(config, infos[0], infos[1], steps, notes, _versions())
+        return CompareResult(config, infos[0], infos[1], steps, notes, runtime_versions())
     except BaseException:
         for w in workers:
             w.kill()
         raise
     finally:
+        for trace in traces:
+            trace.close()
         for w in workers:
             w.close()
 
 
-def _versions() -> dict[str, str]:
+def _open_traces(config: CompareConfig, infos, starts) -> list[TraceWriter]:
+    folder = Path(config.save_traces)
+    folder.mkdir(parents=True, exist_ok=True)
+    writers = []
+    for side, setup, env, info, start in zip("ab", (config.setup_a, config.setup_b), (config.env_a, config.env_b),
+                                              infos, starts):
+        meta = trace_meta(SetupRef.parse(setup), env, config.data, info, config.steps)
+        writers.append(TraceWriter(folder / f"{side}.h5", meta, info, start))
+    return writers
+
+
+def runtime_versions() -> dict[str, str]:
     return {"xentdbg": __version__, "python": platform.python_version()}

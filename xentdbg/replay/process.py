@@ -12,8 +12,19 @@ import time
 
 import numpy as np
 
+from xentdbg.data import DataSpec
 from xentdbg.errors import SetupFailed, UsageError
+from xentdbg.records import SideInfo, side_info_from_dict
 from xentdbg.replay import wire
+from xentdbg.replay.loading import SetupRef
+
+LOAD_TIMEOUT_FLOOR = 300.0  # seconds: loading imports a framework and builds a model
+
+
+def load_timeout(step_timeout: float | None) -> float | None:
+    """How long a worker may take to load, given ``--step-timeout`` (None: no limit)."""
+    return max(step_timeout, LOAD_TIMEOUT_FLOOR) if step_timeout else None
+
 
 # Quiet TensorFlow's C++ start-up chatter in worker logs unless the user asks otherwise.
 DEFAULT_WORKER_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -117,3 +128,19 @@ class WorkerProcess:
             os.unlink(self.log.name)
         except OSError:
             pass
+
+
+def start_worker(side: str, ref: SetupRef, env: dict[str, str], data: DataSpec, steps: int) -> WorkerProcess:
+    """Spawn a worker and ask it to load ``ref``; it answers with :func:`wait_ready`."""
+    worker = WorkerProcess(side, env)
+    worker.send({"type": "load", "setup": {"target": ref.target, "function": ref.function},
+                 "data": data.to_dict(), "steps": steps})
+    return worker
+
+
+def wait_ready(worker: WorkerProcess, timeout: float | None) -> tuple[SideInfo, list[np.ndarray], list[np.ndarray]]:
+    """The worker's description and its initial parameters and state."""
+    header, arrays = worker.recv(timeout)
+    info = side_info_from_dict(header["info"])
+    n = len(info.params)
+    return info, arrays[:n], arrays[n:]

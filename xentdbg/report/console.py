@@ -56,7 +56,8 @@ def _data_line(cfg) -> str:
 
 def _init_line(init: str) -> str:
     return {"a": "B starts from A's initial weights", "b": "A starts from B's initial weights",
-            "own": "each side starts from its own initial weights"}[init]
+            "own": "each side starts from its own initial weights",
+            "traces": "as recorded in each trace"}.get(init, init)
 
 
 def _summary_rows(a: Summary, b: Summary) -> Table:
@@ -181,7 +182,7 @@ def _flag_lines(result) -> list[Text]:
     return lines
 
 
-def render_result(result, console: Console) -> None:
+def render_result(result, console: Console, title: str = "xentdbg compare") -> None:
     cfg, tol = result.config, result.config.tolerance
     head = Group(
         _side_line("A", cfg.setup_a, result.info_a, cfg.env_a),
@@ -191,7 +192,7 @@ def render_result(result, console: Console) -> None:
         Text(f"tolerance  {tol.describe()} (NaN/Inf on one side only always diverges)"),
         *_flag_lines(result),
     )
-    console.print(Panel(head, title="xentdbg compare", title_align="left"))
+    console.print(Panel(head, title=title, title_align="left"))
     first = result.first
     if first is None:
         equal = " Every captured tensor is bitwise equal." if result.all_bitwise_equal else ""

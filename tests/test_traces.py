@@ -1,0 +1,124 @@
+"""Traces: record, read back bitwise, diff = compare, show, reports, --save-traces, --only/--every."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import CASE1, SETUPS, run_cli
+from xentdbg.data import DataSpec
+from xentdbg.records import StepRecord, TensorSpec, SideInfo
+from xentdbg.trace import TraceWriter, load_trace
+
+SMALL = str(SETUPS / "jax_small.py")
+FAST = ["--steps", "4", "--subset", "64", "--batch-size", "16"]
+
+
+def test_roundtrip_is_bitwise(tmp_path):
+    rng = np.random.default_rng(0)
+    info = SideInfo("JaxLoop", {"jax": "x"}, [TensorSpec("w", (3, 2), "float32")], [TensorSpec("m", (2,), "float64")])
+    records = []
+    for k in range(3):
+        records.append(StepRecord(k, {
+            "inputs": [("x", rng.standard_normal(4)), ("y", rng.standard_normal(4))],
+            "activations": [("dense", rng.standard_normal((4, 2)).astype(np.float16))],
+            "loss": [("loss", np.float32(np.nan) if k == 2 else np.float32(k))],
+            "gradients": [("w", np.array([[np.inf, -0.0], [1e-45, 2], [3, 4]], np.float32))],
+            "state": [("m", rng.standard_normal(2))],
+            "weights": [("w", rng.standard_normal((3, 2)).astype(np.float32))],
+        }, flags={"bn": True, "drop": None}, digests={"x": "abc", "y": "def"}))
+    initial = ([rng.standard_normal((3, 2)).astype(np.float32)], [np.zeros(2)])
+    with TraceWriter(tmp_path / "t.h5", {"setup": "s.py"}, info, initial, compression="gzip") as w:
+        for r in records:
+            w.write(r)
+    with load_trace(tmp_path / "t.h5") as t:
+        assert t.steps == [0, 1, 2] and t.meta == {"setup": "s.py"} and t.info == info
+        (p,), (m,) = t.initial()
+        assert p.tobytes() == initial[0][0].tobytes() and m.tobytes() == initial[1][0].tobytes()
+        for original, back in zip(records, t.records(load=True)):
+            assert back.flags == original.flags and back.digests == original.digests
+            for phase, tensors in original.tensors.items():
+                for (n1, a1), (n2, a2) in zip(tensors, back.tensors[phase], strict=True):
+                    a1 = np.asarray(a1)
+                    assert n1 == n2 and a1.dtype == a2.dtype and a1.shape == a2.shape
+                    assert a1.tobytes() == a2.tobytes()
+
+
+@pytest.fixture(scope="module")
+def case1_traces(session_tmp):
+    keras = session_tmp / "keras.h5"
+    jax = session_tmp / "jax.h5"
+    r1 = run_cli("trace", str(CASE1 / "keras_fit.py"), "--out", str(keras), "--steps", "4", tmp_path=session_tmp)
+    r2 = run_cli("trace", str(CASE1 / "jax_stable.py"), "--out", str(jax), "--steps", "4", "--init-from", str(keras),
+                 tmp_path=session_tmp)
+    assert r1.code == 0 and r2.code == 0, r1.output + r2.output
+    return keras, jax
+
+
+def test_diff_of_traces_equals_compare_of_setups(case1_traces, session_tmp):
+    keras, jax = case1_traces
+    diff_json = session_tmp / "diff.json"
+    diff = run_cli("diff", str(keras), str(jax), "--json", str(diff_json), "--markdown", str(session_tmp / "r.md"),
+                   "--svg", str(session_tmp / "r.svg"), tmp_path=session_tmp)
+    compare = run_cli("compare", str(CASE1 / "keras_fit.py"), str(CASE1 / "jax_stable.py"), "--steps", "4",
+                      tmp_path=session_tmp)
+    assert diff.code == compare.code == 1, diff.output
+    d = json.loads(diff_json.read_text())
+    assert d["first_divergence"] == compare.report["first_divergence"]
+    assert d["first_divergence"]["phase"] == "loss" and d["first_divergence"]["step"] == 0
+    assert d["per_step"] == compare.report["per_step"]
+    md = (session_tmp / "r.md").read_text()
+    assert "## Environment" in md and "## Reproduce" in md and "xentdbg trace" in md and "xentdbg diff" in md
+    assert "First divergence: step 0 · loss · loss" in md and "## Per step" in md
+    assert (session_tmp / "r.svg").read_text().startswith("<svg")
+
+
+def test_show_lists_tensors_and_loss(case1_traces, session_tmp):
+    keras, _ = case1_traces
+    run = run_cli("show", str(keras), tmp_path=session_tmp)
+    assert run.code == 0, run.output
+    for text in ("KerasFit", "4 complete of 4", "sequential/dense/kernel", "(784, 1000)", "float32", "loss  "):
+        assert text in run.stdout
+
+
+def test_compare_save_traces_and_markdown(session_tmp):
+    folder = session_tmp / "saved"
+    md = session_tmp / "compare.md"
+    run = run_cli("compare", SMALL, f"{SMALL}:other_seed", *FAST, "--init", "own", "--save-traces", str(folder),
+                  "--markdown", str(md), tmp_path=session_tmp)
+    assert run.code == 1
+    with load_trace(folder / "a.h5") as a, load_trace(folder / "b.h5") as b:
+        assert a.steps == b.steps == [0, 1, 2, 3]
+        assert a.meta["setup"].endswith("jax_small.py:setup") and b.meta["setup"].endswith(":other_seed")
+    assert "xentdbg compare" in md.read_text() and "--init own" in md.read_text()
+    again = run_cli("diff", str(folder / "a.h5"), str(folder / "b.h5"), tmp_path=session_tmp)
+    assert again.code == 1
+
+
+def test_only_and_every(session_tmp):
+    out = session_tmp / "thin.h5"
+    run = run_cli("trace", SMALL, "--out", str(out), *FAST, "--only", "loss,gradients", "--every", "2",
+                  tmp_path=session_tmp)
+    assert run.code == 0, run.output
+    with load_trace(out) as t:
+        assert t.steps == [0, 2]
+        assert set(t.record(0).tensors) == {"loss", "gradients"}
+        assert t.meta["every"] == 2
+
+
+def test_bad_trace_options(session_tmp):
+    run = run_cli("trace", SMALL, "--out", str(session_tmp / "x.h5"), "--only", "loss,bogus", tmp_path=session_tmp)
+    assert run.code == 2 and "--only bogus: unknown phase" in run.stderr
+    run = run_cli("trace", SMALL, "--out", str(session_tmp / "x.h5"), "--init-from", str(session_tmp / "none.h5"),
+                  *FAST, tmp_path=session_tmp)
+    assert run.code == 2 and "no such file" in run.stderr
+
+
+def test_init_from_a_mismatched_trace_shows_both_tables(case1_traces, session_tmp):
+    keras, _ = case1_traces
+    run = run_cli("trace", SMALL, "--out", str(session_tmp / "y.h5"), *FAST, "--init-from", str(keras),
+                  tmp_path=session_tmp)
+    assert run.code == 2
+    assert "trace name" in run.stderr and "setup name" in run.stderr and "MISMATCH" in run.stderr

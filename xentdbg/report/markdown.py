@@ -1,0 +1,94 @@
+"""A self-contained Markdown report to paste into an issue tracker."""
+
+from __future__ import annotations
+
+import shlex
+
+from xentdbg.compare.divergence import PHASE_LABELS
+from xentdbg.report.console import _fmt
+
+MAX_OTHER = 20
+
+
+def _row(*cells) -> str:
+    return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+
+
+def _environment(result) -> list[str]:
+    cfg = result.config
+    fa, fb = result.info_a.framework, result.info_b.framework
+    keys = [k for k in ("keras", "backend", "tensorflow", "tf_keras", "jax", "optax", "train_step", "jit_compile",
+                        "python", "platform", "devices") if k in fa or k in fb]
+    lines = ["## Environment", "", _row("", "A", "B"), _row("---", "---", "---"),
+             _row("setup", f"`{cfg.setup_a}`", f"`{cfg.setup_b}`"),
+             _row("kind", result.info_a.kind, result.info_b.kind)]
+    lines += [_row(k, fa.get(k, ""), fb.get(k, "")) for k in keys]
+    lines.append(_row("env overrides", " ".join(f"{k}={v}" for k, v in cfg.env_a.items()) or "-",
+                      " ".join(f"{k}={v}" for k, v in cfg.env_b.items()) or "-"))
+    lines.append(_row("xentdbg", result.versions.get("xentdbg"), result.versions.get("xentdbg")))
+    return lines
+
+
+def reproduce_command(result) -> str:
+    """The ``xentdbg compare`` command line that reproduces ``result``."""
+    cfg, d = result.config, result.config.data
+    args = ["xentdbg", "compare", cfg.setup_a, cfg.setup_b, "--steps", str(cfg.steps), "--data", d.source,
+            "--subset", str(d.subset), "--task", d.task, "--pixels", d.pixels, "--batch-size", str(d.batch_size),
+            "--init", cfg.init, "--rtol", f"{cfg.tolerance.rtol:g}", "--atol", f"{cfg.tolerance.atol:g}"]
+    for flag, env in (("--env-a", cfg.env_a), ("--env-b", cfg.env_b)):
+        for k, v in env.items():
+            args += [flag, f"{k}={v}"]
+    return shlex.join(args)
+
+
+def render_markdown(result, commands: list[str] | None = None) -> str:
+    """The report as Markdown. ``commands`` overrides the reproduction commands (for ``diff``)."""
+    cfg, tol, first = result.config, result.config.tolerance, result.first
+    verdict = f"**First divergence: {first.label}**" if first else f"**No divergence in {len(result.steps)} steps.**"
+    d = cfg.data
+    lines = [f"# xentdbg report: {cfg.setup_a} vs {cfg.setup_b}", "", verdict, "",
+             f"Data: {'bundled MNIST (5000)' if d.source == 'mnist' else d.source}, first {d.subset}, task {d.task}, "
+             f"pixels {d.pixels}, batch {d.batch_size}, {len(result.steps)} steps. "
+             f"Tolerance: `{tol.describe()}`; NaN/Inf on one side only always diverges.", ""]
+    lines += _environment(result)
+    lines += ["", "## Reproduce", "", "```bash", *(commands or [reproduce_command(result)]), "```", ""]
+    if first is not None:
+        lines += ["## First divergence", "", f"`{first.label}`", ""]
+        if first.metrics is None:
+            lines += [f"training A={first.value_a}, B={first.value_b}", ""]
+        else:
+            m, a, b = first.metrics, first.summary_a, first.summary_b
+            lines += [_row("metric", "value"), _row("---", "---"),
+                      _row("max abs diff", _fmt(m.max_abs)), _row("max rel diff", _fmt(m.max_rel)),
+                      _row("cosine similarity", f"{m.cosine:.6f}"),
+                      _row("non-finite A / B", f"{m.nonfinite_a} / {m.nonfinite_b}"),
+                      _row(f"passes with atol (rtol={tol.rtol:g})", f">= {_fmt(m.needed_atol(tol))}"),
+                      _row(f"passes with rtol (atol={tol.atol:g})", f">= {_fmt(m.needed_rtol(tol))}"), "",
+                      _row("", "A", "B"), _row("---", "---", "---"), _row("shape", a.shape, b.shape),
+                      _row("dtype", a.dtype, b.dtype)]
+            lines += [_row(k, _fmt(getattr(a, k)), _fmt(getattr(b, k))) for k in ("min", "max", "mean", "std", "norm")]
+            lines += [_row("non-finite", a.nonfinite, b.nonfinite), ""]
+        step = next(s for s in result.steps if s.first is first)
+        others = [t for t in step.divergences if t is not first]
+        if others:
+            lines += [f"### Also diverged in step {step.step} ({len(others)})", "",
+                      _row("phase", "tensor", "max abs diff", "cosine"), _row("---", "---", "---", "---")]
+            for t in others[:MAX_OTHER]:
+                lines.append(_row(PHASE_LABELS.get(t.phase, t.phase), f"`{t.name_a}`",
+                                  _fmt(t.metrics.max_abs) if t.metrics else f"A={t.value_a} B={t.value_b}",
+                                  f"{t.metrics.cosine:.4f}" if t.metrics else ""))
+            if len(others) > MAX_OTHER:
+                lines.append(_row("…", f"{len(others) - MAX_OTHER} more", "", ""))
+            lines.append("")
+    lines += ["## Per step", "", _row("step", "loss A", "loss B", "max grad diff", "diverged", "first in step"),
+              _row("---:", "---:", "---:", "---:", "---:", "---")]
+    for s in result.steps:
+        lines.append(_row(s.step, _fmt(s.loss_a), _fmt(s.loss_b), _fmt(s.max_grad_diff), len(s.divergences),
+                          s.first.label.split(" · ", 1)[1] if s.first else ""))
+    for side, step in result.nonfinite_loss_from.items():
+        if step is not None:
+            lines += ["", f"Side {side}'s loss is non-finite from step {step}."]
+    if result.notes:
+        lines += ["", *[f"- note: {n}" for n in result.notes]]
+    lines += ["", f"Exit code {result.exit_code}."]
+    return "\n".join(lines) + "\n"

@@ -22,7 +22,7 @@ def test_main_command_is_the_case1_comparison_tested_in_test_case1():
 
 
 def test_python_api_snippet_runs():
-    snippet = re.search(r"```python\n(.*?)```", README, re.S).group(1)
+    snippet = next(b for b in re.findall(r"```python\n(.*?)```", README, re.S) if "compare(" in b)
     out = subprocess.run([sys.executable, "-c", snippet], cwd=ROOT, capture_output=True, text=True, timeout=240)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "0 None"

@@ -122,3 +122,35 @@ def test_init_from_a_mismatched_trace_shows_both_tables(case1_traces, session_tm
                   tmp_path=session_tmp)
     assert run.code == 2
     assert "trace name" in run.stderr and "setup name" in run.stderr and "MISMATCH" in run.stderr
+
+
+def _synthetic(path, steps: int, mb_per_tensor: int = 2, tensors: int = 4):
+    n = mb_per_tensor * (1 << 20) // 4
+    info = SideInfo("JaxLoop", {}, [TensorSpec(f"w{i}", (n,), "float32") for i in range(tensors)], [])
+    rng = np.random.default_rng(0)
+    base = [rng.standard_normal(n).astype(np.float32) for _ in range(tensors)]
+    with TraceWriter(path, {"setup": "synthetic", "data": DataSpec().to_dict()}, info, (base, [])) as w:
+        for k in range(steps):
+            w.write(StepRecord(k, {"loss": [("loss", np.float32(k))],
+                                   "weights": [(f"w{i}", b + np.float32(k)) for i, b in enumerate(base)]}))
+
+
+def _peak_rss_mb(args, tmp_path) -> float:
+    code = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], capture_output=True); "
+            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)")
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", code, sys.executable, "-m", "xentdbg", *args],
+                         capture_output=True, text=True, check=True)
+    return float(out.stdout.strip())
+
+
+def test_diff_memory_does_not_grow_with_trace_length(tmp_path):
+    """8 MB per step: a 40-step pair is 640 MB on disk; diff's peak RSS stays that of a 2-step pair."""
+    for steps in (2, 40):
+        _synthetic(tmp_path / f"a{steps}.h5", steps)
+        _synthetic(tmp_path / f"b{steps}.h5", steps)
+    short = _peak_rss_mb(["diff", str(tmp_path / "a2.h5"), str(tmp_path / "b2.h5")], tmp_path)
+    long = _peak_rss_mb(["diff", str(tmp_path / "a40.h5"), str(tmp_path / "b40.h5")], tmp_path)
+    assert long < short + 40, (short, long)

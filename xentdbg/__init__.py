@@ -13,5 +13,12 @@ from xentdbg.replay.engine import CompareConfig, CompareResult, compare
 from xentdbg.setups import JaxLoop, KerasFit, KerasLoop, LegacyKerasFunction
 
 
+def load_trace(path):
+    """Open a trace written by ``xentdbg trace`` (see :func:`xentdbg.trace.reader.load_trace`)."""
+    from xentdbg.trace.reader import load_trace as _load
+
+    return _load(path)
+
+
 __all__ = ["CompareConfig", "CompareResult", "DataInfo", "DataSpec", "JaxLoop", "KerasFit", "KerasLoop", "LegacyKerasFunction", "SetupFailed",
-           "Tolerance", "UsageError", "XentdbgError", "compare", "__version__"]
+           "Tolerance", "UsageError", "XentdbgError", "compare", "load_trace", "__version__"]

@@ -150,7 +150,7 @@ def load_trace(path: str | Path) -> Trace:
         if version is None:
             raise _bad(path, "it has no format version")
         if not isinstance(version, (int, np.integer)) or int(version) != FORMAT_VERSION:
-            raise _bad(path, f"format version {version!r}; this xentdbg reads version {FORMAT_VERSION}")
+            raise _bad(path, f"format version {version}; this xentdbg reads version {FORMAT_VERSION}")
         for group in ("initial/params", "initial/state", "steps"):
             if group not in f:
                 raise _bad(path, f"group /{group} is missing")

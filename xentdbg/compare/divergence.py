@@ -95,8 +95,12 @@ def _flag_value(v) -> bool | str:
     return bool(v) if v is None or isinstance(v, bool) else v
 
 
-def compare_step(a: StepRecord, b: StepRecord, pairing: Pairing, tol: Tolerance) -> StepComparison:
-    """All tensor comparisons of one step, in phase order (see :mod:`xentdbg.records`)."""
+def compare_step(a: StepRecord, b: StepRecord, pairing: Pairing, tol: Tolerance,
+                 summaries: bool = True) -> StepComparison:
+    """All tensor comparisons of one step, in phase order (see :mod:`xentdbg.records`).
+
+    ``summaries=False`` skips the value summaries of divergent tensors: the report shows
+    them for the step of the first divergence only, so later steps need not pay for them."""
     pairing.settle(a, b)
     out: list[TensorComparison] = []
     skipped: list[str] = []
@@ -108,7 +112,10 @@ def compare_step(a: StepRecord, b: StepRecord, pairing: Pairing, tol: Tolerance)
             (na, xa), (nb, xb) = ta[i], tb[j]
             xa, xb = np.asarray(xa), np.asarray(xb)  # reads lazily stored tensors (traces) one pair at a time
             m = tensor_metrics(xa, xb)
-            out.append(TensorComparison(step, phase, na, nb, m.within(tol), m, summarize(xa), summarize(xb),
+            ok = m.within(tol)
+            # Value summaries are for the report, which shows them for divergent tensors only.
+            sa, sb = (summarize(xa), summarize(xb)) if summaries and not ok else (None, None)
+            out.append(TensorComparison(step, phase, na, nb, ok, m, sa, sb,
                                         note="" if m.same_shape else "shapes differ"))
 
     # inputs: exact identity (digests); per-sample sums give the metrics

@@ -115,38 +115,49 @@ def summarize(a: np.ndarray) -> Summary:
 
 
 def tensor_metrics(a: np.ndarray, b: np.ndarray) -> TensorMetrics:
-    """Compare two arrays elementwise in float64. See :class:`TensorMetrics`."""
+    """Compare two arrays elementwise. See :class:`TensorMetrics`."""
     a, b = np.asarray(a), np.asarray(b)
     if a.shape != b.shape:
         nan = math.nan
         return TensorMetrics(nan, nan, nan, nan, _nonfinite(a), _nonfinite(b), 0, same_shape=False)
-    bitwise = a.dtype == b.dtype and a.tobytes() == b.tobytes()
-    a64, b64 = a.astype(np.float64, copy=False), b.astype(np.float64, copy=False)
-    fa, fb = np.isfinite(a64), np.isfinite(b64)
-    both = fa & fb
-    # Same non-finite value on both sides counts as agreement (NaN==NaN, inf==inf).
-    same_special = ~fa & ~fb & ((np.isnan(a64) & np.isnan(b64)) | (a64 == b64))
-    mismatch = int(np.count_nonzero(~both & ~same_special))
-    x, y = a64[both], b64[both]
+    nf_a, nf_b = _nonfinite(a), _nonfinite(b)
+    if a.dtype == b.dtype and a.tobytes() == b.tobytes():
+        # Bitwise equal (the common case for a setup against itself): nothing left to difference.
+        finite = a[np.isfinite(a)] if nf_a else a
+        scale = float(np.max(np.abs(finite))) if finite.size else 0.0
+        return TensorMetrics(0.0, 0.0, 1.0, scale, nf_a, nf_b, 0, bitwise_equal=True)
+    # Elementwise work in the inputs' own float width (float32 for float16/32 pairs: the
+    # difference of two float32 values is exact or within one rounding); dot products
+    # accumulate in float64.
+    work = np.result_type(a.dtype, b.dtype, np.float32)
+    x, y = a.astype(work, copy=False).ravel(), b.astype(work, copy=False).ravel()
+    mismatch = 0
+    if nf_a or nf_b:
+        fa, fb = np.isfinite(x), np.isfinite(y)
+        both = fa & fb
+        # Same non-finite value on both sides counts as agreement (NaN==NaN, inf==inf).
+        same_special = ~fa & ~fb & ((np.isnan(x) & np.isnan(y)) | (x == y))
+        mismatch = int(np.count_nonzero(~both & ~same_special))
+        x, y = x[both], y[both]
     if x.size == 0:
-        return TensorMetrics(0.0, 0.0, 1.0, 0.0, int((~fa).sum()), int((~fb).sum()), mismatch,
-                             bitwise_equal=bitwise)
+        return TensorMetrics(0.0, 0.0, 1.0, 0.0, nf_a, nf_b, mismatch)
     diff = np.abs(x - y)
     mag = np.maximum(np.abs(x), np.abs(y))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rel = np.where(mag > 0, diff / mag, 0.0)
-    nx, ny = np.linalg.norm(x), np.linalg.norm(y)
+    rel = np.divide(diff, mag, out=np.zeros_like(diff), where=mag > 0)
+    nx, ny = math.sqrt(_dot64(x, x)), math.sqrt(_dot64(y, y))
     if nx == 0 and ny == 0:
         cosine = 1.0
     elif nx == 0 or ny == 0:
         cosine = 0.0
     else:
-        cosine = float(np.clip(np.dot(x.ravel(), y.ravel()) / (nx * ny), -1.0, 1.0))
-    return TensorMetrics(
-        max_abs=float(diff.max()), max_rel=float(rel.max()), cosine=cosine, scale=float(mag.max()),
-        nonfinite_a=int((~fa).sum()), nonfinite_b=int((~fb).sum()), nonfinite_mismatch=mismatch,
-        bitwise_equal=bitwise,
-    )
+        cosine = float(np.clip(_dot64(x, y) / (nx * ny), -1.0, 1.0))
+    return TensorMetrics(max_abs=float(diff.max()), max_rel=float(rel.max()), cosine=cosine, scale=float(mag.max()),
+                         nonfinite_a=nf_a, nonfinite_b=nf_b, nonfinite_mismatch=mismatch)
+
+
+def _dot64(x: np.ndarray, y: np.ndarray) -> float:
+    """Dot product accumulated in float64 without a float64 copy of the inputs."""
+    return float(np.einsum("i,i->", x, y, dtype=np.float64))
 
 
 def _nonfinite(a: np.ndarray) -> int:

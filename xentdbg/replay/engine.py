@@ -139,12 +139,13 @@ def compare(config: CompareConfig, on_step: Callable[[StepComparison], None] | N
                 w.step = k
                 header, arrays = w.recv(config.step_timeout)
                 records.append(StepRecord.from_wire(header, arrays))
+            for w in workers:  # let both sides run the next step while this one is compared
+                w.send({"type": "next"})
             for trace, record in zip(traces, records):
                 trace.write(record)
-            cmp = compare_step(records[0], records[1], pairing, config.tolerance)
+            cmp = compare_step(records[0], records[1], pairing, config.tolerance,
+                               summaries=not any(s.first for s in steps))
             steps.append(cmp)
-            for w in workers:
-                w.send({"type": "next"})
             if on_step:
                 on_step(cmp)
         for w in workers:

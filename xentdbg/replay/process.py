@@ -30,6 +30,16 @@ def load_timeout(step_timeout: float | None) -> float | None:
 DEFAULT_WORKER_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
+def _widen(fd: int, size: int = 1 << 20) -> None:
+    """Ask Linux for a 1 MiB pipe buffer (default 64 KiB): step records are megabytes."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), size)
+    except (ImportError, OSError):
+        pass  # not Linux, or over /proc/sys/fs/pipe-max-size: the default works, slower
+
+
 class WorkerProcess:
     """One side (``"A"`` or ``"B"``) running ``python -m xentdbg.replay.worker``.
 
@@ -43,6 +53,7 @@ class WorkerProcess:
         self.env_overrides = dict(env)
         to_worker_r, self._to_worker = os.pipe()
         self._from_worker, from_worker_w = os.pipe()
+        _widen(self._from_worker)
         self.log = tempfile.NamedTemporaryFile(prefix=f"xentdbg-{side}-", suffix=".log", delete=False)
         full_env = {**os.environ, **DEFAULT_WORKER_ENV, **self.env_overrides}
         self.proc = subprocess.Popen(

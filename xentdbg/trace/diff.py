@@ -33,7 +33,8 @@ def diff_traces(path_a: str, path_b: str, tolerance: Tolerance = Tolerance(),
         pairing = Pairing(params=params.pairs, state=state.pairs)
         steps = []
         for k in common:
-            cmp = compare_step(a.record(k), b.record(k), pairing, tolerance)
+            cmp = compare_step(a.record(k), b.record(k), pairing, tolerance,
+                               summaries=not any(s.first for s in steps))
             steps.append(cmp)
             if on_step:
                 on_step(cmp)

@@ -1,0 +1,217 @@
+"""xentdbg benchmark: replay cost against the plain trainings, memory, trace throughput.
+
+    python bench/bench.py [--runs 3] [--out bench/results.json]
+
+Whole-process wall times (imports included, like /usr/bin/time), medians of --runs runs:
+1. case 1 (1000 samples, full batch, 10 steps): `xentdbg compare` vs the two setups
+   trained plainly one after the other (bench/plain.py: the same model.fit / JAX loop);
+2. the case-1 model at batch 100 for 500 steps: the same ratio, and the per-step overhead
+   split into capture (in-worker, measured in-process by bench/_probe.py), transfer
+   (the step records through a pipe between two processes) and comparison (compare_step);
+3. peak RSS summed over the coordinator and its workers, at 50 and at 500 steps;
+4. trace write and diff throughput on a trace of at least 1 GB.
+Prints a table and writes JSON so that commits can be compared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+A, B = "examples/case1_bce/jax_stable.py", "examples/case1_bce/keras_fit.py"
+CASE1 = {"steps": 10, "subset": 1000, "batch": 1000}
+LONG = {"steps": 500, "subset": 1000, "batch": 100}
+
+
+def _tree_rss(pid: int) -> int:
+    """RSS in bytes of ``pid`` and all its descendants (from /proc)."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            fields = stat[stat.rindex(")") + 2:].split()
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+            rss[int(entry.name)] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, IndexError):
+            continue
+    total, stack = 0, [pid]
+    while stack:
+        p = stack.pop()
+        total += rss.get(p, 0)
+        stack.extend(children.get(p, []))
+    return total
+
+
+def run(cmd: list[str]) -> tuple[float, int, int]:
+    """Wall seconds, peak summed RSS of the process tree, exit code."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    peak = 0
+    while proc.poll() is None:
+        peak = max(peak, _tree_rss(proc.pid))
+        time.sleep(0.02)
+    return time.perf_counter() - start, peak, proc.returncode
+
+
+def plain(setup: str, p: dict) -> list[str]:
+    return [PY, "bench/plain.py", setup, str(p["steps"]), str(p["subset"]), str(p["batch"])]
+
+
+def compare(p: dict, *extra: str) -> list[str]:
+    return [PY, "-m", "xentdbg", "compare", A, B, "--steps", str(p["steps"]), "--subset", str(p["subset"]),
+            "--batch-size", str(p["batch"]), *extra]
+
+
+def ratio_case(p: dict, runs: int, extra: tuple[str, ...] = ()) -> dict:
+    plain_s, compare_s, peaks = [], [], []
+    for _ in range(runs):
+        plain_s.append(run(plain(A, p))[0] + run(plain(B, p))[0])
+        seconds, peak, code = run(compare(p, *extra))
+        assert code in (0, 1), f"compare exited {code}"
+        compare_s.append(seconds)
+        peaks.append(peak)
+    med_plain, med_compare = statistics.median(plain_s), statistics.median(compare_s)
+    return {"plain_s": med_plain, "compare_s": med_compare, "ratio": med_compare / med_plain,
+            "peak_rss_mb": statistics.median(peaks) / 2**20, "runs": runs,
+            "all_plain_s": plain_s, "all_compare_s": compare_s}
+
+
+def overhead_split(p: dict, tmp: Path) -> dict:
+    """Per-step capture, transfer and comparison cost on the long run (milliseconds)."""
+    from xentdbg.compare.divergence import Pairing, compare_step
+    from xentdbg.compare.matching import match_by_order
+    from xentdbg.compare.metrics import Tolerance
+    from xentdbg.trace import load_trace
+
+    probes = {}
+    for side, setup in (("a", A), ("b", B)):
+        out = subprocess.run([PY, "bench/_probe.py", setup, str(p["steps"]), str(p["subset"]), str(p["batch"]),
+                              str(tmp / f"{side}.h5")], cwd=ROOT, capture_output=True, text=True, check=True)
+        probes[side] = json.loads(out.stdout.strip().splitlines()[-1])
+    capture_ms = {s: (v["captured_s"] - v["plain_s"]) / p["steps"] * 1000 for s, v in probes.items()}
+    train_ms = {s: v["plain_s"] / p["steps"] * 1000 for s, v in probes.items()}
+    with load_trace(tmp / "a.h5") as ta, load_trace(tmp / "b.h5") as tb:
+        ra, rb = list(ta.records(load=True)), list(tb.records(load=True))
+        pairing = Pairing(params=match_by_order(ta.info.params, tb.info.params).pairs, state=[])
+    start = time.perf_counter()
+    for x, y in zip(ra, rb):
+        compare_step(x, y, pairing, Tolerance(), summaries=False)
+    compare_ms = (time.perf_counter() - start) / len(ra) * 1000
+    nbytes = probes["a"]["record_bytes"] + probes["b"]["record_bytes"]
+    transfer_ms = _pipe_seconds(nbytes) * 1000
+    return {"train_ms_per_step": train_ms, "capture_ms_per_step": capture_ms, "transfer_ms_per_step": transfer_ms,
+            "compare_ms_per_step": compare_ms, "record_bytes_per_step": nbytes}
+
+
+def _pipe_seconds(nbytes: int, repeats: int = 20) -> float:
+    """Seconds to move ``nbytes`` of step records from a child process to this one (wire protocol)."""
+    code = ("import os, sys, numpy as np; from xentdbg.replay import wire; "
+            "a = np.ones(int(sys.argv[1]) // 4, np.float32); fd = int(sys.argv[2]); "
+            "[wire.send(fd, {'type': 'step'}, [a]) for _ in range(int(sys.argv[3]))]")
+    from xentdbg.replay import wire
+    from xentdbg.replay.process import _widen
+
+    r, w = os.pipe()
+    _widen(r)
+    proc = subprocess.Popen([PY, "-c", code, str(nbytes), str(w), str(repeats)], pass_fds=(w,), cwd=ROOT)
+    os.close(w)
+    wire.recv(r)  # the child's start-up is not transfer
+    start = time.perf_counter()
+    for _ in range(repeats - 1):
+        wire.recv(r)
+    seconds = (time.perf_counter() - start) / (repeats - 1)
+    proc.wait()
+    os.close(r)
+    return seconds
+
+
+def trace_throughput(tmp: Path, gigabytes: float = 1.05) -> dict:
+    import numpy as np
+
+    from xentdbg.records import SideInfo, StepRecord, TensorSpec
+    from xentdbg.trace import TraceWriter
+    from xentdbg.trace.diff import diff_traces
+
+    n, tensors = 2 << 20, 4  # 8 MiB tensors, 32 MiB per step
+    steps = int(gigabytes * 2**30 // (n * 4 * tensors)) + 1
+    info = SideInfo("synthetic", {}, [TensorSpec(f"w{i}", (n,), "float32") for i in range(tensors)], [])
+    rng = np.random.default_rng(0)
+    base = [rng.standard_normal(n).astype(np.float32) for _ in range(tensors)]
+    seconds = []
+    for name in ("a.h5", "b.h5"):
+        start = time.perf_counter()
+        with TraceWriter(tmp / name, {"data": {"source": "mnist", "subset": 1, "task": "binary", "pixels": "raw",
+                                               "batch_size": 1}}, info, (base, [])) as w:
+            for k in range(steps):
+                w.write(StepRecord(k, {"loss": [("loss", np.float32(k))],
+                                       "weights": [(f"w{i}", b) for i, b in enumerate(base)]}))
+        seconds.append(time.perf_counter() - start)
+    size = (tmp / "a.h5").stat().st_size
+    start = time.perf_counter()
+    diff_traces(str(tmp / "a.h5"), str(tmp / "b.h5"))
+    diff_s = time.perf_counter() - start
+    return {"trace_mb": size / 2**20, "write_mb_s": size / 2**20 / statistics.median(seconds),
+            "diff_mb_s": 2 * size / 2**20 / diff_s, "steps": steps}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results.json"))
+    args = parser.parse_args()
+    results = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(terse=True),
+                           "python": platform.python_version()},
+               "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
+    print("1. case 1 ...", flush=True)
+    results["case1"] = ratio_case(CASE1, args.runs)
+    print("2. long run ...", flush=True)
+    results["long"] = ratio_case(LONG, args.runs)
+    with tempfile.TemporaryDirectory() as tmp:
+        results["long"]["split"] = overhead_split(LONG, Path(tmp))
+    print("3. memory at 50 steps ...", flush=True)
+    results["memory"] = {"peak_rss_mb_50": ratio_case({**LONG, "steps": 50}, 1)["peak_rss_mb"],
+                         "peak_rss_mb_500": results["long"]["peak_rss_mb"]}
+    results["memory"]["growth"] = results["memory"]["peak_rss_mb_500"] / results["memory"]["peak_rss_mb_50"] - 1
+    print("4. trace throughput ...", flush=True)
+    with tempfile.TemporaryDirectory(dir=ROOT) as tmp:
+        results["trace"] = trace_throughput(Path(tmp))
+    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    _print(results)
+
+
+def _print(r: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title="xentdbg bench (medians)")
+    for col in ("measure", "value", "target"):
+        t.add_column(col)
+    c1, lg, sp, mem, tr = r["case1"], r["long"], r["long"]["split"], r["memory"], r["trace"]
+    t.add_row("case 1: compare / plain A+B", f"{c1['compare_s']:.1f} s / {c1['plain_s']:.1f} s = {c1['ratio']:.2f}x", "<= 1.0x")
+    t.add_row("500 steps: compare / plain A+B", f"{lg['compare_s']:.1f} s / {lg['plain_s']:.1f} s = {lg['ratio']:.2f}x", "<= 1.5x")
+    t.add_row("  training per step A / B", f"{sp['train_ms_per_step']['a']:.1f} / {sp['train_ms_per_step']['b']:.1f} ms", "")
+    t.add_row("  capture per step A / B", f"{sp['capture_ms_per_step']['a']:.1f} / {sp['capture_ms_per_step']['b']:.1f} ms", "")
+    t.add_row("  transfer per step", f"{sp['transfer_ms_per_step']:.1f} ms ({sp['record_bytes_per_step'] / 2**20:.1f} MiB)", "")
+    t.add_row("  comparison per step", f"{sp['compare_ms_per_step']:.1f} ms", "")
+    t.add_row("peak RSS 50 -> 500 steps", f"{mem['peak_rss_mb_50']:.0f} -> {mem['peak_rss_mb_500']:.0f} MB ({mem['growth']:+.1%})", "within 10%")
+    t.add_row("trace write", f"{tr['write_mb_s']:.0f} MB/s ({tr['trace_mb']:.0f} MB)", "disk speed")
+    t.add_row("trace diff", f"{tr['diff_mb_s']:.0f} MB/s (both traces read)", "disk speed")
+    Console().print(t)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+"""Cheap per-tensor fingerprints for the first pass of ``compare --fingerprint``. Pure numpy.
+
+A fingerprint is ``[sum, norm, max|x|, nonfinite]`` over the finite elements. The check
+:func:`fingerprints_agree` is *sound* for the tolerance rule of
+:mod:`xentdbg.compare.metrics`: if two tensors of ``n`` elements match
+(``max|A-B| <= t`` with ``t = atol + rtol * scale``) then
+``|sum_A - sum_B| <= n t``, ``|norm_A - norm_B| <= sqrt(n) t`` and
+``|max_A - max_B| <= t``, and their non-finite counts are equal. So a fingerprint that
+disagrees marks a step that full comparison also flags; the first pass can only be
+late, never early, and the second pass (full capture up to that step) finds the exact
+first divergence. Differences invisible to sums, norms and maxima are not seen.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from xentdbg.compare.metrics import Tolerance
+
+SIZE = 4
+
+
+def fingerprint(a: np.ndarray) -> np.ndarray:
+    """``[sum, norm, max|x|, nonfinite]`` of ``a`` in float64."""
+    a = np.asarray(a)
+    flat = a.reshape(-1)
+    if a.dtype.kind in "fc":
+        finite = np.isfinite(flat)
+        nonfinite = flat.size - int(np.count_nonzero(finite))
+        if nonfinite:
+            flat = flat[finite]
+    else:
+        nonfinite = 0
+    if flat.size == 0:
+        return np.array([0.0, 0.0, 0.0, nonfinite])
+    total = float(np.sum(flat, dtype=np.float64))
+    norm = math.sqrt(float(np.einsum("i,i->", flat, flat, dtype=np.float64)))
+    return np.array([total, norm, float(np.max(np.abs(flat))), nonfinite])
+
+
+def fingerprints_agree(fa: np.ndarray, fb: np.ndarray, n: int, tol: Tolerance) -> bool:
+    """False only where full comparison of the two tensors would fail (see module docstring)."""
+    if fa[3] != fb[3]:
+        return False
+    t = tol.atol + tol.rtol * max(fa[2], fb[2])
+    slack = 1e-12 * max(abs(fa[0]), abs(fb[0]), fa[1], fb[1], 1.0)  # float64 rounding of the sums
+    return bool(abs(fa[2] - fb[2]) <= t + slack and abs(fa[1] - fb[1]) <= math.sqrt(n) * t + slack
+                and abs(fa[0] - fb[0]) <= n * t + slack)

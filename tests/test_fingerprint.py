@@ -18,16 +18,71 @@ def test_never_flags_a_pair_that_full_comparison_passes(seed):
     noise = rng.choice([0.0, 1e-6, 1e-4, 9e-4, 1e-3, 1e-2])
     b = (a + noise * np.abs(a).max() * rng.uniform(-1, 1, a.shape)).astype(np.float32)
     if tensor_metrics(a, b).within(TOL):
-        assert fingerprints_agree(fingerprint(a), fingerprint(b), a.size, TOL)
+        assert fingerprints_agree(fingerprint(a), fingerprint(b), TOL)
 
 
 def test_flags_clear_differences():
     a = np.linspace(-1, 1, 100, dtype=np.float32)
-    assert not fingerprints_agree(fingerprint(a), fingerprint(a * 1.1), a.size, TOL)
-    assert not fingerprints_agree(fingerprint(a), fingerprint(np.where(a > 0.9, np.nan, a)), a.size, TOL)
-    assert fingerprints_agree(fingerprint(a), fingerprint(a.copy()), a.size, TOL)
+    assert not fingerprints_agree(fingerprint(a), fingerprint(a * 1.1), TOL)
+    assert not fingerprints_agree(fingerprint(a), fingerprint(np.where(a > 0.9, np.nan, a)), TOL)
+    assert fingerprints_agree(fingerprint(a), fingerprint(a.copy()), TOL)
 
 
 def test_nonfinite_elements_are_counted_not_summed():
     f = fingerprint(np.array([1.0, np.inf, np.nan, -2.0], np.float32))
-    assert f.tolist() == [-1.0, pytest.approx(5 ** 0.5), 2.0, 2.0]
+    assert f.tolist() == [-1.0, pytest.approx(5 ** 0.5), 2.0, 2.0, 4.0]
+
+
+# -- the first pass on records, and --fingerprint end to end ------------------------
+
+def _record(step: int, w: np.ndarray, loss: float):
+    from xentdbg.records import StepRecord
+
+    return StepRecord(step, {"loss": [("loss", np.float32(loss))], "weights": [("w", w)]})
+
+
+def test_compare_step_on_fingerprinted_records_flags_weights_only_when_they_differ():
+    from xentdbg.compare.divergence import Pairing, compare_step
+    from xentdbg.compare.fingerprint import fingerprint_record
+
+    w = np.linspace(-1, 1, 1000, dtype=np.float32)
+    a = fingerprint_record(_record(0, w, 1.0))
+    assert a.fingerprints and a.tensors["weights"][0][1].shape == (5,)
+    same = compare_step(a, fingerprint_record(_record(0, w.copy(), 1.0)), Pairing([(0, 0)], []), TOL)
+    assert same.first is None
+    moved = w.copy()
+    moved[500:] += 0.05
+    diff = compare_step(a, fingerprint_record(_record(0, moved, 1.0)), Pairing([(0, 0)], []), TOL)
+    assert (diff.first.phase, diff.first.name_a) == ("weights", "w")
+
+
+@pytest.fixture(scope="module")
+def case3_fingerprint(session_tmp):
+    from conftest import ROOT, run_cli
+
+    c3 = ROOT / "examples" / "case3_tf_function_loss"
+    return run_cli("compare", str(c3 / "plain.py"), str(c3 / "decorated.py"), "--task", "digits", "--pixels", "unit",
+                   "--batch-size", "256", "--subset", "512", "--steps", "2", "--fingerprint", tmp_path=session_tmp)
+
+
+def test_fingerprint_mode_finds_a_gradient_only_divergence_through_the_weights(case3_fingerprint):
+    # The loops' light capture has no gradients; the weights' fingerprints flag step 0 and
+    # pass 2 finds the gradient that full capture reports (tests/test_case2_case3.py).
+    run = case3_fingerprint
+    assert run.code == 1, run.output
+    first = run.report["first_divergence"]
+    assert (first["step"], first["phase"], first["name_a"]) == (0, "gradients", "sequential/dense/bias")
+    assert run.report["fingerprint_pass"]["flagged"].startswith("step 0 · weights")
+    assert run.report["steps_run"] == 1 and run.report["mode"] == "full"
+    assert "pass 1 flagged step 0 · weights" in run.stdout
+
+
+def test_fingerprint_mode_on_a_clean_pair_says_what_it_did_not_check(session_tmp):
+    from conftest import CASE1, run_cli
+
+    run = run_cli("compare", str(CASE1 / "jax_logits.py"), str(CASE1 / "keras_fit.py"), "--steps", "4",
+                  "--fingerprint", tmp_path=session_tmp)
+    assert run.code == 0, run.output
+    assert run.report["mode"] == "fingerprint" and run.report["all_bitwise_equal"] is False
+    assert run.report["fingerprint_pass"] == {"steps": 4, "flagged": None}
+    assert "screened by sum, norm and max|x|" in run.stdout.replace("\n", " ")

@@ -31,6 +31,13 @@ def test_captured_fit_ends_bitwise_equal_to_plain_fit(backend):
     assert result["last_weights_equal"]
 
 
+def test_light_capture_of_fit_is_neutral_too():
+    """--fingerprint's first pass stores fit's loss in a variable inside compute_loss (TF backend)."""
+    result = _neutral(str(SETUPS / "keras_bn.py"), "tensorflow", "500", "100", "12", "digits", "unit", "light")
+    assert result["records"] == 12
+    assert all(result["equal"]), result
+
+
 @pytest.mark.parametrize("variant", ["eager", "compiled"])
 def test_captured_keras_loop_ends_bitwise_equal_to_plain_loop(variant):
     result = _neutral(f"{SETUPS / 'keras_loops.py'}:{variant}", "tensorflow", "500", "100", "12", "digits", "unit")

@@ -55,12 +55,15 @@ class StepRecord:
     ``tensors[phase]`` is a list of ``(name, array)``; ``flags`` maps a layer name to
     the ``training`` value it received (``None`` when the layer does not take one).
     ``digests`` holds SHA-1 hex digests of the input batch and its labels.
+    ``fingerprints``: tensors other than inputs and loss are fingerprints
+    (:mod:`xentdbg.compare.fingerprint`), not values.
     """
 
     step: int
     tensors: dict[str, list[tuple[str, np.ndarray]]]
     flags: dict[str, bool | None] = field(default_factory=dict)
     digests: dict[str, str] = field(default_factory=dict)
+    fingerprints: bool = False
 
     def arrays(self, phase: str) -> list[np.ndarray]:
         return [a for _, a in self.tensors.get(phase, [])]
@@ -81,7 +84,7 @@ class StepRecord:
                 layout.append([phase, name])
                 arrays.append(np.asarray(a))
         header = {"type": "step", "step": self.step, "layout": layout,
-                  "flags": self.flags, "digests": self.digests}
+                  "flags": self.flags, "digests": self.digests, "fingerprints": self.fingerprints}
         return header, arrays
 
     @classmethod
@@ -90,7 +93,7 @@ class StepRecord:
         for (phase, name), a in zip(header["layout"], arrays, strict=True):
             tensors.setdefault(phase, []).append((name, a))
         return cls(step=header["step"], tensors=tensors, flags=header["flags"],
-                   digests=header["digests"])
+                   digests=header["digests"], fingerprints=bool(header.get("fingerprints", False)))
 
 
 def batch_fingerprint(x: np.ndarray, y: np.ndarray) -> tuple[list[tuple[str, np.ndarray]], dict[str, str]]:

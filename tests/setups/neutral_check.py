@@ -1,6 +1,6 @@
 """Run a setup plain and captured in this process; print whether final weights are bitwise equal.
 
-Usage: python neutral_check.py SETUP SUBSET BATCH STEPS TASK PIXELS
+Usage: python neutral_check.py SETUP SUBSET BATCH STEPS TASK PIXELS [light]
 """
 
 import json
@@ -12,10 +12,11 @@ from xentdbg.data import DataSpec
 from xentdbg.replay.single import run_setup
 
 setup, subset, batch, steps, task, pixels = sys.argv[1:7]
+light = sys.argv[7:] == ["light"]
 spec = DataSpec(subset=int(subset), batch_size=int(batch), task=task, pixels=pixels)
 plain = run_setup(setup, spec, int(steps), capture=False)
 # Same initial weights: a second graph-mode model in one process draws different ones.
-captured = run_setup(setup, spec, int(steps), capture=True, init_params=plain.initial_weights)
+captured = run_setup(setup, spec, int(steps), capture=True, init_params=plain.initial_weights, light=light)
 equal = [a.tobytes() == b.tobytes() for a, b in zip(plain.final_weights, captured.final_weights, strict=True)]
 print(json.dumps({"equal": equal, "records": len(captured.records),
                   "max_diff": max(float(np.max(np.abs(a - b))) for a, b in zip(plain.final_weights, captured.final_weights)),

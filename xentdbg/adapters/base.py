@@ -29,9 +29,13 @@ class Adapter(Protocol):
     def set_initial_values(self, params: list[np.ndarray] | None, state: list[np.ndarray] | None) -> None:
         """Overwrite the initial parameters (and state, when given) in table order."""
 
-    def train(self, steps: int, emit: Emit | None) -> None:
+    def train(self, steps: int, emit: Emit | None, light: bool = False) -> None:
         """Run ``steps`` training steps. With ``emit=None`` nothing is captured:
-        this is the plain training that capture must not change."""
+        this is the plain training that capture must not change.
+
+        ``light``: capture only what the step yields at little cost (inputs, training
+        flags, loss, state, weights, and gradients where the step returns them anyway),
+        for the first pass of ``compare --fingerprint``."""
 
 
 def python_info() -> dict[str, str]:

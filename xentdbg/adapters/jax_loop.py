@@ -141,14 +141,14 @@ class JaxLoopAdapter:
 
         return jax.jit(forward) if self.setup.jit else forward
 
-    def train(self, steps: int, emit: Emit | None) -> None:
+    def train(self, steps: int, emit: Emit | None, light: bool = False) -> None:
         spec = self.data.spec
         opt_state = self.optimizer.init(self.params)
         params, state = self.params, self.state
         for i in range(steps):
             sl = spec.batch_slice(i)
             x, y = self.data.x[sl], self.data.y[sl]
-            acts = self._forward(params, x) if (emit is not None and self._forward) else None
+            acts = self._forward(params, x) if (emit is not None and self._forward and not light) else None
             loss, grads, new_params, state, opt_state = self._step_fn(i, params, state, opt_state, x, y)
             params = new_params
             if emit is None:

@@ -17,6 +17,10 @@ except where measured neutral:
   measured to change BatchNorm gamma by 1 ulp (Grappler rewrites single-consumer
   tensors), the recompute was measured bitwise equal to the in-graph gradients.
 - Weights and non-trainable state are read in ``on_train_batch_end``.
+- Light capture (first pass of ``compare --fingerprint``): no recompute. On the TF
+  backend the wrapper also stores the loss ``compute_loss`` returned in a shape-less
+  variable (measured neutral, ``tests/test_neutral_capture.py``); on the JAX backend the
+  loss is recomputed by a forward pass only.
 """
 
 from __future__ import annotations
@@ -102,11 +106,11 @@ class KerasFitAdapter:
         return self._numpy([v.value for v in self.model.trainable_variables])
 
     # -- training ----------------------------------------------------------
-    def train(self, steps: int, emit: Emit | None) -> None:
+    def train(self, steps: int, emit: Emit | None, light: bool = False) -> None:
         keras = self.keras
         spec = self.data.spec
         epochs = math.ceil(steps / spec.steps_per_epoch)
-        capture = _FitCapture(self, steps, emit) if emit is not None else None
+        capture = _FitCapture(self, steps, emit, light) if emit is not None else None
         stopper = _StopAfter(steps)
         kwargs = {"verbose": 0, **self.fit_kwargs}
         user_callbacks = list(kwargs.pop("callbacks", None) or [])
@@ -141,8 +145,8 @@ class _StopAfter:
 class _FitCapture:
     """Installs the hooks described in the module docstring and builds step records."""
 
-    def __init__(self, adapter: KerasFitAdapter, steps: int, emit: Emit):
-        self.adapter, self.steps, self.emit = adapter, steps, emit
+    def __init__(self, adapter: KerasFitAdapter, steps: int, emit: Emit, light: bool = False):
+        self.adapter, self.steps, self.emit, self.light = adapter, steps, emit, light
         self.model = adapter.model
         self.hooks = LayerHooks(self.model)
         self.step = 0
@@ -165,9 +169,10 @@ class _FitCapture:
             return tf.Variable(tf.zeros([0], dtype=dtype), shape=tf.TensorShape(None), trainable=False)
 
         x_dtype = tf.as_dtype(self.adapter.data.x.dtype)
-        self._vars = {"x": var(x_dtype), "y": var(tf.float32), "sw": var(tf.float32)}
+        self._vars = {"x": var(x_dtype), "y": var(tf.float32), "sw": var(tf.float32), "loss": var(tf.float32)}
         self._has_sw = False
         original = model.compute_loss
+        light = self.light
 
         @functools.wraps(original)
         def compute_loss(x=None, y=None, y_pred=None, sample_weight=None, training=True):
@@ -177,7 +182,10 @@ class _FitCapture:
                 if sample_weight is not None:
                     self._has_sw = True
                     self._vars["sw"].assign(tf.cast(sample_weight, tf.float32))
-            return original(x, y, y_pred, sample_weight, training=training)
+            loss = original(x, y, y_pred, sample_weight, training=training)
+            if light and training and not hooks.collecting:
+                self._vars["loss"].assign(tf.reshape(tf.cast(loss, tf.float32), [-1]))
+            return loss
 
         model.compute_loss = compute_loss
         mvars = model.metrics_variables
@@ -244,13 +252,19 @@ class _FitCapture:
 
         self._recompute_jax = jax.jit(jax.value_and_grad(loss_and_acts, has_aux=True))
 
+        def loss_only(*args):
+            with hooks.collect():  # keeps the recorded training flags those of fit's own step
+                return self._stateless_loss(*args)
+
+        self._loss_jax = jax.jit(loss_only)
+
     # Both --------------------------------------------------------------------
     def callback(self, keras):
         outer = self
 
         class Capture(keras.callbacks.Callback):
             def on_train_batch_begin(self, batch, logs=None):
-                if outer.adapter.backend == "tensorflow":
+                if outer.adapter.backend == "tensorflow" and not outer.light:
                     outer._pre = (
                         [v.numpy() for v in outer.model.trainable_variables],
                         [v.numpy() for v in outer.model.non_trainable_variables],
@@ -263,16 +277,20 @@ class _FitCapture:
 
     def on_step_end(self) -> None:
         model = self.model
+        acts, grads = [], None
         if self.adapter.backend == "tensorflow":
             import tensorflow as tf
 
             x = self._vars["x"].numpy()
             y = self._vars["y"].numpy()
             sw = self._vars["sw"].numpy() if self._has_sw else None
-            tv, ntv = self._pre
-            loss, grads, acts = self._recompute(
-                [tf.constant(a) for a in tv], [tf.constant(a) for a in ntv],
-                tf.constant(x), tf.constant(y), None if sw is None else tf.constant(sw))
+            if self.light:
+                loss = self._vars["loss"].numpy().reshape(())
+            else:
+                tv, ntv = self._pre
+                loss, grads, acts = self._recompute(
+                    [tf.constant(a) for a in tv], [tf.constant(a) for a in ntv],
+                    tf.constant(x), tf.constant(y), None if sw is None else tf.constant(sw))
             weights = [v.numpy() for v in model.trainable_variables]
             nt = [v.numpy() for v in model.non_trainable_variables]
         else:
@@ -280,7 +298,10 @@ class _FitCapture:
             batch = self._batch
             x, y = batch[0], batch[1] if len(batch) > 1 else None
             sw = batch[2] if len(batch) > 2 else None
-            (loss, acts), grads = self._recompute_jax(tv, ntv, mv, x, y, sw)
+            if self.light:
+                loss = self._loss_jax(tv, ntv, mv, x, y, sw)
+            else:
+                (loss, acts), grads = self._recompute_jax(tv, ntv, mv, x, y, sw)
             st = model._jax_state  # set before on_train_batch_end, keras/src/backend/jax/trainer.py ~L474
             weights = [np.asarray(a) for a in st["trainable_variables"]]
             nt = [np.asarray(a) for a in st["non_trainable_variables"]]
@@ -289,12 +310,13 @@ class _FitCapture:
         ntvars = model.non_trainable_variables
         tensors = {
             "inputs": inputs,
-            "activations": list(zip(self._act_names, (np.asarray(a) for a in acts), strict=True)),
             "loss": [("loss", np.asarray(loss))],
-            "gradients": list(zip(tnames, (np.asarray(g) for g in grads), strict=True)),
             "state": [(ntvars[i].path, np.asarray(nt[i])) for i in self.adapter._state_index],
             "weights": list(zip(tnames, weights, strict=True)),
         }
+        if not self.light:
+            tensors["activations"] = list(zip(self._act_names, (np.asarray(a) for a in acts), strict=True))
+            tensors["gradients"] = list(zip(tnames, (np.asarray(g) for g in grads), strict=True))
         record = StepRecord(step=self.step, tensors=tensors, flags=dict(self.hooks.flags), digests=digests)
         self.step += 1
         self.emit(record)

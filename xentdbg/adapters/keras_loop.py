@@ -84,10 +84,12 @@ class KerasLoopAdapter:
         return [np.array(v.numpy()) for v in self.model.trainable_variables]
 
     # -- training ----------------------------------------------------------
-    def train(self, steps: int, emit: Emit | None) -> None:
+    def train(self, steps: int, emit: Emit | None, light: bool = False) -> None:
         import tensorflow as tf
 
-        dry = _DryStep(self) if emit is not None else None
+        # light: no dry copy; flags from the hooks on the real step, loss from its return value
+        dry = _DryStep(self) if emit is not None and not light else None
+        hooks = dry.hooks if dry is not None else (LayerHooks(self.model) if emit is not None else None)
         spec = self.data.spec
         for i in range(steps):
             sl = spec.batch_slice(i)
@@ -95,17 +97,16 @@ class KerasLoopAdapter:
             if dry is not None:
                 grads, acts = dry.run(x, y)
             loss = self.setup.train_step(x, y)
-            if dry is None:
+            if emit is None:
                 continue
             model = self.model
             inputs, digests = batch_fingerprint(self.data.x[sl], self.data.y[sl])
             nt = model.non_trainable_variables
             tnames = [v.path for v in model.trainable_variables]
-            record = StepRecord(step=i, flags=dict(dry.hooks.flags), digests=digests, tensors={
+            record = StepRecord(step=i, flags=dict(hooks.flags), digests=digests, tensors={
                 "inputs": inputs,
-                "activations": acts,
+                **({} if light else {"activations": acts, "gradients": list(zip(tnames, grads, strict=True))}),
                 "loss": [("loss", np.asarray(loss))],
-                "gradients": list(zip(tnames, grads, strict=True)),
                 "state": [(nt[k].path, np.array(nt[k].numpy())) for k in self._state_index],
                 "weights": [(n, np.array(v.numpy())) for n, v in zip(tnames, model.trainable_variables)],
             })

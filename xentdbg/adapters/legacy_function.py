@@ -80,19 +80,22 @@ class LegacyFunctionAdapter:
     def final_weights(self) -> list[np.ndarray]:
         return [np.array(a) for a in self.K.batch_get_value(self.model.trainable_weights)]
 
-    def _capture_function(self):
+    def _capture_function(self, light: bool):
+        """A second ``K.function`` without updates, run before the real step. ``light``:
+        only the learning phase (the loss comes from the real step)."""
         from tf_keras.src.backend import symbolic_learning_phase
 
         K = self.K
         weights = self.model.trainable_weights
         self._flagged = [l.name for l in self.layers if reads_training(l)]
         # identity: a placeholder the step feeds cannot also be fetched
-        fetches = [self.loss, self.tf.identity(symbolic_learning_phase()), *K.gradients(self.loss, weights),
-                   *[l.output for l in self.layers]]
+        fetches = [self.loss, self.tf.identity(symbolic_learning_phase())]
+        if not light:
+            fetches += [*K.gradients(self.loss, weights), *[l.output for l in self.layers]]
         return K.function(self.setup.function.inputs, fetches)
 
-    def train(self, steps: int, emit: Emit | None) -> None:
-        capture = self._capture_function() if emit is not None else None
+    def train(self, steps: int, emit: Emit | None, light: bool = False) -> None:
+        capture = self._capture_function(light) if emit is not None else None
         spec, K = self.data.spec, self.K
         n = len(self.model.trainable_weights)
         for i in range(steps):
@@ -109,9 +112,10 @@ class LegacyFunctionAdapter:
             names = [_name(v) for v in self.model.trainable_weights]
             record = StepRecord(step=i, flags={name: bool(phase) for name in self._flagged}, digests=digests, tensors={
                 "inputs": inputs,
-                "activations": [(l.name, np.asarray(a)) for l, a in zip(self.layers, acts, strict=True)],
+                **({} if light else {
+                    "activations": [(l.name, np.asarray(a)) for l, a in zip(self.layers, acts, strict=True)],
+                    "gradients": list(zip(names, map(np.asarray, grads), strict=True))}),
                 "loss": [("loss", np.asarray(loss))],
-                "gradients": list(zip(names, map(np.asarray, grads), strict=True)),
                 "state": [(_name(v), np.array(a)) for v, a in zip(self.state_vars, K.batch_get_value(self.state_vars))],
                 "weights": list(zip(names, map(np.array, K.batch_get_value(self.model.trainable_weights)))),
             })

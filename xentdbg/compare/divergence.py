@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from xentdbg.compare.fingerprint import KEPT, fingerprints_agree
 from xentdbg.compare.matching import Matching, match_activations
 from xentdbg.compare.metrics import Summary, TensorMetrics, Tolerance, summarize, tensor_metrics
 from xentdbg.records import StepRecord
@@ -108,9 +109,17 @@ def compare_step(a: StepRecord, b: StepRecord, pairing: Pairing, tol: Tolerance,
 
     def tensors(phase: str, pairs, reverse: bool = False):
         ta, tb = a.tensors.get(phase, []), b.tensors.get(phase, [])
+        if not ta or not tb:
+            return  # light capture (``--fingerprint``) has no gradients on some sides
+        fingerprinted = phase not in KEPT and (a.fingerprints or b.fingerprints)
         for i, j in (reversed(pairs) if reverse else pairs):
             (na, xa), (nb, xb) = ta[i], tb[j]
             xa, xb = np.asarray(xa), np.asarray(xb)  # reads lazily stored tensors (traces) one pair at a time
+            if fingerprinted:
+                ok = a.fingerprints and b.fingerprints and fingerprints_agree(xa, xb, tol)
+                out.append(TensorComparison(step, phase, na, nb, ok, note="fingerprints (sum, norm, max|x|) differ"
+                                            if not ok else "fingerprint"))
+                continue
             m = tensor_metrics(xa, xb)
             ok = m.within(tol)
             # Value summaries are for the report, which shows them for divergent tensors only.

@@ -1,6 +1,7 @@
 """Cheap per-tensor fingerprints for the first pass of ``compare --fingerprint``. Pure numpy.
 
-A fingerprint is ``[sum, norm, max|x|, nonfinite]`` over the finite elements. The check
+A fingerprint is ``[sum, norm, max|x|, nonfinite, n]``: sum, Euclidean norm and largest
+magnitude of the finite elements, the count of non-finite ones, and the size. The check
 :func:`fingerprints_agree` is *sound* for the tolerance rule of
 :mod:`xentdbg.compare.metrics`: if two tensors of ``n`` elements match
 (``max|A-B| <= t`` with ``t = atol + rtol * scale``) then
@@ -18,12 +19,16 @@ import math
 import numpy as np
 
 from xentdbg.compare.metrics import Tolerance
+from xentdbg.records import StepRecord
 
-SIZE = 4
+SIZE = 5
+# Phases kept as they are in a fingerprinted record: the inputs are already per-sample
+# sums plus exact digests, the loss is a scalar (its fingerprint would be no smaller).
+KEPT = ("inputs", "loss")
 
 
 def fingerprint(a: np.ndarray) -> np.ndarray:
-    """``[sum, norm, max|x|, nonfinite]`` of ``a`` in float64."""
+    """``[sum, norm, max|x|, nonfinite, n]`` of ``a`` in float64."""
     a = np.asarray(a)
     flat = a.reshape(-1)
     if a.dtype.kind in "fc":
@@ -34,17 +39,26 @@ def fingerprint(a: np.ndarray) -> np.ndarray:
     else:
         nonfinite = 0
     if flat.size == 0:
-        return np.array([0.0, 0.0, 0.0, nonfinite])
+        return np.array([0.0, 0.0, 0.0, nonfinite, a.size])
     total = float(np.sum(flat, dtype=np.float64))
     norm = math.sqrt(float(np.einsum("i,i->", flat, flat, dtype=np.float64)))
-    return np.array([total, norm, float(np.max(np.abs(flat))), nonfinite])
+    return np.array([total, norm, float(np.max(np.abs(flat))), nonfinite, a.size])
 
 
-def fingerprints_agree(fa: np.ndarray, fb: np.ndarray, n: int, tol: Tolerance) -> bool:
+def fingerprints_agree(fa: np.ndarray, fb: np.ndarray, tol: Tolerance) -> bool:
     """False only where full comparison of the two tensors would fail (see module docstring)."""
-    if fa[3] != fb[3]:
+    fa, fb = np.asarray(fa, np.float64), np.asarray(fb, np.float64)
+    if fa.shape != (SIZE,) or fb.shape != (SIZE,) or fa[3] != fb[3] or fa[4] != fb[4]:
         return False
+    n = fa[4]
     t = tol.atol + tol.rtol * max(fa[2], fb[2])
     slack = 1e-12 * max(abs(fa[0]), abs(fb[0]), fa[1], fb[1], 1.0)  # float64 rounding of the sums
     return bool(abs(fa[2] - fb[2]) <= t + slack and abs(fa[1] - fb[1]) <= math.sqrt(n) * t + slack
                 and abs(fa[0] - fb[0]) <= n * t + slack)
+
+
+def fingerprint_record(record: StepRecord) -> StepRecord:
+    """The same record with every tensor outside :data:`KEPT` replaced by its fingerprint."""
+    tensors = {phase: (items if phase in KEPT else [(name, fingerprint(a)) for name, a in items])
+               for phase, items in record.tensors.items()}
+    return StepRecord(record.step, tensors, dict(record.flags), dict(record.digests), fingerprints=True)

@@ -10,7 +10,7 @@ This is the Python API behind ``xentdbg compare``::
 from __future__ import annotations
 
 import platform
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Literal
 
@@ -47,6 +47,7 @@ class CompareConfig:
     tolerance: Tolerance = field(default_factory=Tolerance)
     step_timeout: float | None = None
     save_traces: str | None = None  # folder for a.h5 and b.h5
+    fingerprint: bool = False  # two passes: light fingerprints first, full capture up to the flagged step
 
 
 @dataclass
@@ -57,6 +58,8 @@ class CompareResult:
     steps: list[StepComparison]
     notes: list[str]
     versions: dict[str, str]
+    mode: str = "full"  # "fingerprint": only the light first pass ran (it flagged nothing)
+    first_pass: dict | None = None  # --fingerprint: {"steps": replayed, "flagged": label or None}
 
     @property
     def first(self) -> TensorComparison | None:
@@ -76,16 +79,18 @@ class CompareResult:
 
     @property
     def all_bitwise_equal(self) -> bool:
+        if self.mode == "fingerprint":
+            return False  # fingerprints cannot show bitwise equality
         return all(t.ok and (t.metrics is None or t.metrics.bitwise_equal) for s in self.steps for t in s.tensors)
 
 
-def _start(config: CompareConfig) -> tuple[WorkerProcess, WorkerProcess]:
+def _start(config: CompareConfig, light: bool) -> tuple[WorkerProcess, WorkerProcess]:
     refs = [SetupRef.parse(config.setup_a), SetupRef.parse(config.setup_b)]
     for ref in refs:
         ref.check()
     load_data(config.data)  # fail fast on bad data options, before starting two frameworks
-    return (start_worker("A", refs[0], config.env_a, config.data, config.steps),
-            start_worker("B", refs[1], config.env_b, config.data, config.steps))
+    return (start_worker("A", refs[0], config.env_a, config.data, config.steps, light),
+            start_worker("B", refs[1], config.env_b, config.data, config.steps, light))
 
 
 def _send_init(config: CompareConfig, workers, values, state_ok: bool) -> list[tuple[list, list]]:
@@ -106,14 +111,48 @@ def _send_init(config: CompareConfig, workers, values, state_ok: bool) -> list[t
 
 
 def compare(config: CompareConfig, on_step: Callable[[StepComparison], None] | None = None,
-            on_status: Callable[[str], None] | None = None) -> CompareResult:
+            on_status: Callable[[str], None] | None = None,
+            on_pass: Callable[[str, int], None] | None = None) -> CompareResult:
     """Replay both setups in lockstep for ``config.steps`` steps and compare every step.
+
+    With ``config.fingerprint`` the first pass captures light records as fingerprints
+    (:mod:`xentdbg.compare.fingerprint`) and stops at the first step whose fingerprints
+    differ; a second pass replays both setups from the start with full capture up to
+    that step. ``on_pass(description, steps)`` announces each pass.
 
     Raises :class:`~xentdbg.errors.UsageError` (bad setup, mismatched parameters) or
     :class:`~xentdbg.errors.SetupFailed` (a side raised, died or hung)."""
+    announce = on_pass or (lambda d, n: None)
+    if not config.fingerprint:
+        return _replay(config, False, on_step, on_status)
+    announce("pass 1: fingerprints", config.steps)
+    light = _replay(replace(config, save_traces=None), True, on_step, on_status)
+    flagged = light.first
+    if flagged is None:
+        light.mode = "fingerprint"
+        light.first_pass = {"steps": len(light.steps), "flagged": None}
+        light.notes.insert(0, f"--fingerprint: no fingerprint differed in {len(light.steps)} steps. Tensors were "
+                              "screened by sum, norm and max|x| (a difference these do not show is not seen); "
+                              "activations, and gradients where the step does not return them, were not captured.")
+        return light
+    c = flagged.step
+    announce(f"pass 2: full capture of steps 0..{c}", c + 1)
+    full = _replay(replace(config, steps=c + 1, fingerprint=False), False, on_step, on_status)
+    full.config = config
+    full.first_pass = {"steps": len(light.steps), "flagged": flagged.label}
+    full.notes.insert(0, f"--fingerprint: pass 1 flagged {flagged.label}; pass 2 replayed steps 0..{c} "
+                         "with full capture.")
+    if full.first is None:
+        full.notes.insert(1, f"pass 2 found no divergence in steps 0..{c}: the setups do not replay "
+                             "deterministically; run without --fingerprint, or with --calibrate.")
+    return full
+
+
+def _replay(config: CompareConfig, light: bool, on_step, on_status) -> CompareResult:
+    """One lockstep replay. ``light``: fingerprint records, stop at the first divergent step."""
     status = on_status or (lambda s: None)
     status("starting workers")
-    workers = _start(config)
+    workers = _start(config, light)
     traces: list[TraceWriter] = []
     try:
         status("loading setups")
@@ -139,8 +178,9 @@ def compare(config: CompareConfig, on_step: Callable[[StepComparison], None] | N
                 w.step = k
                 header, arrays = w.recv(config.step_timeout)
                 records.append(StepRecord.from_wire(header, arrays))
-            for w in workers:  # let both sides run the next step while this one is compared
-                w.send({"type": "next"})
+            if not light:  # let both sides run the next step while this one is compared
+                for w in workers:
+                    w.send({"type": "next"})
             for trace, record in zip(traces, records):
                 trace.write(record)
             cmp = compare_step(records[0], records[1], pairing, config.tolerance,
@@ -148,6 +188,11 @@ def compare(config: CompareConfig, on_step: Callable[[StepComparison], None] | N
             steps.append(cmp)
             if on_step:
                 on_step(cmp)
+            if light:  # fingerprints compare in microseconds: decide before the next step
+                for w in workers:
+                    w.send({"type": "stop" if cmp.first else "next"})
+                if cmp.first:
+                    break
         for w in workers:
             w.recv(config.step_timeout)  # "done"
         if steps:

@@ -141,11 +141,13 @@ class WorkerProcess:
             pass
 
 
-def start_worker(side: str, ref: SetupRef, env: dict[str, str], data: DataSpec, steps: int) -> WorkerProcess:
-    """Spawn a worker and ask it to load ``ref``; it answers with :func:`wait_ready`."""
+def start_worker(side: str, ref: SetupRef, env: dict[str, str], data: DataSpec, steps: int,
+                 light: bool = False) -> WorkerProcess:
+    """Spawn a worker and ask it to load ``ref``; it answers with :func:`wait_ready`.
+    ``light``: light capture, records sent as fingerprints (``compare --fingerprint``)."""
     worker = WorkerProcess(side, env)
     worker.send({"type": "load", "setup": {"target": ref.target, "function": ref.function},
-                 "data": data.to_dict(), "steps": steps})
+                 "data": data.to_dict(), "steps": steps, "light": light})
     return worker
 
 

@@ -26,8 +26,9 @@ class SingleRun:
 
 
 def run_setup(setup: str, data: DataSpec, steps: int, capture: bool = True,
-              init_params: list[np.ndarray] | None = None) -> SingleRun:
-    """Train ``setup`` for ``steps`` steps; keep every step's record when ``capture``."""
+              init_params: list[np.ndarray] | None = None, light: bool = False) -> SingleRun:
+    """Train ``setup`` for ``steps`` steps; keep every step's record when ``capture``
+    (``light``: the first-pass capture of ``compare --fingerprint``)."""
     from xentdbg.adapters import make_adapter
 
     info = load(data)
@@ -36,5 +37,5 @@ def run_setup(setup: str, data: DataSpec, steps: int, capture: bool = True,
         adapter.set_initial_values(init_params, None)
     initial, _ = adapter.initial_values()
     records: list[StepRecord] = []
-    adapter.train(steps, records.append if capture else None)
+    adapter.train(steps, records.append if capture else None, light=light)
     return SingleRun(adapter.describe(), records, initial, adapter.final_weights())

@@ -2,9 +2,9 @@
 
 Protocol (see :mod:`xentdbg.replay.wire`), coordinator -> worker then worker -> coordinator:
 
-1. ``load`` {setup, data, steps}  ->  ``ready`` {info} + initial parameters and state
+1. ``load`` {setup, data, steps, light}  ->  ``ready`` {info} + initial parameters and state
 2. ``init`` {params: bool, state: bool} + arrays  ->  (training starts)
-3. per step: ``step`` record  <-  ``next`` or ``stop``
+3. per step: ``step`` record (fingerprinted when ``light``)  <-  ``next`` or ``stop``
 4. ``done``, or at any point ``error`` {kind: usage|setup, message, traceback, step}
 """
 
@@ -34,6 +34,7 @@ def serve(fd_in: int, fd_out: int) -> int:
     # Everything heavy is imported here, in the worker, never in the coordinator.
     from xentdbg.adapters import make_adapter
     from xentdbg.adapters.base import StopReplay
+    from xentdbg.compare.fingerprint import fingerprint_record
     from xentdbg.data import DataSpec, load
     from xentdbg.records import side_info_to_dict
     from xentdbg.replay.loading import SetupRef, load_function, missing_module
@@ -44,6 +45,7 @@ def serve(fd_in: int, fd_out: int) -> int:
         ref = SetupRef(**header["setup"])
         data = load(DataSpec.from_dict(header["data"]))
         steps = int(header["steps"])
+        light = bool(header.get("light", False))
         fn = load_function(ref)
         stage = "setup"
         try:
@@ -61,14 +63,14 @@ def serve(fd_in: int, fd_out: int) -> int:
 
         def emit(record) -> None:
             nonlocal emitted
-            wire.send(fd_out, *record.to_wire())
+            wire.send(fd_out, *(fingerprint_record(record) if light else record).to_wire())
             emitted += 1
             reply, _ = wire.recv(fd_in)
             if reply["type"] == "stop":
                 raise StopReplay
 
         try:
-            adapter.train(steps, emit)
+            adapter.train(steps, emit, light=light)
         except StopReplay:
             pass
         wire.send(fd_out, {"type": "done"})

@@ -161,7 +161,8 @@ def _per_step(result) -> Table:
         dl = abs(s.loss_a - s.loss_b)
         style = "red" if s.first else None
         first = f"{PHASE_LABELS.get(s.first.phase, s.first.phase)} · {s.first.name_a}" if s.first else ""
-        tab.add_row(str(s.step), _fmt(s.loss_a), _fmt(s.loss_b), _fmt(dl), _fmt(s.max_grad_diff),
+        grad = "-" if result.mode == "fingerprint" else _fmt(s.max_grad_diff)  # no gradient values, only fingerprints
+        tab.add_row(str(s.step), _fmt(s.loss_a), _fmt(s.loss_b), _fmt(dl), grad,
                     str(len(s.divergences)), first, style=style)
     return tab
 

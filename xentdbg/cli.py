@@ -91,6 +91,7 @@ def compare(
     svg: SvgPath = None,
     step_timeout: StepTimeout = None,
     save_traces: Annotated[Optional[str], typer.Option(help="Also record both sides' traces as DIR/a.h5 and DIR/b.h5.")] = None,
+    fingerprint: Annotated[bool, typer.Option("--fingerprint", help="Two passes: first compare cheap per-tensor fingerprints (sum, norm, max|x|, non-finite count) without activations; on a difference, replay both from the start with full capture up to that step.")] = False,
 ) -> None:
     """Replay two setups in lockstep on identical weights and batches; report the first divergent tensor."""
     from xentdbg.replay.engine import CompareConfig
@@ -101,11 +102,13 @@ def compare(
         config = CompareConfig(
             setup_a, setup_b, data=_data_spec(data, subset, task, pixels, batch_size), steps=steps,
             init=_choice(init, ("a", "b", "own"), "--init"), env_a=_env(env_a, "--env-a"), env_b=_env(env_b, "--env-b"),
-            tolerance=Tolerance(rtol=rtol, atol=atol), step_timeout=step_timeout, save_traces=save_traces)
+            tolerance=Tolerance(rtol=rtol, atol=atol), step_timeout=step_timeout, save_traces=save_traces,
+            fingerprint=fingerprint)
         progress, bar = _progress(err, steps)
         with progress:
             result = run_compare(config, on_status=lambda s: progress.update(bar, description=s),
-                                 on_step=lambda s: progress.advance(bar))
+                                 on_step=lambda s: progress.advance(bar),
+                                 on_pass=lambda d, n: progress.reset(bar, total=n, description=d))
     _finish(result, json_path, markdown, svg)
 
 

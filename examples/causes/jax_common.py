@@ -1,0 +1,28 @@
+"""The network of common.py as stax layers, for the JAX ports (no TensorFlow import).
+
+``Dense(64) - Relu - Dense(10) - Softmax``; xentdbg pairs ``Dense(64), Relu`` with
+Keras's ``dense`` (relu inside) and ``Dense(10), Softmax`` with ``dense_1``. The initial
+weights come from side A (``--init a``); the PRNG key only fixes the shapes.
+"""
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax.example_libraries import stax
+
+import xentdbg
+
+LAYERS = [stax.Dense(64), stax.Relu, stax.Dense(10), stax.Softmax]
+
+
+def jax_loop(optimizer):
+    """Mean categorical cross-entropy on the logits, trained by ``optimizer`` (optax)."""
+    init_fun, _ = stax.serial(*LAYERS)
+    _, params = init_fun(jax.random.PRNGKey(0), (-1, 784))
+    _, logits_fn = stax.serial(*LAYERS[:-1])
+
+    def loss_fn(params, x, y):
+        logits = logits_fn(params[:-1], x)
+        return jnp.mean(optax.softmax_cross_entropy(logits, y))
+
+    return xentdbg.JaxLoop(params, loss_fn, optimizer, layers=LAYERS)

@@ -65,10 +65,11 @@ def _run(a: str, b: str, args: tuple[str, ...], extra: tuple[str, ...], tmp: Pat
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("pairs", nargs="*", help="Pair names (default: all).")
+    parser.add_argument("--match", default="", help="Only pairs whose name contains this.")
     parser.add_argument("--out", default=str(ROOT / "bench" / "fingerprint_agreement.json"))
     args = parser.parse_args()
     pairs = {**PAIRS, **_pairs_in_causes()}
-    chosen = {k: v for k, v in pairs.items() if not args.pairs or k in args.pairs}
+    chosen = {k: v for k, v in pairs.items() if (not args.pairs or k in args.pairs) and args.match in k}
     results, ok = {}, True
     with tempfile.TemporaryDirectory() as tmp:
         for name, (a, b, extra) in chosen.items():

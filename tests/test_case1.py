@@ -35,6 +35,22 @@ def test_stable_jax_vs_keras_diverges_at_step0_loss(stable_vs_keras):
     assert grads["sequential/dense/kernel"]["cosine"] == pytest.approx(0.243, abs=0.001)
 
 
+def test_stable_jax_vs_keras_is_diagnosed_as_logits_vs_clipped_probabilities(stable_vs_keras):
+    findings = stable_vs_keras.report["diagnosis"]["findings"]
+    top, eps = findings[0], findings[1]
+    assert top["cause"] == "logits-vs-probabilities" and top["numbers"]["prob_side"] == "A"
+    # 437 of 1000 sigmoid outputs are exactly 0.0 or 1.0 (REFERENCE_RESULTS.md: 43.7%)
+    assert top["numbers"]["exact_0_or_1"] == 437
+    # recomputed from the logits, A's loss is B's: the gap closes
+    assert top["numbers"]["loss_from_logits"] == pytest.approx(39.6471, abs=1e-4)
+    # cause 2: the epsilon A clips with, read from its loss: 1e-6 below, float32(0.9999999) above
+    assert eps["cause"] == "epsilon"
+    assert eps["numbers"]["clip"][0] == 1e-6 and eps["numbers"]["clip"][1] == pytest.approx(1 - 1.1920929e-07)
+    out = " ".join(stable_vs_keras.stdout.split())
+    assert "Likely cause: Side B computes the cross-entropy from logits, side A from clipped probabilities" in out
+    assert "fix: Compute side A's loss from the logits" in out
+
+
 def test_terminal_report_states_what_was_compared(stable_vs_keras):
     out = stable_vs_keras.stdout
     assert "First divergence: step 0 · loss · loss" in out
@@ -66,6 +82,10 @@ def test_keras_tf_backend_vs_jax_backend_diverge_at_step0(session_tmp):
     assert run.report["b"]["framework"]["backend"] == "jax"
     first = run.report["first_divergence"]
     assert first["step"] == 0 and first["phase"] == "loss"
+    # Keras on JAX clips the probabilities with Keras' epsilon; on TF it uses the cached logits
+    causes = {f["cause"]: f for f in run.report["diagnosis"]["findings"]}
+    assert causes["logits-vs-probabilities"]["numbers"]["prob_side"] == "B"
+    assert causes["epsilon"]["numbers"]["clip"][0] == 1e-7
 
 
 def test_keras_fit_vs_itself_is_bitwise_equal(session_tmp):

@@ -26,6 +26,9 @@ def test_fit_vs_loop_without_training_true_is_a_training_flag_at_batchnorm(sessi
     assert "First divergence: step 0 · training flag · batch_normalization" in run.stdout
     assert "training A=True, B=False" in run.stdout and "without training=True" in run.stdout
     assert "training A  batch_normalization=True" in run.stdout
+    findings = run.report["diagnosis"]["findings"]
+    assert [f["cause"] for f in findings] == ["training-flag", "batchnorm-not-updated"]
+    assert "model(x, training=True)" in findings[0]["fix"]
     # Inference-mode BatchNorm also changes the loss of that step.
     assert run.report["per_step"][0]["loss_a"] != run.report["per_step"][0]["loss_b"]
 
@@ -61,6 +64,10 @@ def test_fit_vs_legacy_without_model_updates_diverges_only_in_batchnorm_state(se
     assert first["summary_b"]["max"] == 0.0  # never moved from its initial zeros
     step0 = [t["phase"] for t in run.report["also_diverged_in_step"]]
     assert "loss" not in step0 and "gradients" not in step0 and "activations" not in step0
+    (finding,) = run.report["diagnosis"]["findings"]
+    assert finding["cause"] == "batchnorm-not-updated" and finding["numbers"]["side"] == "B"
+    assert "model.updates" in finding["fix"]
+    assert any("momentum 0.99" in e for e in finding["evidence"])  # fit's update, inferred from the batch mean
 
 
 def test_fit_vs_legacy_complete_agrees(session_tmp):
@@ -86,6 +93,12 @@ def test_case3_tf_function_loss_changes_gradients_not_loss(session_tmp):
     assert first["name_a"] in ("sequential/dense/kernel", "sequential/dense/bias")
     step0 = run.report["per_step"][0]
     assert step0["loss_a"] == pytest.approx(step0["loss_b"], rel=1e-6)
+    (finding,) = run.report["diagnosis"]["findings"]
+    assert finding["cause"] == "fused-softmax-xent" and finding["numbers"]["fused_side"] == "A"
+    assert finding["numbers"]["residual"] < 1e-5
+    # label rows sum to 0.1 for class 0 (examples/case3_tf_function_loss/common.py CLASS_WEIGHTS)
+    assert finding["numbers"]["label_sums_by_class"]["0"] == pytest.approx(0.1, rel=1e-4)
+    assert finding["numbers"]["classes_not_summing_to_1"] == [0]
 
 
 def test_case1_keras_loop_and_legacy_match_jax_logits_in_either_position(session_tmp):

@@ -45,13 +45,17 @@ def test_compare_step_on_fingerprinted_records_flags_weights_only_when_they_diff
     from xentdbg.compare.divergence import Pairing, compare_step
     from xentdbg.compare.fingerprint import fingerprint_record
 
-    w = np.linspace(-1, 1, 1000, dtype=np.float32)
+    from xentdbg.compare.fingerprint import FULL_BELOW
+
+    w = np.linspace(-1, 1, FULL_BELOW + 1000, dtype=np.float32)
     a = fingerprint_record(_record(0, w, 1.0))
-    assert a.fingerprints and a.tensors["weights"][0][1].shape == (5,)
+    assert a.fingerprinted == {("weights", "w")} and a.tensors["weights"][0][1].shape == (5,)
+    small = fingerprint_record(_record(0, w[:FULL_BELOW], 1.0))
+    assert not small.fingerprinted  # small tensors travel as values
     same = compare_step(a, fingerprint_record(_record(0, w.copy(), 1.0)), Pairing([(0, 0)], []), TOL)
     assert same.first is None
     moved = w.copy()
-    moved[500:] += 0.05
+    moved[-500:] += 0.05
     diff = compare_step(a, fingerprint_record(_record(0, moved, 1.0)), Pairing([(0, 0)], []), TOL)
     assert (diff.first.phase, diff.first.name_a) == ("weights", "w")
 
@@ -85,4 +89,4 @@ def test_fingerprint_mode_on_a_clean_pair_says_what_it_did_not_check(session_tmp
     assert run.code == 0, run.output
     assert run.report["mode"] == "fingerprint" and run.report["all_bitwise_equal"] is False
     assert run.report["fingerprint_pass"] == {"steps": 4, "flagged": None}
-    assert "screened by sum, norm and max|x|" in run.stdout.replace("\n", " ")
+    assert "screened by sum, norm and max|x|" in " ".join(run.stdout.split())

@@ -91,7 +91,8 @@ def compare(
     svg: SvgPath = None,
     step_timeout: StepTimeout = None,
     save_traces: Annotated[Optional[str], typer.Option(help="Also record both sides' traces as DIR/a.h5 and DIR/b.h5.")] = None,
-    fingerprint: Annotated[bool, typer.Option("--fingerprint", help="Two passes: first compare cheap per-tensor fingerprints (sum, norm, max|x|, non-finite count) without activations; on a difference, replay both from the start with full capture up to that step.")] = False,
+    calibrate: Annotated[bool, typer.Option("--calibrate", help="First replay each setup against itself in fresh workers, measure its run-to-run noise per phase, and raise that phase's rtol to 10x the noise where it exceeds the default.")] = False,
+    fingerprint: Annotated[bool, typer.Option("--fingerprint", help="Two passes: first a light replay that compares large tensors by fingerprints (sum, norm, max|x|, non-finite count) and records no activations; on a difference, replay both from the start with full capture up to that step.")] = False,
 ) -> None:
     """Replay two setups in lockstep on identical weights and batches; report the first divergent tensor."""
     from xentdbg.replay.engine import CompareConfig
@@ -103,7 +104,7 @@ def compare(
             setup_a, setup_b, data=_data_spec(data, subset, task, pixels, batch_size), steps=steps,
             init=_choice(init, ("a", "b", "own"), "--init"), env_a=_env(env_a, "--env-a"), env_b=_env(env_b, "--env-b"),
             tolerance=Tolerance(rtol=rtol, atol=atol), step_timeout=step_timeout, save_traces=save_traces,
-            fingerprint=fingerprint)
+            fingerprint=fingerprint, calibrate=calibrate)
         progress, bar = _progress(err, steps)
         with progress:
             result = run_compare(config, on_status=lambda s: progress.update(bar, description=s),
@@ -219,6 +220,8 @@ def _finish(result, json_path, markdown, svg, commands=None, title="xentdbg comp
         report.render_result(result, recorder, title=title)
         recorder.save_svg(svg, title=title)
     raise typer.Exit(result.exit_code)
+
+
 
 
 @app.command()

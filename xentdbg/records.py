@@ -55,7 +55,7 @@ class StepRecord:
     ``tensors[phase]`` is a list of ``(name, array)``; ``flags`` maps a layer name to
     the ``training`` value it received (``None`` when the layer does not take one).
     ``digests`` holds SHA-1 hex digests of the input batch and its labels.
-    ``fingerprints``: tensors other than inputs and loss are fingerprints
+    ``fingerprinted``: the ``(phase, name)`` of tensors held as fingerprints
     (:mod:`xentdbg.compare.fingerprint`), not values.
     """
 
@@ -63,7 +63,11 @@ class StepRecord:
     tensors: dict[str, list[tuple[str, np.ndarray]]]
     flags: dict[str, bool | None] = field(default_factory=dict)
     digests: dict[str, str] = field(default_factory=dict)
-    fingerprints: bool = False
+    fingerprinted: frozenset[tuple[str, str]] = frozenset()
+
+    @property
+    def fingerprints(self) -> bool:
+        return bool(self.fingerprinted)
 
     def arrays(self, phase: str) -> list[np.ndarray]:
         return [a for _, a in self.tensors.get(phase, [])]
@@ -84,7 +88,8 @@ class StepRecord:
                 layout.append([phase, name])
                 arrays.append(np.asarray(a))
         header = {"type": "step", "step": self.step, "layout": layout,
-                  "flags": self.flags, "digests": self.digests, "fingerprints": self.fingerprints}
+                  "flags": self.flags, "digests": self.digests,
+                  "fingerprinted": sorted(self.fingerprinted)}
         return header, arrays
 
     @classmethod
@@ -93,7 +98,8 @@ class StepRecord:
         for (phase, name), a in zip(header["layout"], arrays, strict=True):
             tensors.setdefault(phase, []).append((name, a))
         return cls(step=header["step"], tensors=tensors, flags=header["flags"],
-                   digests=header["digests"], fingerprints=bool(header.get("fingerprints", False)))
+                   digests=header["digests"],
+                   fingerprinted=frozenset((str(p), str(n)) for p, n in header.get("fingerprinted", [])))
 
 
 def batch_fingerprint(x: np.ndarray, y: np.ndarray) -> tuple[list[tuple[str, np.ndarray]], dict[str, str]]:

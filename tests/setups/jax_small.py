@@ -123,3 +123,21 @@ def slow(data):
 
     loop.loss_fn = sleepy
     return loop
+
+
+def noisy(data):
+    """Run-to-run nondeterminism, as GPU atomics or unseeded threads give: every worker
+    process perturbs its batches by its own random 0.5% (a different draw each run)."""
+    import numpy as np
+
+    jitter = np.float32(1 + 5e-3 * np.random.default_rng().uniform(-1, 1))
+    init, apply = stax.serial(stax.Dense(16), stax.Relu, stax.Dense(1), stax.Sigmoid)
+    import jax
+
+    _, params = init(jax.random.PRNGKey(0), (-1, data.input_shape[0]))
+
+    def loss_fn(params, x, y):
+        p = jnp.clip(apply(params, x * jitter), 1e-6, 1 - 1e-6)
+        return -jnp.mean(y * jnp.log(p) + (1 - y) * jnp.log(1 - p))
+
+    return xentdbg.JaxLoop(params, loss_fn, optax.sgd(0.01))

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from xentdbg.compare.fingerprint import KEPT, fingerprints_agree
+from xentdbg.compare.fingerprint import fingerprint, fingerprints_agree
 from xentdbg.compare.matching import Matching, match_activations
 from xentdbg.compare.metrics import Summary, TensorMetrics, Tolerance, summarize, tensor_metrics
 from xentdbg.records import StepRecord
@@ -111,17 +111,18 @@ def compare_step(a: StepRecord, b: StepRecord, pairing: Pairing, tol: Tolerance,
         ta, tb = a.tensors.get(phase, []), b.tensors.get(phase, [])
         if not ta or not tb:
             return  # light capture (``--fingerprint``) has no gradients on some sides
-        fingerprinted = phase not in KEPT and (a.fingerprints or b.fingerprints)
         for i, j in (reversed(pairs) if reverse else pairs):
             (na, xa), (nb, xb) = ta[i], tb[j]
             xa, xb = np.asarray(xa), np.asarray(xb)  # reads lazily stored tensors (traces) one pair at a time
-            if fingerprinted:
-                ok = a.fingerprints and b.fingerprints and fingerprints_agree(xa, xb, tol)
+            fa, fb = (phase, na) in a.fingerprinted, (phase, nb) in b.fingerprinted
+            if fa or fb:
+                ok = fingerprints_agree(xa if fa else fingerprint(xa), xb if fb else fingerprint(xb),
+                                        tol.for_phase(phase))
                 out.append(TensorComparison(step, phase, na, nb, ok, note="fingerprints (sum, norm, max|x|) differ"
                                             if not ok else "fingerprint"))
                 continue
             m = tensor_metrics(xa, xb)
-            ok = m.within(tol)
+            ok = m.within(tol.for_phase(phase))
             # Value summaries are for the report, which shows them for divergent tensors only.
             sa, sb = (summarize(xa), summarize(xb)) if summaries and not ok else (None, None)
             out.append(TensorComparison(step, phase, na, nb, ok, m, sa, sb,

@@ -25,6 +25,11 @@ SIZE = 5
 # Phases kept as they are in a fingerprinted record: the inputs are already per-sample
 # sums plus exact digests, the loss is a scalar (its fingerprint would be no smaller).
 KEPT = ("inputs", "loss")
+# Tensors up to this many elements travel as values (a 256 KiB float32 tensor costs
+# ~0.7 ms on the pipe): biases and small kernels are compared exactly, element by element,
+# where a difference in a few elements is invisible to sums and norms (measured:
+# Keras vs optax Adam epsilon, examples/causes/fit_adam.py vs jax_adam.py).
+FULL_BELOW = 1 << 16
 
 
 def fingerprint(a: np.ndarray) -> np.ndarray:
@@ -58,7 +63,16 @@ def fingerprints_agree(fa: np.ndarray, fb: np.ndarray, tol: Tolerance) -> bool:
 
 
 def fingerprint_record(record: StepRecord) -> StepRecord:
-    """The same record with every tensor outside :data:`KEPT` replaced by its fingerprint."""
-    tensors = {phase: (items if phase in KEPT else [(name, fingerprint(a)) for name, a in items])
-               for phase, items in record.tensors.items()}
-    return StepRecord(record.step, tensors, dict(record.flags), dict(record.digests), fingerprints=True)
+    """The same record with every tensor outside :data:`KEPT` larger than
+    :data:`FULL_BELOW` elements replaced by its fingerprint."""
+    tensors, marked = {}, set()
+    for phase, items in record.tensors.items():
+        out = []
+        for name, a in items:
+            if phase not in KEPT and np.size(a) > FULL_BELOW:
+                out.append((name, fingerprint(a)))
+                marked.add((phase, name))
+            else:
+                out.append((name, a))
+        tensors[phase] = out
+    return StepRecord(record.step, tensors, dict(record.flags), dict(record.digests), fingerprinted=frozenset(marked))

@@ -33,9 +33,18 @@ class Tolerance:
 
     rtol: float = DEFAULT_RTOL
     atol: float = DEFAULT_ATOL
+    phase_rtol: tuple[tuple[str, float], ...] = ()  # per-phase overrides (``--calibrate``)
+
+    def for_phase(self, phase: str) -> "Tolerance":
+        """The tolerance that applies to tensors of ``phase``."""
+        rtol = dict(self.phase_rtol).get(phase)
+        return self if rtol is None else Tolerance(rtol=rtol, atol=self.atol)
 
     def describe(self) -> str:
-        return f"max|A-B| <= {self.atol:g} + {self.rtol:g}*max(|A|,|B|)"
+        rule = f"max|A-B| <= {self.atol:g} + {self.rtol:g}*max(|A|,|B|)"
+        if self.phase_rtol:
+            rule += " (rtol " + ", ".join(f"{p} {r:g}" for p, r in self.phase_rtol) + ")"
+        return rule
 
 
 @dataclass(frozen=True)

@@ -17,11 +17,14 @@ from typing import Callable, Literal
 import numpy as np
 
 from xentdbg import __version__
+from xentdbg.compare.fingerprint import FULL_BELOW
 from xentdbg.compare.divergence import Pairing, StepComparison, TensorComparison, compare_step
 from xentdbg.compare.matching import match_by_order
 from xentdbg.compare.metrics import Tolerance
 from xentdbg.data import DataSpec
 from xentdbg.data import load as load_data
+from xentdbg.diagnose import Diagnosis
+from xentdbg.diagnose.build import diagnose_step
 from xentdbg.errors import EXIT_DIVERGED, EXIT_OK, ParameterMismatch
 from xentdbg.records import SideInfo, StepRecord
 from xentdbg.replay.loading import SetupRef
@@ -48,6 +51,7 @@ class CompareConfig:
     step_timeout: float | None = None
     save_traces: str | None = None  # folder for a.h5 and b.h5
     fingerprint: bool = False  # two passes: light fingerprints first, full capture up to the flagged step
+    calibrate: bool = False  # first replay each side against itself and set tolerances from its noise
 
 
 @dataclass
@@ -59,6 +63,8 @@ class CompareResult:
     notes: list[str]
     versions: dict[str, str]
     mode: str = "full"  # "fingerprint": only the light first pass ran (it flagged nothing)
+    diagnosis: Diagnosis | None = None  # why the first divergence happened (full capture only)
+    calibration: dict | None = None  # --calibrate: measured noise per phase and the tolerances set from it
     first_pass: dict | None = None  # --fingerprint: {"steps": replayed, "flagged": label or None}
 
     @property
@@ -84,13 +90,14 @@ class CompareResult:
         return all(t.ok and (t.metrics is None or t.metrics.bitwise_equal) for s in self.steps for t in s.tensors)
 
 
-def _start(config: CompareConfig, light: bool) -> tuple[WorkerProcess, WorkerProcess]:
+def _start(config: CompareConfig, light: bool):
+    """Both workers, loading their setups, and the data (for the diagnosis)."""
     refs = [SetupRef.parse(config.setup_a), SetupRef.parse(config.setup_b)]
     for ref in refs:
         ref.check()
-    load_data(config.data)  # fail fast on bad data options, before starting two frameworks
+    data = load_data(config.data)  # fail fast on bad data options, before starting two frameworks
     return (start_worker("A", refs[0], config.env_a, config.data, config.steps, light),
-            start_worker("B", refs[1], config.env_b, config.data, config.steps, light))
+            start_worker("B", refs[1], config.env_b, config.data, config.steps, light)), data
 
 
 def _send_init(config: CompareConfig, workers, values, state_ok: bool) -> list[tuple[list, list]]:
@@ -123,6 +130,20 @@ def compare(config: CompareConfig, on_step: Callable[[StepComparison], None] | N
     Raises :class:`~xentdbg.errors.UsageError` (bad setup, mismatched parameters) or
     :class:`~xentdbg.errors.SetupFailed` (a side raised, died or hung)."""
     announce = on_pass or (lambda d, n: None)
+    if config.calibrate:
+        from xentdbg.replay.calibrate import calibrate
+
+        announce("calibrating", 0)
+        cal = calibrate(config, lambda c: _replay(c, False, None, None), on_status)
+        announce("replaying", config.steps)
+        result = compare(replace(config, calibrate=False, tolerance=cal["tolerance"]), on_step, on_status, on_pass)
+        result.config = replace(result.config, calibrate=True)
+        noise = {p: v["noise"] for p, v in cal["per_phase"].items()}
+        result.calibration = {"noise": cal["noise"], "per_phase": cal["per_phase"], "safety": cal["safety"],
+                              "rule": cal["tolerance"].describe()}
+        if result.diagnosis is not None:  # let the noise probe use the measured floor
+            result.diagnosis = _rediagnose(result, noise)
+        return result
     if not config.fingerprint:
         return _replay(config, False, on_step, on_status)
     announce("pass 1: fingerprints", config.steps)
@@ -131,9 +152,10 @@ def compare(config: CompareConfig, on_step: Callable[[StepComparison], None] | N
     if flagged is None:
         light.mode = "fingerprint"
         light.first_pass = {"steps": len(light.steps), "flagged": None}
-        light.notes.insert(0, f"--fingerprint: no fingerprint differed in {len(light.steps)} steps. Tensors were "
-                              "screened by sum, norm and max|x| (a difference these do not show is not seen); "
-                              "activations, and gradients where the step does not return them, were not captured.")
+        light.notes.insert(0, f"--fingerprint: nothing differed in {len(light.steps)} steps. Tensors of more than "
+                              f"{FULL_BELOW} elements were screened by sum, norm and max|x| (a difference these do not "
+                              "show is not seen); activations, and gradients where the step does not return them, "
+                              "were not captured.")
         return light
     c = flagged.step
     announce(f"pass 2: full capture of steps 0..{c}", c + 1)
@@ -148,11 +170,22 @@ def compare(config: CompareConfig, on_step: Callable[[StepComparison], None] | N
     return full
 
 
-def _replay(config: CompareConfig, light: bool, on_step, on_status) -> CompareResult:
+def _rediagnose(result: CompareResult, noise: dict[str, float]):
+    """Re-run the probes with the calibrated noise floor (the context is kept on the diagnosis)."""
+    from xentdbg.diagnose import diagnose
+
+    ctx = result.diagnosis.context
+    if ctx is None:
+        return result.diagnosis
+    ctx.noise = noise
+    return diagnose(ctx, *result.diagnosis.data_args)
+
+
+def _replay(config: CompareConfig, light: bool, on_step, on_status, noise: dict | None = None) -> CompareResult:
     """One lockstep replay. ``light``: fingerprint records, stop at the first divergent step."""
     status = on_status or (lambda s: None)
     status("starting workers")
-    workers = _start(config, light)
+    workers, data = _start(config, light)
     traces: list[TraceWriter] = []
     try:
         status("loading setups")
@@ -171,6 +204,8 @@ def _replay(config: CompareConfig, light: bool, on_step, on_status) -> CompareRe
             traces = _open_traces(config, infos, starts)
         pairing = Pairing(params=params.pairs, state=state.pairs)
         steps: list[StepComparison] = []
+        previous: tuple = (None, None)
+        diagnosis = None
         for k in range(config.steps):
             status(f"step {k}")
             records = []
@@ -185,6 +220,11 @@ def _replay(config: CompareConfig, light: bool, on_step, on_status) -> CompareRe
                 trace.write(record)
             cmp = compare_step(records[0], records[1], pairing, config.tolerance,
                                summaries=not any(s.first for s in steps))
+            if cmp.first and not light and not any(s.first for s in steps):
+                status("diagnosing")
+                diagnosis = diagnose_step(cmp, steps, tuple(records), previous, starts, tuple(infos), pairing,
+                                          config.tolerance, data, noise)
+            previous = tuple(records)
             steps.append(cmp)
             if on_step:
                 on_step(cmp)
@@ -197,7 +237,7 @@ def _replay(config: CompareConfig, light: bool, on_step, on_status) -> CompareRe
             w.recv(config.step_timeout)  # "done"
         if steps:
             notes.extend(steps[0].skipped)
-        return CompareResult(config, infos[0], infos[1], steps, notes, runtime_versions())
+        return CompareResult(config, infos[0], infos[1], steps, notes, runtime_versions(), diagnosis=diagnosis)
     except BaseException:
         for w in workers:
             w.kill()

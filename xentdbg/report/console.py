@@ -133,6 +133,23 @@ def first_divergence(t: TensorComparison, tol: Tolerance, kinds: dict[str, str])
                  title_align="left", border_style="red")
 
 
+def diagnosis_panel(diagnosis) -> Panel:
+    """The likely cause with its evidence and fix, then other causes that fit."""
+    parts: list = []
+    if diagnosis.top is None:
+        for line in diagnosis.unexplained:
+            parts.append(Text(line))
+    for k, f in enumerate(diagnosis.findings):
+        head = "Likely cause: " if k == 0 else "Also fits: "
+        parts.append(Text.assemble((head, "bold"), (f.title, "bold yellow" if k == 0 else "yellow")))
+        for e in f.evidence:
+            parts.append(Text(f"  • {e}"))
+        parts.append(Text.assemble(("  fix: ", "bold green"), f.fix))
+    for e in diagnosis.errors:
+        parts.append(Text(f"probe error (a bug in xentdbg, please report): {e}", style="dim"))
+    return Panel(Group(*parts), title=Text("Diagnosis", style="bold"), title_align="left", border_style="yellow")
+
+
 def _others(step, first: TensorComparison) -> Table | None:
     others = [t for t in step.divergences if t is not first]
     if not others:
@@ -183,6 +200,16 @@ def _flag_lines(result) -> list[Text]:
     return lines
 
 
+def _calibration_line(result) -> Text:
+    cal = getattr(result, "calibration", None)
+    if not cal:
+        return Text("           defaults, not calibrated (--calibrate measures each setup's run-to-run noise)",
+                    style="dim")
+    noise = ", ".join(f"{side} " + " ".join(f"{p} {_fmt(v)}" for p, v in ph.items()) for side, ph in cal["noise"].items())
+    return Text(f"           calibrated: run-to-run noise (max|A-B|/scale) {noise}; "
+                f"rtol per phase = max(default, {cal['safety']:g} x noise)")
+
+
 def render_result(result, console: Console, title: str = "xentdbg compare") -> None:
     cfg, tol = result.config, result.config.tolerance
     head = Group(
@@ -191,6 +218,7 @@ def render_result(result, console: Console, title: str = "xentdbg compare") -> N
         Text(f"data  {_data_line(cfg)}"),
         Text(f"init  {_init_line(cfg.init)}"),
         Text(f"tolerance  {tol.describe()} (NaN/Inf on one side only always diverges)"),
+        _calibration_line(result),
         *_flag_lines(result),
     )
     console.print(Panel(head, title=title, title_align="left"))
@@ -204,6 +232,8 @@ def render_result(result, console: Console, title: str = "xentdbg compare") -> N
         others = _others(step, first)
         if others is not None:
             console.print(others)
+        if getattr(result, "diagnosis", None) is not None:
+            console.print(diagnosis_panel(result.diagnosis))
     console.print(_per_step(result))
     for side, step in result.nonfinite_loss_from.items():
         if step is not None:

@@ -68,6 +68,8 @@ def result_dict(result) -> dict:
                       "first": s.first.label if s.first else None} for s in result.steps],
         "all_bitwise_equal": result.all_bitwise_equal,
         "nonfinite_loss_from": result.nonfinite_loss_from,
+        "diagnosis": result.diagnosis.to_dict() if getattr(result, "diagnosis", None) else None,
+        "calibration": getattr(result, "calibration", None),
         "mode": getattr(result, "mode", "full"),
         "fingerprint_pass": getattr(result, "first_pass", None),
         "notes": result.notes,

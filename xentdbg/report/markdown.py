@@ -80,6 +80,14 @@ def render_markdown(result, commands: list[str] | None = None) -> str:
             if len(others) > MAX_OTHER:
                 lines.append(_row("…", f"{len(others) - MAX_OTHER} more", "", ""))
             lines.append("")
+        diagnosis = getattr(result, "diagnosis", None)
+        if diagnosis is not None:
+            lines += ["## Diagnosis", ""]
+            lines += [f"- {line}" for line in diagnosis.unexplained]
+            for k, f in enumerate(diagnosis.findings):
+                lines += [f"**{'Likely cause' if k == 0 else 'Also fits'}: {f.title}**", ""]
+                lines += [f"- {e}" for e in f.evidence]
+                lines += [f"- **fix:** {f.fix}", ""]
     lines += ["## Per step", "", _row("step", "loss A", "loss B", "max grad diff", "diverged", "first in step"),
               _row("---:", "---:", "---:", "---:", "---:", "---")]
     for s in result.steps:

@@ -1,0 +1,53 @@
+"""Diagnosis of causes 6-9 on examples/causes (one pair per cause, plus a clean pair):
+each names the cause with its numbers; the clean pair reports no divergence and no diagnosis."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import ROOT, run_cli
+
+CAUSES = ROOT / "examples" / "causes"
+OPTS = ["--task", "digits", "--pixels", "unit", "--subset", "300", "--batch-size", "100", "--steps", "2"]
+
+
+def _run(tmp, a, b):
+    run = run_cli("compare", str(CAUSES / a), str(CAUSES / b), *OPTS, tmp_path=tmp)
+    return run, (run.report or {}).get("diagnosis")
+
+
+def test_clean_pair_reports_nothing(session_tmp):
+    run, diagnosis = _run(session_tmp, "fit_l2.py", "loop_l2.py")
+    assert run.code == 0 and diagnosis is None, run.output
+
+
+def test_cause6_fit_shuffles(session_tmp):
+    run, diagnosis = _run(session_tmp, "fit_shuffle.py", "loop.py")
+    assert run.code == 1
+    top = diagnosis["findings"][0]
+    assert top["cause"] == "different-data" and top["numbers"]["step"] == 0
+    assert "shuffle=False" in top["fix"] and "side A" in top["fix"]
+    assert any("side B's batch is samples 0..99 in order" in e for e in top["evidence"])
+
+
+def test_cause7_sum_instead_of_mean(session_tmp):
+    run, diagnosis = _run(session_tmp, "fit.py", "loop_sum.py")
+    top = diagnosis["findings"][0]
+    assert top["cause"] == "loss-scale"
+    assert top["numbers"]["factor"] == pytest.approx(0.01, rel=1e-5)
+    assert "batch" in top["numbers"]["named"]
+
+
+def test_cause8_loop_forgets_model_losses(session_tmp):
+    run, diagnosis = _run(session_tmp, "fit_l2.py", "loop_l2_forgot.py")
+    (top,) = diagnosis["findings"]
+    assert top["cause"] == "missing-regularization" and top["numbers"]["side"] == "B"
+    assert top["numbers"]["lambda"] == {"sequential/dense/kernel": pytest.approx(1e-2, rel=1e-4)}
+    assert "sum(model.losses)" in top["fix"]
+
+
+def test_cause9_learning_rate(session_tmp):
+    run, diagnosis = _run(session_tmp, "fit_sgd_string.py", "loop.py")
+    (top,) = diagnosis["findings"]
+    assert top["cause"] == "optimizer"
+    assert (top["numbers"]["lr_a"], top["numbers"]["lr_b"]) == (pytest.approx(0.01, rel=1e-4), pytest.approx(0.1, rel=1e-4))

@@ -1,0 +1,89 @@
+"""Why two trainings diverge: probes that read the captured step of the first
+divergence and return :class:`Finding` s with their evidence and fix. Pure functions.
+
+    from xentdbg.diagnose import diagnose
+    diagnosis = diagnose(context)      # built by the replay engine
+    diagnosis.top, diagnosis.others, diagnosis.unexplained
+
+Each probe tests one cause against the numbers (a residual, a ratio, a count) and
+returns nothing when they do not fit; no probe guesses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from xentdbg.diagnose.context import Context, Finding, Side, fmt
+from xentdbg.diagnose.data import different_data, rescaled_input
+from xentdbg.diagnose.gradients import loss_scale, missing_regularization
+from xentdbg.diagnose.noise import float_precision, numeric_noise
+from xentdbg.diagnose.optimizer import optimizer_update
+from xentdbg.diagnose.training import batchnorm_state, training_flag
+from xentdbg.diagnose.xent import fused_softmax_xent, logits_vs_probabilities
+
+__all__ = ["Context", "Diagnosis", "Finding", "Side", "diagnose", "PROBES"]
+
+Probe = Callable[[Context], list[Finding]]
+
+# In the order of the causes; ties in fit keep this order.
+PROBES: tuple[Probe, ...] = (
+    logits_vs_probabilities, fused_softmax_xent, training_flag, batchnorm_state, rescaled_input,
+    loss_scale, missing_regularization, optimizer_update, float_precision, numeric_noise,
+)
+
+
+@dataclass
+class Diagnosis:
+    findings: list[Finding]  # best first
+    unexplained: list[str] = field(default_factory=list)  # raw evidence when no probe fits
+    errors: list[str] = field(default_factory=list)  # probes that failed (a bug in xentdbg, reported, not raised)
+    context: Context | None = field(default=None, repr=False, compare=False)  # what the probes read
+    data_args: tuple = field(default=(None, None), repr=False, compare=False)
+
+    @property
+    def top(self) -> Finding | None:
+        return self.findings[0] if self.findings else None
+
+    @property
+    def others(self) -> list[Finding]:
+        return self.findings[1:]
+
+    def to_dict(self) -> dict:
+        return {"findings": [f.to_dict() for f in self.findings], "unexplained": self.unexplained,
+                "probe_errors": self.errors}
+
+
+def diagnose(ctx: Context, dataset_sums: np.ndarray | None = None, batch_start: int | None = None) -> Diagnosis:
+    """Run every probe on ``ctx``; findings sorted by how completely they explain the step."""
+    findings: list[tuple[float, int, Finding]] = []
+    errors = []
+    probes: list[Probe] = [lambda c: different_data(c, dataset_sums, batch_start), *PROBES]
+    for order, probe in enumerate(probes):
+        try:
+            for f in probe(ctx):
+                findings.append((-f.fit, order, f))
+        except Exception as e:  # a probe must never hide the comparison's result
+            errors.append(f"{getattr(probe, '__name__', 'probe')}: {type(e).__name__}: {e}")
+    findings.sort(key=lambda t: (t[0], t[1]))
+    out = [f for _, _, f in findings]
+    unexplained = [] if out else _raw(ctx)
+    return Diagnosis(out, unexplained, errors, ctx, (dataset_sums, batch_start))
+
+
+def _raw(ctx: Context) -> list[str]:
+    """What the step shows, for a reader, when no probe fits."""
+    lines = ["no probe's pattern fits the captured numbers; the raw evidence:"]
+    by_phase: dict[str, int] = {}
+    for t in ctx.step.divergences:
+        by_phase[t.phase] = by_phase.get(t.phase, 0) + 1
+    lines.append("divergent tensors in step " + str(ctx.step.step) + ": "
+                 + ", ".join(f"{p} {n}" for p, n in by_phase.items()))
+    lines.append(f"loss A {fmt(ctx.a.loss)}, B {fmt(ctx.b.loss)}")
+    m = ctx.first.metrics
+    if m is not None:
+        lines.append(f"first divergence {ctx.first.label}: max abs diff {fmt(m.max_abs, 4)}, "
+                     f"cosine {m.cosine:.6f}, non-finite A/B {m.nonfinite_a}/{m.nonfinite_b}")
+    return lines

@@ -1,0 +1,123 @@
+"""What a probe sees: both sides' records of the step of the first divergence, what
+each side held before that step, the batch, and the findings it may return. Pure data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from xentdbg.compare.divergence import Pairing, StepComparison, TensorComparison
+from xentdbg.compare.metrics import Tolerance
+from xentdbg.records import SideInfo, StepRecord
+
+Named = list[tuple[str, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One cause that fits the captured data.
+
+    ``fit`` is how completely the cause explains what diverged (1.0: every divergent
+    tensor of the step, to the stated residual); ``evidence`` holds the measured numbers;
+    ``fix`` is the change that makes the two setups agree."""
+
+    cause: str  # stable id, e.g. "training-flag"
+    title: str
+    evidence: tuple[str, ...]
+    fix: str
+    fit: float = 1.0
+    numbers: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"cause": self.cause, "title": self.title, "evidence": list(self.evidence), "fix": self.fix,
+                "fit": self.fit, "numbers": self.numbers}
+
+
+@dataclass
+class Side:
+    """One side's view of the step: its record, and its weights and state before it."""
+
+    label: str  # "A" or "B"
+    info: SideInfo
+    record: StepRecord
+    weights_before: Named
+    state_before: Named
+
+    def tensors(self, phase: str) -> Named:
+        return [(n, np.asarray(a)) for n, a in self.record.tensors.get(phase, [])]
+
+    @property
+    def loss(self) -> float:
+        return self.record.loss
+
+    @property
+    def activations(self) -> Named:
+        return self.tensors("activations")
+
+
+@dataclass
+class Context:
+    """Everything the probes read. ``x``/``y``: the batch of the step when both sides
+    trained on the same one (None otherwise); ``history``: every compared step so far."""
+
+    step: StepComparison
+    a: Side
+    b: Side
+    pairing: Pairing
+    tolerance: Tolerance
+    x: np.ndarray | None
+    y: np.ndarray | None
+    history: list[StepComparison]
+    noise: dict[str, float] | None = None  # --calibrate: run-to-run max relative difference per phase
+
+    @property
+    def first(self) -> TensorComparison:
+        return self.step.first
+
+    @property
+    def sides(self) -> tuple[Side, Side]:
+        return self.a, self.b
+
+    def divergent(self, phase: str) -> list[TensorComparison]:
+        return [t for t in self.step.divergences if t.phase == phase]
+
+    def agrees(self, phase: str) -> bool:
+        return not self.divergent(phase)
+
+    def param_triples(self, phase: str) -> list[tuple[str, np.ndarray, np.ndarray]]:
+        """``(name, A's tensor, B's tensor)`` for paired parameters in ``phase`` (gradients, weights)."""
+        ta, tb = self.a.tensors(phase), self.b.tensors(phase)
+        if not ta or not tb:
+            return []
+        return [(ta[i][0], ta[i][1], tb[j][1]) for i, j in self.pairing.params]
+
+    def before_triples(self) -> list[tuple[str, np.ndarray, np.ndarray]]:
+        wa, wb = self.a.weights_before, self.b.weights_before
+        return [(wa[i][0], np.asarray(wa[i][1]), np.asarray(wb[j][1])) for i, j in self.pairing.params]
+
+    def state_triples(self) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        """``(name, A before, A after, B before, B after)`` for paired state tensors."""
+        sa, sb = self.a.tensors("state"), self.b.tensors("state")
+        ba, bb = self.a.state_before, self.b.state_before
+        if not sa or not sb or not ba or not bb:
+            return []
+        return [(sa[i][0], np.asarray(ba[i][1]), sa[i][1], np.asarray(bb[j][1]), sb[j][1]) for i, j in self.pairing.state]
+
+
+def ratio(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """Least-squares ``c`` with ``a ≈ c b`` and the relative residual ``|a - c b| / |a|``.
+
+    ``c = <a, b> / <b, b>`` in float64; the residual is 0 for an exact constant factor."""
+    a64, b64 = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
+    bb = float(b64 @ b64)
+    if bb == 0.0 or not np.all(np.isfinite(a64)) or not np.all(np.isfinite(b64)):
+        return float("nan"), float("inf")
+    c = float(a64 @ b64) / bb
+    na = float(np.linalg.norm(a64))
+    return c, (float(np.linalg.norm(a64 - c * b64)) / na if na else 0.0)
+
+
+def fmt(x: float, digits: int = 6) -> str:
+    return f"{x:.{digits}g}"

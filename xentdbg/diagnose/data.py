@@ -1,0 +1,94 @@
+"""Data probes (cause 6): the two sides trained on different batches (order, subset), or
+one side preprocesses its inputs differently. Pure numpy.
+
+Evidence comes from the per-sample sums of each batch that capture records (the exact
+digests only say *that* they differ) and from the dataset's own per-sample sums."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from xentdbg.diagnose.context import Context, Finding, fmt, ratio
+
+_SCALES = {255.0: "x 255", 1 / 255.0: "/ 255"}
+
+
+def _positions(sums: np.ndarray, dataset: np.ndarray | None) -> np.ndarray | None:
+    """Index in the dataset of each sample of a batch (matched by per-sample sum), -1 if absent."""
+    if dataset is None:
+        return None
+    order = np.argsort(dataset, kind="stable")
+    keys = dataset[order]
+    at = np.clip(np.searchsorted(keys, sums), 0, len(keys) - 1)
+    hit = np.isclose(keys[at], sums, rtol=1e-9, atol=1e-9)
+    return np.where(hit, order[at], -1)
+
+
+def different_data(ctx: Context, dataset_sums: np.ndarray | None = None, batch_start: int | None = None) -> list[Finding]:
+    """The inputs phase differs: same samples reordered, other samples, or rescaled."""
+    diverged = ctx.divergent("inputs")
+    if not diverged:
+        return []
+    ia, ib = dict(ctx.a.tensors("inputs")), dict(ctx.b.tensors("inputs"))
+    xa, xb = np.asarray(ia["x"], np.float64), np.asarray(ib["x"], np.float64)
+    k = ctx.step.step
+    earlier = "" if k == 0 else f"; batches agree in steps 0..{k - 1}"
+    ev = [f"step {k}: the batch digests differ{earlier}"]
+    if xa.shape == xb.shape and np.allclose(np.sort(xa), np.sort(xb), rtol=1e-9, atol=1e-9):
+        ev.append("the two batches hold the same samples in a different order")
+        kind = "order"
+    else:
+        c, residual = ratio(xa, xb) if xa.shape == xb.shape else (float("nan"), float("inf"))
+        scale = next((name for s, name in _SCALES.items() if abs(c / s - 1) < 1e-4), None) if residual < 1e-6 else None
+        if scale:
+            ev.append(f"side A's per-sample pixel sums are side B's times {fmt(c)} (residual {residual:.1e}): "
+                      f"one side's pixels are scaled {scale}")
+            kind = "scale"
+        else:
+            common = np.intersect1d(np.round(xa, 6), np.round(xb, 6)).size
+            ev.append(f"{common} of {xa.size} samples are in both batches")
+            kind = "samples"
+    pa, pb = _positions(xa, dataset_sums), _positions(xb, dataset_sums)
+    natural = None
+    if pa is not None and batch_start is not None:
+        natural = np.arange(batch_start, batch_start + xa.size)
+        for label, pos in (("A", pa), ("B", pb)):
+            if np.array_equal(pos, natural):
+                ev.append(f"side {label}'s batch is samples {batch_start}..{batch_start + xa.size - 1} in order")
+            elif np.all(pos >= 0):
+                ev.append(f"side {label}'s batch is dataset samples {', '.join(map(str, pos[:5]))}, … "
+                          f"(from {pos.min()} to {pos.max()})")
+    if kind == "scale":
+        fix = "Preprocess the inputs the same way on both sides (e.g. divide by 255 exactly once)."
+        title = "The two sides feed differently scaled inputs"
+    else:
+        shuffled = [s for s, pos in (("A", pa), ("B", pb))
+                    if pos is not None and natural is not None and not np.array_equal(pos, natural)]
+        fits = [s.label for s in ctx.sides if s.info.kind == "KerasFit" and s.label in (shuffled or "AB")]
+        if fits:
+            fix = f"Pass shuffle=False to side {fits[0]}'s model.fit (fit shuffles by default), or shuffle both sides alike."
+        else:
+            fix = "Feed both sides the same batches in the same order (same subset, shuffling and preprocessing)."
+        title = "The two sides train on different batches" + (" (same samples, other order)" if kind == "order" else "")
+    return [Finding("different-data", title, tuple(ev), fix, numbers={"kind": kind, "step": k})]
+
+
+def rescaled_input(ctx: Context) -> list[Finding]:
+    """Inputs agree but the first layer's outputs differ by a constant factor such as 1/255:
+    one side rescales inside its own step."""
+    if not ctx.agrees("inputs") or ctx.first is None or ctx.first.phase != "activations":
+        return []
+    acts_a, acts_b = ctx.a.activations, ctx.b.activations
+    if not acts_a or not acts_b or ctx.first.name_a != acts_a[0][0]:
+        return []
+    ha, hb = np.asarray(acts_a[0][1], np.float64), np.asarray(acts_b[0][1], np.float64)
+    c, residual = ratio(hb, ha)
+    if residual > 1e-3:
+        return []
+    scale = next((name for s, name in _SCALES.items() if abs(c / s - 1) < 1e-3), None)
+    ev = (f"inputs agree (same batch digests), but side B's {acts_b[0][0]} output is side A's times {fmt(c)} "
+          f"(relative residual {residual:.1e})" + (f": B's inputs are scaled {scale} inside its step" if scale else ""),
+          f"losses A {fmt(ctx.a.loss)}, B {fmt(ctx.b.loss)}")
+    return [Finding("different-data", "One side rescales its inputs inside the training step", ev,
+                    "Preprocess the inputs once, the same way on both sides (remove the extra scaling).",
+                    fit=1.0 if scale else 0.7, numbers={"factor": c, "residual": residual})]

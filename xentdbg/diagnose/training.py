@@ -1,0 +1,121 @@
+"""Training-mode probes: a layer that ran in inference mode on one side (cause 4), and
+BatchNorm moving statistics that one side never updates or updates with another
+momentum convention (cause 5). Pure numpy."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from xentdbg.diagnose.context import Context, Finding, Side, fmt, ratio
+
+
+def _flag(v) -> bool | str:
+    return bool(v) if v is None or isinstance(v, bool) else v
+
+
+def training_flag(ctx: Context) -> list[Finding]:
+    """Cause 4: a layer that reads ``training`` received True on one side, not on the other."""
+    flags = ctx.divergent("flags")
+    if not flags:
+        return []
+    first = flags[0]
+    off = "A" if not _flag(first.value_a) else "B"
+    side = ctx.a if off == "A" else ctx.b
+    on = "B" if off == "A" else "A"
+    layers = [(t.name_a if off == "A" else t.name_b, t.value_a if off == "A" else t.value_b) for t in flags]
+    ev = [f"side {off}: " + ", ".join(f"{name} received training={value!r}" for name, value in layers)
+          + f"; side {on}: True"]
+    kind = side.info.kind
+    if kind == "KerasLoop":
+        how = ("the train step calls the model without training=True: Keras resolves training=None to inference "
+               "for these layers (keras/src/layers/layer.py ~L1065, Keras 3.15)")
+        fix = f"In side {off}'s train step, call the model as model(x, training=True)."
+    elif kind == "LegacyKerasFunction":
+        how = ("the K.function is not fed the learning phase, so tf_keras runs the graph with learning phase 0 "
+               "(tf_keras/src/backend.py learning_phase() ~L325)")
+        fix = (f"Add tf_keras.src.backend.symbolic_learning_phase() to side {off}'s K.function inputs and feed True, "
+               "and pass model.updates to its updates.")
+    else:
+        how = f"side {off} ({kind}) runs these layers in inference mode"
+        fix = f"Run side {off}'s layers in training mode (training=True)."
+    ev.append(how)
+    if not ctx.agrees("loss"):
+        ev.append(f"in this step the loss differs: A {fmt(ctx.a.loss)}, B {fmt(ctx.b.loss)}")
+    frozen = [name for name, a0, a1, b0, b1 in ctx.state_triples()
+              if (a1 if off == "A" else b1).tobytes() == (a0 if off == "A" else b0).tobytes()]
+    if frozen:
+        ev.append(f"side {off}'s {', '.join(frozen)} did not move in this step (inference-mode BatchNorm never updates)")
+    return [Finding("training-flag", f"{layers[0][0]} runs in inference mode on side {off}", tuple(ev), fix,
+                    numbers={"side": off, "layers": [n for n, _ in layers], "values": [v for _, v in layers]})]
+
+
+def _batch_mean(side: Side, state_name: str) -> np.ndarray | None:
+    """Mean over the batch of the activation that feeds the layer owning ``state_name``."""
+    layer = state_name.split("/")[-2] if "/" in state_name else None
+    acts = side.activations
+    names = [n for n, _ in acts]
+    if layer not in names:
+        return None
+    k = names.index(layer)
+    if k == 0:
+        return None
+    h = np.asarray(acts[k - 1][1], np.float64)
+    return h.reshape(-1, h.shape[-1]).mean(axis=0)
+
+
+def batchnorm_state(ctx: Context) -> list[Finding]:
+    """Cause 5: moving statistics never updated on one side, or another momentum.
+
+    Keras: ``moving = m * moving + (1 - m) * batch_stat`` (keras/src/layers/normalization/
+    batch_normalization.py ~L64). From the pre-step value ``s0``, post-step ``s1`` and
+    the batch mean ``mu``: ``1 - m = <s1 - s0, mu - s0> / |mu - s0|^2``."""
+    divergent = {t.name_a for t in ctx.divergent("state")} | {t.name_b for t in ctx.divergent("state")}
+    triples = [t for t in ctx.state_triples() if t[0] in divergent]
+    if not triples:
+        return []
+    frozen = {"A": [], "B": []}
+    momenta = {}
+    for name, a0, a1, b0, b1 in triples:
+        for label, s0, s1 in (("A", a0, a1), ("B", b0, b1)):
+            if s1.tobytes() == s0.tobytes():
+                frozen[label].append(name)
+        if "mean" in name.split("/")[-1]:
+            for label, side, s0, s1 in (("A", ctx.a, a0, a1), ("B", ctx.b, b0, b1)):
+                mu = _batch_mean(side, name)
+                if mu is not None and mu.shape == s0.shape and s1.tobytes() != s0.tobytes():
+                    step, residual = ratio(s1.astype(np.float64) - s0, mu - s0)
+                    if residual < 1e-3:
+                        momenta[(name, label)] = 1.0 - step
+    findings = []
+    for label in ("A", "B"):
+        other = "B" if label == "A" else "A"
+        if frozen[label] and not frozen[other]:
+            side = ctx.a if label == "A" else ctx.b
+            moved = max(float(np.max(np.abs(t[2] - t[1] if other == "A" else t[4] - t[3]))) for t in triples)
+            ev = [f"side {label}'s {', '.join(frozen[label])} are bitwise unchanged after step {ctx.step.step}; "
+                  f"side {other}'s moved by up to {fmt(moved)}"]
+            m = [v for (n, s), v in momenta.items() if s == other]
+            if m:
+                ev.append(f"side {other}'s update matches momentum {m[0]:.4g} against the batch mean")
+            if ctx.agrees("loss") and ctx.agrees("gradients"):
+                ev.append("the loss and gradients of this step agree: only the statistics differ")
+            if side.info.kind == "LegacyKerasFunction":
+                fix = f"Pass model.updates to side {label}'s K.function(..., updates=optimizer updates + model.updates)."
+            else:
+                fix = f"Run side {label}'s BatchNorm layers in training mode so that their moving statistics update."
+            findings.append(Finding("batchnorm-not-updated", f"Side {label} never updates the BatchNorm moving statistics",
+                                    tuple(ev), fix, numbers={"side": label, "frozen": frozen[label]}))
+    both = {n for (n, _) in momenta}
+    for name in sorted(both):
+        if (name, "A") in momenta and (name, "B") in momenta:
+            ma, mb = momenta[(name, "A")], momenta[(name, "B")]
+            if abs(ma - mb) > 1e-3:
+                flipped = abs(ma - (1 - mb)) < 1e-3
+                ev = (f"{name}: side A's update matches momentum {ma:.4g}, side B's {mb:.4g} "
+                      "(moving = m * moving + (1 - m) * batch mean)",)
+                findings.append(Finding(
+                    "batchnorm-momentum",
+                    "BatchNorm momentum convention differs (m vs 1 - m)" if flipped else "BatchNorm momentum differs",
+                    ev, "Keras' momentum is the weight of the old value (0.99); PyTorch's momentum=0.01 is Keras' 0.99.",
+                    numbers={"momentum_a": ma, "momentum_b": mb}))
+    return findings

@@ -1,0 +1,300 @@
+"""Cross-entropy probes: logits vs clipped probabilities (cause 1), the epsilon each side
+clips with (cause 2), and the fused softmax cross-entropy gradient with label rows that
+do not sum to 1 (cause 3). Pure numpy, float64.
+
+The model's output ``p`` is the last captured activation; its logits ``z`` are either a
+captured activation with ``sigmoid(z) = p`` (``softmax(z) = p``), or recomputed from the
+last Dense layer: ``z = h W + b`` with ``h`` the activation before it and ``W, b`` the
+pre-step weights. Candidate losses, per sample, averaged over the batch:
+
+- from logits (exact): BCE ``softplus(z) - y z``; CCE ``-sum(y * log_softmax(z))``;
+- from probabilities clipped to ``[lo, hi]`` (float32 bounds): BCE
+  ``-(y log p' + (1-y) log(1-p'))``; CCE ``-sum(y log p')`` after Keras' renormalisation
+  ``p / sum(p)`` (keras/src/backend/tensorflow/nn.py ~L1370, Keras 3.15).
+
+A side's loss *matches* a candidate when they agree to 2e-5 relative (float32 logs).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from xentdbg.diagnose.context import Context, Finding, Side, fmt
+
+KERAS_EPS = 1e-7  # keras.config.epsilon(), keras/src/backend/config.py
+_EPS = (1e-7, 1e-6, 1e-8, 1e-5, 1e-12, 1e-15, float(np.finfo(np.float32).eps))
+_MATCH = 2e-5
+
+
+def _sigmoid(z):
+    return 0.5 * (1.0 + np.tanh(0.5 * z))
+
+
+def _softmax(z):
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def bce_from_logits(z: np.ndarray, y: np.ndarray) -> float:
+    """``mean(max(z,0) - z y + log(1 + exp(-|z|)))``: exact BCE on logits."""
+    return float(np.mean(np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))))
+
+
+def cce_from_logits(z: np.ndarray, y: np.ndarray) -> float:
+    """``mean(-sum(y * log_softmax(z)))``."""
+    zs = z - z.max(axis=-1, keepdims=True)
+    logp = zs - np.log(np.exp(zs).sum(axis=-1, keepdims=True))
+    return float(np.mean(-(y * logp).sum(axis=-1)))
+
+
+def clipped(p: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """``p`` clipped to float32 ``[lo, hi]`` (the framework clips in float32)."""
+    return np.clip(p.astype(np.float32), np.float32(lo), np.float32(hi)).astype(np.float64)
+
+
+def bce_from_probs(p: np.ndarray, y: np.ndarray, lo: float, hi: float) -> float:
+    q = clipped(p, lo, hi)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(np.mean(-(y * np.log(q) + (1 - y) * np.log(1 - q))))
+
+
+def cce_from_probs(p: np.ndarray, y: np.ndarray, lo: float, hi: float) -> float:
+    q = p.astype(np.float64) / p.astype(np.float64).sum(axis=-1, keepdims=True)
+    q = clipped(q, lo, hi)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(np.mean(-(y * np.log(q)).sum(axis=-1)))
+
+
+def _f32(v: float) -> str:
+    """A float32 bound as printed: 0.99999988, not 0.9999998807907104."""
+    return f"{float(np.float32(v)):.8g}"
+
+
+def _same(a: float, b: float) -> bool:
+    if not (np.isfinite(a) and np.isfinite(b)):
+        return bool(np.isnan(a) and np.isnan(b)) or a == b
+    return abs(a - b) <= _MATCH * max(abs(a), abs(b), 1e-12)
+
+
+def _kind(p: np.ndarray, y: np.ndarray) -> str | None:
+    if p.ndim != 2 or y is None or y.shape != p.shape:
+        return None
+    if p.shape[1] == 1:
+        return "binary"
+    rows = p.astype(np.float64).sum(axis=1)
+    return "categorical" if np.allclose(rows, 1.0, atol=1e-3) else None
+
+
+def _last_dense(side: Side) -> tuple[np.ndarray, np.ndarray] | None:
+    """The last kernel/bias pair of the side's pre-step weights, when it is a Dense layer."""
+    w = [np.asarray(a, np.float64) for _, a in side.weights_before]
+    if len(w) >= 2 and w[-2].ndim == 2 and w[-1].ndim == 1 and w[-2].shape[1] == w[-1].shape[0]:
+        return w[-2], w[-1]
+    return None
+
+
+def find_logits(side: Side, x: np.ndarray | None, kind: str) -> tuple[np.ndarray, str] | None:
+    """Logits consistent with the side's output, and where they came from."""
+    acts = side.activations
+    if not acts:
+        return None
+    p = np.asarray(acts[-1][1], np.float64)
+    link = _sigmoid if kind == "binary" else _softmax
+
+    def consistent(z):
+        if z.shape != p.shape or not np.all(np.isfinite(z)):
+            return False
+        return float(np.max(np.abs(link(z) - p))) <= 1e-4
+
+    for name, a in reversed(acts[:-1]):
+        z = np.asarray(a, np.float64)
+        if consistent(z):
+            return z, f"the captured output of {name}"
+    dense = _last_dense(side)
+    if dense is not None:
+        kernel, bias = dense
+        inputs = [np.asarray(a, np.float64) for _, a in acts[:-1]] + ([np.asarray(x, np.float64)] if x is not None else [])
+        for h in inputs:
+            h2 = h.reshape(h.shape[0], -1)
+            if h2.shape[1] == kernel.shape[0]:
+                z = h2 @ kernel + bias
+                if consistent(z):
+                    return z, "recomputed from the last Dense layer (h W + b, pre-step weights)"
+    return None
+
+
+def _models(p, z, y, kind):
+    """Every candidate loss: name -> (value, description, clip bounds or None)."""
+    from_probs = bce_from_probs if kind == "binary" else cce_from_probs
+    out = {}
+    if z is not None:
+        out["logits"] = ((bce_from_logits if kind == "binary" else cce_from_logits)(z, y), "from the logits", None)
+    for lo in _EPS:
+        for hi_eps in _EPS:
+            hi = float(np.float32(1.0 - hi_eps))
+            name = f"clip[{lo:g},{hi!r}]"
+            sym = lo == hi_eps
+            desc = (f"from probabilities clipped to [{lo:g}, 1-{lo:g}]" if sym
+                    else f"from probabilities clipped to [{lo:g}, {_f32(hi)}]")
+            out[name] = (from_probs(p, y, lo, hi), desc, (lo, hi))
+    out["textbook"] = (from_probs(p, y, 0.0, 1.0), "from unclipped probabilities (textbook formula)", (0.0, 1.0))
+    return out
+
+
+def _explain_loss(side: Side, models) -> tuple[str, tuple] | None:
+    """The candidate (logits, then Keras' epsilon, then others) matching the side's loss,
+    provided it is *distinguishable*: the logits and clipped-probability formulas give
+    different values on this side's batch (else nothing saturates and either fits)."""
+    order = ["logits", f"clip[{KERAS_EPS:g},{float(np.float32(1 - KERAS_EPS))!r}]", "textbook"]
+    order += [k for k in models if k not in order]
+    match = next((k for k in order if k in models and _same(models[k][0], side.loss)), None)
+    if match is None:
+        return None
+    if match == "logits":
+        if any(_same(v[0], side.loss) for k, v in models.items() if k != "logits"):
+            return None
+    elif "logits" in models and _same(models["logits"][0], side.loss):
+        return None
+    return match, models[match]
+
+
+def logits_vs_probabilities(ctx: Context) -> list[Finding]:
+    """Causes 1 and 2: which formula and which epsilon reproduce each side's loss."""
+    if ctx.agrees("loss") or ctx.y is None or not ctx.a.activations or not ctx.b.activations:
+        return []
+    y = np.asarray(ctx.y, np.float64)
+    outs = {s.label: np.asarray(s.activations[-1][1], np.float64) for s in ctx.sides}
+    kind = _kind(outs["A"], y)
+    if kind is None or _kind(outs["B"], y) != kind:
+        return []
+    explained, logits = {}, {}
+    for side in ctx.sides:
+        found = find_logits(side, ctx.x, kind)
+        logits[side.label] = found
+        models = _models(outs[side.label], found[0] if found else None, y, kind)
+        explained[side.label] = (_explain_loss(side, models), models)
+    (ea, models_a), (eb, models_b) = explained["A"], explained["B"]
+    if ea is None or eb is None or ea[0] == eb[0]:
+        return []
+    loss_name = "binary" if kind == "binary" else "categorical"
+    ev = [f"side {s.label}'s loss {fmt(s.loss)} = {loss_name} cross-entropy {e[1][1]} (recomputed {fmt(e[1][0])})"
+          for s, e in ((ctx.a, ea), (ctx.b, eb))]
+    findings = []
+    keys = {"A": ea[0], "B": eb[0]}
+    if "logits" in keys.values():
+        prob_side = "A" if keys["A"] != "logits" else "B"
+        logit_side = "B" if prob_side == "A" else "A"
+        prob, other = (ctx.a, ctx.b) if prob_side == "A" else (ctx.b, ctx.a)
+        prob_models = models_a if prob_side == "A" else models_b
+        lo, hi = (ea if prob_side == "A" else eb)[1][2]
+        out = outs[prob_side].astype(np.float32)
+        outside = int(np.count_nonzero((out < np.float32(KERAS_EPS)) | (out > np.float32(1 - KERAS_EPS))))
+        exact = int(np.count_nonzero((out == 0) | (out == 1)))
+        ev.append(f"{outside} of {out.size} predictions ({100 * outside / out.size:.1f}%) are outside "
+                  f"[{KERAS_EPS:g}, 1-{KERAS_EPS:g}]; {exact} are exactly 0 or 1 in float32")
+        numbers = {"prob_side": prob_side, "outside_share": outside / out.size, "exact_0_or_1": exact,
+                   "clip": [lo, hi]}
+        if "logits" in prob_models:
+            z_from = logits[prob_side][1]
+            logit_loss = prob_models["logits"][0]
+            ev.append(f"recomputing side {prob_side}'s loss from its logits ({z_from}) gives {fmt(logit_loss)}: "
+                      f"|ΔL| {fmt(abs(prob.loss - other.loss))} -> {fmt(abs(logit_loss - other.loss))}")
+            numbers["loss_from_logits"] = logit_loss
+        kinds = {"A": ctx.a.info.kind, "B": ctx.b.info.kind}
+        side_info = (ctx.a if logit_side == "A" else ctx.b).info
+        if kinds[logit_side] in ("KerasFit", "KerasLoop") and side_info.framework.get("backend") == "tensorflow":
+            ev.append(f"side {logit_side} is Keras on TensorFlow: its cross-entropy finds the logits cached on the "
+                      "sigmoid/softmax output (output._keras_logits, keras/src/backend/tensorflow/nn.py ~L1267)")
+        title = f"Side {logit_side} computes the cross-entropy from logits, side {prob_side} from " + (
+            "probabilities without clipping (log 0)" if (lo, hi) == (0.0, 1.0) else "clipped probabilities")
+        findings.append(Finding(
+            "logits-vs-probabilities", title, tuple(ev),
+            f"Compute side {prob_side}'s loss from the logits: drop the final activation and use a from-logits loss "
+            "(optax.sigmoid_binary_cross_entropy / softmax_cross_entropy, or Keras from_logits=True).",
+            numbers=numbers))
+        if (lo, hi) != (0.0, 1.0):
+            findings.append(_epsilon_finding(prob_side, lo, hi, out, fit=0.9))
+    else:
+        (lo_a, hi_a), (lo_b, hi_b) = ea[1][2], eb[1][2]
+        out = outs["A"]
+        ev.append(f"{int(np.count_nonzero((out <= max(lo_a, lo_b)) | (out >= min(hi_a, hi_b))))} of {out.size} "
+                  "predictions lie where the two clips differ")
+        findings.append(Finding(
+            "epsilon", "The two sides clip probabilities with different epsilons", tuple(ev),
+            f"Use the same clip on both sides (Keras: [{KERAS_EPS:g}, 1-{KERAS_EPS:g}]), or compute both losses from logits.",
+            numbers={"clip_a": [lo_a, hi_a], "clip_b": [lo_b, hi_b]}))
+    return findings
+
+
+def _epsilon_finding(side: str, lo: float, hi: float, out: np.ndarray, fit: float) -> Finding:
+    below, above = int(np.count_nonzero(out < np.float32(lo))), int(np.count_nonzero(out > np.float32(hi)))
+    keras = lo == KERAS_EPS and np.float32(hi) == np.float32(1 - KERAS_EPS)
+    who = "Keras' epsilon 1e-7" if keras else "its own epsilon, not Keras' 1e-7"
+    return Finding(
+        "epsilon", f"Side {side} clips probabilities to [{lo:g}, {_f32(hi)}] ({who})",
+        (f"{below} predictions below {lo:g} and {above} above {_f32(hi)} are clipped: each contributes at most "
+         f"-log({lo:g}) = {fmt(-np.log(lo))} (or -log(1-{_f32(hi)}) = {fmt(-np.log1p(-np.float64(np.float32(hi))))}) "
+         "and no gradient",),
+        "Clipping hides saturated predictions from the gradient; compute the loss from logits instead.",
+        fit=fit, numbers={"side": side, "clip": [lo, hi], "below": below, "above": above})
+
+
+def fused_softmax_xent(ctx: Context) -> list[Finding]:
+    """Cause 3: equal losses, gradient difference ``softmax * (sum(labels) - 1) / N``.
+
+    The fused op's gradient w.r.t. the logits is ``p - t``; the true one is ``p * s - t``
+    with ``s = sum(t)`` per row. With per-sample ``u`` the difference of the last Dense
+    layer's gradients is ``dW = h^T (p * u) / N`` and ``db = sum(p * u) / N``: linear in
+    ``u``, solved by least squares. ``s = 1 - u`` if A is the fused side, ``1 + u`` if B is;
+    the loss ``-mean(s * log p[label])`` tells which."""
+    if not ctx.agrees("loss") or ctx.agrees("gradients") or ctx.y is None or not ctx.a.activations:
+        return []
+    p = np.asarray(ctx.a.activations[-1][1], np.float64)
+    y = np.asarray(ctx.y, np.float64)
+    if _kind(p, y) != "categorical" or not np.allclose(y.sum(axis=1), 1.0):
+        return []
+    grads = ctx.param_triples("gradients")
+    if len(grads) < 2:
+        return []
+    (kname, ka, kb), (bname, ba, bb) = grads[-2], grads[-1]
+    if ka.ndim != 2 or ba.ndim != 1:
+        return []
+    n, c = p.shape
+    hs = [np.asarray(a, np.float64) for _, a in ctx.a.activations[:-1]] + ([np.asarray(ctx.x, np.float64)] if ctx.x is not None else [])
+    h = next((v.reshape(n, -1) for v in reversed(hs) if v.reshape(n, -1).shape[1] == ka.shape[0]), None)
+    if h is None:
+        return []
+    # rows: every kernel element (i, j) and every bias element j; columns: samples
+    m_kernel = np.einsum("ni,nj->ijn", h, p).reshape(-1, n) / n
+    m = np.vstack([m_kernel, p.T / n])
+    d = np.concatenate([(np.asarray(ka, np.float64) - kb).ravel(), (np.asarray(ba, np.float64) - bb).ravel()])
+    last = {kname, bname}
+    if not any(t.name_a in last for t in ctx.divergent("gradients")):
+        return []  # the fused op's error shows first in the last layer's gradients
+    u, *_ = np.linalg.lstsq(m, d, rcond=None)
+    residual = float(np.linalg.norm(m @ u - d) / max(np.linalg.norm(d), 1e-30))
+    if residual > 1e-3 or float(np.max(np.abs(u))) < 1e-3:
+        return []
+    logp_label = np.log(np.maximum((p * y).sum(axis=1), 1e-45))
+    loss = ctx.a.loss
+    options = {"A": 1.0 - u, "B": 1.0 + u}
+    fused, s = min(options.items(), key=lambda kv: abs(-np.mean(kv[1] * logp_label) - loss))
+    loss_s = float(-np.mean(s * logp_label))
+    if not _same(loss_s, loss) and abs(loss_s - loss) > 1e-4 * max(abs(loss), 1.0):
+        return []  # the label sums must also reproduce the loss
+    labels = y.argmax(axis=1)
+    per_class = {int(k): float(np.median(s[labels == k])) for k in np.unique(labels)}
+    unusual = {k: v for k, v in per_class.items() if abs(v - 1.0) > 1e-3}
+    ev = (f"losses agree ({fmt(ctx.a.loss)} / {fmt(ctx.b.loss)}); gradients of {kname} and {bname} differ",
+          f"the difference is softmax * (sum(labels) - 1) / N with per-sample label sums s: relative residual "
+          f"{residual:.1e} over {d.size} gradient elements (N = {n})",
+          f"side {fused} is the fused op (its gradient assumes sum(labels) = 1); label row sums by class: "
+          + ", ".join(f"{k}: {v:.4g}" for k, v in per_class.items()),
+          f"-mean(s * log p[label]) = {fmt(loss_s)} reproduces the loss {fmt(loss)}")
+    return [Finding(
+        "fused-softmax-xent", f"Fused softmax cross-entropy on side {fused} with label rows that do not sum to 1",
+        ev,
+        "Keep label rows summing to 1 and weight samples with sample_weight (or scale the per-sample loss); "
+        "tf.nn.softmax_cross_entropy_with_logits' gradient is p - t, right only when sum(t) = 1.",
+        numbers={"fused_side": fused, "residual": residual, "label_sums_by_class": per_class,
+                 "classes_not_summing_to_1": list(unusual)})]

@@ -1,0 +1,57 @@
+"""``compare --calibrate``: measure each setup's run-to-run noise, per phase, by replaying
+it against itself in two fresh workers, and set the tolerances from it.
+
+For each phase, the noise is the largest ``max|A-B| / max(|A|,|B|)`` over every tensor
+and step of the two self-replays (0.0 for a bitwise-deterministic setup). The phase's
+``rtol`` becomes ``max(default rtol, SAFETY * noise)``: calibration raises a tolerance
+above a setup's own nondeterminism (threads, GPU atomics, unseeded dropout) and never
+lowers it below the default, which covers float32 reordering *between* frameworks
+(measured up to 7e-5 of a tensor's scale; a self-replay cannot see it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Callable
+
+from xentdbg.compare.metrics import Tolerance
+from xentdbg.records import PHASES
+
+SAFETY = 10.0
+_EXACT = Tolerance(rtol=0.0, atol=0.0)
+
+
+def phase_noise(result) -> dict[str, float]:
+    """Largest relative difference per phase in a self-replay result (inf: non-finite on one side)."""
+    noise: dict[str, float] = {}
+    for step in result.steps:
+        for t in step.tensors:
+            m = t.metrics
+            if m is None or t.phase in ("inputs", "flags"):
+                continue
+            if not m.same_shape or m.nonfinite_mismatch:
+                value = float("inf")
+            else:
+                value = m.max_abs / m.scale if m.scale > 0 else 0.0
+            noise[t.phase] = max(noise.get(t.phase, 0.0), value)
+    return noise
+
+
+def calibrate(config, replay: Callable, on_status: Callable[[str], None] | None = None) -> dict:
+    """Self-replay both setups (``replay(config)`` runs one full comparison) and return
+    ``{"noise": {side: {phase: value}}, "tolerance": Tolerance, "per_phase": {...}}``."""
+    status = on_status or (lambda s: None)
+    noise = {}
+    for side, setup, env in (("A", config.setup_a, config.env_a), ("B", config.setup_b, config.env_b)):
+        status(f"calibrating: {side} against itself")
+        own = replace(config, setup_a=setup, setup_b=setup, env_a=env, env_b=env, tolerance=_EXACT,
+                      save_traces=None, fingerprint=False, calibrate=False)
+        noise[side] = phase_noise(replay(own))
+    base = config.tolerance
+    per_phase = {}
+    for phase in PHASES:
+        worst = max(noise["A"].get(phase, 0.0), noise["B"].get(phase, 0.0))
+        per_phase[phase] = {"noise": worst, "rtol": max(base.rtol, SAFETY * worst)}
+    overrides = tuple((p, v["rtol"]) for p, v in per_phase.items() if v["rtol"] != base.rtol)
+    tolerance = Tolerance(rtol=base.rtol, atol=base.atol, phase_rtol=overrides)
+    return {"noise": noise, "per_phase": per_phase, "tolerance": tolerance, "safety": SAFETY}

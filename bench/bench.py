@@ -8,6 +8,8 @@ Whole-process wall times (imports included, like /usr/bin/time), medians of --ru
 2. the case-1 model at batch 100 for 500 steps: the same ratio, and the per-step overhead
    split into capture (in-worker, measured in-process by bench/_probe.py), transfer
    (the step records through a pipe between two processes) and comparison (compare_step);
+   and the same for ``--fingerprint`` on that pair (it stops at step 0) and on a pair that
+   agrees for all 500 steps (its worst case), with full capture on that pair for reference;
 3. peak RSS summed over the coordinator and its workers, at 50 and at 500 steps;
 4. trace write and diff throughput on a trace of at least 1 GB.
 Prints a table and writes JSON so that commits can be compared.
@@ -30,6 +32,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 A, B = "examples/case1_bce/jax_stable.py", "examples/case1_bce/keras_fit.py"
+# A pair that agrees for 500 steps (exact BCE on logits in JAX vs Keras fit): --fingerprint's
+# first pass then runs to the end, which is its worst case. On A/B it stops at step 0.
+CLEAN_A = "examples/case1_bce/jax_logits.py"
 CASE1 = {"steps": 10, "subset": 1000, "batch": 1000}
 LONG = {"steps": 500, "subset": 1000, "batch": 100}
 
@@ -71,16 +76,16 @@ def plain(setup: str, p: dict) -> list[str]:
     return [PY, "bench/plain.py", setup, str(p["steps"]), str(p["subset"]), str(p["batch"])]
 
 
-def compare(p: dict, *extra: str) -> list[str]:
-    return [PY, "-m", "xentdbg", "compare", A, B, "--steps", str(p["steps"]), "--subset", str(p["subset"]),
+def compare(p: dict, *extra: str, a: str = A, b: str = B) -> list[str]:
+    return [PY, "-m", "xentdbg", "compare", a, b, "--steps", str(p["steps"]), "--subset", str(p["subset"]),
             "--batch-size", str(p["batch"]), *extra]
 
 
-def ratio_case(p: dict, runs: int, extra: tuple[str, ...] = ()) -> dict:
+def ratio_case(p: dict, runs: int, extra: tuple[str, ...] = (), a: str = A, b: str = B) -> dict:
     plain_s, compare_s, peaks = [], [], []
     for _ in range(runs):
-        plain_s.append(run(plain(A, p))[0] + run(plain(B, p))[0])
-        seconds, peak, code = run(compare(p, *extra))
+        plain_s.append(run(plain(a, p))[0] + run(plain(b, p))[0])
+        seconds, peak, code = run(compare(p, *extra, a=a, b=b))
         assert code in (0, 1), f"compare exited {code}"
         compare_s.append(seconds)
         peaks.append(peak)
@@ -182,6 +187,10 @@ def main() -> None:
     results["long"] = ratio_case(LONG, args.runs)
     with tempfile.TemporaryDirectory() as tmp:
         results["long"]["split"] = overhead_split(LONG, Path(tmp))
+    print("2b. long run, clean pair: full capture and --fingerprint ...", flush=True)
+    results["long_clean"] = ratio_case(LONG, args.runs, a=CLEAN_A)
+    results["long_clean_fingerprint"] = ratio_case(LONG, args.runs, ("--fingerprint",), a=CLEAN_A)
+    results["long_fingerprint"] = ratio_case(LONG, args.runs, ("--fingerprint",))
     print("3. memory at 50 steps ...", flush=True)
     results["memory"] = {"peak_rss_mb_50": ratio_case({**LONG, "steps": 50}, 1)["peak_rss_mb"],
                          "peak_rss_mb_500": results["long"]["peak_rss_mb"]}
@@ -203,6 +212,12 @@ def _print(r: dict) -> None:
     c1, lg, sp, mem, tr = r["case1"], r["long"], r["long"]["split"], r["memory"], r["trace"]
     t.add_row("case 1: compare / plain A+B", f"{c1['compare_s']:.1f} s / {c1['plain_s']:.1f} s = {c1['ratio']:.2f}x", "<= 1.0x")
     t.add_row("500 steps: compare / plain A+B", f"{lg['compare_s']:.1f} s / {lg['plain_s']:.1f} s = {lg['ratio']:.2f}x", "<= 1.5x")
+    for key, label, target in (("long_clean", "500 steps, clean pair: compare / plain", "<= 1.5x"),
+                               ("long_clean_fingerprint", "500 steps, clean pair: --fingerprint / plain", "<= 1.15x"),
+                               ("long_fingerprint", "500 steps, A/B: --fingerprint / plain (stops at step 0)", "<= 1.15x")):
+        if key in r:
+            v = r[key]
+            t.add_row(label, f"{v['compare_s']:.1f} s / {v['plain_s']:.1f} s = {v['ratio']:.2f}x", target)
     t.add_row("  training per step A / B", f"{sp['train_ms_per_step']['a']:.1f} / {sp['train_ms_per_step']['b']:.1f} ms", "")
     t.add_row("  capture per step A / B", f"{sp['capture_ms_per_step']['a']:.1f} / {sp['capture_ms_per_step']['b']:.1f} ms", "")
     t.add_row("  transfer per step", f"{sp['transfer_ms_per_step']:.1f} ms ({sp['record_bytes_per_step'] / 2**20:.1f} MiB)", "")

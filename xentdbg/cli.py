@@ -222,6 +222,8 @@ def _finish(result, json_path, markdown, svg, commands=None, title="xentdbg comp
     raise typer.Exit(result.exit_code)
 
 
+from xentdbg.losses.command import loss_command  # noqa: E402  (light: no TF/JAX at import)
+app.command("loss")(loss_command)
 
 
 @app.command()

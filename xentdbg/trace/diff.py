@@ -32,9 +32,12 @@ def diff_traces(path_a: str, path_b: str, tolerance: Tolerance = Tolerance(),
             notes.append(f"compared the {len(common)} steps both traces hold (A {len(a.steps)}, B {len(b.steps)})")
         pairing = Pairing(params=params.pairs, state=state.pairs)
         steps = []
+        diagnosis = None
         for k in common:
-            cmp = compare_step(a.record(k), b.record(k), pairing, tolerance,
-                               summaries=not any(s.first for s in steps))
+            ra, rb = a.record(k), b.record(k)
+            cmp = compare_step(ra, rb, pairing, tolerance, summaries=not any(s.first for s in steps))
+            if cmp.first and diagnosis is None:
+                diagnosis = _diagnose(a, b, k, cmp, steps, pairing, tolerance)
             steps.append(cmp)
             if on_step:
                 on_step(cmp)
@@ -45,4 +48,23 @@ def diff_traces(path_a: str, path_b: str, tolerance: Tolerance = Tolerance(),
             data=DataSpec.from_dict(a.meta["data"]) if isinstance(a.meta.get("data"), dict) else DataSpec(),
             steps=len(common), init="traces", env_a=a.meta.get("env") or {}, env_b=b.meta.get("env") or {},
             tolerance=tolerance)
-        return CompareResult(config, a.info, b.info, steps, notes, runtime_versions())
+        return CompareResult(config, a.info, b.info, steps, notes, runtime_versions(), diagnosis=diagnosis)
+
+
+def _diagnose(a, b, k: int, cmp: StepComparison, history, pairing: Pairing, tolerance: Tolerance):
+    """The probes on the traced step: values loaded for this step and the one before it
+    (or the recorded initial values); the dataset when the traces name the same data."""
+    from xentdbg.data import load as load_data
+    from xentdbg.diagnose.build import diagnose_step
+    from xentdbg.errors import UsageError
+
+    loaded = (a.record(k, load=True), b.record(k, load=True))
+    previous = tuple(t.record(k - 1, load=True) if k - 1 in t.steps else None for t in (a, b))
+    data = None
+    if isinstance(a.meta.get("data"), dict) and a.meta.get("data") == b.meta.get("data"):
+        try:
+            data = load_data(DataSpec.from_dict(a.meta["data"]))
+        except (UsageError, KeyError, TypeError, ValueError):
+            data = None  # e.g. the user's --data file is not on this machine: probes go without the batch
+    starts = (a.initial(), b.initial())
+    return diagnose_step(cmp, history, loaded, previous, starts, (a.info, b.info), pairing, tolerance, data)

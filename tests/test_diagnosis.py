@@ -51,3 +51,16 @@ def test_cause9_learning_rate(session_tmp):
     (top,) = diagnosis["findings"]
     assert top["cause"] == "optimizer"
     assert (top["numbers"]["lr_a"], top["numbers"]["lr_b"]) == (pytest.approx(0.01, rel=1e-4), pytest.approx(0.1, rel=1e-4))
+
+
+def test_cause10_float64_vs_float32_is_named_and_rounding_noise_is_not_called_a_bug(session_tmp):
+    from conftest import SETUPS
+
+    small = SETUPS / "jax_small.py"
+    run = run_cli("compare", str(small), f"{small}:float64", "--subset", "200", "--pixels", "unit", "--steps", "1",
+                  "--rtol", "1e-9", "--atol", "0", "--env-b", "JAX_ENABLE_X64=1", tmp_path=session_tmp)
+    assert run.code == 1, run.output
+    causes = [f["cause"] for f in run.report["diagnosis"]["findings"]]
+    assert causes[0] == "float-precision" and "numeric-noise" in causes
+    top = run.report["diagnosis"]["findings"][0]
+    assert ["[0][0]", "float32", "float64"] in top["numbers"]["tensors"]

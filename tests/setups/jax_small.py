@@ -141,3 +141,12 @@ def noisy(data):
         return -jnp.mean(y * jnp.log(p) + (1 - y) * jnp.log(1 - p))
 
     return xentdbg.JaxLoop(params, loss_fn, optax.sgd(0.01))
+
+
+def float64(data):
+    """The same network with float64 parameters (run its worker with JAX_ENABLE_X64=1)."""
+    import jax
+
+    loop = _loop(data)
+    loop.params = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), loop.params)
+    return loop

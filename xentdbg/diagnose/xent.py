@@ -24,6 +24,7 @@ from xentdbg.diagnose.context import Context, Finding, Side, fmt
 KERAS_EPS = 1e-7  # keras.config.epsilon(), keras/src/backend/config.py
 _EPS = (1e-7, 1e-6, 1e-8, 1e-5, 1e-12, 1e-15, float(np.finfo(np.float32).eps))
 _MATCH = 2e-5
+_MAX_ROWS = 20_000  # equations for the fused-gradient least squares (cause 3)
 
 
 def _sigmoid(z):
@@ -264,10 +265,13 @@ def fused_softmax_xent(ctx: Context) -> list[Finding]:
     h = next((v.reshape(n, -1) for v in reversed(hs) if v.reshape(n, -1).shape[1] == ka.shape[0]), None)
     if h is None:
         return []
-    # rows: every kernel element (i, j) and every bias element j; columns: samples
-    m_kernel = np.einsum("ni,nj->ijn", h, p).reshape(-1, n) / n
+    # rows: kernel elements (i, j) and every bias element j; columns: samples. The kernel
+    # rows of the first _MAX_ROWS // C input features keep the system small (N unknowns).
+    rows = min(h.shape[1], max(1, _MAX_ROWS // c))
+    dk = (np.asarray(ka, np.float64) - kb)[:rows]
+    m_kernel = np.einsum("ni,nj->ijn", h[:, :rows], p).reshape(-1, n) / n
     m = np.vstack([m_kernel, p.T / n])
-    d = np.concatenate([(np.asarray(ka, np.float64) - kb).ravel(), (np.asarray(ba, np.float64) - bb).ravel()])
+    d = np.concatenate([dk.ravel(), (np.asarray(ba, np.float64) - bb).ravel()])
     last = {kname, bname}
     if not any(t.name_a in last for t in ctx.divergent("gradients")):
         return []  # the fused op's error shows first in the last layer's gradients

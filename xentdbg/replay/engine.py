@@ -156,6 +156,9 @@ def compare(config: CompareConfig, on_step: Callable[[StepComparison], None] | N
                               f"{FULL_BELOW} elements were screened by sum, norm and max|x| (a difference these do not "
                               "show is not seen); activations, and gradients where the step does not return them, "
                               "were not captured.")
+        if config.save_traces:
+            light.notes.insert(1, "--save-traces: nothing written; with --fingerprint, traces hold the full-capture "
+                                  "second pass, which runs only after a difference.")
         return light
     c = flagged.step
     announce(f"pass 2: full capture of steps 0..{c}", c + 1)

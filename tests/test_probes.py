@@ -1,0 +1,88 @@
+"""The diagnosis probes on synthetic records (pure numpy, no framework): each recognises its
+cause from the numbers, and none fires on data that does not fit it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from xentdbg.compare.divergence import Pairing, compare_step
+from xentdbg.compare.metrics import Tolerance
+from xentdbg.diagnose import diagnose
+from xentdbg.diagnose.context import Context, Side
+from xentdbg.records import SideInfo, StepRecord, TensorSpec
+
+RNG = np.random.default_rng(0)
+W0 = [RNG.standard_normal((8, 4)).astype(np.float32), np.zeros(4, np.float32)]
+G = [RNG.standard_normal((8, 4)).astype(np.float32), RNG.standard_normal(4).astype(np.float32)]
+NAMES = ["dense/kernel", "dense/bias"]
+
+
+def _info(kind="KerasLoop", state=()):
+    return SideInfo(kind, {"backend": "tensorflow"}, [TensorSpec.of(n, w) for n, w in zip(NAMES, W0)],
+                    [TensorSpec.of(n, s) for n, s in state])
+
+
+def _record(loss, grads, weights, state=(), acts=()):
+    return StepRecord(0, {"loss": [("loss", np.float32(loss))], "gradients": list(zip(NAMES, grads)),
+                          "weights": list(zip(NAMES, weights)), "state": list(state), "activations": list(acts)})
+
+
+def _diagnose(ra, rb, state_before=(), kind_b="KerasLoop"):
+    pairing = Pairing(params=[(0, 0), (1, 1)], state=[(i, i) for i in range(len(state_before))])
+    step = compare_step(ra, rb, pairing, Tolerance())
+    assert step.first is not None
+    before = list(zip(NAMES, W0))
+    infos = (_info(state=state_before), _info(kind_b, state=state_before))
+    ctx = Context(step, Side("A", infos[0], ra, before, list(state_before)),
+                  Side("B", infos[1], rb, before, list(state_before)), pairing, Tolerance(), None, None, [step])
+    return diagnose(ctx)
+
+
+def _sgd(lr, grads, decay=0.0):
+    return [w - np.float32(lr) * g - np.float32(lr * decay) * w for w, g in zip(W0, grads)]
+
+
+def test_learning_rate_ratio():
+    d = _diagnose(_record(1.0, G, _sgd(0.01, G)), _record(1.0, G, _sgd(0.03, G)))
+    assert d.top.cause == "optimizer"
+    assert d.top.numbers["ratio"] == pytest.approx(3.0, rel=1e-4)
+
+
+def test_decoupled_weight_decay_is_named():
+    d = _diagnose(_record(1.0, G, _sgd(0.01, G)), _record(1.0, G, _sgd(0.01, G, decay=0.5)))
+    assert d.top.cause == "optimizer"
+    assert "decoupled weight decay" in d.top.numbers["updates"]["B"]
+    assert "wd 0.5" in d.top.numbers["updates"]["B"]
+
+
+def test_l1_regularization_on_the_kernel_only():
+    lam = 0.05
+    grads_b = [G[0] + np.float32(lam) * np.sign(W0[0]), G[1]]
+    d = _diagnose(_record(1.0, grads_b, W0), _record(1.0, G, W0))
+    assert d.top.cause == "missing-regularization" and d.top.numbers["side"] == "B"  # A has the penalty
+    assert d.top.numbers["lambda"]["dense/kernel"] == pytest.approx(lam, rel=1e-4)
+    assert "L1" in d.top.title
+
+
+def test_batchnorm_momentum_convention_is_inferred_from_the_batch_mean():
+    h = RNG.standard_normal((32, 4)).astype(np.float32) + 3.0
+    mu = h.mean(axis=0)
+    m0 = np.zeros(4, np.float32)
+    acts = [("dense", h), ("batch_normalization", h), ("out", h)]
+    keras = [("bn/batch_normalization/moving_mean", 0.99 * m0 + 0.01 * mu)]
+    torch_style = [("bn/batch_normalization/moving_mean", 0.01 * m0 + 0.99 * mu)]
+    before = [("bn/batch_normalization/moving_mean", m0)]
+    d = _diagnose(_record(1.0, G, W0, keras, acts), _record(1.0, G, W0, torch_style, acts), before)
+    assert d.top.cause == "batchnorm-momentum"
+    assert "convention" in d.top.title
+    assert (d.top.numbers["momentum_a"], d.top.numbers["momentum_b"]) == (pytest.approx(0.99, abs=1e-4),
+                                                                          pytest.approx(0.01, abs=1e-4))
+
+
+def test_no_probe_fits_random_differences_and_the_raw_evidence_is_shown():
+    other = [g + RNG.standard_normal(g.shape).astype(np.float32) for g in G]
+    d = _diagnose(_record(1.0, G, W0), _record(1.5, other, W0))
+    assert d.findings == []
+    assert d.unexplained[0].startswith("no probe's pattern fits")
+    assert any("loss A 1, B 1.5" in line for line in d.unexplained)

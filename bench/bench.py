@@ -7,7 +7,9 @@ Whole-process wall times (imports included, like /usr/bin/time), medians of --ru
    trained plainly one after the other (bench/plain.py: the same model.fit / JAX loop);
 2. the case-1 model at batch 100 for 500 steps: the same ratio, and the per-step overhead
    split into capture (in-worker, measured in-process by bench/_probe.py), transfer
-   (the step records through a pipe between two processes) and comparison (compare_step);
+   (the step records from one process to another, as a replay moves them: shared-memory
+   ring plus pipe) and comparison (compare_step, as a replay runs it after the first
+   divergent step);
    and the same for ``--fingerprint`` on that pair (it stops at step 0) and on a pair that
    agrees for all 500 steps (its worst case), with full capture on that pair for reference;
 3. peak RSS summed over the coordinator and its workers, at 50 and at 500 steps;
@@ -114,33 +116,48 @@ def overhead_split(p: dict, tmp: Path) -> dict:
         pairing = Pairing(params=match_by_order(ta.info.params, tb.info.params).pairs, state=[])
     start = time.perf_counter()
     for x, y in zip(ra, rb):
-        compare_step(x, y, pairing, Tolerance(), summaries=False)
+        compare_step(x, y, pairing, Tolerance(), detail=False)
     compare_ms = (time.perf_counter() - start) / len(ra) * 1000
     nbytes = probes["a"]["record_bytes"] + probes["b"]["record_bytes"]
-    transfer_ms = _pipe_seconds(nbytes) * 1000
+    transfer_ms = _transfer_seconds(nbytes) * 1000
     return {"train_ms_per_step": train_ms, "capture_ms_per_step": capture_ms, "transfer_ms_per_step": transfer_ms,
             "compare_ms_per_step": compare_ms, "record_bytes_per_step": nbytes}
 
 
-def _pipe_seconds(nbytes: int, repeats: int = 20) -> float:
-    """Seconds to move ``nbytes`` of step records from a child process to this one (wire protocol)."""
-    code = ("import os, sys, numpy as np; from xentdbg.replay import wire; "
-            "a = np.ones(int(sys.argv[1]) // 4, np.float32); fd = int(sys.argv[2]); "
-            "[wire.send(fd, {'type': 'step'}, [a]) for _ in range(int(sys.argv[3]))]")
-    from xentdbg.replay import wire
+def _transfer_seconds(nbytes: int, repeats: int = 20) -> float:
+    """Seconds to move ``nbytes`` of step records from a child process to this one, as a
+    replay does: header through the pipe, arrays through the shared-memory ring where
+    there is one (:mod:`xentdbg.replay.ring`), one acknowledgement per record."""
+    code = ("import sys, numpy as np; from xentdbg.replay import ring, wire; "
+            "n, out, back, shm, repeats = map(int, sys.argv[1:]); a = np.ones(n // 4, np.float32); "
+            "w = ring.RingWriter(shm) if shm >= 0 else None\n"
+            "for _ in range(repeats): wire.send(out, {'type': 'step'}, [a], ring=w); wire.recv(back)")
+    from xentdbg.replay import ring, wire
     from xentdbg.replay.process import _widen
 
     r, w = os.pipe()
+    back_r, back_w = os.pipe()
     _widen(r)
-    proc = subprocess.Popen([PY, "-c", code, str(nbytes), str(w), str(repeats)], pass_fds=(w,), cwd=ROOT)
+    shm = ring.create("bench")
+    reader = ring.RingReader(shm) if shm is not None else None
+    fds = (w, back_r) + ((shm,) if shm is not None else ())
+    proc = subprocess.Popen([PY, "-c", code, str(nbytes), str(w), str(back_r), str(-1 if shm is None else shm),
+                             str(repeats)], pass_fds=fds, cwd=ROOT)
     os.close(w)
-    wire.recv(r)  # the child's start-up is not transfer
+    os.close(back_r)
+    wire.recv(r, reader)  # the child's start-up is not transfer
+    wire.send(back_w, {"type": "next"})
     start = time.perf_counter()
     for _ in range(repeats - 1):
-        wire.recv(r)
+        _, arrays = wire.recv(r, reader)
+        float(arrays[0][-1])  # touch the data, as the comparison will
+        wire.send(back_w, {"type": "next"})
     seconds = (time.perf_counter() - start) / (repeats - 1)
     proc.wait()
     os.close(r)
+    os.close(back_w)
+    if reader is not None:
+        reader.close()
     return seconds
 
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from xentdbg.compare.metrics import Tolerance, summarize, tensor_metrics
+from xentdbg.compare.metrics import Tolerance, screen_metrics, summarize, tensor_metrics
 
 TOL = Tolerance(rtol=1e-3, atol=1e-6)
 inf, nan = np.inf, np.nan
@@ -37,6 +37,44 @@ def test_metrics_table(name, a, b, within, max_abs, cosine, mismatch):
     if cosine is not None:
         assert m.cosine == pytest.approx(cosine, abs=1e-6)
     assert m.nonfinite_mismatch == mismatch
+
+
+@pytest.mark.parametrize("name,a,b,within,max_abs,cosine,mismatch", CASES, ids=[c[0] for c in CASES])
+def test_screen_gives_the_same_verdict(name, a, b, within, max_abs, cosine, mismatch):
+    for dtype in (np.float32, np.float64):
+        m = screen_metrics(np.array(a, dtype), np.array(b, dtype))
+        full = tensor_metrics(np.array(a, dtype), np.array(b, dtype))
+        assert m.within(TOL) is within
+        assert (m.max_abs, m.scale, m.nonfinite_mismatch, m.bitwise_equal) == \
+            (full.max_abs, full.scale, full.nonfinite_mismatch, full.bitwise_equal)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_screen_matches_full_metrics_on_random_tensors(seed):
+    rng = np.random.default_rng(seed)
+    a = rng.normal(size=(64, 33)).astype(np.float32) * 10.0 ** rng.integers(-4, 4)
+    b = a + rng.normal(size=a.shape).astype(np.float32) * 10.0 ** rng.integers(-9, 0)
+    m, full = screen_metrics(a, b), tensor_metrics(a, b)
+    assert (m.max_abs, m.scale) == (full.max_abs, full.scale)
+    assert m.within(TOL) is full.within(TOL)
+    assert m.max_rel is None and m.cosine is None  # only the rule's inputs
+
+
+def test_screen_bitwise_and_signed_zero():
+    a = np.array([0.0, 1.5, -2.0], np.float32)
+    same = screen_metrics(a, a.copy())
+    assert same.bitwise_equal and (same.max_rel, same.cosine) == (0.0, 1.0)
+    signed = screen_metrics(a, np.array([-0.0, 1.5, -2.0], np.float32))
+    assert signed.within(TOL) and signed.max_abs == 0.0 and not signed.bitwise_equal
+
+
+def test_screen_hands_odd_pairs_to_the_full_metrics():
+    mixed = screen_metrics(np.array([1.0, 2.0], np.float16), np.array([1.0, 2.0], np.float32))
+    assert mixed.within(TOL) and mixed.cosine == pytest.approx(1.0)  # full path: cosine computed
+    assert screen_metrics(np.zeros(0, np.float32), np.zeros(0, np.float32)).within(TOL)
+    huge = np.array([3e38, -3e38], np.float32)  # A - B overflows to inf: a divergence, never a pass
+    assert not screen_metrics(huge, -huge).within(Tolerance(rtol=0.5, atol=0.0))
+    assert screen_metrics(np.array([1.0, nan], np.float32), np.array([1.0, nan], np.float32)).within(TOL)
 
 
 def test_needed_tolerances_are_the_smallest_that_pass():

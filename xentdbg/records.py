@@ -80,6 +80,12 @@ class StepRecord:
         (_, value), = self.tensors["loss"]
         return float(np.asarray(value).reshape(()))
 
+    def owned(self) -> "StepRecord":
+        """A copy whose arrays are its own (records from a replay view shared memory that
+        later steps reuse, :mod:`xentdbg.replay.ring`)."""
+        tensors = {phase: [(n, np.array(a, copy=True)) for n, a in items] for phase, items in self.tensors.items()}
+        return StepRecord(self.step, tensors, dict(self.flags), dict(self.digests), self.fingerprinted)
+
     # Wire form: a header dict plus a flat array list (see xentdbg.replay.wire).
     def to_wire(self) -> tuple[dict, list[np.ndarray]]:
         layout, arrays = [], []

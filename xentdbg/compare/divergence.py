@@ -8,7 +8,7 @@ import numpy as np
 
 from xentdbg.compare.fingerprint import fingerprint, fingerprints_agree
 from xentdbg.compare.matching import Matching, match_activations
-from xentdbg.compare.metrics import Summary, TensorMetrics, Tolerance, summarize, tensor_metrics
+from xentdbg.compare.metrics import Summary, TensorMetrics, Tolerance, screen_metrics, summarize, tensor_metrics
 from xentdbg.records import StepRecord
 
 
@@ -97,11 +97,13 @@ def _flag_value(v) -> bool | str:
 
 
 def compare_step(a: StepRecord, b: StepRecord, pairing: Pairing, tol: Tolerance,
-                 summaries: bool = True) -> StepComparison:
+                 detail: bool = True) -> StepComparison:
     """All tensor comparisons of one step, in phase order (see :mod:`xentdbg.records`).
 
-    ``summaries=False`` skips the value summaries of divergent tensors: the report shows
-    them for the step of the first divergence only, so later steps need not pay for them."""
+    Every pair is first screened (:func:`~xentdbg.compare.metrics.screen_metrics`: the
+    tolerance rule's inputs only); a pair outside tolerance then gets the full metrics
+    (``max_rel``, ``cosine``) and value summaries. ``detail=False`` skips that second stage:
+    the report details the step of the first divergence only, so later steps need not pay."""
     pairing.settle(a, b)
     out: list[TensorComparison] = []
     skipped: list[str] = []
@@ -121,10 +123,11 @@ def compare_step(a: StepRecord, b: StepRecord, pairing: Pairing, tol: Tolerance,
                 out.append(TensorComparison(step, phase, na, nb, ok, note="fingerprints (sum, norm, max|x|) differ"
                                             if not ok else "fingerprint"))
                 continue
-            m = tensor_metrics(xa, xb)
+            m = screen_metrics(xa, xb)
             ok = m.within(tol.for_phase(phase))
-            # Value summaries are for the report, which shows them for divergent tensors only.
-            sa, sb = (summarize(xa), summarize(xb)) if summaries and not ok else (None, None)
+            sa = sb = None
+            if detail and not ok:  # the report shows these for divergent tensors only
+                m, sa, sb = tensor_metrics(xa, xb), summarize(xa), summarize(xb)
             out.append(TensorComparison(step, phase, na, nb, ok, m, sa, sb,
                                         note="" if m.same_shape else "shapes differ"))
 

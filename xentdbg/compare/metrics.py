@@ -71,6 +71,8 @@ class TensorMetrics:
     - ``max_abs``: ``max|A-B|`` over elements finite on both sides.
     - ``max_rel``: ``max |A-B| / max(|A|,|B|)`` over those elements (0 where both are 0).
     - ``cosine``: ``<A,B> / (|A| |B|)`` over those elements (1 when both are all zero).
+      ``max_rel`` and ``cosine`` are None when only :func:`screen_metrics` ran (the pair
+      was within tolerance, or a report does not show it).
     - ``scale``: ``max(|A|,|B|)`` over those elements, the scale ``rtol`` multiplies.
     - ``nonfinite_a`` / ``nonfinite_b``: NaN/Inf counts; ``nonfinite_mismatch``: positions
       where the two sides are not the same non-finite value.
@@ -78,8 +80,8 @@ class TensorMetrics:
     """
 
     max_abs: float
-    max_rel: float
-    cosine: float
+    max_rel: float | None
+    cosine: float | None
     scale: float
     nonfinite_a: int
     nonfinite_b: int
@@ -162,6 +164,38 @@ def tensor_metrics(a: np.ndarray, b: np.ndarray) -> TensorMetrics:
         cosine = float(np.clip(_dot64(x, y) / (nx * ny), -1.0, 1.0))
     return TensorMetrics(max_abs=float(diff.max()), max_rel=float(rel.max()), cosine=cosine, scale=float(mag.max()),
                          nonfinite_a=nf_a, nonfinite_b=nf_b, nonfinite_mismatch=mismatch)
+
+
+def screen_metrics(a: np.ndarray, b: np.ndarray) -> TensorMetrics:
+    """What the tolerance rule needs, in a few vectorised passes: ``max_abs``, ``scale``,
+    non-finite counts and bitwise equality, without ``max_rel`` and ``cosine`` (None).
+
+    Every compared pair of every step pays this, so it avoids the full metrics' temporaries:
+    ``scale = max(-min A, max A, -min B, max B)`` comes from four reductions (which also
+    propagate NaN, so one finite check of the four covers every element) and
+    ``max_abs = max|A - B|`` from one subtraction. Equal values (``max_abs == 0``) give
+    ``max_rel = 0`` and ``cosine = 1`` for free. Pairs of other dtypes, of mixed dtypes,
+    empty, or with NaN/Inf go to :func:`tensor_metrics` (its rules for non-finite values)."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape or a.dtype != b.dtype or a.dtype not in _SCREENED or a.size == 0:
+        return tensor_metrics(a, b)
+    a, b = a.reshape(-1), b.reshape(-1)  # 0-d arrays too: ufuncs on them return scalars, not arrays
+    lo_a, hi_a, lo_b, hi_b = a.min(), a.max(), b.min(), b.max()
+    if not np.isfinite([lo_a, hi_a, lo_b, hi_b]).all():  # NaN or Inf somewhere: count them
+        return tensor_metrics(a, b)
+    with np.errstate(over="ignore"):  # an overflowing A - B is an inf max_abs: a divergence
+        diff = np.subtract(a, b)
+    np.abs(diff, out=diff)
+    max_abs = float(diff.max())
+    scale = float(max(-lo_a, hi_a, -lo_b, hi_b))
+    if max_abs == 0:  # same values; bitwise only if the bytes agree too (-0.0 == 0.0)
+        same_bits = np.array_equal(a.view(_BITS[a.dtype.itemsize]), b.view(_BITS[a.dtype.itemsize]))
+        return TensorMetrics(0.0, 0.0, 1.0, scale, 0, 0, 0, bitwise_equal=same_bits)
+    return TensorMetrics(max_abs, None, None, scale, 0, 0, 0)
+
+
+_SCREENED = (np.dtype(np.float32), np.dtype(np.float64))
+_BITS = {4: np.uint32, 8: np.uint64}
 
 
 def _dot64(x: np.ndarray, y: np.ndarray) -> float:

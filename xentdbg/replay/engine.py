@@ -209,6 +209,7 @@ def _replay(config: CompareConfig, light: bool, on_step, on_status, noise: dict 
         steps: list[StepComparison] = []
         previous: tuple = (None, None)
         diagnosis = None
+        diverged = False  # a previous step diverged: later steps are screened, not detailed
         for k in range(config.steps):
             status(f"step {k}")
             records = []
@@ -221,12 +222,14 @@ def _replay(config: CompareConfig, light: bool, on_step, on_status, noise: dict 
                     w.send({"type": "next"})
             for trace, record in zip(traces, records):
                 trace.write(record)
-            cmp = compare_step(records[0], records[1], pairing, config.tolerance,
-                               summaries=not any(s.first for s in steps))
-            if cmp.first and not light and not any(s.first for s in steps):
+            cmp = compare_step(records[0], records[1], pairing, config.tolerance, detail=not diverged)
+            if cmp.first and not light and not diverged:
                 status("diagnosing")
-                diagnosis = diagnose_step(cmp, steps, tuple(records), previous, starts, tuple(infos), pairing,
+                # The diagnosis keeps its records: copy them out of the workers' shared memory.
+                held = tuple(r.owned() for r in records), tuple(p and p.owned() for p in previous)
+                diagnosis = diagnose_step(cmp, steps, *held, starts, tuple(infos), pairing,
                                           config.tolerance, data, noise)
+            diverged = diverged or cmp.first is not None
             previous = tuple(records)
             steps.append(cmp)
             if on_step:

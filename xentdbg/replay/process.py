@@ -15,7 +15,7 @@ import numpy as np
 from xentdbg.data import DataSpec
 from xentdbg.errors import SetupFailed, UsageError
 from xentdbg.records import SideInfo, side_info_from_dict
-from xentdbg.replay import wire
+from xentdbg.replay import ring, wire
 from xentdbg.replay.loading import SetupRef
 
 LOAD_TIMEOUT_FLOOR = 300.0  # seconds: loading imports a framework and builds a model
@@ -54,11 +54,15 @@ class WorkerProcess:
         to_worker_r, self._to_worker = os.pipe()
         self._from_worker, from_worker_w = os.pipe()
         _widen(self._from_worker)
+        shm_fd = ring.create(side)  # step records' arrays go through shared memory where there is some
+        self._ring = ring.RingReader(shm_fd) if shm_fd is not None else None
         self.log = tempfile.NamedTemporaryFile(prefix=f"xentdbg-{side}-", suffix=".log", delete=False)
         full_env = {**os.environ, **DEFAULT_WORKER_ENV, **self.env_overrides}
+        fds = (to_worker_r, from_worker_w) + ((shm_fd,) if shm_fd is not None else ())
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "xentdbg.replay.worker", str(to_worker_r), str(from_worker_w)],
-            pass_fds=(to_worker_r, from_worker_w), env=full_env, stdin=subprocess.DEVNULL,
+            [sys.executable, "-m", "xentdbg.replay.worker", str(to_worker_r), str(from_worker_w),
+             str(shm_fd if shm_fd is not None else -1)],
+            pass_fds=fds, env=full_env, stdin=subprocess.DEVNULL,
             stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         os.close(to_worker_r)
@@ -72,7 +76,10 @@ class WorkerProcess:
             self._died()
 
     def recv(self, timeout: float | None = None) -> tuple[dict, list[np.ndarray]]:
-        """Next message; raises :class:`SetupFailed` if the worker errs, dies or hangs."""
+        """Next message; raises :class:`SetupFailed` if the worker errs, dies or hangs.
+
+        A step record's arrays may be read-only views into shared memory, valid until two
+        more records arrived (:mod:`xentdbg.replay.ring`)."""
         if timeout is not None:
             ready, _, _ = select.select([self._from_worker], [], [], timeout)
             if not ready:
@@ -82,7 +89,7 @@ class WorkerProcess:
                                   side=self.side, step=self.step, hint="Raise --step-timeout if the step is just slow.",
                                   detail=self.log_tail())
         try:
-            header, arrays = wire.recv(self._from_worker)
+            header, arrays = wire.recv(self._from_worker, self._ring)
         except (wire.ChannelClosed, OSError, ValueError):
             self._died()
         if header.get("type") == "error":
@@ -130,6 +137,8 @@ class WorkerProcess:
                 os.close(fd)
             except OSError:
                 pass
+        if self._ring is not None:
+            self._ring.close()
         deadline = time.monotonic() + grace
         while self.proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.02)

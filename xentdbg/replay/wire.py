@@ -6,6 +6,8 @@ Frame layout (all lengths little-endian uint64)::
 
 The header lists each array's dtype and shape under ``"arrays"``; the payload is
 the arrays' C-contiguous bytes. Nothing is pickled, so a worker can only send data.
+With a shared-memory ring (:mod:`xentdbg.replay.ring`) the payload is in the ring
+instead and the header's ``"shm"`` says where.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import struct
 from typing import Any
 
 import numpy as np
+
+from xentdbg.replay.ring import RingReader, RingWriter
 
 _LEN = struct.Struct("<Q")
 _MAX_HEADER = 64 << 20
@@ -44,28 +48,45 @@ def _read_exact(fd: int, n: int) -> bytearray:
     return buf
 
 
-def send(fd: int, header: dict[str, Any], arrays: list[np.ndarray] | None = None) -> None:
-    """Write one message: ``header`` (JSON-serialisable) and ``arrays`` in order."""
+def send(fd: int, header: dict[str, Any], arrays: list[np.ndarray] | None = None,
+         ring: RingWriter | None = None) -> None:
+    """Write one message: ``header`` (JSON-serialisable) and ``arrays`` in order, the
+    arrays into ``ring`` when one is given."""
     arrays = [np.asarray(a, order="C") for a in (arrays or [])]  # ascontiguousarray would make 0-d arrays 1-d
     header = dict(header, arrays=[[a.dtype.str, list(a.shape)] for a in arrays])
+    if ring is not None and arrays:
+        header["shm"] = ring.put(arrays)
     blob = json.dumps(header).encode()
     _write_all(fd, _LEN.pack(len(blob)) + blob)
-    for a in arrays:
-        if a.nbytes:
-            _write_all(fd, a.data)
+    if "shm" not in header:
+        for a in arrays:
+            if a.nbytes:
+                _write_all(fd, a.data)
 
 
-def recv(fd: int) -> tuple[dict[str, Any], list[np.ndarray]]:
-    """Read one message written by :func:`send`."""
+def recv(fd: int, ring: RingReader | None = None) -> tuple[dict[str, Any], list[np.ndarray]]:
+    """Read one message written by :func:`send`. Arrays read from ``ring`` are read-only
+    views that stay valid for :data:`~xentdbg.replay.ring.SLOTS` - 1 further records."""
     (n,) = _LEN.unpack(_read_exact(fd, _LEN.size))
     if n > _MAX_HEADER:
         raise ValueError(f"message header of {n} bytes: the stream is corrupt")
     header = json.loads(_read_exact(fd, n))
-    arrays = []
+    specs = []
     for dtype_str, shape in header.pop("arrays"):
         dtype = np.dtype(dtype_str)
         if dtype.hasobject:
             raise ValueError("object arrays are not accepted")
+        shape = tuple(int(s) for s in shape)
+        if any(s < 0 for s in shape):
+            raise ValueError(f"negative array shape {shape}: the stream is corrupt")
+        specs.append((dtype, shape))
+    shm = header.pop("shm", None)
+    if shm is not None:
+        if ring is None:
+            raise ValueError("a shared-memory record on a channel without a ring")
+        return header, ring.arrays(shm, specs)
+    arrays = []
+    for dtype, shape in specs:
         count = int(np.prod(shape, dtype=np.int64))
         buf = _read_exact(fd, count * dtype.itemsize)
         arrays.append(np.frombuffer(buf, dtype=dtype).reshape(shape))

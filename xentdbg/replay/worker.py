@@ -1,4 +1,6 @@
-"""One side of a replay, in its own process: ``python -m xentdbg.replay.worker FD_IN FD_OUT``.
+"""One side of a replay, in its own process: ``python -m xentdbg.replay.worker FD_IN FD_OUT [FD_SHM]``.
+
+``FD_SHM`` (optional): a memfd for step records (:mod:`xentdbg.replay.ring`).
 
 Protocol (see :mod:`xentdbg.replay.wire`), coordinator -> worker then worker -> coordinator:
 
@@ -30,7 +32,7 @@ def _send_error(fd: int, kind: str, exc: BaseException, step: int | None, stage:
         pass
 
 
-def serve(fd_in: int, fd_out: int) -> int:
+def serve(fd_in: int, fd_out: int, shm_fd: int = -1) -> int:
     # Everything heavy is imported here, in the worker, never in the coordinator.
     from xentdbg.adapters import make_adapter
     from xentdbg.adapters.base import StopReplay
@@ -38,6 +40,7 @@ def serve(fd_in: int, fd_out: int) -> int:
     from xentdbg.data import DataSpec, load
     from xentdbg.records import side_info_to_dict
     from xentdbg.replay.loading import SetupRef, load_function, missing_module
+    from xentdbg.replay.ring import RingWriter
 
     stage, emitted = "load", 0
     try:
@@ -61,9 +64,11 @@ def serve(fd_in: int, fd_out: int) -> int:
                                    arrays[n if header["params"] else 0:] if header["state"] else None)
         stage = "step"
 
+        ring = RingWriter(shm_fd) if shm_fd >= 0 else None
+
         def emit(record) -> None:
             nonlocal emitted
-            wire.send(fd_out, *(fingerprint_record(record) if light else record).to_wire())
+            wire.send(fd_out, *(fingerprint_record(record) if light else record).to_wire(), ring=ring)
             emitted += 1
             reply, _ = wire.recv(fd_in)
             if reply["type"] == "stop":
@@ -86,4 +91,4 @@ def serve(fd_in: int, fd_out: int) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(serve(int(sys.argv[1]), int(sys.argv[2])))
+    sys.exit(serve(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else -1))

@@ -33,11 +33,13 @@ def diff_traces(path_a: str, path_b: str, tolerance: Tolerance = Tolerance(),
         pairing = Pairing(params=params.pairs, state=state.pairs)
         steps = []
         diagnosis = None
+        diverged = False  # later steps are screened, not detailed (the report details the first)
         for k in common:
             ra, rb = a.record(k), b.record(k)
-            cmp = compare_step(ra, rb, pairing, tolerance, summaries=not any(s.first for s in steps))
-            if cmp.first and diagnosis is None:
+            cmp = compare_step(ra, rb, pairing, tolerance, detail=not diverged)
+            if cmp.first and not diverged:
                 diagnosis = _diagnose(a, b, k, cmp, steps, pairing, tolerance)
+            diverged = diverged or cmp.first is not None
             steps.append(cmp)
             if on_step:
                 on_step(cmp)

@@ -66,7 +66,8 @@ def send(fd: int, header: dict[str, Any], arrays: list[np.ndarray] | None = None
 
 def recv(fd: int, ring: RingReader | None = None) -> tuple[dict[str, Any], list[np.ndarray]]:
     """Read one message written by :func:`send`. Arrays read from ``ring`` are read-only
-    views that stay valid for :data:`~xentdbg.replay.ring.SLOTS` - 1 further records."""
+    views into a slot the worker reuses :data:`~xentdbg.replay.ring.SLOTS` records later
+    (:mod:`xentdbg.replay.ring` says when that is safe)."""
     (n,) = _LEN.unpack(_read_exact(fd, _LEN.size))
     if n > _MAX_HEADER:
         raise ValueError(f"message header of {n} bytes: the stream is corrupt")

@@ -137,8 +137,10 @@ def compare_step(a: StepRecord, b: StepRecord, pairing: Pairing, tol: Tolerance,
         if key in ia and key in ib:
             same = a.digests.get(key) == b.digests.get(key)
             xa, xb = np.asarray(ia[key]), np.asarray(ib[key])
-            m = tensor_metrics(xa, xb)
-            out.append(TensorComparison(step, "inputs", key, key, same, m, summarize(xa), summarize(xb),
+            m, sa, sb = screen_metrics(xa, xb), None, None
+            if detail and not same:
+                m, sa, sb = tensor_metrics(xa, xb), summarize(xa), summarize(xb)
+            out.append(TensorComparison(step, "inputs", key, key, same, m, sa, sb,
                                         a.digests.get(key), b.digests.get(key),
                                         note="" if same else "different batch (per-sample sums compared)"))
     # training flags: exact

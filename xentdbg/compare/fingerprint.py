@@ -33,21 +33,35 @@ FULL_BELOW = 1 << 16
 
 
 def fingerprint(a: np.ndarray) -> np.ndarray:
-    """``[sum, norm, max|x|, nonfinite, n]`` of ``a`` in float64."""
+    """``[sum, norm, max|x|, nonfinite, n]`` of ``a``; sum and norm accumulated in float64.
+
+    The common case (all finite) costs a min, a max (which also propagate NaN, so two
+    finite results prove every element finite), one float64 copy and a sum and a sum of
+    squares over it: 0.5 ms for a 784x1000 float32 kernel, against 1 ms for the isfinite
+    mask and casting reductions this would otherwise take.
+
+    The sum of squares is an ``einsum``, not ``x @ x``: BLAS ``ddot`` wakes OpenBLAS's
+    threads, whose spinning slowed the training step that follows by 3 ms (measured on
+    the case-1 model with ``model.fit`` on 2 cores: TensorFlow's threads share them)."""
     a = np.asarray(a)
     flat = a.reshape(-1)
-    if a.dtype.kind in "fc":
-        finite = np.isfinite(flat)
-        nonfinite = flat.size - int(np.count_nonzero(finite))
-        if nonfinite:
-            flat = flat[finite]
-    else:
-        nonfinite = 0
     if flat.size == 0:
-        return np.array([0.0, 0.0, 0.0, nonfinite, a.size])
-    total = float(np.sum(flat, dtype=np.float64))
-    norm = math.sqrt(float(np.einsum("i,i->", flat, flat, dtype=np.float64)))
-    return np.array([total, norm, float(np.max(np.abs(flat))), nonfinite, a.size])
+        return np.array([0.0, 0.0, 0.0, 0, 0])
+    nonfinite = 0
+    if a.dtype.kind in "fc":
+        lo, hi = flat.min(), flat.max()
+        if not (np.isfinite(lo) and np.isfinite(hi)):
+            finite = np.isfinite(flat)
+            nonfinite = flat.size - int(np.count_nonzero(finite))
+            flat = flat[finite]
+            if flat.size == 0:
+                return np.array([0.0, 0.0, 0.0, nonfinite, a.size])
+            lo, hi = flat.min(), flat.max()
+        largest = max(-float(lo), float(hi))
+    else:
+        largest = float(np.max(np.abs(flat)))
+    wide = flat.astype(np.float64)
+    return np.array([float(wide.sum()), math.sqrt(float(np.einsum("i,i->", wide, wide))), largest, nonfinite, a.size])
 
 
 def fingerprints_agree(fa: np.ndarray, fb: np.ndarray, tol: Tolerance) -> bool:

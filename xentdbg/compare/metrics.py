@@ -122,7 +122,7 @@ def summarize(a: np.ndarray) -> Summary:
         nan = math.nan
         return Summary(tuple(a.shape), str(a.dtype), nan, nan, nan, nan, nan, nonfinite)
     return Summary(tuple(a.shape), str(a.dtype), float(vals.min()), float(vals.max()),
-                   float(vals.mean()), float(vals.std()), float(np.linalg.norm(vals)), nonfinite)
+                   float(vals.mean()), float(vals.std()), math.sqrt(_dot64(vals, vals)), nonfinite)
 
 
 def tensor_metrics(a: np.ndarray, b: np.ndarray) -> TensorMetrics:

@@ -26,6 +26,7 @@ def timed(capture: bool):
     records = []
     start = time.perf_counter()
     adapter.train(steps, (lambda r: records.append(r) if len(records) < KEEP else None) if capture else None)
+    adapter.final_weights()  # waits for the last step: JAX dispatches asynchronously
     return time.perf_counter() - start, adapter, records
 
 

@@ -88,3 +88,26 @@ def test_jax_pair_without_divergence(session_tmp):
     run = run_cli("compare", SMALL, SMALL, *FAST, tmp_path=session_tmp)
     assert run.code == 0, run.output
     assert run.report["all_bitwise_equal"]
+
+
+def test_a_bug_in_xentdbg_is_one_message_and_a_saved_traceback(monkeypatch, capsys):
+    """Not a setup's fault, not bad input: exit 70 with a pointer to the traceback file."""
+    import sys
+
+    import xentdbg.replay.engine as engine
+    from xentdbg.cli import EXIT_INTERNAL, main
+
+    def broken(*args, **kwargs):
+        raise KeyError("[bold]pairing")  # markup-like text must be printed as is
+
+    monkeypatch.setattr(engine, "compare", broken)
+    monkeypatch.setattr(sys, "argv", ["xentdbg", "compare", "a.py", "b.py", "--steps", "1"])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == EXIT_INTERNAL
+    err = capsys.readouterr().err
+    assert "internal error: KeyError: '[bold]pairing'" in err and "Traceback" not in err
+    path = err.split("The traceback is in ")[1].split(";")[0].strip()
+    with open(path) as f:
+        saved = f.read()
+    assert "Traceback" in saved and "broken" in saved

@@ -1,6 +1,7 @@
 """Command line: ``xentdbg compare | trace | diff | show``. Thin: parse, call the library, render, exit.
 
-Exit codes: 0 no divergence, 1 divergence found, 2 usage or input error, 3 a setup failed.
+Exit codes: 0 no divergence, 1 divergence found, 2 usage or input error, 3 a setup failed
+(70: an internal error, a bug in xentdbg itself).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from xentdbg.data import DataSpec
 from xentdbg.errors import UsageError, XentdbgError
 
 EXIT_INTERRUPTED = 130  # as a shell reports SIGINT
+EXIT_INTERNAL = 70  # EX_SOFTWARE (sysexits.h): a bug in xentdbg itself
 
 app = typer.Typer(
     help="Find the first tensor where two training setups diverge.\n\n"
@@ -233,7 +235,28 @@ def version() -> None:
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except Exception as e:  # noqa: BLE001  (Ctrl-C and sys.exit are BaseException: untouched)
+        raise SystemExit(_internal_error(e)) from None
+
+
+def _internal_error(exc: Exception) -> int:
+    """A bug in xentdbg (not in a setup, not bad input): one clear message on stderr and
+    the traceback in a file to attach to a bug report, instead of a stack dump."""
+    import tempfile
+    import traceback
+
+    with tempfile.NamedTemporaryFile("w", prefix="xentdbg-internal-error-", suffix=".txt", delete=False) as f:
+        f.write(f"xentdbg {__version__}\n")
+        f.write("".join(traceback.format_exception(exc)))
+    from rich.text import Text
+
+    Console(stderr=True, soft_wrap=True).print(Text.assemble(  # no wrapping: the path stays copyable
+        ("internal error", "bold red"), f": {type(exc).__name__}: {exc}\n",
+        f"This is a bug in xentdbg, not in your setups. The traceback is in {f.name}; "
+        "please attach it to a bug report."))
+    return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

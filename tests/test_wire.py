@@ -126,6 +126,9 @@ def test_ring_refuses_records_outside_the_file():
         reader.arrays({"offset": writer.size - 8, "size": writer.size}, spec)
     with pytest.raises(ValueError, match="beyond the shared file"):
         reader.arrays({"offset": 0, "size": writer.size * 4}, spec)
+    for bad in ({"offset": "x", "size": 1}, {"size": 64}, [0, 64]):
+        with pytest.raises(ValueError, match="bad shared-memory location"):
+            reader.arrays(bad, spec)
     with pytest.raises(ValueError, match="without a ring"):
         r, w = os.pipe()
         wire.send(w, {}, [np.ones(4)], ring=writer)

@@ -142,7 +142,13 @@ def _host(tensors) -> list[np.ndarray]:
     """Read-only numpy views of eager tensors: ``memoryview`` is zero-copy on the CPU
     (``EagerTensor.numpy`` docstring, tensorflow/python/framework/ops.py); ``.numpy()``
     copies, and the record is copied once more anyway, to the worker's channel."""
-    return [np.asarray(memoryview(t)) for t in tensors]
+    out = []
+    for t in tensors:
+        try:
+            out.append(np.asarray(memoryview(t)))
+        except (TypeError, ValueError, NotImplementedError):  # a dtype without a buffer format
+            out.append(t.numpy())
+    return out
 
 
 class _StopAfter:

@@ -88,7 +88,10 @@ class RingReader:
         self._map: mmap.mmap | None = None
 
     def arrays(self, shm: dict, specs: list[tuple[np.dtype, tuple[int, ...]]]) -> list[np.ndarray]:
-        size, offset = int(shm["size"]), int(shm["offset"])
+        try:
+            size, offset = int(shm["size"]), int(shm["offset"])
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(f"bad shared-memory location {shm!r}: the stream is corrupt") from None
         if size != self.size:
             if size > os.fstat(self.fd).st_size:
                 raise ValueError(f"record at {size} bytes beyond the shared file")

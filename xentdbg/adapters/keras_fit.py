@@ -307,7 +307,7 @@ class _FitCapture:
 
             xt, yt = tf.convert_to_tensor(self._vars["x"]), tf.convert_to_tensor(self._vars["y"])
             swt = tf.convert_to_tensor(self._vars["sw"]) if self._has_sw else None
-            x, y = xt.numpy(), yt.numpy()
+            x, y = _host([xt, yt])
             if self.light:
                 loss = self._vars["loss"].numpy().reshape(())
             else:

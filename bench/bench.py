@@ -27,7 +27,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -227,19 +226,26 @@ def _print(r: dict) -> None:
     for col in ("measure", "value", "target"):
         t.add_column(col)
     c1, lg, sp, mem, tr = r["case1"], r["long"], r["long"]["split"], r["memory"], r["trace"]
-    t.add_row("case 1: compare / plain A+B", f"{c1['compare_s']:.1f} s / {c1['plain_s']:.1f} s = {c1['ratio']:.2f}x", "<= 1.0x")
-    t.add_row("500 steps: compare / plain A+B", f"{lg['compare_s']:.1f} s / {lg['plain_s']:.1f} s = {lg['ratio']:.2f}x", "<= 1.5x")
+    t.add_row("case 1: compare / plain A+B",
+              f"{c1['compare_s']:.1f} s / {c1['plain_s']:.1f} s = {c1['ratio']:.2f}x", "<= 1.0x")
+    t.add_row("500 steps: compare / plain A+B",
+              f"{lg['compare_s']:.1f} s / {lg['plain_s']:.1f} s = {lg['ratio']:.2f}x", "<= 1.5x")
     for key, label, target in (("long_clean", "500 steps, clean pair: compare / plain", "<= 1.5x"),
-                               ("long_clean_fingerprint", "500 steps, clean pair: --fingerprint / plain", "<= 1.15x"),
-                               ("long_fingerprint", "500 steps, A/B: --fingerprint / plain (stops at step 0)", "<= 1.15x")):
+                               ("long_clean_fingerprint", "500 steps, clean pair: --fingerprint / plain",
+                                "<= 1.15x"),
+                               ("long_fingerprint", "500 steps, A/B: --fingerprint / plain (stops at step 0)",
+                                "<= 1.15x")):
         if key in r:
             v = r[key]
             t.add_row(label, f"{v['compare_s']:.1f} s / {v['plain_s']:.1f} s = {v['ratio']:.2f}x", target)
-    t.add_row("  training per step A / B", f"{sp['train_ms_per_step']['a']:.1f} / {sp['train_ms_per_step']['b']:.1f} ms", "")
-    t.add_row("  capture per step A / B", f"{sp['capture_ms_per_step']['a']:.1f} / {sp['capture_ms_per_step']['b']:.1f} ms", "")
-    t.add_row("  transfer per step", f"{sp['transfer_ms_per_step']:.1f} ms ({sp['record_bytes_per_step'] / 2**20:.1f} MiB)", "")
+    train, capture = sp["train_ms_per_step"], sp["capture_ms_per_step"]
+    t.add_row("  training per step A / B", f"{train['a']:.1f} / {train['b']:.1f} ms", "")
+    t.add_row("  capture per step A / B", f"{capture['a']:.1f} / {capture['b']:.1f} ms", "")
+    t.add_row("  transfer per step",
+              f"{sp['transfer_ms_per_step']:.1f} ms ({sp['record_bytes_per_step'] / 2**20:.1f} MiB)", "")
     t.add_row("  comparison per step", f"{sp['compare_ms_per_step']:.1f} ms", "")
-    t.add_row("peak RSS 50 -> 500 steps", f"{mem['peak_rss_mb_50']:.0f} -> {mem['peak_rss_mb_500']:.0f} MB ({mem['growth']:+.1%})", "within 10%")
+    t.add_row("peak RSS 50 -> 500 steps",
+              f"{mem['peak_rss_mb_50']:.0f} -> {mem['peak_rss_mb_500']:.0f} MB ({mem['growth']:+.1%})", "within 10%")
     t.add_row("trace write", f"{tr['write_mb_s']:.0f} MB/s ({tr['trace_mb']:.0f} MB)", "disk speed")
     t.add_row("trace diff", f"{tr['diff_mb_s']:.0f} MB/s (both traces read)", "disk speed")
     Console().print(t)

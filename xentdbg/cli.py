@@ -1,4 +1,4 @@
-"""Command line: ``xentdbg compare | trace | diff | show``. Thin: parse, call the library, render, exit.
+"""Command line: ``xentdbg compare | trace | diff | show | loss``. Thin: parse, call the library, render, exit.
 
 Exit codes: 0 no divergence, 1 divergence found, 2 usage or input error, 3 a setup failed
 (70: an internal error, a bug in xentdbg itself).
@@ -6,19 +6,32 @@ Exit codes: 0 no divergence, 1 divergence found, 2 usage or input error, 3 a set
 
 from __future__ import annotations
 
+import functools
+import inspect
 import io
+import json
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Iterator, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, get_args
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from xentdbg import __version__
 from xentdbg.compare.metrics import DEFAULT_ATOL, DEFAULT_RTOL, Tolerance
 from xentdbg.data import DataSpec
+from xentdbg.data import Pixels as PixelsChoice
+from xentdbg.data import Task as TaskChoice
 from xentdbg.errors import UsageError, XentdbgError
+from xentdbg.losses.implementations import DEFAULT_TIMEOUT as LOSS_TIMEOUT
+from xentdbg.losses.implementations import IMPLEMENTATIONS as LOSS_IMPLEMENTATIONS
+from xentdbg.losses.inputs import PRESETS as LOSS_PRESETS
+from xentdbg.records import CaptureMode
+from xentdbg.version import __version__
+
+if TYPE_CHECKING:
+    from xentdbg.compare.result import CompareResult
 
 EXIT_INTERRUPTED = 130  # as a shell reports SIGINT
 EXIT_INTERNAL = 70  # EX_SOFTWARE (sysexits.h): a bug in xentdbg itself
@@ -33,16 +46,61 @@ app = typer.Typer(
 Steps = Annotated[int, typer.Option(min=1, help="Training steps to replay.")]
 Data = Annotated[str, typer.Option(help="'mnist' (bundled 5000 real samples) or a path to a Keras mnist.npz.")]
 Subset = Annotated[int, typer.Option(min=1, help="Use the first N samples.")]
-Task = Annotated[str, typer.Option(help="'binary' (label = digit >= 5, y shape (N,1)) or 'digits' (one-hot, 10 classes).")]
+Task = Annotated[str, typer.Option(help="'binary' (label = digit >= 5, y shape (N,1)) or 'digits' "
+                                        "(one-hot, 10 classes).")]
 Pixels = Annotated[str, typer.Option(help="'raw' (0..255) or 'unit' (/255).")]
-BatchSize = Annotated[Optional[int], typer.Option(min=1, help="Batch size. Defaults to the full subset (one batch per step).")]
-Rtol = Annotated[float, typer.Option(min=0.0, help=f"Relative tolerance: a tensor matches when max|A-B| <= atol + rtol*max(|A|,|B|). Default {DEFAULT_RTOL:g}.")]
+BatchSize = Annotated[int | None, typer.Option(min=1, help="Batch size. "
+                                                            "Defaults to the full subset (one batch per step).")]
+Rtol = Annotated[float, typer.Option(min=0.0, help="Relative tolerance: a tensor matches when "
+                                                   "max|A-B| <= atol + rtol*max(|A|,|B|). "
+                                                   f"Default {DEFAULT_RTOL:g}.")]
 Atol = Annotated[float, typer.Option(min=0.0, help=f"Absolute tolerance, see --rtol. Default {DEFAULT_ATOL:g}.")]
-Env = Annotated[Optional[list[str]], typer.Option(metavar="KEY=VAL", help="Environment variable for that side's worker (repeatable), e.g. KERAS_BACKEND=jax.")]
-JsonPath = Annotated[Optional[str], typer.Option("--json", help="Also write the report as JSON to this path.")]
-MarkdownPath = Annotated[Optional[str], typer.Option("--markdown", help="Also write a Markdown report (for an issue tracker) to this path.")]
-SvgPath = Annotated[Optional[str], typer.Option("--svg", help="Also write the terminal report as SVG to this path.")]
-StepTimeout = Annotated[Optional[float], typer.Option(min=0.1, help="Stop a side that takes longer than this many seconds for one step (exit 3).")]
+Env = Annotated[list[str] | None, typer.Option(metavar="KEY=VAL",
+                                               help="Environment variable for that side's worker (repeatable), "
+                                                    "e.g. KERAS_BACKEND=jax.")]
+JsonPath = Annotated[str | None, typer.Option("--json", help="Also write the report as JSON to this path.")]
+MarkdownPath = Annotated[str | None, typer.Option("--markdown", help="Also write a Markdown report "
+                                                                      "(for an issue tracker) to this path.")]
+SvgPath = Annotated[str | None, typer.Option("--svg", help="Also write the terminal report as SVG to this path.")]
+StepTimeout = Annotated[float | None, typer.Option(min=0.1, help="Stop a side that takes longer than "
+                                                                  "this many seconds for one step (exit 3).")]
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# The data options of every command that runs a setup (compare, trace), in --help order.
+_DATA_OPTIONS: tuple[tuple[str, Any, Any], ...] = (
+    ("steps", Steps, 10), ("data", Data, "mnist"), ("subset", Subset, 1000), ("task", Task, "binary"),
+    ("pixels", Pixels, "raw"), ("batch_size", BatchSize, None),
+)
+
+
+def data_options(command: F) -> F:
+    """Give ``command`` the shared data options in place of its ``spec: DataSpec`` parameter,
+    and call it with ``steps`` and the :class:`DataSpec` they describe.
+
+    Typer reads a command's options from its signature, so the wrapper's signature is the
+    command's with ``spec`` replaced by ``--steps --data --subset --task --pixels --batch-size``."""
+    sig = inspect.signature(command, eval_str=True)
+    params: list[inspect.Parameter] = []
+    for p in sig.parameters.values():
+        if p.name == "spec":
+            params += [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=d, annotation=a)
+                       for n, a, d in _DATA_OPTIONS]
+        elif p.name != "steps":
+            params.append(p.replace(kind=inspect.Parameter.KEYWORD_ONLY))
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> Any:
+        values = {n: kwargs.pop(n) for n, _, _ in _DATA_OPTIONS}
+        steps = values.pop("steps")
+        with _errors(kwargs.get("json_path")):  # a bad --task or --pixels is a usage error (exit 2)
+            spec = _data_spec(**values)
+        return command(steps=steps, spec=spec, **kwargs)
+
+    wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {**{p.name: p.annotation for p in params}, "return": sig.return_annotation}
+    return wrapper  # type: ignore[return-value]
 
 
 def _env(items: list[str] | None, flag: str) -> dict[str, str]:
@@ -55,18 +113,20 @@ def _env(items: list[str] | None, flag: str) -> dict[str, str]:
     return out
 
 
-def _choice(value: str, allowed: tuple[str, ...], flag: str) -> str:
+def _choice(value: str, choices: Any, flag: str) -> Any:
+    """``value`` if it is one of the ``Literal`` type ``choices``' values, else a usage error."""
+    allowed = get_args(choices)
     if value not in allowed:
         raise UsageError(f"{flag} {value!r}: choose one of {', '.join(allowed)}.")
     return value
 
 
 def _data_spec(data: str, subset: int, task: str, pixels: str, batch_size: int | None) -> DataSpec:
-    return DataSpec(source=data, subset=subset, task=_choice(task, ("binary", "digits"), "--task"),
-                    pixels=_choice(pixels, ("raw", "unit"), "--pixels"), batch_size=batch_size or subset)
+    return DataSpec(source=data, subset=subset, task=_choice(task, TaskChoice, "--task"),
+                    pixels=_choice(pixels, PixelsChoice, "--pixels"), batch_size=batch_size or subset)
 
 
-def _progress(console: Console, steps: int):
+def _progress(console: Console, steps: int) -> tuple[Progress, Any]:
     progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), console=console, transient=True)
     task = progress.add_task("starting workers", total=steps)
@@ -74,15 +134,12 @@ def _progress(console: Console, steps: int):
 
 
 @app.command()
+@data_options
 def compare(
     setup_a: Annotated[str, typer.Argument(help="Setup A: path/to/file.py[:function] (function defaults to 'setup').")],
     setup_b: Annotated[str, typer.Argument(help="Setup B, same form.")],
-    steps: Steps = 10,
-    data: Data = "mnist",
-    subset: Subset = 1000,
-    task: Task = "binary",
-    pixels: Pixels = "raw",
-    batch_size: BatchSize = None,
+    steps: int,
+    spec: DataSpec,
     init: Annotated[str, typer.Option(help="Initial weights: 'a' (B starts from A's), 'b', or 'own'.")] = "a",
     env_a: Env = None,
     env_b: Env = None,
@@ -92,21 +149,30 @@ def compare(
     markdown: MarkdownPath = None,
     svg: SvgPath = None,
     step_timeout: StepTimeout = None,
-    save_traces: Annotated[Optional[str], typer.Option(help="Also record both sides' traces as DIR/a.h5 and DIR/b.h5.")] = None,
-    calibrate: Annotated[bool, typer.Option("--calibrate", help="First replay each setup against itself in fresh workers, measure its run-to-run noise per phase, and raise that phase's rtol to 10x the noise where it exceeds the default.")] = False,
-    fingerprint: Annotated[bool, typer.Option("--fingerprint", help="Two passes: first a light replay that compares large tensors by fingerprints (sum, norm, max|x|, non-finite count) and records no activations; on a difference, replay both from the start with full capture up to that step.")] = False,
+    save_traces: Annotated[str | None, typer.Option(help="Also record both sides' traces as "
+                                                         "DIR/a.h5 and DIR/b.h5.")] = None,
+    calibrate: Annotated[bool, typer.Option("--calibrate",
+                                            help="First replay each setup against itself in fresh workers, "
+                                                 "measure its run-to-run noise per phase, and raise that phase's "
+                                                 "rtol to 10x the noise where it exceeds the default.")] = False,
+    fingerprint: Annotated[bool, typer.Option("--fingerprint",
+                                              help="Two passes: first a light replay that compares large tensors "
+                                                   "by fingerprints (sum, norm, max|x|, non-finite count) and "
+                                                   "records no activations; on a difference, replay both from the "
+                                                   "start with full capture up to that step.")] = False,
 ) -> None:
     """Replay two setups in lockstep on identical weights and batches; report the first divergent tensor."""
-    from xentdbg.replay.engine import CompareConfig
+    from xentdbg.compare.result import CompareConfig
     from xentdbg.replay.engine import compare as run_compare
 
     err = Console(stderr=True)
     with _errors(json_path):
         config = CompareConfig(
-            setup_a, setup_b, data=_data_spec(data, subset, task, pixels, batch_size), steps=steps,
-            init=_choice(init, ("a", "b", "own"), "--init"), env_a=_env(env_a, "--env-a"), env_b=_env(env_b, "--env-b"),
+            setup_a, setup_b, data=spec, steps=steps,
+            init=_choice(init, Literal["a", "b", "own"], "--init"),
+            env_a=_env(env_a, "--env-a"), env_b=_env(env_b, "--env-b"),
             tolerance=Tolerance(rtol=rtol, atol=atol), step_timeout=step_timeout, save_traces=save_traces,
-            fingerprint=fingerprint, calibrate=calibrate)
+            capture=CaptureMode.FINGERPRINT if fingerprint else CaptureMode.FULL, calibrate=calibrate)
         progress, bar = _progress(err, steps)
         with progress:
             result = run_compare(config, on_status=lambda s: progress.update(bar, description=s),
@@ -116,20 +182,20 @@ def compare(
 
 
 @app.command()
+@data_options
 def trace(
     setup: Annotated[str, typer.Argument(help="The setup: path/to/file.py[:function].")],
     out: Annotated[str, typer.Option(help="The HDF5 trace to write.")],
-    steps: Steps = 10,
-    data: Data = "mnist",
-    subset: Subset = 1000,
-    task: Task = "binary",
-    pixels: Pixels = "raw",
-    batch_size: BatchSize = None,
+    steps: int,
+    spec: DataSpec,
     env: Env = None,
-    only: Annotated[Optional[str], typer.Option(help="Phases to keep, comma-separated (inputs,flags,activations,loss,gradients,state,weights). The loss is always kept.")] = None,
+    only: Annotated[str | None, typer.Option(help="Phases to keep, comma-separated "
+                                                  "(inputs,flags,activations,loss,gradients,state,weights). "
+                                                  "The loss is always kept.")] = None,
     every: Annotated[int, typer.Option(min=1, help="Keep steps 0, K, 2K, ...")] = 1,
     compression: Annotated[str, typer.Option(help="none, gzip or lzf.")] = "none",
-    init_from: Annotated[Optional[str], typer.Option(help="Start from the initial weights recorded in this trace.")] = None,
+    init_from: Annotated[str | None, typer.Option(help="Start from the initial weights "
+                                                       "recorded in this trace.")] = None,
     step_timeout: StepTimeout = None,
 ) -> None:
     """Run one setup and record every captured tensor, per step, into an HDF5 trace."""
@@ -138,8 +204,9 @@ def trace(
 
     err = Console(stderr=True)
     with _errors(None):
-        config = TraceConfig(setup, out, data=_data_spec(data, subset, task, pixels, batch_size), steps=steps,
-                             env=_env(env, "--env"), phases=tuple(p.strip() for p in only.split(",")) if only else PHASES,
+        config = TraceConfig(setup, out, data=spec, steps=steps,
+                             env=_env(env, "--env"),
+                             phases=tuple(p.strip() for p in only.split(",")) if only else PHASES,
                              every=every, compression=compression, init_from=init_from, step_timeout=step_timeout)
         progress, bar = _progress(err, steps)
         with progress:
@@ -175,7 +242,7 @@ def diff(
 @app.command()
 def show(
     trace_path: Annotated[str, typer.Argument(metavar="TRACE", help="A trace (.h5).")],
-    step: Annotated[Optional[int], typer.Option(help="Which step's tensors to list. Defaults to the last one.")] = None,
+    step: Annotated[int | None, typer.Option(help="Which step's tensors to list. Defaults to the last one.")] = None,
 ) -> None:
     """What a trace holds: metadata, steps, tensors with shapes, dtypes, norms, non-finite counts, and the loss."""
     from xentdbg.report.trace_view import render_trace
@@ -206,7 +273,8 @@ def _errors(json_path: str | None) -> Iterator[None]:
         raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
-def _finish(result, json_path, markdown, svg, commands=None, title="xentdbg compare") -> None:
+def _finish(result: CompareResult, json_path: str | None, markdown: str | None, svg: str | None,
+            commands: list[str] | None = None, title: str = "xentdbg compare") -> None:
     """Print the report, write the requested files, exit with the result's code."""
     from xentdbg.report import console as report
     from xentdbg.report import json_report
@@ -224,14 +292,65 @@ def _finish(result, json_path, markdown, svg, commands=None, title="xentdbg comp
     raise typer.Exit(result.exit_code)
 
 
-from xentdbg.losses.command import loss_command  # noqa: E402  (light: no TF/JAX at import)
-app.command("loss")(loss_command)
+_VALUE_HELP = ("Inline JSON ('[[0,1],[1,0]]'), FILE.npy, FILE.npz[:KEY], or a preset: "
+               + ", ".join(LOSS_PRESETS) + " (a preset alone supplies both arrays).")
+
+
+@app.command("loss")
+def loss(
+    name: Annotated[str, typer.Argument(metavar="LOSS", help="binary_crossentropy, categorical_crossentropy or "
+                                                             "sparse_categorical_crossentropy (bce, cce, scce).")],
+    y_true: Annotated[str | None, typer.Option("--y-true", help="Targets. " + _VALUE_HELP)] = None,
+    y_pred: Annotated[str | None, typer.Option("--y-pred", help="Predictions (probabilities, or logits with "
+                                                                   "--from-logits). " + _VALUE_HELP)] = None,
+    from_logits: Annotated[bool, typer.Option("--from-logits", help="y_pred holds logits.")] = False,
+    only: Annotated[str | None, typer.Option("--only", help="Implementations to run, comma-separated: "
+                                                + ", ".join(LOSS_IMPLEMENTATIONS) + ". Defaults to all.")] = None,
+    timeout: Annotated[float, typer.Option(min=1.0, help="Seconds each implementation may take.")] = LOSS_TIMEOUT,
+    json_path: JsonPath = None,
+) -> None:
+    """Evaluate a cross-entropy in every installed implementation and explain where and why they differ.
+
+    Runs Keras 3 on TensorFlow, Keras 3 on JAX, tf_keras and optax (each in its own process) and a
+    float64 textbook reference; shows the loss, per-sample losses and d loss / d y_pred of each.
+
+    Exit codes: 0 evaluated (differences are the expected outcome, not an error), 2 bad input,
+    3 an implementation raised, crashed or timed out (its row shows the message).
+    """
+    from xentdbg.losses import evaluate_inputs, parse_implementations
+    from xentdbg.losses.inputs import canonical_loss, read_inputs
+    from xentdbg.report.loss_view import render_loss
+
+    with _errors(json_path):
+        loss_name = canonical_loss(name)
+        keys = parse_implementations(only)
+        inputs = read_inputs(loss_name, y_true, y_pred, from_logits)
+        with Console(stderr=True).status(f"evaluating {loss_name} in {len(keys)} implementations"):
+            report = evaluate_inputs(inputs, keys, timeout)
+    render_loss(report, Console())
+    if json_path:
+        Path(json_path).write_text(json.dumps(report.to_dict(), indent=2))
+    raise typer.Exit(report.exit_code)
 
 
 @app.command()
 def version() -> None:
     """Print the xentdbg version."""
     print(f"xentdbg {__version__}")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"xentdbg {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="Print the xentdbg version and exit.")] = False,
+) -> None:
+    pass
 
 
 def main() -> None:

@@ -41,7 +41,13 @@ class SetupFailed(XentdbgError):
 class ParameterMismatch(UsageError):
     """The two setups' parameter tables cannot be paired (exit 2). Carries both tables."""
 
-    def __init__(self, message: str, *, table_a: list, table_b: list, problems: list[str], labels=("A", "B")):
+    def __init__(self, message: str, *, table_a: list, table_b: list, problems: list[str],
+                 labels: tuple[str, str] = ("A", "B")):
         super().__init__(message, hint="Both setups must build the same architecture: the same parameters "
                                        "in the same order with the same shapes.")
         self.table_a, self.table_b, self.problems, self.labels = table_a, table_b, problems, labels
+
+
+class UnsupportedLibrary(UsageError):
+    """An installed library version xentdbg's capture was not written for, or a library
+    internal it relies on that is missing (exit 2). ``hint`` names the tested range."""

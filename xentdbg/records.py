@@ -9,12 +9,35 @@ A step is captured in a fixed phase order, which defines which divergence is "fi
 
 from __future__ import annotations
 
+import enum
 import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 PHASES = ("inputs", "flags", "activations", "loss", "gradients", "state", "weights")
+
+
+class CaptureMode(enum.StrEnum):
+    """How much a worker captures per step, and how ``compare`` replays.
+
+    ``FULL``: every phase, activations included, every tensor sent as its values.
+    ``FINGERPRINT``: only what the step yields at little cost (inputs, training flags,
+    loss, state, weights, and gradients where the step returns them anyway), tensors of
+    more than :data:`xentdbg.compare.fingerprint.FULL_BELOW` elements sent as
+    fingerprints. As a ``compare`` mode it means two passes: fingerprints until the
+    first difference, then full capture of the steps up to it (``--fingerprint``)."""
+
+    FULL = "full"
+    FINGERPRINT = "fingerprint"
+
+
+def effective_training(value: object) -> object:
+    """The training value a layer acts on: ``None`` means ``False``, since layers test
+    ``if training:`` (e.g. ``BatchNormalization.call``); a symbolic value's description
+    (a string) stays as it is."""
+    return bool(value) if value is None or isinstance(value, bool) else value
 
 
 @dataclass(frozen=True)
@@ -29,11 +52,11 @@ class TensorSpec:
         return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TensorSpec":
+    def from_dict(cls, d: dict) -> TensorSpec:
         return cls(d["name"], tuple(d["shape"]), d["dtype"])
 
     @classmethod
-    def of(cls, name: str, array) -> "TensorSpec":
+    def of(cls, name: str, array: ArrayLike) -> TensorSpec:
         return cls(name, tuple(int(s) for s in np.shape(array)), str(np.asarray(array).dtype))
 
 
@@ -61,7 +84,7 @@ class StepRecord:
 
     step: int
     tensors: dict[str, list[tuple[str, np.ndarray]]]
-    flags: dict[str, bool | None] = field(default_factory=dict)
+    flags: dict[str, bool | str | None] = field(default_factory=dict)  # a string: a symbolic value
     digests: dict[str, str] = field(default_factory=dict)
     fingerprinted: frozenset[tuple[str, str]] = frozenset()
 
@@ -80,7 +103,7 @@ class StepRecord:
         (_, value), = self.tensors["loss"]
         return float(np.asarray(value).reshape(()))
 
-    def owned(self) -> "StepRecord":
+    def owned(self) -> StepRecord:
         """A copy whose arrays are its own (records from a replay view shared memory that
         later steps reuse, :mod:`xentdbg.replay.ring`)."""
         tensors = {phase: [(n, np.array(a, copy=True)) for n, a in items] for phase, items in self.tensors.items()}
@@ -99,7 +122,7 @@ class StepRecord:
         return header, arrays
 
     @classmethod
-    def from_wire(cls, header: dict, arrays: list[np.ndarray]) -> "StepRecord":
+    def from_wire(cls, header: dict, arrays: list[np.ndarray]) -> StepRecord:
         tensors: dict[str, list[tuple[str, np.ndarray]]] = {}
         for (phase, name), a in zip(header["layout"], arrays, strict=True):
             tensors.setdefault(phase, []).append((name, a))

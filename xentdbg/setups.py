@@ -7,8 +7,9 @@ classes only hold the user's objects; the adapters in :mod:`xentdbg.adapters` ru
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 # fit() arguments that xentdbg owns: the data and the number of steps come from the
 # command line so that both sides see the same batches.

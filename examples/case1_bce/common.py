@@ -4,7 +4,7 @@ import jax
 from jax.example_libraries import stax
 
 LAYERS = [stax.Dense(1000), stax.Relu, stax.Dense(1), stax.Sigmoid]
-SEED = 0  # PRNGKey(0): the initial weights of shared/REFERENCE_RESULTS.md case 1
+SEED = 0  # PRNGKey(0): the initial weights of case 1 in docs/reference-cases.md
 LEARNING_RATE = 0.01
 
 

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import optax
 
 import xentdbg
+
 from common import LAYERS, LEARNING_RATE, init_params, logits_fn
 
 

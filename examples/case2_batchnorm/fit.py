@@ -1,6 +1,7 @@
 """Case 2 reference side: model.fit, which calls the model with training=True."""
 
 import xentdbg
+
 from common import build
 
 

@@ -8,6 +8,7 @@ import keras
 import tensorflow as tf
 
 import xentdbg
+
 from common import build, sgd
 
 

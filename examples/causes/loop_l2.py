@@ -6,6 +6,7 @@ import keras
 import tensorflow as tf
 
 import xentdbg
+
 from common import L2, build, sgd
 
 

@@ -13,6 +13,7 @@ import keras
 import tensorflow as tf
 
 import xentdbg
+
 from common import L2, build, sgd
 
 

@@ -15,6 +15,7 @@ import keras
 import tensorflow as tf
 
 import xentdbg
+
 from common import build, sgd
 
 

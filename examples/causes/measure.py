@@ -34,7 +34,8 @@ def main(folder, step=0):
     with xentdbg.load_trace(f"{folder}/a.h5") as ta, xentdbg.load_trace(f"{folder}/b.h5") as tb:
         ra, rb = ta.record(step, load=True), tb.record(step, load=True)
         wa0, wb0 = _pre_step_weights(ta, step), _pre_step_weights(tb, step)
-        first_input = next((s for s in ta.steps if s in tb.steps and ta.record(s).digests != tb.record(s).digests), None)
+        first_input = next((s for s in ta.steps
+                            if s in tb.steps and ta.record(s).digests != tb.record(s).digests), None)
         print(f"step {step}: input batches {'same' if ra.digests == rb.digests else 'DIFFERENT'}; "
               f"first step with different batches: {first_input}")
         acts_a, acts_b = ra.tensors.get("activations", []), rb.tensors.get("activations", [])

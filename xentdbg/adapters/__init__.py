@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from xentdbg.data import DataInfo
 from xentdbg.errors import UsageError
 from xentdbg.setups import JaxLoop, KerasFit, KerasLoop, LegacyKerasFunction
 
+if TYPE_CHECKING:
+    from xentdbg.adapters.base import Adapter
 
-def make_adapter(setup: object, data: DataInfo):
+
+def make_adapter(setup: object, data: DataInfo) -> Adapter:
     """The adapter that runs ``setup`` (a value returned by a setup function)."""
     if isinstance(setup, KerasFit):
         from xentdbg.adapters.keras_fit import KerasFitAdapter

@@ -19,16 +19,19 @@ import contextlib
 import functools
 import inspect
 import textwrap
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
+from xentdbg.adapters._keras_private import flatten_layers
+
 
 def leaf_layers(model: Any) -> list[Any]:
-    """Layers without sublayers, in the order Keras tracks them."""
+    """Layers without sublayers, in the order Keras tracks them (Keras 3 models)."""
     out = []
-    for layer in model._flatten_layers(include_self=False, recursive=True):
-        if not list(layer._flatten_layers(include_self=False, recursive=False)):
+    for layer in flatten_layers(model, recursive=True):
+        if not flatten_layers(layer, recursive=False):
             out.append(layer)
     return out
 
@@ -46,6 +49,8 @@ def reads_training(layer: Any) -> bool:
             return False
         func = ast.parse(textwrap.dedent(inspect.getsource(call))).body[0]
     except (OSError, TypeError, ValueError, SyntaxError, IndexError):
+        return True
+    if not isinstance(func, ast.FunctionDef | ast.AsyncFunctionDef):
         return True
     return any(isinstance(node, ast.Name) and node.id == "training"
                for stmt in func.body for node in ast.walk(stmt))

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import abc
 import platform
-from typing import Callable, Protocol
+from collections.abc import Callable
 
 import numpy as np
 
-from xentdbg.records import SideInfo, StepRecord
+from xentdbg.records import CaptureMode, SideInfo, StepRecord
 
 Emit = Callable[[StepRecord], None]
 """Hands one step's record to the coordinator and blocks until it says go on.
@@ -19,23 +20,45 @@ class StopReplay(Exception):
     """Raised by ``emit`` to end training early; adapters let it propagate."""
 
 
-class Adapter(Protocol):
+class Adapter(abc.ABC):
+    """Runs one setup (a value a setup function returned) in a worker process.
+
+    The worker (``xentdbg/replay/worker.py``) and ``xentdbg/replay/single.py`` call, in
+    this order: :meth:`initial_values` and :meth:`describe` (any order), optionally
+    :meth:`set_initial_values`, :meth:`train` once, then :meth:`final_weights`.
+    Parameter and state lists are always in the order of :meth:`describe`'s tables.
+    """
+
+    @abc.abstractmethod
     def describe(self) -> SideInfo:
-        """Kind, framework versions, parameter and state tables."""
+        """Kind, framework versions, parameter and state tables, leaf layer names."""
 
+    @abc.abstractmethod
     def initial_values(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """Parameters and non-trainable state before the first step, in table order."""
+        """Parameters and non-trainable state before the first step, in table order,
+        as arrays that later training leaves unchanged."""
 
+    @abc.abstractmethod
     def set_initial_values(self, params: list[np.ndarray] | None, state: list[np.ndarray] | None) -> None:
-        """Overwrite the initial parameters (and state, when given) in table order."""
+        """Overwrite the initial parameters (and state, when given) in table order;
+        ``None`` leaves that part as the setup built it. Called before :meth:`train`."""
 
-    def train(self, steps: int, emit: Emit | None, light: bool = False) -> None:
-        """Run ``steps`` training steps. With ``emit=None`` nothing is captured:
-        this is the plain training that capture must not change.
+    @abc.abstractmethod
+    def train(self, steps: int, emit: Emit | None, capture: CaptureMode = CaptureMode.FULL) -> None:
+        """Run ``steps`` training steps, calling ``emit`` with each step's record.
 
-        ``light``: capture only what the step yields at little cost (inputs, training
-        flags, loss, state, weights, and gradients where the step returns them anyway),
-        for the first pass of ``compare --fingerprint``."""
+        With ``emit=None`` nothing is captured: this is the plain training that capture
+        must not change (a captured run ends bitwise where the plain run ends).
+        ``capture`` says what each record holds (see :class:`CaptureMode`):
+        ``CaptureMode.FULL`` every phase, activations and gradients included;
+        ``CaptureMode.FINGERPRINT`` only what the step yields at little cost (inputs,
+        training flags, loss, state, weights, and gradients where the step returns them
+        anyway), for the first pass of ``compare --fingerprint``. It is ignored when
+        ``emit`` is None. :class:`StopReplay` raised by ``emit`` propagates."""
+
+    @abc.abstractmethod
+    def final_weights(self) -> list[np.ndarray]:
+        """Parameters after :meth:`train`, in table order."""
 
 
 def python_info() -> dict[str, str]:

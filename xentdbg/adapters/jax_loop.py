@@ -18,10 +18,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from xentdbg.adapters.base import Emit, python_info
+from xentdbg.adapters.base import Adapter, Emit, python_info
 from xentdbg.data import DataInfo
 from xentdbg.errors import UsageError
-from xentdbg.records import SideInfo, StepRecord, TensorSpec, batch_fingerprint
+from xentdbg.records import CaptureMode, SideInfo, StepRecord, TensorSpec, batch_fingerprint
 from xentdbg.setups import JaxLoop
 
 
@@ -70,7 +70,9 @@ class _Optimizer:
         self.step = step
 
 
-class JaxLoopAdapter:
+class JaxLoopAdapter(Adapter):
+    """Runs :class:`xentdbg.JaxLoop`; see the module docstring."""
+
     def __init__(self, setup: JaxLoop, data: DataInfo):
         self.setup, self.data = setup, data
         self.params = setup.params
@@ -130,6 +132,7 @@ class JaxLoopAdapter:
         return jax.jit(step) if self.setup.jit else step
 
     def _make_forward(self):
+        assert self.setup.layers is not None  # called only for setups that give their layers
         applies = [apply for _, apply in self.setup.layers]
 
         def forward(params, x):
@@ -141,14 +144,16 @@ class JaxLoopAdapter:
 
         return jax.jit(forward) if self.setup.jit else forward
 
-    def train(self, steps: int, emit: Emit | None, light: bool = False) -> None:
+    def train(self, steps: int, emit: Emit | None, capture: CaptureMode = CaptureMode.FULL) -> None:
+        capture = CaptureMode(capture)
         spec = self.data.spec
         opt_state = self.optimizer.init(self.params)
         params, state = self.params, self.state
         for i in range(steps):
             sl = spec.batch_slice(i)
             x, y = self.data.x[sl], self.data.y[sl]
-            acts = self._forward(params, x) if (emit is not None and self._forward and not light) else None
+            acts = (self._forward(params, x)
+                    if emit is not None and self._forward and capture is CaptureMode.FULL else None)
             loss, grads, new_params, state, opt_state = self._step_fn(i, params, state, opt_state, x, y)
             params = new_params
             if emit is None:
@@ -159,14 +164,15 @@ class JaxLoopAdapter:
                 "activations": [(n, np.asarray(a)) for n, a in zip(self._layer_names(), acts or [])],
                 "loss": [("loss", np.asarray(loss))],
                 "gradients": list(zip(self._param_names, map(np.asarray, jax.tree_util.tree_leaves(grads)))),
-                "state": list(zip(self._state_names, map(np.asarray, jax.tree_util.tree_leaves(state)))) if state is not None else [],
+                "state": (list(zip(self._state_names, map(np.asarray, jax.tree_util.tree_leaves(state))))
+                          if state is not None else []),
                 "weights": list(zip(self._param_names, map(np.asarray, jax.tree_util.tree_leaves(params)))),
             }
             emit(StepRecord(step=i, tensors=tensors, digests=digests))
         self.params, self.state = params, state
 
     def _layer_names(self) -> list[str]:
-        return [_layer_name(i, l) for i, l in enumerate(self.setup.layers or [])]
+        return [_layer_name(i, layer) for i, layer in enumerate(self.setup.layers or [])]
 
     def final_weights(self) -> list[np.ndarray]:
         return [np.asarray(a) for a in jax.tree_util.tree_leaves(self.params)]

@@ -1,43 +1,51 @@
 """Adapter for :class:`xentdbg.KerasFit`: the real ``model.fit``, observed step by step.
 
-Capture must not change the training (measured bitwise, see ``shared/LIBRARY_FACTS.md``
-and ``tests/test_neutral_capture.py``), so nothing is added to the user's compiled step
+Capture must not change the training (measured bitwise, see ``docs/library-behaviour.md``
+and ``tests/replay/test_neutral_capture.py``), so nothing is added to the user's compiled step
 except where measured neutral:
 
 - TF backend: ``model.compute_loss`` is wrapped to store the batch ``x``, ``y`` and
   ``sample_weight`` that fit actually used in shape-less ``tf.Variable`` s (fit may
   shuffle inside ``tf.data``: keras/src/trainers/data_adapters/array_data_adapter.py
   ~L134, Keras 3.15).
-- JAX backend: ``model.train_function`` (a Python function around the jitted step,
-  keras/src/backend/jax/trainer.py ~L258) is wrapped to keep the batch and a host copy
-  of the pre-step state; the jitted step itself is untouched.
+- JAX backend: ``model.train_function`` (a Python function around the jitted step) is
+  wrapped to keep the batch and a host copy of the pre-step state; the jitted step
+  itself is untouched (``_keras_private.observe_jax_train_steps``).
 - Loss, activations and gradients are *recomputed* after the step from the pre-step
   weights and the captured batch with ``stateless_call`` under a separate compiled
   function (same ``jit_compile``). Storing gradients from inside the user's step was
   measured to change BatchNorm gamma by 1 ulp (Grappler rewrites single-consumer
   tensors), the recompute was measured bitwise equal to the in-graph gradients.
 - Weights and non-trainable state are read in ``on_train_batch_end``.
-- Light capture (first pass of ``compare --fingerprint``): no recompute. On the TF
-  backend the wrapper also stores the loss ``compute_loss`` returned in a shape-less
-  variable (measured neutral, ``tests/test_neutral_capture.py``); on the JAX backend the
-  loss is recomputed by a forward pass only.
+- ``CaptureMode.FINGERPRINT`` (the first pass of ``compare --fingerprint``): no
+  recompute. On the TF backend the wrapper also stores the loss ``compute_loss``
+  returned in a shape-less variable (measured neutral,
+  ``tests/replay/test_neutral_capture.py``); on the JAX backend the loss is recomputed
+  by a forward pass only.
+
+Keras internals are reached only through :mod:`xentdbg.adapters._keras_private`.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+from typing import Any
+
 import numpy as np
 
+from xentdbg.adapters import _keras_private as private
 from xentdbg.adapters._keras_hooks import LayerHooks, leaf_layers
-from xentdbg.adapters.base import Emit, StopReplay, python_info
+from xentdbg.adapters.base import Adapter, Emit, StopReplay, python_info
 from xentdbg.data import DataInfo
 from xentdbg.errors import UsageError
-from xentdbg.records import SideInfo, StepRecord, TensorSpec, batch_fingerprint
+from xentdbg.records import CaptureMode, SideInfo, StepRecord, TensorSpec, batch_fingerprint
 from xentdbg.setups import FIT_ARGS_OWNED, KerasFit
 
 
-class KerasFitAdapter:
+class KerasFitAdapter(Adapter):
+    """Runs :class:`xentdbg.KerasFit`: the user's ``model.fit``; see the module docstring."""
+
     def __init__(self, setup: KerasFit, data: DataInfo):
         import keras
 
@@ -47,9 +55,11 @@ class KerasFitAdapter:
         model = self.model
         if not isinstance(model, keras.Model):
             raise UsageError(f"KerasFit got a {type(model).__name__}, not a keras.Model.",
-                             hint="Return xentdbg.KerasFit(model, ...) with a Keras 3 model (tf_keras models need LegacyKerasFunction).")
+                             hint="Return xentdbg.KerasFit(model, ...) with a Keras 3 model "
+                                  "(tf_keras models need LegacyKerasFunction).")
         if not getattr(model, "compiled", False):
-            raise UsageError("KerasFit: the model is not compiled.", hint="Call model.compile(optimizer, loss) in your setup.")
+            raise UsageError("KerasFit: the model is not compiled.",
+                             hint="Call model.compile(optimizer, loss) in your setup.")
         owned = sorted(set(setup.fit_kwargs) & set(FIT_ARGS_OWNED))
         if owned:
             raise UsageError(f"KerasFit: fit argument(s) {', '.join(owned)} are set by xentdbg.",
@@ -61,7 +71,7 @@ class KerasFitAdapter:
         self.fit_kwargs = dict(setup.fit_kwargs)
         # Float non-trainable variables are model state (BatchNorm moving statistics);
         # integer ones are RNG seed states, compared only through their effects.
-        self._state_index = [i for i, v in enumerate(model.non_trainable_variables)
+        self.state_index = [i for i, v in enumerate(model.non_trainable_variables)
                              if keras.backend.is_float_dtype(v.dtype)]
 
     # -- description -------------------------------------------------------
@@ -81,8 +91,8 @@ class KerasFitAdapter:
         return SideInfo(
             kind="KerasFit", framework=fw,
             params=[TensorSpec(v.path, tuple(v.shape), str(np.dtype(v.dtype))) for v in self.model.trainable_variables],
-            state=[TensorSpec(nt[i].path, tuple(nt[i].shape), str(np.dtype(nt[i].dtype))) for i in self._state_index],
-            layers=[l.name for l in leaf_layers(self.model)],
+            state=[TensorSpec(nt[i].path, tuple(nt[i].shape), str(np.dtype(nt[i].dtype))) for i in self.state_index],
+            layers=[layer.name for layer in leaf_layers(self.model)],
         )
 
     def _numpy(self, values) -> list[np.ndarray]:
@@ -91,7 +101,7 @@ class KerasFitAdapter:
     def initial_values(self):
         nt = self.model.non_trainable_variables
         return (self._numpy([v.value for v in self.model.trainable_variables]),
-                self._numpy([nt[i].value for i in self._state_index]))
+                self._numpy([nt[i].value for i in self.state_index]))
 
     def set_initial_values(self, params, state) -> None:
         if params is not None:
@@ -99,29 +109,29 @@ class KerasFitAdapter:
                 v.assign(a.astype(np.dtype(v.dtype)))
         if state is not None:
             nt = self.model.non_trainable_variables
-            for i, a in zip(self._state_index, state, strict=True):
+            for i, a in zip(self.state_index, state, strict=True):
                 nt[i].assign(a.astype(np.dtype(nt[i].dtype)))
 
     def final_weights(self) -> list[np.ndarray]:
         return self._numpy([v.value for v in self.model.trainable_variables])
 
     # -- training ----------------------------------------------------------
-    def train(self, steps: int, emit: Emit | None, light: bool = False) -> None:
+    def train(self, steps: int, emit: Emit | None, capture: CaptureMode = CaptureMode.FULL) -> None:
         keras = self.keras
         spec = self.data.spec
         epochs = math.ceil(steps / spec.steps_per_epoch)
-        capture = _FitCapture(self, steps, emit, light) if emit is not None else None
+        capturer = _FitCapture(self, steps, emit, CaptureMode(capture)) if emit is not None else None
         stopper = _StopAfter(steps)
         kwargs = {"verbose": 0, **self.fit_kwargs}
         user_callbacks = list(kwargs.pop("callbacks", None) or [])
-        callbacks = user_callbacks + ([capture.callback(keras)] if capture else []) + [stopper.callback(keras)]
+        callbacks = user_callbacks + ([capturer.callback(keras)] if capturer else []) + [stopper.callback(keras)]
         try:
             self.model.fit(self.data.x, self.data.y, batch_size=spec.batch_size, epochs=epochs,
                            callbacks=callbacks, **kwargs)
         except StopReplay:
             pass
         if self.backend == "jax":
-            self.model.jax_state_sync()
+            private.jax_state_sync(self.model)
 
 
 def _snapshot(model) -> tuple[list, list]:
@@ -157,7 +167,7 @@ class _StopAfter:
     def __init__(self, steps: int):
         self.steps, self.seen = steps, 0
 
-    def callback(self, keras):
+    def callback(self, keras: Any) -> Any:
         outer = self
 
         class StopAfter(keras.callbacks.Callback):
@@ -172,13 +182,13 @@ class _StopAfter:
 class _FitCapture:
     """Installs the hooks described in the module docstring and builds step records."""
 
-    def __init__(self, adapter: KerasFitAdapter, steps: int, emit: Emit, light: bool = False):
-        self.adapter, self.steps, self.emit, self.light = adapter, steps, emit, light
+    def __init__(self, adapter: KerasFitAdapter, steps: int, emit: Emit, capture: CaptureMode = CaptureMode.FULL):
+        self.adapter, self.steps, self.emit, self.capture = adapter, steps, emit, capture
         self.model = adapter.model
         self.hooks = LayerHooks(self.model)
         self.step = 0
-        self._pre: tuple[list, list] | None = None
-        self._batch: tuple | None = None
+        self._pre: tuple[Any, ...] | None = None
+        self._batch: tuple[Any, ...] | None = None
         if adapter.backend == "tensorflow":
             self._install_tf()
         elif adapter.backend == "jax":
@@ -199,7 +209,6 @@ class _FitCapture:
         self._vars = {"x": var(x_dtype), "y": var(tf.float32), "sw": var(tf.float32), "loss": var(tf.float32)}
         self._has_sw = False
         original = model.compute_loss
-        light = self.light
 
         @functools.wraps(original)
         def compute_loss(x=None, y=None, y_pred=None, sample_weight=None, training=True):
@@ -210,7 +219,7 @@ class _FitCapture:
                     self._has_sw = True
                     self._vars["sw"].assign(tf.cast(sample_weight, tf.float32))
             loss = original(x, y, y_pred, sample_weight, training=training)
-            if light and training and not hooks.collecting:
+            if self.capture is CaptureMode.FINGERPRINT and training and not hooks.collecting:
                 self._vars["loss"].assign(tf.reshape(tf.cast(loss, tf.float32), [-1]))
             return loss
 
@@ -234,15 +243,11 @@ class _FitCapture:
         """The loss fit differentiates, as in keras/src/backend/jax/trainer.py
         ``compute_loss_and_updates`` (forward-pass losses included)."""
         model = self.model
-        kwargs = {"training": True} if model._call_has_training_arg else {}
+        kwargs = {"training": True} if private.call_has_training_arg(model) else {}
         y_pred, _, losses = model.stateless_call(tv, ntv, x, return_losses=True, **kwargs)
-        if losses:
-            model._losses_override = losses
-        try:
-            loss, _ = model.stateless_compute_loss(tv, ntv, mv, x=x, y=y, y_pred=y_pred, sample_weight=sw, training=True)
-        finally:
-            if losses:
-                model._losses_override = []
+        with private.override_losses(model, losses):
+            loss, _ = model.stateless_compute_loss(tv, ntv, mv, x=x, y=y, y_pred=y_pred,
+                                                   sample_weight=sw, training=True)
         return loss
 
     # JAX backend -----------------------------------------------------------
@@ -250,26 +255,15 @@ class _FitCapture:
         import jax
 
         model, hooks = self.model, self.hooks
-        original_make = model.make_train_function
 
         def host_copy(tree):
             return jax.tree_util.tree_map(lambda a: np.array(a, copy=True), tree)
 
-        def make_train_function(force=False):
-            result = original_make(force)
-            step_fn = model.train_function
-            if not getattr(step_fn, "_xentdbg", False):
-                def train_function(state, iterator):
-                    data = next(iterator)
-                    self._pre = host_copy((state[0], state[1], state[3]))
-                    self._batch = host_copy(tuple(data) if isinstance(data, (tuple, list)) else (data,))
-                    return step_fn(state, iter([data]))
+        def before_step(state, data) -> None:
+            self._pre = host_copy(private.jax_train_state_variables(state))
+            self._batch = host_copy(tuple(data) if isinstance(data, (tuple, list)) else (data,))
 
-                train_function._xentdbg = True
-                model.train_function = train_function
-            return result
-
-        model.make_train_function = make_train_function
+        private.observe_jax_train_steps(model, before_step)
 
         def loss_and_acts(tv, ntv, mv, x, y, sw):
             with hooks.collect() as acts:
@@ -286,21 +280,27 @@ class _FitCapture:
         self._loss_jax = jax.jit(loss_only)
 
     # Both --------------------------------------------------------------------
-    def callback(self, keras):
+    def callback(self, keras: Any) -> Any:
         outer = self
 
         class Capture(keras.callbacks.Callback):
             def on_train_batch_begin(self, batch, logs=None):
-                if outer.adapter.backend == "tensorflow" and not outer.light:
-                    outer._pre = _snapshot(outer.model)
+                outer.on_step_begin()
 
             def on_train_batch_end(self, batch, logs=None):
                 outer.on_step_end()
 
         return Capture()
 
+    def on_step_begin(self) -> None:
+        if self.adapter.backend == "tensorflow" and self.capture is CaptureMode.FULL:
+            self._pre = _snapshot(self.model)
+
     def on_step_end(self) -> None:
         model = self.model
+        pre, batch = self._pre, self._batch
+        x: Any
+        y: Any
         acts, grads = [], None
         if self.adapter.backend == "tensorflow":
             import tensorflow as tf
@@ -308,36 +308,37 @@ class _FitCapture:
             xt, yt = tf.convert_to_tensor(self._vars["x"]), tf.convert_to_tensor(self._vars["y"])
             swt = tf.convert_to_tensor(self._vars["sw"]) if self._has_sw else None
             x, y = _host([xt, yt])
-            if self.light:
+            if self.capture is CaptureMode.FINGERPRINT:
                 loss = self._vars["loss"].numpy().reshape(())
             else:
-                tv, ntv = self._pre
+                assert pre is not None  # on_step_begin snapshots it for full capture
+                tv, ntv = pre
                 loss, grads, acts = self._recompute(tv, ntv, xt, yt, swt)
             weights, nt = (_host(t) for t in _snapshot(model))
         else:
-            tv, ntv, mv = self._pre
-            batch = self._batch
+            assert pre is not None and batch is not None  # set by the observed train function
+            tv, ntv, mv = pre
             x, y = batch[0], batch[1] if len(batch) > 1 else None
             sw = batch[2] if len(batch) > 2 else None
-            if self.light:
+            if self.capture is CaptureMode.FINGERPRINT:
                 loss = self._loss_jax(tv, ntv, mv, x, y, sw)
             else:
                 (loss, acts), grads = self._recompute_jax(tv, ntv, mv, x, y, sw)
-            st = model._jax_state  # set before on_train_batch_end, keras/src/backend/jax/trainer.py ~L474
-            weights = [np.asarray(a) for a in st["trainable_variables"]]
-            nt = [np.asarray(a) for a in st["non_trainable_variables"]]
+            trainable, non_trainable = private.jax_trainer_state(model)
+            weights = [np.asarray(a) for a in trainable]
+            nt = [np.asarray(a) for a in non_trainable]
         inputs, digests = batch_fingerprint(np.asarray(x), np.asarray(y))
         tnames = [v.path for v in model.trainable_variables]
         ntvars = model.non_trainable_variables
         tensors = {
             "inputs": inputs,
             "loss": [("loss", np.asarray(loss))],
-            "state": [(ntvars[i].path, np.asarray(nt[i])) for i in self.adapter._state_index],
+            "state": [(ntvars[i].path, np.asarray(nt[i])) for i in self.adapter.state_index],
             "weights": list(zip(tnames, weights, strict=True)),
         }
-        if not self.light:
+        if self.capture is CaptureMode.FULL:
             tensors["activations"] = list(zip(self._act_names, (np.asarray(a) for a in acts), strict=True))
-            tensors["gradients"] = list(zip(tnames, (np.asarray(g) for g in grads), strict=True))
+            tensors["gradients"] = list(zip(tnames, (np.asarray(g) for g in grads or []), strict=True))
         record = StepRecord(step=self.step, tensors=tensors, flags=dict(self.hooks.flags), digests=digests)
         self.step += 1
         self.emit(record)

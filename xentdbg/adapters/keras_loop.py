@@ -8,13 +8,16 @@ returns the gradients instead of applying them. Then every model variable
 (weights, BatchNorm statistics, RNG seed states) is restored bitwise from a snapshot
 and the real step runs.
 
-Keras 3's ``apply_gradients`` calls ``self.apply`` (keras/src/optimizers/base_optimizer.py
-~L460, Keras 3.15), so patching the instance's ``apply`` covers both. The patch is a
+Keras 3's ``apply_gradients`` calls ``self.apply`` (keras/src/optimizers/base_optimizer.py:462,
+Keras 3.15), so patching the instance's ``apply`` covers both. The patch is a
 Python wrapper that adds no op to the real step's graph.
 
 Limits: variables outside the model that the step changes (a metric, a step counter)
 are changed twice; TensorFlow's global RNG (``tf.random.*`` without a seed generator)
 advances in the dry copy too.
+
+Keras and TensorFlow internals are reached only through
+:mod:`xentdbg.adapters._keras_private`.
 """
 
 from __future__ import annotations
@@ -23,15 +26,18 @@ import functools
 
 import numpy as np
 
+from xentdbg.adapters import _keras_private as private
 from xentdbg.adapters._keras_hooks import LayerHooks, leaf_layers
-from xentdbg.adapters.base import Emit, python_info
+from xentdbg.adapters.base import Adapter, Emit, python_info
 from xentdbg.data import DataInfo
 from xentdbg.errors import UsageError
-from xentdbg.records import SideInfo, StepRecord, TensorSpec, batch_fingerprint
+from xentdbg.records import CaptureMode, SideInfo, StepRecord, TensorSpec, batch_fingerprint
 from xentdbg.setups import KerasLoop
 
 
-class KerasLoopAdapter:
+class KerasLoopAdapter(Adapter):
+    """Runs :class:`xentdbg.KerasLoop`: the user's train step; see the module docstring."""
+
     def __init__(self, setup: KerasLoop, data: DataInfo):
         import keras
 
@@ -63,7 +69,7 @@ class KerasLoopAdapter:
                        "train_step": "tf.function" if compiled else "eager", **python_info()},
             params=[TensorSpec(v.path, tuple(v.shape), str(np.dtype(v.dtype))) for v in self.model.trainable_variables],
             state=[TensorSpec(nt[i].path, tuple(nt[i].shape), str(np.dtype(nt[i].dtype))) for i in self._state_index],
-            layers=[l.name for l in leaf_layers(self.model)],
+            layers=[layer.name for layer in leaf_layers(self.model)],
         )
 
     def initial_values(self):
@@ -84,11 +90,13 @@ class KerasLoopAdapter:
         return [np.array(v.numpy()) for v in self.model.trainable_variables]
 
     # -- training ----------------------------------------------------------
-    def train(self, steps: int, emit: Emit | None, light: bool = False) -> None:
+    def train(self, steps: int, emit: Emit | None, capture: CaptureMode = CaptureMode.FULL) -> None:
         import tensorflow as tf
 
-        # light: no dry copy; flags from the hooks on the real step, loss from its return value
-        dry = _DryStep(self) if emit is not None and not light else None
+        capture = CaptureMode(capture)
+        # CaptureMode.FINGERPRINT: no dry copy; flags from the hooks on the real step,
+        # loss from its return value
+        dry = _DryStep(self) if emit is not None and capture is CaptureMode.FULL else None
         hooks = dry.hooks if dry is not None else (LayerHooks(self.model) if emit is not None else None)
         spec = self.data.spec
         for i in range(steps):
@@ -100,12 +108,14 @@ class KerasLoopAdapter:
             if emit is None:
                 continue
             model = self.model
+            assert hooks is not None  # installed whenever emit is given
             inputs, digests = batch_fingerprint(self.data.x[sl], self.data.y[sl])
             nt = model.non_trainable_variables
             tnames = [v.path for v in model.trainable_variables]
             record = StepRecord(step=i, flags=dict(hooks.flags), digests=digests, tensors={
                 "inputs": inputs,
-                **({} if light else {"activations": acts, "gradients": list(zip(tnames, grads, strict=True))}),
+                **({"activations": acts, "gradients": list(zip(tnames, grads, strict=True))}
+                   if capture is CaptureMode.FULL else {}),
                 "loss": [("loss", np.asarray(loss))],
                 "state": [(nt[k].path, np.array(nt[k].numpy())) for k in self._state_index],
                 "weights": [(n, np.array(v.numpy())) for n, v in zip(tnames, model.trainable_variables)],
@@ -131,7 +141,8 @@ class _DryStep:
         def apply(grads, trainable_variables=None):
             if not self._dry:
                 return original_apply(grads, trainable_variables)
-            variables = trainable_variables if trainable_variables is not None else optimizer._trainable_variables
+            variables = (trainable_variables if trainable_variables is not None
+                         else private.optimizer_trainable_variables(optimizer))
             self._grads = list(zip(variables, grads))
             return None
 
@@ -155,7 +166,7 @@ class _DryStep:
 
         if hasattr(step, "python_function"):
             # Same compilation as the user's step, so the dry copy computes what it computes.
-            self._body = tf.function(body, jit_compile=getattr(step, "_jit_compile", None), reduce_retracing=True)
+            self._body = tf.function(body, jit_compile=private.tf_function_jit_compile(step), reduce_retracing=True)
         else:
             self._body = body
 

@@ -9,8 +9,7 @@ import numpy as np
 from xentdbg.compare.fingerprint import fingerprint, fingerprints_agree
 from xentdbg.compare.matching import Matching, match_activations
 from xentdbg.compare.metrics import Summary, TensorMetrics, Tolerance, screen_metrics, summarize, tensor_metrics
-from xentdbg.records import StepRecord
-
+from xentdbg.records import StepRecord, effective_training
 
 PHASE_LABELS = {"flags": "training flag"}
 
@@ -75,7 +74,9 @@ class Pairing:
 
     def settle(self, a: StepRecord, b: StepRecord) -> None:
         if self.activations is None:
-            shapes = lambda r: [(n, tuple(np.shape(x))) for n, x in r.tensors.get("activations", [])]
+            def shapes(r: StepRecord) -> list[tuple[str, tuple]]:
+                return [(n, tuple(np.shape(x))) for n, x in r.tensors.get("activations", [])]
+
             sa, sb = shapes(a), shapes(b)
             self.activations = match_activations(sa, sb) if sa and sb else Matching([], [])
         if self.flags is None:
@@ -91,11 +92,6 @@ def _pair_flags(fa: dict, fb: dict) -> list[tuple[str, str]]:
     return list(zip(fa, fb))  # dicts keep layer order; extra layers on one side are not compared
 
 
-def _flag_value(v) -> bool | str:
-    # None and False mean the same to a layer: `if training:` (e.g. BatchNormalization).
-    return bool(v) if v is None or isinstance(v, bool) else v
-
-
 def compare_step(a: StepRecord, b: StepRecord, pairing: Pairing, tol: Tolerance,
                  detail: bool = True) -> StepComparison:
     """All tensor comparisons of one step, in phase order (see :mod:`xentdbg.records`).
@@ -109,7 +105,7 @@ def compare_step(a: StepRecord, b: StepRecord, pairing: Pairing, tol: Tolerance,
     skipped: list[str] = []
     step = a.step
 
-    def tensors(phase: str, pairs, reverse: bool = False):
+    def tensors(phase: str, pairs: list[tuple[int, int]], reverse: bool = False) -> None:
         ta, tb = a.tensors.get(phase, []), b.tensors.get(phase, [])
         if not ta or not tb:
             return  # light capture (``--fingerprint``) has no gradients on some sides
@@ -146,7 +142,7 @@ def compare_step(a: StepRecord, b: StepRecord, pairing: Pairing, tol: Tolerance,
     # training flags: exact
     if pairing.flags:
         for la, lb in pairing.flags:
-            va, vb = _flag_value(a.flags.get(la)), _flag_value(b.flags.get(lb))
+            va, vb = effective_training(a.flags.get(la)), effective_training(b.flags.get(lb))
             out.append(TensorComparison(step, "flags", la, lb, va == vb, value_a=a.flags.get(la),
                                         value_b=b.flags.get(lb)))
     elif a.flags or b.flags:
@@ -155,7 +151,7 @@ def compare_step(a: StepRecord, b: StepRecord, pairing: Pairing, tol: Tolerance,
     if pairing.activations and pairing.activations.pairs:
         tensors("activations", pairing.activations.pairs)
     elif a.tensors.get("activations") and b.tensors.get("activations"):
-        skipped.append("activations: " + "; ".join(pairing.activations.problems))
+        skipped.append("activations: " + "; ".join(pairing.activations.problems if pairing.activations else []))
     elif a.tensors.get("activations") or b.tensors.get("activations"):
         skipped.append("activations: only one side records layer outputs")
     tensors("loss", [(0, 0)])

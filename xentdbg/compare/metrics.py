@@ -35,7 +35,7 @@ class Tolerance:
     atol: float = DEFAULT_ATOL
     phase_rtol: tuple[tuple[str, float], ...] = ()  # per-phase overrides (``--calibrate``)
 
-    def for_phase(self, phase: str) -> "Tolerance":
+    def for_phase(self, phase: str) -> Tolerance:
         """The tolerance that applies to tensors of ``phase``."""
         rtol = dict(self.phase_rtol).get(phase)
         return self if rtol is None else Tolerance(rtol=rtol, atol=self.atol)

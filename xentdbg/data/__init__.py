@@ -42,7 +42,7 @@ class DataSpec:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "DataSpec":
+    def from_dict(cls, d: dict) -> DataSpec:
         return cls(**d)
 
     @property

@@ -11,18 +11,18 @@ returns nothing when they do not fit; no probe guesses.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
-from xentdbg.diagnose.context import Context, Finding, Side, fmt
+from xentdbg.diagnose.context import Context, Side, fmt
 from xentdbg.diagnose.data import different_data, rescaled_input
 from xentdbg.diagnose.gradients import loss_scale, missing_regularization
 from xentdbg.diagnose.noise import float_precision, numeric_noise
 from xentdbg.diagnose.optimizer import optimizer_update
 from xentdbg.diagnose.training import batchnorm_state, training_flag
 from xentdbg.diagnose.xent import fused_softmax_xent, logits_vs_probabilities
+from xentdbg.findings import Diagnosis, Finding
 
 __all__ = ["Context", "Diagnosis", "Finding", "Side", "diagnose", "PROBES"]
 
@@ -33,27 +33,6 @@ PROBES: tuple[Probe, ...] = (
     logits_vs_probabilities, fused_softmax_xent, training_flag, batchnorm_state, rescaled_input,
     loss_scale, missing_regularization, optimizer_update, float_precision, numeric_noise,
 )
-
-
-@dataclass
-class Diagnosis:
-    findings: list[Finding]  # best first
-    unexplained: list[str] = field(default_factory=list)  # raw evidence when no probe fits
-    errors: list[str] = field(default_factory=list)  # probes that failed (a bug in xentdbg, reported, not raised)
-    context: Context | None = field(default=None, repr=False, compare=False)  # what the probes read
-    data_args: tuple = field(default=(None, None), repr=False, compare=False)
-
-    @property
-    def top(self) -> Finding | None:
-        return self.findings[0] if self.findings else None
-
-    @property
-    def others(self) -> list[Finding]:
-        return self.findings[1:]
-
-    def to_dict(self) -> dict:
-        return {"findings": [f.to_dict() for f in self.findings], "unexplained": self.unexplained,
-                "probe_errors": self.errors}
 
 
 def diagnose(ctx: Context, dataset_sums: np.ndarray | None = None, batch_start: int | None = None) -> Diagnosis:
@@ -70,7 +49,7 @@ def diagnose(ctx: Context, dataset_sums: np.ndarray | None = None, batch_start: 
     findings.sort(key=lambda t: (t[0], t[1]))
     out = [f for _, _, f in findings]
     unexplained = [] if out else _raw(ctx)
-    return Diagnosis(out, unexplained, errors, ctx, (dataset_sums, batch_start))
+    return Diagnosis(out, unexplained, errors)
 
 
 def _raw(ctx: Context) -> list[str]:

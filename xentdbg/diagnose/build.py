@@ -9,8 +9,9 @@ import numpy as np
 from xentdbg.compare.divergence import Pairing, StepComparison
 from xentdbg.compare.metrics import Tolerance
 from xentdbg.data import DataInfo
-from xentdbg.diagnose import Diagnosis, diagnose
+from xentdbg.diagnose import diagnose
 from xentdbg.diagnose.context import Context, Side
+from xentdbg.findings import Diagnosis
 from xentdbg.records import SideInfo, StepRecord, batch_fingerprint
 
 

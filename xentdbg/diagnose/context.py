@@ -1,38 +1,22 @@
 """What a probe sees: both sides' records of the step of the first divergence, what
-each side held before that step, the batch, and the findings it may return. Pure data.
+each side held before that step, the batch, and the findings it may return
+(:class:`xentdbg.findings.Finding`, re-exported here for the probes). Pure data.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from xentdbg.compare.divergence import Pairing, StepComparison, TensorComparison
 from xentdbg.compare.metrics import Tolerance
+from xentdbg.findings import Finding
 from xentdbg.records import SideInfo, StepRecord
 
+__all__ = ["Context", "Finding", "Named", "Side", "fmt", "ratio"]
+
 Named = list[tuple[str, np.ndarray]]
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One cause that fits the captured data.
-
-    ``fit`` is how completely the cause explains what diverged (1.0: every divergent
-    tensor of the step, to the stated residual); ``evidence`` holds the measured numbers;
-    ``fix`` is the change that makes the two setups agree."""
-
-    cause: str  # stable id, e.g. "training-flag"
-    title: str
-    evidence: tuple[str, ...]
-    fix: str
-    fit: float = 1.0
-    numbers: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return {"cause": self.cause, "title": self.title, "evidence": list(self.evidence), "fix": self.fix,
-                "fit": self.fit, "numbers": self.numbers}
 
 
 @dataclass
@@ -74,7 +58,10 @@ class Context:
 
     @property
     def first(self) -> TensorComparison:
-        return self.step.first
+        first = self.step.first
+        if first is None:
+            raise ValueError("a Context describes a step that diverged")
+        return first
 
     @property
     def sides(self) -> tuple[Side, Side]:
@@ -103,7 +90,8 @@ class Context:
         ba, bb = self.a.state_before, self.b.state_before
         if not sa or not sb or not ba or not bb:
             return []
-        return [(sa[i][0], np.asarray(ba[i][1]), sa[i][1], np.asarray(bb[j][1]), sb[j][1]) for i, j in self.pairing.state]
+        return [(sa[i][0], np.asarray(ba[i][1]), sa[i][1], np.asarray(bb[j][1]), sb[j][1])
+                for i, j in self.pairing.state]
 
 
 def ratio(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:

@@ -24,7 +24,8 @@ def _positions(sums: np.ndarray, dataset: np.ndarray | None) -> np.ndarray | Non
     return np.where(hit, order[at], -1)
 
 
-def different_data(ctx: Context, dataset_sums: np.ndarray | None = None, batch_start: int | None = None) -> list[Finding]:
+def different_data(ctx: Context, dataset_sums: np.ndarray | None = None,
+                   batch_start: int | None = None) -> list[Finding]:
     """The inputs phase differs: same samples reordered, other samples, or rescaled."""
     diverged = ctx.divergent("inputs")
     if not diverged:
@@ -50,7 +51,7 @@ def different_data(ctx: Context, dataset_sums: np.ndarray | None = None, batch_s
             kind = "samples"
     pa, pb = _positions(xa, dataset_sums), _positions(xb, dataset_sums)
     natural = None
-    if pa is not None and batch_start is not None:
+    if pa is not None and pb is not None and batch_start is not None:
         natural = np.arange(batch_start, batch_start + xa.size)
         for label, pos in (("A", pa), ("B", pb)):
             if np.array_equal(pos, natural):
@@ -66,7 +67,8 @@ def different_data(ctx: Context, dataset_sums: np.ndarray | None = None, batch_s
                     if pos is not None and natural is not None and not np.array_equal(pos, natural)]
         fits = [s.label for s in ctx.sides if s.info.kind == "KerasFit" and s.label in (shuffled or "AB")]
         if fits:
-            fix = f"Pass shuffle=False to side {fits[0]}'s model.fit (fit shuffles by default), or shuffle both sides alike."
+            fix = (f"Pass shuffle=False to side {fits[0]}'s model.fit (fit shuffles by default), "
+                   "or shuffle both sides alike.")
         else:
             fix = "Feed both sides the same batches in the same order (same subset, shuffling and preprocessing)."
         title = "The two sides train on different batches" + (" (same samples, other order)" if kind == "order" else "")

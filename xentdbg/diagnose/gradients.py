@@ -35,14 +35,17 @@ def loss_scale(ctx: Context) -> list[Finding]:
     classes = ctx.y.shape[-1] if ctx.y is not None and ctx.y.ndim == 2 else None
     named = _name_factor(c, batch, classes)
     worst = max(res for _, _, res in fits)
-    ev = (f"loss A / loss B = {fmt(la)} / {fmt(lb)} = {fmt(c)}",
-          f"every gradient of A is {fmt(c)} x B's ({len(fits)} tensors, ratios "
-          f"{fmt(min(r for _, r, _ in fits))}..{fmt(max(r for _, r, _ in fits))}, largest relative residual {worst:.1e})")
+    ev: tuple[str, ...] = (f"loss A / loss B = {fmt(la)} / {fmt(lb)} = {fmt(c)}",
+                           f"every gradient of A is {fmt(c)} x B's ({len(fits)} tensors, ratios "
+                           f"{fmt(min(r for _, r, _ in fits))}..{fmt(max(r for _, r, _ in fits))}, "
+                           f"largest relative residual {worst:.1e})")
     if named:
         ev += (f"{fmt(c)} is {named}",)
-    return [Finding("loss-scale", f"The losses differ by a constant factor {fmt(c)}" + (f" ({named.split(':')[0]})" if named else ""),
+    title = f"The losses differ by a constant factor {fmt(c)}" + (f" ({named.split(':')[0]})" if named else "")
+    return [Finding("loss-scale", title,
                     ev, "Use the same loss reduction on both sides: Keras' default is the mean over the batch "
-                        "('sum_over_batch_size'); a tf.reduce_sum or reduction='sum' multiplies loss and gradients by N.",
+                        "('sum_over_batch_size'); a tf.reduce_sum or reduction='sum' multiplies loss and gradients "
+                        "by N.",
                     numbers={"factor": c, "named": named})]
 
 

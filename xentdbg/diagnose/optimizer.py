@@ -38,7 +38,7 @@ def _decay(dws, gs, ws):
     d = np.concatenate([np.ravel(v) for v in dws])
     m = np.stack([-g, -w], axis=1)
     coef, *_ = np.linalg.lstsq(m, d, rcond=None)
-    res = float(np.linalg.norm(m @ coef - d) / max(np.linalg.norm(d), 1e-30))
+    res = float(np.linalg.norm(m @ coef - d) / max(float(np.linalg.norm(d)), 1e-30))
     return (float(coef[0]), float(coef[1])) if res <= _TOL and abs(coef[1]) > 1e-12 else None
 
 
@@ -57,7 +57,7 @@ def _adam_first(dws, gs):
         return lr, 0.0
     eps = float(np.median(np.abs(g[small]) * (lr / np.abs(d[small]) - 1)))
     model = -lr * g / (np.abs(g) + eps)
-    res = float(np.linalg.norm(model - d) / max(np.linalg.norm(d), 1e-30))
+    res = float(np.linalg.norm(model - d) / max(float(np.linalg.norm(d)), 1e-30))
     return (lr, eps) if res <= 0.05 else None
 
 
@@ -91,7 +91,8 @@ def optimizer_update(ctx: Context) -> list[Finding]:
                             tuple(ev), "Use the same momentum form on both sides (SGD(momentum=..., nesterov=...)).",
                             numbers={"lr_a": lr_a, "lr_b": lr_b, "ratio": q, "momentum": momentum})]
         return [Finding("optimizer", f"Learning rates differ: A {fmt(lr_a, 4)}, B {fmt(lr_b, 4)}", tuple(ev),
-                        "Use the same learning rate on both sides (note: compile('sgd') means SGD(learning_rate=0.01)).",
+                        "Use the same learning rate on both sides "
+                        "(note: compile('sgd') means SGD(learning_rate=0.01)).",
                         numbers={"lr_a": lr_a, "lr_b": lr_b, "ratio": q})]
     shapes = {}
     for label, dws, ws, lr in (("A", dwa, wa, lr_a), ("B", dwb, wb, lr_b)):
@@ -100,11 +101,13 @@ def optimizer_update(ctx: Context) -> list[Finding]:
             continue
         decay = _decay(dws, gs, ws)
         if decay is not None:
-            shapes[label] = f"-lr g - lr wd w with lr {fmt(decay[0], 4)}, wd {fmt(decay[1] / decay[0], 4)} (decoupled weight decay)"
+            shapes[label] = (f"-lr g - lr wd w with lr {fmt(decay[0], 4)}, wd {fmt(decay[1] / decay[0], 4)} "
+                             "(decoupled weight decay)")
             continue
         adam = _adam_first(dws, gs) if ctx.step.step == 0 else None
         if adam is not None:
-            shapes[label] = f"-lr g / (|g| + eps) with lr {fmt(adam[0], 4)}, effective eps {fmt(adam[1], 3)} (Adam's first step)"
+            shapes[label] = (f"-lr g / (|g| + eps) with lr {fmt(adam[0], 4)}, effective eps {fmt(adam[1], 3)} "
+                             "(Adam's first step)")
             continue
         shapes[label] = "not a form xentdbg recognises"
     for label, text in shapes.items():

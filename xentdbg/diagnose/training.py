@@ -44,7 +44,8 @@ def training_flag(ctx: Context) -> list[Finding]:
     frozen = [name for name, a0, a1, b0, b1 in ctx.state_triples()
               if (a1 if off == "A" else b1).tobytes() == (a0 if off == "A" else b0).tobytes()]
     if frozen:
-        ev.append(f"side {off}'s {', '.join(frozen)} did not move in this step (inference-mode BatchNorm never updates)")
+        ev.append(f"side {off}'s {', '.join(frozen)} did not move in this step "
+                  "(inference-mode BatchNorm never updates)")
     return [Finding("training-flag", f"{layers[0][0]} runs in inference mode on side {off}", tuple(ev), fix,
                     numbers={"side": off, "layers": [n for n, _ in layers], "values": [v for _, v in layers]})]
 
@@ -73,7 +74,7 @@ def batchnorm_state(ctx: Context) -> list[Finding]:
     triples = [t for t in ctx.state_triples() if t[0] in divergent]
     if not triples:
         return []
-    frozen = {"A": [], "B": []}
+    frozen: dict[str, list[str]] = {"A": [], "B": []}
     momenta = {}
     for name, a0, a1, b0, b1 in triples:
         for label, s0, s1 in (("A", a0, a1), ("B", b0, b1)):
@@ -100,10 +101,12 @@ def batchnorm_state(ctx: Context) -> list[Finding]:
             if ctx.agrees("loss") and ctx.agrees("gradients"):
                 ev.append("the loss and gradients of this step agree: only the statistics differ")
             if side.info.kind == "LegacyKerasFunction":
-                fix = f"Pass model.updates to side {label}'s K.function(..., updates=optimizer updates + model.updates)."
+                fix = (f"Pass model.updates to side {label}'s K.function(..., "
+                       "updates=optimizer updates + model.updates).")
             else:
                 fix = f"Run side {label}'s BatchNorm layers in training mode so that their moving statistics update."
-            findings.append(Finding("batchnorm-not-updated", f"Side {label} never updates the BatchNorm moving statistics",
+            findings.append(Finding("batchnorm-not-updated",
+                                    f"Side {label} never updates the BatchNorm moving statistics",
                                     tuple(ev), fix, numbers={"side": label, "frozen": frozen[label]}))
     both = {n for (n, _) in momenta}
     for name in sorted(both):
@@ -111,11 +114,12 @@ def batchnorm_state(ctx: Context) -> list[Finding]:
             ma, mb = momenta[(name, "A")], momenta[(name, "B")]
             if abs(ma - mb) > 1e-3:
                 flipped = abs(ma - (1 - mb)) < 1e-3
-                ev = (f"{name}: side A's update matches momentum {ma:.4g}, side B's {mb:.4g} "
-                      "(moving = m * moving + (1 - m) * batch mean)",)
+                momentum_ev = (f"{name}: side A's update matches momentum {ma:.4g}, side B's {mb:.4g} "
+                               "(moving = m * moving + (1 - m) * batch mean)",)
                 findings.append(Finding(
                     "batchnorm-momentum",
                     "BatchNorm momentum convention differs (m vs 1 - m)" if flipped else "BatchNorm momentum differs",
-                    ev, "Keras' momentum is the weight of the old value (0.99); PyTorch's momentum=0.01 is Keras' 0.99.",
+                    momentum_ev,
+                    "Keras' momentum is the weight of the old value (0.99); PyTorch's momentum=0.01 is Keras' 0.99.",
                     numbers={"momentum_a": ma, "momentum_b": mb}))
     return findings

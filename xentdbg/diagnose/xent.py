@@ -5,12 +5,15 @@ do not sum to 1 (cause 3). Pure numpy, float64.
 The model's output ``p`` is the last captured activation; its logits ``z`` are either a
 captured activation with ``sigmoid(z) = p`` (``softmax(z) = p``), or recomputed from the
 last Dense layer: ``z = h W + b`` with ``h`` the activation before it and ``W, b`` the
-pre-step weights. Candidate losses, per sample, averaged over the batch:
+pre-step weights. Candidate losses, per sample, averaged over the batch (the formulas are
+those of ``xentdbg loss``, :mod:`xentdbg.losses.models`, which cites the library lines):
 
-- from logits (exact): BCE ``softplus(z) - y z``; CCE ``-sum(y * log_softmax(z))``;
-- from probabilities clipped to ``[lo, hi]`` (float32 bounds): BCE
-  ``-(y log p' + (1-y) log(1-p'))``; CCE ``-sum(y log p')`` after Keras' renormalisation
-  ``p / sum(p)`` (keras/src/backend/tensorflow/nn.py ~L1370, Keras 3.15).
+- from logits (exact): BCE ``softplus(z) - y z`` (:func:`~xentdbg.losses.models.binary_from_logits`);
+  CCE ``-sum(y * log_softmax(z))`` (:func:`~xentdbg.losses.models.categorical_from_logits`);
+- from probabilities clipped to ``[lo, hi]`` in float32: BCE ``-(y log p' + (1-y) log(1-p'))``
+  (:func:`~xentdbg.losses.models.binary_clipped`); CCE ``-sum(y log p')`` after Keras'
+  renormalisation ``p / sum(p)`` (:func:`~xentdbg.losses.models.categorical_clipped`),
+  for Keras' ``[EPSILON, 1 - EPSILON]`` and other epsilons.
 
 A side's loss *matches* a candidate when they agree to 2e-5 relative (float32 logs).
 """
@@ -20,50 +23,21 @@ from __future__ import annotations
 import numpy as np
 
 from xentdbg.diagnose.context import Context, Finding, Side, fmt
+from xentdbg.losses.models import (
+    EPSILON,
+    HIGH,
+    LOW,
+    binary_clipped,
+    binary_from_logits,
+    categorical_clipped,
+    categorical_from_logits,
+    sigmoid,
+    softmax,
+)
 
-KERAS_EPS = 1e-7  # keras.config.epsilon(), keras/src/backend/config.py
 _EPS = (1e-7, 1e-6, 1e-8, 1e-5, 1e-12, 1e-15, float(np.finfo(np.float32).eps))
 _MATCH = 2e-5
 _MAX_ROWS = 20_000  # equations for the fused-gradient least squares (cause 3)
-
-
-def _sigmoid(z):
-    return 0.5 * (1.0 + np.tanh(0.5 * z))
-
-
-def _softmax(z):
-    e = np.exp(z - z.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def bce_from_logits(z: np.ndarray, y: np.ndarray) -> float:
-    """``mean(max(z,0) - z y + log(1 + exp(-|z|)))``: exact BCE on logits."""
-    return float(np.mean(np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))))
-
-
-def cce_from_logits(z: np.ndarray, y: np.ndarray) -> float:
-    """``mean(-sum(y * log_softmax(z)))``."""
-    zs = z - z.max(axis=-1, keepdims=True)
-    logp = zs - np.log(np.exp(zs).sum(axis=-1, keepdims=True))
-    return float(np.mean(-(y * logp).sum(axis=-1)))
-
-
-def clipped(p: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """``p`` clipped to float32 ``[lo, hi]`` (the framework clips in float32)."""
-    return np.clip(p.astype(np.float32), np.float32(lo), np.float32(hi)).astype(np.float64)
-
-
-def bce_from_probs(p: np.ndarray, y: np.ndarray, lo: float, hi: float) -> float:
-    q = clipped(p, lo, hi)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return float(np.mean(-(y * np.log(q) + (1 - y) * np.log(1 - q))))
-
-
-def cce_from_probs(p: np.ndarray, y: np.ndarray, lo: float, hi: float) -> float:
-    q = p.astype(np.float64) / p.astype(np.float64).sum(axis=-1, keepdims=True)
-    q = clipped(q, lo, hi)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return float(np.mean(-(y * np.log(q)).sum(axis=-1)))
 
 
 def _f32(v: float) -> str:
@@ -100,7 +74,7 @@ def find_logits(side: Side, x: np.ndarray | None, kind: str) -> tuple[np.ndarray
     if not acts:
         return None
     p = np.asarray(acts[-1][1], np.float64)
-    link = _sigmoid if kind == "binary" else _softmax
+    link = sigmoid if kind == "binary" else softmax
 
     def consistent(z):
         if z.shape != p.shape or not np.all(np.isfinite(z)):
@@ -114,7 +88,8 @@ def find_logits(side: Side, x: np.ndarray | None, kind: str) -> tuple[np.ndarray
     dense = _last_dense(side)
     if dense is not None:
         kernel, bias = dense
-        inputs = [np.asarray(a, np.float64) for _, a in acts[:-1]] + ([np.asarray(x, np.float64)] if x is not None else [])
+        inputs = [np.asarray(a, np.float64) for _, a in acts[:-1]]
+        inputs += [np.asarray(x, np.float64)] if x is not None else []
         for h in inputs:
             h2 = h.reshape(h.shape[0], -1)
             if h2.shape[1] == kernel.shape[0]:
@@ -125,11 +100,18 @@ def find_logits(side: Side, x: np.ndarray | None, kind: str) -> tuple[np.ndarray
 
 
 def _models(p, z, y, kind):
-    """Every candidate loss: name -> (value, description, clip bounds or None)."""
-    from_probs = bce_from_probs if kind == "binary" else cce_from_probs
-    out = {}
+    """Every candidate loss: name -> (value, description, clip bounds or None). The
+    probabilities are clipped in float32, as the framework holds them."""
+    clipped = binary_clipped if kind == "binary" else categorical_clipped
+    from_logits = binary_from_logits if kind == "binary" else categorical_from_logits
+
+    def from_probs(lo: float, hi: float) -> float:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return float(np.mean(clipped(y, p, lo, hi, float32=True)))
+
+    out: dict[str, tuple[float, str, tuple[float, float] | None]] = {}
     if z is not None:
-        out["logits"] = ((bce_from_logits if kind == "binary" else cce_from_logits)(z, y), "from the logits", None)
+        out["logits"] = (float(np.mean(from_logits(y, z))), "from the logits", None)
     for lo in _EPS:
         for hi_eps in _EPS:
             hi = float(np.float32(1.0 - hi_eps))
@@ -137,8 +119,8 @@ def _models(p, z, y, kind):
             sym = lo == hi_eps
             desc = (f"from probabilities clipped to [{lo:g}, 1-{lo:g}]" if sym
                     else f"from probabilities clipped to [{lo:g}, {_f32(hi)}]")
-            out[name] = (from_probs(p, y, lo, hi), desc, (lo, hi))
-    out["textbook"] = (from_probs(p, y, 0.0, 1.0), "from unclipped probabilities (textbook formula)", (0.0, 1.0))
+            out[name] = (from_probs(lo, hi), desc, (lo, hi))
+    out["textbook"] = (from_probs(0.0, 1.0), "from unclipped probabilities (textbook formula)", (0.0, 1.0))
     return out
 
 
@@ -146,7 +128,7 @@ def _explain_loss(side: Side, models) -> tuple[str, tuple] | None:
     """The candidate (logits, then Keras' epsilon, then others) matching the side's loss,
     provided it is *distinguishable*: the logits and clipped-probability formulas give
     different values on this side's batch (else nothing saturates and either fits)."""
-    order = ["logits", f"clip[{KERAS_EPS:g},{float(np.float32(1 - KERAS_EPS))!r}]", "textbook"]
+    order = ["logits", f"clip[{EPSILON:g},{float(HIGH)!r}]", "textbook"]
     order += [k for k in models if k not in order]
     match = next((k for k in order if k in models and _same(models[k][0], side.loss)), None)
     if match is None:
@@ -189,14 +171,15 @@ def logits_vs_probabilities(ctx: Context) -> list[Finding]:
         prob_models = models_a if prob_side == "A" else models_b
         lo, hi = (ea if prob_side == "A" else eb)[1][2]
         out = outs[prob_side].astype(np.float32)
-        outside = int(np.count_nonzero((out < np.float32(KERAS_EPS)) | (out > np.float32(1 - KERAS_EPS))))
+        outside = int(np.count_nonzero((out < LOW) | (out > HIGH)))
         exact = int(np.count_nonzero((out == 0) | (out == 1)))
         ev.append(f"{outside} of {out.size} predictions ({100 * outside / out.size:.1f}%) are outside "
-                  f"[{KERAS_EPS:g}, 1-{KERAS_EPS:g}]; {exact} are exactly 0 or 1 in float32")
+                  f"[{EPSILON:g}, 1-{EPSILON:g}]; {exact} are exactly 0 or 1 in float32")
         numbers = {"prob_side": prob_side, "outside_share": outside / out.size, "exact_0_or_1": exact,
                    "clip": [lo, hi]}
         if "logits" in prob_models:
-            z_from = logits[prob_side][1]
+            found = logits[prob_side]  # found: "logits" is among its candidates
+            z_from = found[1] if found else ""
             logit_loss = prob_models["logits"][0]
             ev.append(f"recomputing side {prob_side}'s loss from its logits ({z_from}) gives {fmt(logit_loss)}: "
                       f"|ΔL| {fmt(abs(prob.loss - other.loss))} -> {fmt(abs(logit_loss - other.loss))}")
@@ -217,19 +200,20 @@ def logits_vs_probabilities(ctx: Context) -> list[Finding]:
             findings.append(_epsilon_finding(prob_side, lo, hi, out, fit=0.9))
     else:
         (lo_a, hi_a), (lo_b, hi_b) = ea[1][2], eb[1][2]
-        out = outs["A"]
-        ev.append(f"{int(np.count_nonzero((out <= max(lo_a, lo_b)) | (out >= min(hi_a, hi_b))))} of {out.size} "
+        preds = outs["A"]
+        ev.append(f"{int(np.count_nonzero((preds <= max(lo_a, lo_b)) | (preds >= min(hi_a, hi_b))))} of {preds.size} "
                   "predictions lie where the two clips differ")
         findings.append(Finding(
             "epsilon", "The two sides clip probabilities with different epsilons", tuple(ev),
-            f"Use the same clip on both sides (Keras: [{KERAS_EPS:g}, 1-{KERAS_EPS:g}]), or compute both losses from logits.",
+            f"Use the same clip on both sides (Keras: [{EPSILON:g}, 1-{EPSILON:g}]), or compute both losses from "
+            "logits.",
             numbers={"clip_a": [lo_a, hi_a], "clip_b": [lo_b, hi_b]}))
     return findings
 
 
 def _epsilon_finding(side: str, lo: float, hi: float, out: np.ndarray, fit: float) -> Finding:
     below, above = int(np.count_nonzero(out < np.float32(lo))), int(np.count_nonzero(out > np.float32(hi)))
-    keras = lo == KERAS_EPS and np.float32(hi) == np.float32(1 - KERAS_EPS)
+    keras = lo == EPSILON and np.float32(hi) == HIGH
     who = "Keras' epsilon 1e-7" if keras else "its own epsilon, not Keras' 1e-7"
     return Finding(
         "epsilon", f"Side {side} clips probabilities to [{lo:g}, {_f32(hi)}] ({who})",
@@ -261,7 +245,8 @@ def fused_softmax_xent(ctx: Context) -> list[Finding]:
     if ka.ndim != 2 or ba.ndim != 1:
         return []
     n, c = p.shape
-    hs = [np.asarray(a, np.float64) for _, a in ctx.a.activations[:-1]] + ([np.asarray(ctx.x, np.float64)] if ctx.x is not None else [])
+    hs = [np.asarray(a, np.float64) for _, a in ctx.a.activations[:-1]]
+    hs += [np.asarray(ctx.x, np.float64)] if ctx.x is not None else []
     h = next((v.reshape(n, -1) for v in reversed(hs) if v.reshape(n, -1).shape[1] == ka.shape[0]), None)
     if h is None:
         return []
@@ -276,7 +261,7 @@ def fused_softmax_xent(ctx: Context) -> list[Finding]:
     if not any(t.name_a in last for t in ctx.divergent("gradients")):
         return []  # the fused op's error shows first in the last layer's gradients
     u, *_ = np.linalg.lstsq(m, d, rcond=None)
-    residual = float(np.linalg.norm(m @ u - d) / max(np.linalg.norm(d), 1e-30))
+    residual = float(np.linalg.norm(m @ u - d)) / max(float(np.linalg.norm(d)), 1e-30)
     if residual > 1e-3 or float(np.max(np.abs(u))) < 1e-3:
         return []
     logp_label = np.log(np.maximum((p * y).sum(axis=1), 1e-45))

@@ -18,13 +18,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from xentdbg.errors import UsageError
-from xentdbg.losses.explain import Finding, explain, identical_groups
-from xentdbg.losses.implementations import DEFAULT_TIMEOUT, IMPLEMENTATIONS, ImplResult, reference
+from xentdbg.findings import Finding, jsonable
+from xentdbg.losses.findings import explain, identical_groups
+from xentdbg.losses.implementations import DEFAULT_TIMEOUT, IMPLEMENTATIONS, ImplResult
 from xentdbg.losses.inputs import LOSSES, PRESETS, LossInputs, canonical_loss, prepare, preset, read_inputs
+from xentdbg.losses.models import reference
 
-__all__ = ["IMPLEMENTATIONS", "LOSSES", "PRESETS", "Finding", "ImplResult", "LossInputs", "LossReport",
-           "canonical_loss", "evaluate", "evaluate_inputs", "parse_implementations", "preset", "read_inputs",
-           "reference"]
+__all__ = ["DEFAULT_TIMEOUT", "IMPLEMENTATIONS", "LOSSES", "PRESETS", "Finding", "ImplResult", "LossInputs",
+           "LossReport", "canonical_loss", "evaluate", "evaluate_inputs", "parse_implementations", "preset",
+           "read_inputs", "reference"]
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,7 @@ class LossReport:
 
     def to_dict(self) -> dict:
         """Plain data for ``--json``; NaN and infinities as the strings "nan", "inf", "-inf"."""
-        return _clean({
+        return jsonable({
             "schema": 1, "loss": self.loss, "from_logits": self.from_logits, "exit_code": self.exit_code,
             "y_true": self.inputs.y_true.tolist(), "y_pred": self.inputs.y_pred.tolist(),
             "notes": list(self.inputs.notes),
@@ -111,12 +113,3 @@ def _result_dict(r: ImplResult) -> dict:
             "dtype": r.dtype, "reduced": r.reduced, **arrays, "via_activation": r.via_activation,
             "message": r.message, "seconds": round(r.seconds, 3)}
 
-
-def _clean(value):
-    if isinstance(value, float) and not np.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    return value

@@ -4,14 +4,15 @@ Every library implementation returns, for ``y_true`` and float32 ``y_pred``:
 
 - ``per_sample``: the library's unreduced loss function (``keras.losses.categorical_crossentropy``),
 - ``reduced``: the loss object with its default reduction, ``sum_over_batch_size``:
-  ``sum(per_sample) / per_sample.size`` (``keras/src/losses/loss.py:140``, Keras 3.15.1),
+  ``sum(per_sample) / per_sample.size`` (``reduce_values``, ``keras/src/losses/loss.py:148-159``, Keras 3.15.1),
 - ``gradient``: ``d reduced / d y_pred`` (``tf.GradientTape`` or ``jax.grad``),
 
 exactly as the library computed them (float32). Keras' backend is fixed per process
 (``KERAS_BACKEND``), so Keras on TensorFlow, Keras on JAX, tf_keras and optax each run in
 their own child process (:mod:`xentdbg.losses._child`), in parallel; arrays travel as
-``.npz`` read with ``allow_pickle=False`` and metadata as JSON. The float64 reference is
-plain numpy and runs here. Nothing at module level imports TensorFlow or JAX.
+``.npz`` read with ``allow_pickle=False`` and metadata as JSON. The float64 reference
+(:func:`xentdbg.losses.models.reference`) is plain numpy and runs here. Nothing at module
+level imports TensorFlow or JAX.
 """
 
 from __future__ import annotations
@@ -26,10 +27,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from xentdbg.losses.inputs import BCE, CCE, SCCE, LossInputs
+from xentdbg.losses.models import reference
 
 _CLASS = {BCE: "BinaryCrossentropy", CCE: "CategoricalCrossentropy", SCCE: "SparseCategoricalCrossentropy"}
 _ACTIVATION = {BCE: "sigmoid", CCE: "softmax", SCCE: "softmax"}
@@ -111,13 +114,14 @@ def run(inputs: LossInputs, keys: tuple[str, ...], timeout: float = DEFAULT_TIME
 
 def _run_one(key: str, inputs: LossInputs, folder: Path, timeout: float) -> ImplResult:
     impl = IMPLEMENTATIONS[key]
-    base = dict(key=key, label=impl.label, call=call_text(key, inputs.loss, inputs.from_logits))
+    base: dict[str, Any] = dict(key=key, label=impl.label, call=call_text(key, inputs.loss, inputs.from_logits))
     reason = not_applicable(key, inputs.loss, inputs.from_logits)
     if reason:
         return ImplResult(status="n/a", message=reason, **base)
     missing = [m for m in impl.modules if not _installed(m)]
     if missing:
-        return ImplResult(status="not installed", message=f"{', '.join(missing)} not installed ({impl.install})", **base)
+        return ImplResult(status="not installed", message=f"{', '.join(missing)} not installed ({impl.install})",
+                          **base)
     start = time.perf_counter()
     if key == "reference":
         per, red, grad = reference(inputs.loss, inputs.y_true, inputs.y_pred, inputs.from_logits)
@@ -239,61 +243,3 @@ def _gradient(backend: str, fn, pred):
         tape.watch(pred)
         value = fn(pred)
     return tape.gradient(value, pred)
-
-
-# --- the float64 reference -------------------------------------------------------------------------
-
-
-def reference(loss: str, y_true: np.ndarray, y_pred: np.ndarray, from_logits: bool):
-    """The textbook loss and its gradient in float64, no clipping: ``(per_sample, reduced, gradient)``.
-
-    With ``t = y_true``, ``N`` the number of per-sample losses and ``M`` the number of elements:
-
-    - categorical, probabilities ``p``: ``l_i = -Σ_c t_ic log p_ic``, ``∂L/∂p = -t / (N p)``
-      (``0 · log 0`` is ``0 · (-inf) = nan`` in IEEE arithmetic, as the formula is written);
-      logits ``z``: ``l_i = Σ_c t_ic (logsumexp(z_i) - z_ic)``, ``∂L/∂z = (softmax(z) Σ_c t_ic - t) / N``.
-    - binary: ``l_i = mean_c -(t log p + (1-t) log(1-p))``, ``∂L/∂p = (-t/p + (1-t)/(1-p)) / M``;
-      logits: ``max(z, 0) - z t + log(1 + exp(-|z|))``, ``∂L/∂z = (sigmoid(z) - t) / M``.
-    - sparse, label ``y``: ``l_i = -log p_iy``, ``∂L/∂p_iy = -1 / (N p_iy)``, 0 elsewhere;
-      logits: ``logsumexp(z_i) - z_iy``, ``∂L/∂z = (softmax(z) - onehot(y)) / N``.
-
-    ``L = mean(l)``. The inputs are the float32 values the libraries receive, widened.
-    """
-    t = np.asarray(y_true, dtype=np.float64)
-    x = np.asarray(y_pred, dtype=np.float64)
-    with np.errstate(all="ignore"):
-        if loss == BCE:
-            if from_logits:
-                elem = np.maximum(x, 0) - x * t + np.log1p(np.exp(-np.abs(x)))
-                grad = (1 / (1 + np.exp(-x)) - t) / x.size
-            else:
-                elem = -(t * np.log(x) + (1 - t) * np.log(1 - x))
-                grad = (-t / x + (1 - t) / (1 - x)) / x.size
-            per = elem.mean(-1)
-            return per, per.mean(), grad
-        if loss == SCCE:
-            t = onehot(np.asarray(y_true).reshape(x.shape[:-1]), x.shape[-1])
-        n = x[..., 0].size
-        if from_logits:
-            log_p = x - logsumexp(x)
-            per = -(t * log_p).sum(-1)
-            grad = (np.exp(log_p) * t.sum(-1, keepdims=True) - t) / n
-        elif loss == SCCE:  # -log p[y]: the label's element only, no 0·log 0 from the others
-            p_y = np.take_along_axis(x, np.asarray(y_true).reshape(x.shape[:-1] + (1,)).astype(np.intp), -1)
-            per = -np.log(p_y[..., 0])
-            grad = np.where(t > 0, -1 / (n * p_y), 0.0)
-        else:
-            per = -(t * np.log(x)).sum(-1)
-            grad = -t / (n * x)
-        return per, per.mean(), grad
-
-
-def logsumexp(x: np.ndarray) -> np.ndarray:
-    """``log Σ_c exp(x_c)`` over the last axis, keeping it, shifted by the row maximum."""
-    m = np.max(x, axis=-1, keepdims=True)
-    m = np.where(np.isfinite(m), m, 0.0)
-    return m + np.log(np.exp(x - m).sum(-1, keepdims=True))
-
-
-def onehot(labels: np.ndarray, classes: int) -> np.ndarray:
-    return (np.asarray(labels)[..., None] == np.arange(classes)).astype(np.float64)

@@ -70,8 +70,11 @@ def read_inputs(loss: str, y_true: str | None, y_pred: str | None, from_logits: 
         _read_one(sole, "y_pred" if y_true is None else "y_true", loss, from_logits)  # its own error first
         missing = "--y-true" if y_true is None else "--y-pred"
         raise UsageError(f"{missing} is missing.", hint=f"Only a preset ({', '.join(PRESETS)}) supplies both arrays.")
-    t = _read_one(y_true if y_true is not None else sole, "y_true", loss, from_logits)
-    p = _read_one(y_pred if y_pred is not None else sole, "y_pred", loss, from_logits)
+    t_text = y_true if y_true is not None else sole
+    p_text = y_pred if y_pred is not None else sole
+    assert t_text is not None and p_text is not None  # at least one was given; a missing one is the preset
+    t = _read_one(t_text, "y_true", loss, from_logits)
+    p = _read_one(p_text, "y_pred", loss, from_logits)
     return prepare(loss, t, p, from_logits)
 
 
@@ -107,7 +110,8 @@ def prepare(loss: str, y_true, y_pred, from_logits: bool) -> LossInputs:
 def preset(name: str, loss: str, from_logits: bool) -> tuple[np.ndarray, np.ndarray]:
     """The preset's ``(y_true, y_pred)`` for ``loss``; ``y_pred`` holds logits when ``from_logits``."""
     if name == "weighted" and loss != CCE:
-        raise UsageError("preset 'weighted' is for categorical_crossentropy only (its labels are weighted one-hot rows).")
+        raise UsageError("preset 'weighted' is for categorical_crossentropy only "
+                         "(its labels are weighted one-hot rows).")
     if name == "random":
         rng = np.random.default_rng(0)
         classes = 1 if loss == BCE else 3
@@ -234,7 +238,7 @@ def _rounding_notes(p: np.ndarray, p32: np.ndarray) -> list[str]:
     if not changed.any():
         return []
     where = [f"y_pred[{', '.join(str(int(k)) for k in i)}] = {float(p64[i])!r} -> {float(p32[i])!r}"
-             for i in zip(*np.nonzero(changed))][:4]
+             for i in zip(*np.nonzero(changed), strict=True)][:4]
     more = int(changed.sum()) - len(where)
     return [f"float32 rounding changed {int(changed.sum())} value(s) of y_pred: {'; '.join(where)}"
             + (f" (and {more} more)" if more > 0 else "")

@@ -11,17 +11,18 @@ lowers it below the default, which covers float32 reordering *between* framework
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Callable
 
 from xentdbg.compare.metrics import Tolerance
-from xentdbg.records import PHASES
+from xentdbg.compare.result import Calibration, CompareConfig, CompareResult
+from xentdbg.records import PHASES, CaptureMode
 
 SAFETY = 10.0
 _EXACT = Tolerance(rtol=0.0, atol=0.0)
 
 
-def phase_noise(result) -> dict[str, float]:
+def phase_noise(result: CompareResult) -> dict[str, float]:
     """Largest relative difference per phase in a self-replay result (inf: non-finite on one side)."""
     noise: dict[str, float] = {}
     for step in result.steps:
@@ -37,21 +38,20 @@ def phase_noise(result) -> dict[str, float]:
     return noise
 
 
-def calibrate(config, replay: Callable, on_status: Callable[[str], None] | None = None) -> dict:
-    """Self-replay both setups (``replay(config)`` runs one full comparison) and return
-    ``{"noise": {side: {phase: value}}, "tolerance": Tolerance, "per_phase": {...}}``."""
+def calibrate(config: CompareConfig, replay: Callable[[CompareConfig], CompareResult],
+              on_status: Callable[[str], None] | None = None) -> Calibration:
+    """Self-replay both setups (``replay(config)`` runs one full-capture comparison) and
+    return each side's noise per phase with the tolerance set from it."""
     status = on_status or (lambda s: None)
     noise = {}
     for side, setup, env in (("A", config.setup_a, config.env_a), ("B", config.setup_b, config.env_b)):
         status(f"calibrating: {side} against itself")
         own = replace(config, setup_a=setup, setup_b=setup, env_a=env, env_b=env, tolerance=_EXACT,
-                      save_traces=None, fingerprint=False, calibrate=False)
+                      save_traces=None, capture=CaptureMode.FULL, calibrate=False)
         noise[side] = phase_noise(replay(own))
     base = config.tolerance
-    per_phase = {}
-    for phase in PHASES:
-        worst = max(noise["A"].get(phase, 0.0), noise["B"].get(phase, 0.0))
-        per_phase[phase] = {"noise": worst, "rtol": max(base.rtol, SAFETY * worst)}
-    overrides = tuple((p, v["rtol"]) for p, v in per_phase.items() if v["rtol"] != base.rtol)
-    tolerance = Tolerance(rtol=base.rtol, atol=base.atol, phase_rtol=overrides)
-    return {"noise": noise, "per_phase": per_phase, "tolerance": tolerance, "safety": SAFETY}
+    worst = {p: max(noise["A"].get(p, 0.0), noise["B"].get(p, 0.0)) for p in PHASES}
+    overrides = tuple((p, max(base.rtol, SAFETY * w)) for p, w in worst.items()
+                      if max(base.rtol, SAFETY * w) != base.rtol)
+    return Calibration(noise=noise, tolerance=Tolerance(rtol=base.rtol, atol=base.atol, phase_rtol=overrides),
+                       safety=SAFETY)

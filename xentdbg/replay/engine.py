@@ -5,102 +5,49 @@ This is the Python API behind ``xentdbg compare``::
     from xentdbg import CompareConfig, compare
     result = compare(CompareConfig("a.py", "b.py:setup", steps=10))
     result.first  # the first divergent tensor, or None
+
+The engine moves records; :func:`xentdbg.compare.stream.compare_stream` compares them.
 """
 
 from __future__ import annotations
 
-import platform
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Literal
 
-import numpy as np
-
-from xentdbg import __version__
+from xentdbg.compare.divergence import Pairing, StepComparison
 from xentdbg.compare.fingerprint import FULL_BELOW
-from xentdbg.compare.divergence import Pairing, StepComparison, TensorComparison, compare_step
 from xentdbg.compare.matching import match_by_order
-from xentdbg.compare.metrics import Tolerance
-from xentdbg.data import DataSpec
+from xentdbg.compare.result import Calibration, CompareConfig, CompareResult, FingerprintPass
+from xentdbg.compare.stream import PreviousPair, RecordPair, compare_stream
+from xentdbg.data import DataInfo
 from xentdbg.data import load as load_data
-from xentdbg.diagnose import Diagnosis
 from xentdbg.diagnose.build import diagnose_step
-from xentdbg.errors import EXIT_DIVERGED, EXIT_OK, ParameterMismatch
-from xentdbg.records import SideInfo, StepRecord
+from xentdbg.errors import ParameterMismatch
+from xentdbg.findings import Diagnosis
+from xentdbg.records import CaptureMode, SideInfo, StepRecord
 from xentdbg.replay.loading import SetupRef
 from xentdbg.replay.process import WorkerProcess, load_timeout, start_worker, wait_ready
 from xentdbg.trace.meta import trace_meta
 from xentdbg.trace.writer import TraceWriter
+from xentdbg.version import runtime_versions
 
-Init = Literal["a", "b", "own"]
-
-
-@dataclass(frozen=True)
-class CompareConfig:
-    """Everything ``compare`` needs. ``init``: which side's initial weights both start from
-    (``"a"``, ``"b"``) or ``"own"`` for each its own."""
-
-    setup_a: str
-    setup_b: str
-    data: DataSpec = field(default_factory=DataSpec)
-    steps: int = 10
-    init: Init = "a"
-    env_a: dict[str, str] = field(default_factory=dict)
-    env_b: dict[str, str] = field(default_factory=dict)
-    tolerance: Tolerance = field(default_factory=Tolerance)
-    step_timeout: float | None = None
-    save_traces: str | None = None  # folder for a.h5 and b.h5
-    fingerprint: bool = False  # two passes: light fingerprints first, full capture up to the flagged step
-    calibrate: bool = False  # first replay each side against itself and set tolerances from its noise
+Status = Callable[[str], None]
+Starts = list[tuple[list, list]]
 
 
-@dataclass
-class CompareResult:
-    config: CompareConfig
-    info_a: SideInfo
-    info_b: SideInfo
-    steps: list[StepComparison]
-    notes: list[str]
-    versions: dict[str, str]
-    mode: str = "full"  # "fingerprint": only the light first pass ran (it flagged nothing)
-    diagnosis: Diagnosis | None = None  # why the first divergence happened (full capture only)
-    calibration: dict | None = None  # --calibrate: measured noise per phase and the tolerances set from it
-    first_pass: dict | None = None  # --fingerprint: {"steps": replayed, "flagged": label or None}
-
-    @property
-    def first(self) -> TensorComparison | None:
-        return next((s.first for s in self.steps if s.first is not None), None)
-
-    @property
-    def nonfinite_loss_from(self) -> dict[str, int | None]:
-        """First step at which each side's loss is NaN or Inf (None: finite throughout)."""
-        def onset(values):
-            return next((s.step for s, v in zip(self.steps, values) if not np.isfinite(v)), None)
-
-        return {"A": onset([s.loss_a for s in self.steps]), "B": onset([s.loss_b for s in self.steps])}
-
-    @property
-    def exit_code(self) -> int:
-        return EXIT_DIVERGED if self.first is not None else EXIT_OK
-
-    @property
-    def all_bitwise_equal(self) -> bool:
-        if self.mode == "fingerprint":
-            return False  # fingerprints cannot show bitwise equality
-        return all(t.ok and (t.metrics is None or t.metrics.bitwise_equal) for s in self.steps for t in s.tensors)
-
-
-def _start(config: CompareConfig, light: bool):
+def _start(config: CompareConfig, capture: CaptureMode) -> tuple[tuple[WorkerProcess, WorkerProcess], DataInfo]:
     """Both workers, loading their setups, and the data (for the diagnosis)."""
     refs = [SetupRef.parse(config.setup_a), SetupRef.parse(config.setup_b)]
     for ref in refs:
         ref.check()
     data = load_data(config.data)  # fail fast on bad data options, before starting two frameworks
-    return (start_worker("A", refs[0], config.env_a, config.data, config.steps, light),
-            start_worker("B", refs[1], config.env_b, config.data, config.steps, light)), data
+    return (start_worker("A", refs[0], config.env_a, config.data, config.steps, capture),
+            start_worker("B", refs[1], config.env_b, config.data, config.steps, capture)), data
 
 
-def _send_init(config: CompareConfig, workers, values, state_ok: bool) -> list[tuple[list, list]]:
+def _send_init(config: CompareConfig, workers: tuple[WorkerProcess, WorkerProcess], values: Starts,
+               state_ok: bool) -> Starts:
     """Send the chosen side's initial weights (and state, when it pairs) to the other side.
 
     Returns the initial parameters and state each side starts from."""
@@ -118,11 +65,14 @@ def _send_init(config: CompareConfig, workers, values, state_ok: bool) -> list[t
 
 
 def compare(config: CompareConfig, on_step: Callable[[StepComparison], None] | None = None,
-            on_status: Callable[[str], None] | None = None,
+            on_status: Status | None = None,
             on_pass: Callable[[str, int], None] | None = None) -> CompareResult:
     """Replay both setups in lockstep for ``config.steps`` steps and compare every step.
 
-    With ``config.fingerprint`` the first pass captures light records as fingerprints
+    With ``config.calibrate``, each setup is first replayed against itself
+    (:mod:`xentdbg.replay.calibrate`); the measured noise sets the tolerances and is
+    passed to the diagnosis. With ``config.capture`` :attr:`CaptureMode.FINGERPRINT`,
+    the first pass captures light records as fingerprints
     (:mod:`xentdbg.compare.fingerprint`) and stops at the first step whose fingerprints
     differ; a second pass replays both setups from the start with full capture up to
     that step. ``on_pass(description, steps)`` announces each pass.
@@ -130,28 +80,31 @@ def compare(config: CompareConfig, on_step: Callable[[StepComparison], None] | N
     Raises :class:`~xentdbg.errors.UsageError` (bad setup, mismatched parameters) or
     :class:`~xentdbg.errors.SetupFailed` (a side raised, died or hung)."""
     announce = on_pass or (lambda d, n: None)
+    calibration: Calibration | None = None
     if config.calibrate:
         from xentdbg.replay.calibrate import calibrate
 
         announce("calibrating", 0)
-        cal = calibrate(config, lambda c: _replay(c, False, None, None), on_status)
+        calibration = calibrate(config, lambda c: _replay(c, CaptureMode.FULL, None, on_status), on_status)
         announce("replaying", config.steps)
-        result = compare(replace(config, calibrate=False, tolerance=cal["tolerance"]), on_step, on_status, on_pass)
-        result.config = replace(result.config, calibrate=True)
-        noise = {p: v["noise"] for p, v in cal["per_phase"].items()}
-        result.calibration = {"noise": cal["noise"], "per_phase": cal["per_phase"], "safety": cal["safety"],
-                              "rule": cal["tolerance"].describe()}
-        if result.diagnosis is not None:  # let the noise probe use the measured floor
-            result.diagnosis = _rediagnose(result, noise)
-        return result
-    if not config.fingerprint:
-        return _replay(config, False, on_step, on_status)
+        config = replace(config, tolerance=calibration.tolerance)
+    noise = calibration.phase_noise if calibration else None
+    if config.capture is CaptureMode.FULL:
+        result = _replay(config, CaptureMode.FULL, on_step, on_status, noise)
+    else:
+        result = _two_passes(config, on_step, on_status, announce, noise)
+    result.calibration = calibration
+    return result
+
+
+def _two_passes(config: CompareConfig, on_step: Callable[[StepComparison], None] | None, on_status: Status | None,
+                announce: Callable[[str, int], None], noise: dict[str, float] | None) -> CompareResult:
+    """``--fingerprint``: fingerprints until the first difference, then full capture up to it."""
     announce("pass 1: fingerprints", config.steps)
-    light = _replay(replace(config, save_traces=None), True, on_step, on_status)
+    light = _replay(replace(config, save_traces=None), CaptureMode.FINGERPRINT, on_step, on_status, noise)
     flagged = light.first
+    light.fingerprint_pass = FingerprintPass(len(light.steps), flagged.label if flagged else None)
     if flagged is None:
-        light.mode = "fingerprint"
-        light.first_pass = {"steps": len(light.steps), "flagged": None}
         light.notes.insert(0, f"--fingerprint: nothing differed in {len(light.steps)} steps. Tensors of more than "
                               f"{FULL_BELOW} elements were screened by sum, norm and max|x| (a difference these do not "
                               "show is not seen); activations, and gradients where the step does not return them, "
@@ -162,9 +115,9 @@ def compare(config: CompareConfig, on_step: Callable[[StepComparison], None] | N
         return light
     c = flagged.step
     announce(f"pass 2: full capture of steps 0..{c}", c + 1)
-    full = _replay(replace(config, steps=c + 1, fingerprint=False), False, on_step, on_status)
+    full = _replay(replace(config, steps=c + 1), CaptureMode.FULL, on_step, on_status, noise)
     full.config = config
-    full.first_pass = {"steps": len(light.steps), "flagged": flagged.label}
+    full.fingerprint_pass = light.fingerprint_pass
     full.notes.insert(0, f"--fingerprint: pass 1 flagged {flagged.label}; pass 2 replayed steps 0..{c} "
                          "with full capture.")
     if full.first is None:
@@ -173,27 +126,18 @@ def compare(config: CompareConfig, on_step: Callable[[StepComparison], None] | N
     return full
 
 
-def _rediagnose(result: CompareResult, noise: dict[str, float]):
-    """Re-run the probes with the calibrated noise floor (the context is kept on the diagnosis)."""
-    from xentdbg.diagnose import diagnose
-
-    ctx = result.diagnosis.context
-    if ctx is None:
-        return result.diagnosis
-    ctx.noise = noise
-    return diagnose(ctx, *result.diagnosis.data_args)
-
-
-def _replay(config: CompareConfig, light: bool, on_step, on_status, noise: dict | None = None) -> CompareResult:
-    """One lockstep replay. ``light``: fingerprint records, stop at the first divergent step."""
+def _replay(config: CompareConfig, capture: CaptureMode, on_step: Callable[[StepComparison], None] | None,
+            on_status: Status | None, noise: dict[str, float] | None = None) -> CompareResult:
+    """One lockstep replay with ``capture``; a fingerprint replay stops at the first divergent
+    step. ``noise``: the calibrated noise floor per phase, for the diagnosis."""
     status = on_status or (lambda s: None)
     status("starting workers")
-    workers, data = _start(config, light)
+    workers, data = _start(config, capture)
     traces: list[TraceWriter] = []
     try:
         status("loading setups")
         ready = [wait_ready(w, load_timeout(config.step_timeout)) for w in workers]
-        infos = [r[0] for r in ready]
+        infos = (ready[0][0], ready[1][0])
         params = match_by_order(infos[0].params, infos[1].params)
         if not params.ok:
             raise ParameterMismatch("The two setups' parameters cannot be paired by order and shape.",
@@ -206,44 +150,26 @@ def _replay(config: CompareConfig, light: bool, on_step, on_status, noise: dict 
         if config.save_traces:
             traces = _open_traces(config, infos, starts)
         pairing = Pairing(params=params.pairs, state=state.pairs)
-        steps: list[StepComparison] = []
-        previous: tuple = (None, None)
-        diagnosis = None
-        diverged = False  # a previous step diverged: later steps are screened, not detailed
-        for k in range(config.steps):
-            status(f"step {k}")
-            records = []
+
+        def diagnose(cmp: StepComparison, history: list[StepComparison], records: RecordPair,
+                     previous: PreviousPair) -> Diagnosis:
+            status("diagnosing")
+            # The diagnosis keeps its records: copy them out of the workers' shared memory.
+            held = (records[0].owned(), records[1].owned())
+            before = (previous[0] and previous[0].owned(), previous[1] and previous[1].owned())
+            return diagnose_step(cmp, history, held, before, (starts[0], starts[1]), infos, pairing,
+                                 config.tolerance, data, noise)
+
+        full = capture is CaptureMode.FULL
+        found = compare_stream(_lockstep(workers, config, capture, traces, status), pairing, config.tolerance,
+                               diagnose=diagnose if full else None, stop_at_first=not full, on_step=on_step)
+        if found.stopped:
             for w in workers:
-                w.step = k
-                header, arrays = w.recv(config.step_timeout)
-                records.append(StepRecord.from_wire(header, arrays))
-            if not light:  # let both sides run the next step while this one is compared
-                for w in workers:
-                    w.send({"type": "next"})
-            for trace, record in zip(traces, records):
-                trace.write(record)
-            cmp = compare_step(records[0], records[1], pairing, config.tolerance, detail=not diverged)
-            if cmp.first and not light and not diverged:
-                status("diagnosing")
-                # The diagnosis keeps its records: copy them out of the workers' shared memory.
-                held = tuple(r.owned() for r in records), tuple(p and p.owned() for p in previous)
-                diagnosis = diagnose_step(cmp, steps, *held, starts, tuple(infos), pairing,
-                                          config.tolerance, data, noise)
-            diverged = diverged or cmp.first is not None
-            previous = tuple(records)
-            steps.append(cmp)
-            if on_step:
-                on_step(cmp)
-            if light:  # fingerprints compare in microseconds: decide before the next step
-                for w in workers:
-                    w.send({"type": "stop" if cmp.first else "next"})
-                if cmp.first:
-                    break
+                w.send({"type": "stop"})
         for w in workers:
             w.recv(config.step_timeout)  # "done"
-        if steps:
-            notes.extend(steps[0].skipped)
-        return CompareResult(config, infos[0], infos[1], steps, notes, runtime_versions(), diagnosis=diagnosis)
+        return CompareResult(config, infos[0], infos[1], found.steps, notes + found.notes, runtime_versions(),
+                             capture=capture, diagnosis=found.diagnosis)
     except BaseException:
         for w in workers:
             w.kill()
@@ -255,16 +181,40 @@ def _replay(config: CompareConfig, light: bool, on_step, on_status, noise: dict 
             w.close()
 
 
-def _open_traces(config: CompareConfig, infos, starts) -> list[TraceWriter]:
+def _lockstep(workers: tuple[WorkerProcess, WorkerProcess], config: CompareConfig, capture: CaptureMode,
+              traces: list[TraceWriter], status: Status) -> Iterator[RecordPair]:
+    """Both sides' record of each step, in order; writes them to the traces.
+
+    Full capture lets both sides run the next step while this one is compared. A
+    fingerprint replay asks for the next step only when the consumer asks for the next
+    pair (fingerprints compare in microseconds), so it can stop both sides at a
+    divergence; the consumer then sends ``stop``."""
+    for k in range(config.steps):
+        status(f"step {k}")
+        records = []
+        for w in workers:
+            w.step = k
+            header, arrays = w.recv(config.step_timeout)
+            records.append(StepRecord.from_wire(header, arrays))
+        if capture is CaptureMode.FULL:
+            for w in workers:
+                w.send({"type": "next"})
+        for trace, record in zip(traces, records):
+            trace.write(record)
+        yield records[0], records[1]
+        if capture is CaptureMode.FINGERPRINT:
+            for w in workers:
+                w.send({"type": "next"})
+
+
+def _open_traces(config: CompareConfig, infos: tuple[SideInfo, SideInfo], starts: Starts) -> list[TraceWriter]:
+    assert config.save_traces is not None
     folder = Path(config.save_traces)
     folder.mkdir(parents=True, exist_ok=True)
     writers = []
     for side, setup, env, info, start in zip("ab", (config.setup_a, config.setup_b), (config.env_a, config.env_b),
                                               infos, starts):
-        meta = trace_meta(SetupRef.parse(setup), env, config.data, info, config.steps)
+        ref = SetupRef.parse(setup)
+        meta = trace_meta(str(ref), ref.content_hash(), env, config.data, info, config.steps)
         writers.append(TraceWriter(folder / f"{side}.h5", meta, info, start))
     return writers
-
-
-def runtime_versions() -> dict[str, str]:
-    return {"xentdbg": __version__, "python": platform.python_version()}

@@ -6,9 +6,9 @@ import hashlib
 import importlib
 import importlib.util
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from xentdbg.errors import UsageError
 
@@ -23,7 +23,7 @@ class SetupRef:
     function: str = DEFAULT_FUNCTION
 
     @classmethod
-    def parse(cls, text: str) -> "SetupRef":
+    def parse(cls, text: str) -> SetupRef:
         target, sep, function = text.rpartition(":")
         if not sep or not function.isidentifier():  # no ":name", or a Windows drive letter
             target, function = text, DEFAULT_FUNCTION
@@ -43,7 +43,8 @@ class SetupRef:
         """Cheap checks the coordinator runs before starting any worker."""
         if self.is_file and not Path(self.target).is_file():
             raise UsageError(f"Setup file {self.target} does not exist.",
-                             hint="Give a path relative to the current directory, e.g. examples/case1_bce/keras_fit.py.")
+                             hint="Give a path relative to the current directory, "
+                                  "e.g. examples/case1_bce/keras_fit.py.")
 
     def content_hash(self) -> str | None:
         if self.is_file and Path(self.target).is_file():

@@ -14,7 +14,7 @@ import numpy as np
 
 from xentdbg.data import DataSpec
 from xentdbg.errors import SetupFailed, UsageError
-from xentdbg.records import SideInfo, side_info_from_dict
+from xentdbg.records import CaptureMode, SideInfo, side_info_from_dict
 from xentdbg.replay import ring, wire
 from xentdbg.replay.loading import SetupRef
 
@@ -151,12 +151,12 @@ class WorkerProcess:
 
 
 def start_worker(side: str, ref: SetupRef, env: dict[str, str], data: DataSpec, steps: int,
-                 light: bool = False) -> WorkerProcess:
+                 capture: CaptureMode = CaptureMode.FULL) -> WorkerProcess:
     """Spawn a worker and ask it to load ``ref``; it answers with :func:`wait_ready`.
-    ``light``: light capture, records sent as fingerprints (``compare --fingerprint``)."""
+    ``capture``: what the worker captures and sends per step (:class:`CaptureMode`)."""
     worker = WorkerProcess(side, env)
     worker.send({"type": "load", "setup": {"target": ref.target, "function": ref.function},
-                 "data": data.to_dict(), "steps": steps, "light": light})
+                 "data": data.to_dict(), "steps": steps, "capture": capture.value})
     return worker
 
 

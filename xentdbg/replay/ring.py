@@ -60,6 +60,7 @@ class RingWriter:
         offset = self.base + (self.count % SLOTS) * self.slot
         self.count += 1
         pos = offset
+        assert self._map is not None  # mapped above
         for a in arrays:
             if a.nbytes:
                 dst = np.frombuffer(self._map, dtype=a.dtype, count=a.size, offset=pos)
@@ -99,6 +100,7 @@ class RingReader:
             self._map = mmap.mmap(self.fd, size, prot=mmap.PROT_READ)
             self.size = size
         out, pos = [], offset
+        assert self._map is not None  # mapped above
         for dtype, shape in specs:
             count = int(np.prod(shape, dtype=np.int64))
             nbytes = count * dtype.itemsize

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from xentdbg.data import DataSpec, load
-from xentdbg.records import SideInfo, StepRecord
+from xentdbg.records import CaptureMode, SideInfo, StepRecord
 from xentdbg.replay.loading import SetupRef, load_function
 
 
@@ -25,10 +25,10 @@ class SingleRun:
     final_weights: list[np.ndarray]
 
 
-def run_setup(setup: str, data: DataSpec, steps: int, capture: bool = True,
-              init_params: list[np.ndarray] | None = None, light: bool = False) -> SingleRun:
-    """Train ``setup`` for ``steps`` steps; keep every step's record when ``capture``
-    (``light``: the first-pass capture of ``compare --fingerprint``)."""
+def run_setup(setup: str, data: DataSpec, steps: int, capture: CaptureMode | None = CaptureMode.FULL,
+              init_params: list[np.ndarray] | None = None) -> SingleRun:
+    """Train ``setup`` for ``steps`` steps in this process, keeping every step's record
+    captured as ``capture``; ``capture=None`` is the plain training, nothing captured."""
     from xentdbg.adapters import make_adapter
 
     info = load(data)
@@ -37,5 +37,8 @@ def run_setup(setup: str, data: DataSpec, steps: int, capture: bool = True,
         adapter.set_initial_values(init_params, None)
     initial, _ = adapter.initial_values()
     records: list[StepRecord] = []
-    adapter.train(steps, records.append if capture else None, light=light)
+    if capture is None:
+        adapter.train(steps, None)
+    else:
+        adapter.train(steps, records.append, capture=capture)
     return SingleRun(adapter.describe(), records, initial, adapter.final_weights())

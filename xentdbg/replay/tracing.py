@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from xentdbg.compare.matching import match_by_order
 from xentdbg.data import DataSpec
@@ -86,7 +86,7 @@ def record_trace(config: TraceConfig, on_step: Callable[[int], None] | None = No
             params, state = init_params, init_state if init_state is not None else state
         else:
             worker.send({"type": "init", "params": False, "state": False})
-        meta = trace_meta(ref, config.env, config.data, info, config.steps, config.every)
+        meta = trace_meta(str(ref), ref.content_hash(), config.env, config.data, info, config.steps, config.every)
         if config.init_from:
             meta["init_from"] = config.init_from
         compression = None if config.compression == "none" else config.compression

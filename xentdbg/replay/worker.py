@@ -4,15 +4,14 @@
 
 Protocol (see :mod:`xentdbg.replay.wire`), coordinator -> worker then worker -> coordinator:
 
-1. ``load`` {setup, data, steps, light}  ->  ``ready`` {info} + initial parameters and state
+1. ``load`` {setup, data, steps, capture}  ->  ``ready`` {info} + initial parameters and state
 2. ``init`` {params: bool, state: bool} + arrays  ->  (training starts)
-3. per step: ``step`` record (fingerprinted when ``light``)  <-  ``next`` or ``stop``
+3. per step: ``step`` record (fingerprinted when ``capture`` is "fingerprint")  <-  ``next`` or ``stop``
 4. ``done``, or at any point ``error`` {kind: usage|setup, message, traceback, step}
 """
 
 from __future__ import annotations
 
-import os
 import sys
 import traceback
 
@@ -38,7 +37,7 @@ def serve(fd_in: int, fd_out: int, shm_fd: int = -1) -> int:
     from xentdbg.adapters.base import StopReplay
     from xentdbg.compare.fingerprint import fingerprint_record
     from xentdbg.data import DataSpec, load
-    from xentdbg.records import side_info_to_dict
+    from xentdbg.records import CaptureMode, side_info_to_dict
     from xentdbg.replay.loading import SetupRef, load_function, missing_module
     from xentdbg.replay.ring import RingWriter
 
@@ -48,7 +47,7 @@ def serve(fd_in: int, fd_out: int, shm_fd: int = -1) -> int:
         ref = SetupRef(**header["setup"])
         data = load(DataSpec.from_dict(header["data"]))
         steps = int(header["steps"])
-        light = bool(header.get("light", False))
+        capture = CaptureMode(header.get("capture", CaptureMode.FULL.value))
         fn = load_function(ref)
         stage = "setup"
         try:
@@ -68,14 +67,16 @@ def serve(fd_in: int, fd_out: int, shm_fd: int = -1) -> int:
 
         def emit(record) -> None:
             nonlocal emitted
-            wire.send(fd_out, *(fingerprint_record(record) if light else record).to_wire(), ring=ring)
+            sent = fingerprint_record(record) if capture is CaptureMode.FINGERPRINT else record
+            header, arrays = sent.to_wire()
+            wire.send(fd_out, header, arrays, ring=ring)
             emitted += 1
             reply, _ = wire.recv(fd_in)
             if reply["type"] == "stop":
                 raise StopReplay
 
         try:
-            adapter.train(steps, emit, light=light)
+            adapter.train(steps, emit, capture=capture)
         except StopReplay:
             pass
         wire.send(fd_out, {"type": "done"})

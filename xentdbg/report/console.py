@@ -14,20 +14,10 @@ from xentdbg.compare.divergence import PHASE_LABELS, TensorComparison
 from xentdbg.compare.metrics import Summary, Tolerance
 from xentdbg.data import BUNDLED
 from xentdbg.errors import ParameterMismatch, SetupFailed, XentdbgError
+from xentdbg.records import CaptureMode, effective_training
+from xentdbg.report.numbers import fmt_number
 
 MAX_OTHER = 12
-
-
-def _fmt(x: float | None) -> str:
-    if x is None:
-        return "-"
-    if isinstance(x, float) and math.isnan(x):
-        return "nan"
-    if isinstance(x, float) and math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    if isinstance(x, int):
-        return str(x)
-    return f"{x:.6g}"
 
 
 def _side_line(label: str, path: str, info, env: dict) -> Text:
@@ -66,11 +56,12 @@ def _summary_rows(a: Summary, b: Summary) -> Table:
     t.add_column("A", justify="right")
     t.add_column("B", justify="right")
     if a.shape == () and b.shape == ():
-        t.add_row("value", _fmt(a.mean if not a.nonfinite else math.nan), _fmt(b.mean if not b.nonfinite else math.nan))
+        t.add_row("value", fmt_number(a.mean if not a.nonfinite else math.nan),
+                  fmt_number(b.mean if not b.nonfinite else math.nan))
     else:
         t.add_row("shape", str(a.shape), str(b.shape))
         for key in ("min", "max", "mean", "std", "norm"):
-            t.add_row(key, _fmt(getattr(a, key)), _fmt(getattr(b, key)))
+            t.add_row(key, fmt_number(getattr(a, key)), fmt_number(getattr(b, key)))
     t.add_row("dtype", a.dtype, b.dtype)
     t.add_row("non-finite", str(a.nonfinite), str(b.nonfinite))
     return t
@@ -81,20 +72,24 @@ def _metrics_rows(t: TensorComparison, tol: Tolerance) -> Table:
     tab = Table(box=box.SIMPLE, show_header=False, show_edge=False, pad_edge=False)
     tab.add_column(style="bold")
     tab.add_column(justify="right")
+    if m is None:  # compared by fingerprints only
+        tab.add_row("compared", t.note or "by fingerprint")
+        return tab
     if not m.same_shape:
         tab.add_row("shapes", "differ")
         return tab
-    tab.add_row("max abs diff", _fmt(m.max_abs))
-    tab.add_row("max rel diff", _fmt(m.max_rel))
+    tab.add_row("max abs diff", fmt_number(m.max_abs))
+    tab.add_row("max rel diff", fmt_number(m.max_rel))
     tab.add_row("cosine similarity", f"{m.cosine:.6f}")
     tab.add_row("non-finite A / B", f"{m.nonfinite_a} / {m.nonfinite_b}")
-    tab.add_row(f"passes with atol (rtol={tol.rtol:g})", f">= {_fmt(m.needed_atol(tol))}")
-    tab.add_row(f"passes with rtol (atol={tol.atol:g})", f">= {_fmt(m.needed_rtol(tol))}")
+    tab.add_row(f"passes with atol (rtol={tol.rtol:g})", f">= {fmt_number(m.needed_atol(tol))}")
+    tab.add_row(f"passes with rtol (atol={tol.atol:g})", f">= {fmt_number(m.needed_rtol(tol))}")
     return tab
 
 
-def _flag(value) -> str:
-    return "False (None)" if value is None else str(value)
+def _flag(value: object) -> str:
+    """A training value as a layer received it, and as it acts on it when that differs."""
+    return f"{effective_training(value)} (None)" if value is None else str(value)
 
 
 def _hint(t: TensorComparison, kinds: dict[str, str]) -> str | None:
@@ -124,7 +119,8 @@ def first_divergence(t: TensorComparison, tol: Tolerance, kinds: dict[str, str])
         if t.phase == "inputs":
             parts.append(Text(f"batch digest A {str(t.value_a)[:12]}…, B {str(t.value_b)[:12]}…"))
         grid = Table.grid(padding=(0, 4))
-        grid.add_row(_metrics_rows(t, tol), _summary_rows(t.summary_a, t.summary_b))
+        summaries = _summary_rows(t.summary_a, t.summary_b) if t.summary_a and t.summary_b else Text()
+        grid.add_row(_metrics_rows(t, tol), summaries)
         parts.append(grid)
     hint = _hint(t, kinds)
     if hint:
@@ -164,7 +160,7 @@ def _others(step, first: TensorComparison) -> Table | None:
             tab.add_row(t.phase, name, f"A={_flag(t.value_a)} B={_flag(t.value_b)}", "", "")
         else:
             m = t.metrics
-            tab.add_row(t.phase, name, _fmt(m.max_abs), f"{m.cosine:.4f}", f"{m.nonfinite_a}/{m.nonfinite_b}")
+            tab.add_row(t.phase, name, fmt_number(m.max_abs), f"{m.cosine:.4f}", f"{m.nonfinite_a}/{m.nonfinite_b}")
     if len(others) > MAX_OTHER:
         tab.add_row("…", f"{len(others) - MAX_OTHER} more (see --json)", "", "", "")
     return tab
@@ -178,8 +174,9 @@ def _per_step(result) -> Table:
         dl = abs(s.loss_a - s.loss_b)
         style = "red" if s.first else None
         first = f"{PHASE_LABELS.get(s.first.phase, s.first.phase)} · {s.first.name_a}" if s.first else ""
-        grad = "-" if result.mode == "fingerprint" else _fmt(s.max_grad_diff)  # no gradient values, only fingerprints
-        tab.add_row(str(s.step), _fmt(s.loss_a), _fmt(s.loss_b), _fmt(dl), grad,
+        # no gradient values, only fingerprints
+        grad = "-" if result.capture is CaptureMode.FINGERPRINT else fmt_number(s.max_grad_diff)
+        tab.add_row(str(s.step), fmt_number(s.loss_a), fmt_number(s.loss_b), fmt_number(dl), grad,
                     str(len(s.divergences)), first, style=style)
     return tab
 
@@ -201,13 +198,14 @@ def _flag_lines(result) -> list[Text]:
 
 
 def _calibration_line(result) -> Text:
-    cal = getattr(result, "calibration", None)
-    if not cal:
+    cal = result.calibration
+    if cal is None:
         return Text("           defaults, not calibrated (--calibrate measures each setup's run-to-run noise)",
                     style="dim")
-    noise = ", ".join(f"{side} " + " ".join(f"{p} {_fmt(v)}" for p, v in ph.items()) for side, ph in cal["noise"].items())
+    noise = ", ".join(f"{side} " + " ".join(f"{p} {fmt_number(v)}" for p, v in ph.items())
+                      for side, ph in cal.noise.items())
     return Text(f"           calibrated: run-to-run noise (max|A-B|/scale) {noise}; "
-                f"rtol per phase = max(default, {cal['safety']:g} x noise)")
+                f"rtol per phase = max(default, {cal.safety:g} x noise)")
 
 
 def render_result(result, console: Console, title: str = "xentdbg compare") -> None:
@@ -232,7 +230,7 @@ def render_result(result, console: Console, title: str = "xentdbg compare") -> N
         others = _others(step, first)
         if others is not None:
             console.print(others)
-        if getattr(result, "diagnosis", None) is not None:
+        if result.diagnosis is not None:
             console.print(diagnosis_panel(result.diagnosis))
     console.print(_per_step(result))
     for side, step in result.nonfinite_loss_from.items():

@@ -3,35 +3,28 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
+from typing import Any
 
 from xentdbg.compare.divergence import TensorComparison
+from xentdbg.compare.metrics import Tolerance
+from xentdbg.compare.result import CompareResult
 from xentdbg.errors import XentdbgError
+from xentdbg.findings import jsonable
 from xentdbg.records import SideInfo
 
 SCHEMA_VERSION = 1
 
 
-def _clean(value):
-    """JSON has no NaN/Inf: write them as strings so the file stays standard JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    return value
-
-
-def tensor_dict(t: TensorComparison, tol=None) -> dict:
-    d = {"step": t.step, "phase": t.phase, "name_a": t.name_a, "name_b": t.name_b, "ok": t.ok}
+def tensor_dict(t: TensorComparison, tol: Tolerance | None = None) -> dict[str, Any]:
+    d: dict[str, Any] = {"step": t.step, "phase": t.phase, "name_a": t.name_a, "name_b": t.name_b, "ok": t.ok}
     if t.metrics is not None:
-        d["metrics"] = t.metrics.to_dict()
+        metrics = t.metrics.to_dict()
         if tol is not None:
-            d["metrics"]["needed_atol"] = t.metrics.needed_atol(tol)
-            d["metrics"]["needed_rtol"] = t.metrics.needed_rtol(tol)
-    if t.summary_a is not None:
+            metrics["needed_atol"] = t.metrics.needed_atol(tol)
+            metrics["needed_rtol"] = t.metrics.needed_rtol(tol)
+        d["metrics"] = metrics
+    if t.summary_a is not None and t.summary_b is not None:
         d["summary_a"], d["summary_b"] = t.summary_a.to_dict(), t.summary_b.to_dict()
     if t.value_a is not None or t.value_b is not None:
         d["value_a"], d["value_b"] = t.value_a, t.value_b
@@ -40,17 +33,17 @@ def tensor_dict(t: TensorComparison, tol=None) -> dict:
     return d
 
 
-def side_dict(path: str, info: SideInfo, env: dict) -> dict:
+def side_dict(path: str, info: SideInfo, env: dict[str, str]) -> dict[str, Any]:
     return {"setup": path, "kind": info.kind, "framework": info.framework, "env": env,
             "params": [p.to_dict() for p in info.params], "state": [s.to_dict() for s in info.state],
             "layers": info.layers}
 
 
-def result_dict(result) -> dict:
+def result_dict(result: CompareResult) -> dict[str, Any]:
     cfg, tol = result.config, result.config.tolerance
     first = result.first
     first_step = next((s for s in result.steps if s.first is not None), None)
-    return _clean({
+    return jsonable({
         "schema": SCHEMA_VERSION,
         "versions": result.versions,
         "exit_code": result.exit_code,
@@ -68,15 +61,15 @@ def result_dict(result) -> dict:
                       "first": s.first.label if s.first else None} for s in result.steps],
         "all_bitwise_equal": result.all_bitwise_equal,
         "nonfinite_loss_from": result.nonfinite_loss_from,
-        "diagnosis": result.diagnosis.to_dict() if getattr(result, "diagnosis", None) else None,
-        "calibration": getattr(result, "calibration", None),
-        "mode": getattr(result, "mode", "full"),
-        "fingerprint_pass": getattr(result, "first_pass", None),
+        "diagnosis": result.diagnosis.to_dict() if result.diagnosis else None,
+        "calibration": result.calibration.to_dict() if result.calibration else None,
+        "mode": result.capture.value,
+        "fingerprint_pass": result.fingerprint_pass.to_dict() if result.fingerprint_pass else None,
         "notes": result.notes,
     })
 
 
-def error_dict(err: XentdbgError) -> dict:
+def error_dict(err: XentdbgError) -> dict[str, Any]:
     d = {"schema": SCHEMA_VERSION, "exit_code": err.exit_code, "error": err.message, "hint": err.hint,
          "detail": err.detail}
     for key in ("side", "step"):
@@ -85,5 +78,5 @@ def error_dict(err: XentdbgError) -> dict:
     return d
 
 
-def write(path: str | Path, data: dict) -> None:
+def write(path: str | Path, data: dict[str, Any]) -> None:
     Path(path).write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")

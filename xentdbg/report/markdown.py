@@ -5,7 +5,8 @@ from __future__ import annotations
 import shlex
 
 from xentdbg.compare.divergence import PHASE_LABELS
-from xentdbg.report.console import _fmt
+from xentdbg.records import CaptureMode
+from xentdbg.report.numbers import fmt_number
 
 MAX_OTHER = 20
 
@@ -38,6 +39,10 @@ def reproduce_command(result) -> str:
     for flag, env in (("--env-a", cfg.env_a), ("--env-b", cfg.env_b)):
         for k, v in env.items():
             args += [flag, f"{k}={v}"]
+    if cfg.calibrate:
+        args.append("--calibrate")
+    if cfg.capture is CaptureMode.FINGERPRINT:
+        args.append("--fingerprint")
     return shlex.join(args)
 
 
@@ -59,14 +64,15 @@ def render_markdown(result, commands: list[str] | None = None) -> str:
         else:
             m, a, b = first.metrics, first.summary_a, first.summary_b
             lines += [_row("metric", "value"), _row("---", "---"),
-                      _row("max abs diff", _fmt(m.max_abs)), _row("max rel diff", _fmt(m.max_rel)),
+                      _row("max abs diff", fmt_number(m.max_abs)), _row("max rel diff", fmt_number(m.max_rel)),
                       _row("cosine similarity", f"{m.cosine:.6f}"),
                       _row("non-finite A / B", f"{m.nonfinite_a} / {m.nonfinite_b}"),
-                      _row(f"passes with atol (rtol={tol.rtol:g})", f">= {_fmt(m.needed_atol(tol))}"),
-                      _row(f"passes with rtol (atol={tol.atol:g})", f">= {_fmt(m.needed_rtol(tol))}"), "",
+                      _row(f"passes with atol (rtol={tol.rtol:g})", f">= {fmt_number(m.needed_atol(tol))}"),
+                      _row(f"passes with rtol (atol={tol.atol:g})", f">= {fmt_number(m.needed_rtol(tol))}"), "",
                       _row("", "A", "B"), _row("---", "---", "---"), _row("shape", a.shape, b.shape),
                       _row("dtype", a.dtype, b.dtype)]
-            lines += [_row(k, _fmt(getattr(a, k)), _fmt(getattr(b, k))) for k in ("min", "max", "mean", "std", "norm")]
+            lines += [_row(k, fmt_number(getattr(a, k)), fmt_number(getattr(b, k)))
+                      for k in ("min", "max", "mean", "std", "norm")]
             lines += [_row("non-finite", a.nonfinite, b.nonfinite), ""]
         step = next(s for s in result.steps if s.first is first)
         others = [t for t in step.divergences if t is not first]
@@ -75,12 +81,12 @@ def render_markdown(result, commands: list[str] | None = None) -> str:
                       _row("phase", "tensor", "max abs diff", "cosine"), _row("---", "---", "---", "---")]
             for t in others[:MAX_OTHER]:
                 lines.append(_row(PHASE_LABELS.get(t.phase, t.phase), f"`{t.name_a}`",
-                                  _fmt(t.metrics.max_abs) if t.metrics else f"A={t.value_a} B={t.value_b}",
+                                  fmt_number(t.metrics.max_abs) if t.metrics else f"A={t.value_a} B={t.value_b}",
                                   f"{t.metrics.cosine:.4f}" if t.metrics else ""))
             if len(others) > MAX_OTHER:
                 lines.append(_row("…", f"{len(others) - MAX_OTHER} more", "", ""))
             lines.append("")
-        diagnosis = getattr(result, "diagnosis", None)
+        diagnosis = result.diagnosis
         if diagnosis is not None:
             lines += ["## Diagnosis", ""]
             lines += [f"- {line}" for line in diagnosis.unexplained]
@@ -91,8 +97,8 @@ def render_markdown(result, commands: list[str] | None = None) -> str:
     lines += ["## Per step", "", _row("step", "loss A", "loss B", "max grad diff", "diverged", "first in step"),
               _row("---:", "---:", "---:", "---:", "---:", "---")]
     for s in result.steps:
-        lines.append(_row(s.step, _fmt(s.loss_a), _fmt(s.loss_b), _fmt(s.max_grad_diff), len(s.divergences),
-                          s.first.label.split(" · ", 1)[1] if s.first else ""))
+        lines.append(_row(s.step, fmt_number(s.loss_a), fmt_number(s.loss_b), fmt_number(s.max_grad_diff),
+                          len(s.divergences), s.first.label.split(" · ", 1)[1] if s.first else ""))
     for side, step in result.nonfinite_loss_from.items():
         if step is not None:
             lines += ["", f"Side {side}'s loss is non-finite from step {step}."]

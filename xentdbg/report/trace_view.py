@@ -12,7 +12,7 @@ from rich.text import Text
 
 from xentdbg.compare.divergence import PHASE_LABELS
 from xentdbg.compare.metrics import summarize
-from xentdbg.report.console import _fmt
+from xentdbg.report.numbers import fmt_number
 
 BLOCKS = "▁▂▃▄▅▆▇█"
 
@@ -41,10 +41,12 @@ def render_trace(trace, console: Console, step: int | None = None) -> None:
     head.add_column(style="bold")
     head.add_column()
     fw = ", ".join(f"{k} {v}" for k, v in (meta.get("frameworks") or {}).items())
-    for key, value in (("trace", str(trace.path)), ("setup", f"{meta.get('setup')} (sha256 {meta.get('setup_sha256')})"),
+    for key, value in (("trace", str(trace.path)),
+                       ("setup", f"{meta.get('setup')} (sha256 {meta.get('setup_sha256')})"),
                        ("kind", trace.info.kind), ("frameworks", fw), ("devices", meta.get("devices")),
                        ("env", " ".join(f"{k}={v}" for k, v in (meta.get("env") or {}).items()) or "-"),
-                       ("data", meta.get("data")), ("recorded", f"{meta.get('created')} by xentdbg {meta.get('xentdbg')}"),
+                       ("data", meta.get("data")),
+                       ("recorded", f"{meta.get('created')} by xentdbg {meta.get('xentdbg')}"),
                        ("command", meta.get("command")),
                        ("steps", f"{len(trace.steps)} complete of {meta.get('steps')} (every {meta.get('every', 1)})")):
         head.add_row(key, str(value))
@@ -54,7 +56,7 @@ def render_trace(trace, console: Console, step: int | None = None) -> None:
         return
     losses = [float(np.asarray(trace.record(k).tensors["loss"][0][1]).reshape(())) for k in trace.steps]
     console.print(Text.assemble(("loss  ", "bold"), sparkline(losses),
-                                f"  {_fmt(losses[0])} -> {_fmt(losses[-1])}"))
+                                f"  {fmt_number(losses[0])} -> {fmt_number(losses[-1])}"))
     shown = trace.steps[-1] if step is None else step
     if shown not in trace.steps:
         console.print(Text(f"Step {shown} is not in the trace (it holds {trace.steps[0]}..{trace.steps[-1]}).",
@@ -67,8 +69,8 @@ def render_trace(trace, console: Console, step: int | None = None) -> None:
     for phase, tensors in record.tensors.items():
         for name, array in tensors:
             s = summarize(np.asarray(array))
-            table.add_row(PHASE_LABELS.get(phase, phase), name, str(s.shape), s.dtype, _fmt(s.norm), _fmt(s.min),
-                          _fmt(s.max), str(s.nonfinite), style="red" if s.nonfinite else None)
+            table.add_row(PHASE_LABELS.get(phase, phase), name, str(s.shape), s.dtype, fmt_number(s.norm),
+                          fmt_number(s.min), fmt_number(s.max), str(s.nonfinite), style="red" if s.nonfinite else None)
     console.print(table)
     if record.flags:
         console.print(Text("training  " + ", ".join(f"{k}={v}" for k, v in record.flags.items())))

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable, Iterator
 
-from xentdbg.compare.divergence import Pairing, StepComparison, compare_step
+from xentdbg.compare.divergence import Pairing, StepComparison
 from xentdbg.compare.matching import match_by_order
 from xentdbg.compare.metrics import Tolerance
-from xentdbg.data import DataSpec
+from xentdbg.compare.result import CompareConfig, CompareResult
+from xentdbg.compare.stream import PreviousPair, RecordPair, compare_stream
+from xentdbg.data import DataInfo, DataSpec
 from xentdbg.errors import ParameterMismatch
-from xentdbg.replay.engine import CompareConfig, CompareResult, runtime_versions
-from xentdbg.trace.reader import load_trace
+from xentdbg.findings import Diagnosis
+from xentdbg.trace.reader import Trace, load_trace
+from xentdbg.version import runtime_versions
 
 
-def diff_traces(path_a: str, path_b: str, tolerance: Tolerance = Tolerance(),
+def diff_traces(path_a: str, path_b: str, tolerance: Tolerance | None = None,
                 on_step: Callable[[StepComparison], None] | None = None) -> CompareResult:
     """Compare the steps two traces have in common. Holds one tensor pair in memory at a time."""
+    tolerance = tolerance or Tolerance()
     with load_trace(path_a) as a, load_trace(path_b) as b:
         params = match_by_order(a.info.params, b.info.params)
         if not params.ok:
@@ -31,38 +35,38 @@ def diff_traces(path_a: str, path_b: str, tolerance: Tolerance = Tolerance(),
         if len(common) < max(len(a.steps), len(b.steps)):
             notes.append(f"compared the {len(common)} steps both traces hold (A {len(a.steps)}, B {len(b.steps)})")
         pairing = Pairing(params=params.pairs, state=state.pairs)
-        steps = []
-        diagnosis = None
-        diverged = False  # later steps are screened, not detailed (the report details the first)
-        for k in common:
-            ra, rb = a.record(k), b.record(k)
-            cmp = compare_step(ra, rb, pairing, tolerance, detail=not diverged)
-            if cmp.first and not diverged:
-                diagnosis = _diagnose(a, b, k, cmp, steps, pairing, tolerance)
-            diverged = diverged or cmp.first is not None
-            steps.append(cmp)
-            if on_step:
-                on_step(cmp)
-        if steps:
-            notes.extend(steps[0].skipped)
+
+        def pairs() -> Iterator[RecordPair]:
+            for k in common:
+                yield a.record(k), b.record(k)
+
+        def diagnose(cmp: StepComparison, history: list[StepComparison], records: RecordPair,
+                     previous: PreviousPair) -> Diagnosis:
+            return _diagnose(a, b, cmp, history, pairing, tolerance)
+
+        found = compare_stream(pairs(), pairing, tolerance, diagnose=diagnose, on_step=on_step)
         config = CompareConfig(
             setup_a=f"{path_a} ({a.meta.get('setup')})", setup_b=f"{path_b} ({b.meta.get('setup')})",
             data=DataSpec.from_dict(a.meta["data"]) if isinstance(a.meta.get("data"), dict) else DataSpec(),
             steps=len(common), init="traces", env_a=a.meta.get("env") or {}, env_b=b.meta.get("env") or {},
             tolerance=tolerance)
-        return CompareResult(config, a.info, b.info, steps, notes, runtime_versions(), diagnosis=diagnosis)
+        return CompareResult(config, a.info, b.info, found.steps, notes + found.notes, runtime_versions(),
+                             diagnosis=found.diagnosis)
 
 
-def _diagnose(a, b, k: int, cmp: StepComparison, history, pairing: Pairing, tolerance: Tolerance):
+def _diagnose(a: Trace, b: Trace, cmp: StepComparison, history: list[StepComparison], pairing: Pairing,
+              tolerance: Tolerance) -> Diagnosis:
     """The probes on the traced step: values loaded for this step and the one before it
     (or the recorded initial values); the dataset when the traces name the same data."""
     from xentdbg.data import load as load_data
     from xentdbg.diagnose.build import diagnose_step
     from xentdbg.errors import UsageError
 
+    k = cmp.step
     loaded = (a.record(k, load=True), b.record(k, load=True))
-    previous = tuple(t.record(k - 1, load=True) if k - 1 in t.steps else None for t in (a, b))
-    data = None
+    previous = (a.record(k - 1, load=True) if k - 1 in a.steps else None,
+                b.record(k - 1, load=True) if k - 1 in b.steps else None)
+    data: DataInfo | None = None
     if isinstance(a.meta.get("data"), dict) and a.meta.get("data") == b.meta.get("data"):
         try:
             data = load_data(DataSpec.from_dict(a.meta["data"]))

@@ -6,16 +6,17 @@ import datetime
 import platform
 import shlex
 import sys
+from typing import Any
 
-from xentdbg import __version__
 from xentdbg.data import DataSpec
 from xentdbg.records import SideInfo
-from xentdbg.replay.loading import SetupRef
+from xentdbg.version import __version__
 
 
-def trace_meta(ref: SetupRef, env: dict[str, str], data: DataSpec, info: SideInfo, steps: int,
-               every: int = 1) -> dict:
-    """Versions, devices, environment overrides, data, setup (path and content hash), command line."""
+def trace_meta(setup: str, setup_sha256: str | None, env: dict[str, str], data: DataSpec, info: SideInfo, steps: int,
+               every: int = 1) -> dict[str, Any]:
+    """Versions, devices, environment overrides, data, setup (``path[:function]`` and the
+    file's content hash), command line."""
     return {
         "xentdbg": __version__,
         "python": platform.python_version(),
@@ -25,12 +26,12 @@ def trace_meta(ref: SetupRef, env: dict[str, str], data: DataSpec, info: SideInf
         "devices": info.framework.get("devices", ""),
         "env": env,
         "data": data.to_dict(),
-        "setup": str(ref),
-        "setup_sha256": ref.content_hash(),
+        "setup": setup,
+        "setup_sha256": setup_sha256,
         "steps": steps,
         "every": every,
         "command": shlex.join([_program_name(sys.argv[0]), *sys.argv[1:]]) if sys.argv else "",
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
 
 

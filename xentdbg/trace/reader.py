@@ -12,9 +12,10 @@ comparing two traces holds one tensor pair in memory at a time.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -36,7 +37,7 @@ def _bad(path: Path, why: str) -> TraceError:
                       hint="Record traces with `xentdbg trace ... --out FILE.h5`.")
 
 
-def _json_attr(path: Path, obj, key: str) -> Any:
+def _json_attr(path: Path, obj: Any, key: str) -> Any:
     raw = obj.attrs.get(key)
     if isinstance(raw, bytes):
         raw = raw.decode("utf-8", "replace")
@@ -50,7 +51,7 @@ def _json_attr(path: Path, obj, key: str) -> Any:
         raise _bad(path, f"attribute {key!r} of {obj.name} is not JSON ({e})") from None
 
 
-def _check_tree(path: Path, root) -> None:
+def _check_tree(path: Path, root: Any) -> None:
     """Walk every link; refuse anything that could read outside the file or is not a plain tensor."""
     import h5py
 
@@ -73,7 +74,7 @@ def _check_tree(path: Path, root) -> None:
                 raise _bad(path, f"{where} is a {type(obj).__name__} (refused)")
 
 
-def _check_dataset(path: Path, where: str, ds) -> None:
+def _check_dataset(path: Path, where: str, ds: Any) -> None:
     if ds.is_virtual:
         raise _bad(path, f"{where} is a virtual dataset (refused)")
     if ds.external:
@@ -125,10 +126,10 @@ class Trace:
     def close(self) -> None:
         self._file.close()
 
-    def __enter__(self) -> "Trace":
+    def __enter__(self) -> Trace:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
@@ -178,7 +179,7 @@ def load_trace(path: str | Path) -> Trace:
         raise _bad(path, f"reading it failed ({e})") from None
 
 
-def _check_shapes(path: Path, f, info: SideInfo) -> None:
+def _check_shapes(path: Path, f: Any, info: SideInfo) -> None:
     """Initial tensors, gradients and weights must have the shapes of the parameter table."""
     tables = {"initial/params": info.params, "initial/state": info.state}
     for group, table in tables.items():

@@ -85,7 +85,7 @@ class TraceWriter:
         if self.file.id.valid:
             self.file.close()
 
-    def __enter__(self) -> "TraceWriter":
+    def __enter__(self) -> TraceWriter:
         return self
 
     def __exit__(self, *exc) -> None:

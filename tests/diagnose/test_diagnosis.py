@@ -7,6 +7,8 @@ import pytest
 
 from conftest import ROOT, run_cli
 
+pytestmark = pytest.mark.slow  # every test here runs the CLI or a framework in a subprocess
+
 CAUSES = ROOT / "examples" / "causes"
 OPTS = ["--task", "digits", "--pixels", "unit", "--subset", "300", "--batch-size", "100", "--steps", "2"]
 
@@ -23,7 +25,7 @@ def test_clean_pair_reports_nothing(session_tmp):
 
 def test_cause6_fit_shuffles(session_tmp):
     run, diagnosis = _run(session_tmp, "fit_shuffle.py", "loop.py")
-    assert run.code == 1
+    assert run.code == 1, run.output
     top = diagnosis["findings"][0]
     assert top["cause"] == "different-data" and top["numbers"]["step"] == 0
     assert "shuffle=False" in top["fix"] and "side A" in top["fix"]
@@ -32,6 +34,7 @@ def test_cause6_fit_shuffles(session_tmp):
 
 def test_cause7_sum_instead_of_mean(session_tmp):
     run, diagnosis = _run(session_tmp, "fit.py", "loop_sum.py")
+    assert run.code == 1, run.output  # examples/causes/README.md: exit 1, step 0 · loss
     top = diagnosis["findings"][0]
     assert top["cause"] == "loss-scale"
     assert top["numbers"]["factor"] == pytest.approx(0.01, rel=1e-5)
@@ -40,6 +43,7 @@ def test_cause7_sum_instead_of_mean(session_tmp):
 
 def test_cause8_loop_forgets_model_losses(session_tmp):
     run, diagnosis = _run(session_tmp, "fit_l2.py", "loop_l2_forgot.py")
+    assert run.code == 1, run.output  # examples/causes/README.md: exit 1, step 0 · loss
     (top,) = diagnosis["findings"]
     assert top["cause"] == "missing-regularization" and top["numbers"]["side"] == "B"
     assert top["numbers"]["lambda"] == {"sequential/dense/kernel": pytest.approx(1e-2, rel=1e-4)}
@@ -48,9 +52,11 @@ def test_cause8_loop_forgets_model_losses(session_tmp):
 
 def test_cause9_learning_rate(session_tmp):
     run, diagnosis = _run(session_tmp, "fit_sgd_string.py", "loop.py")
+    assert run.code == 1, run.output  # examples/causes/README.md: exit 1, step 0 · weights
     (top,) = diagnosis["findings"]
     assert top["cause"] == "optimizer"
-    assert (top["numbers"]["lr_a"], top["numbers"]["lr_b"]) == (pytest.approx(0.01, rel=1e-4), pytest.approx(0.1, rel=1e-4))
+    assert (top["numbers"]["lr_a"], top["numbers"]["lr_b"]) == (pytest.approx(0.01, rel=1e-4),
+                                                                 pytest.approx(0.1, rel=1e-4))
 
 
 def test_cause10_float64_vs_float32_is_named_and_rounding_noise_is_not_called_a_bug(session_tmp):

@@ -6,21 +6,26 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from conftest import ROOT
 
 README = (ROOT / "README.md").read_text()
 
 
 def test_ci_runs_the_readme_test_command():
-    test_cmd = next(l for l in README.splitlines() if "pytest -q" in l and l.startswith("python3 -m venv"))
+    test_cmd = next(line for line in README.splitlines()
+                    if "pytest -q" in line and line.startswith("python3 -m venv"))
     assert test_cmd in (ROOT / ".ci" / "run").read_text()
 
 
 def test_main_command_is_the_case1_comparison_tested_in_test_case1():
-    main_cmd = next(l for l in README.splitlines() if l.startswith("python3 -m venv") and "xentdbg compare" in l)
+    main_cmd = next(line for line in README.splitlines()
+                    if line.startswith("python3 -m venv") and "xentdbg compare" in line)
     assert main_cmd.endswith("xentdbg compare examples/case1_bce/jax_stable.py examples/case1_bce/keras_fit.py")
 
 
+@pytest.mark.slow
 def test_python_api_snippet_runs():
     snippet = next(b for b in re.findall(r"```python\n(.*?)```", README, re.S) if "compare(" in b)
     out = subprocess.run([sys.executable, "-c", snippet], cwd=ROOT, capture_output=True, text=True, timeout=240)

@@ -1,64 +1,20 @@
-"""``xentdbg loss``: the typer command and its rich rendering. Imports neither TensorFlow nor JAX."""
+"""The terminal report of ``xentdbg loss``: one row per implementation, what is identical,
+why they differ (the findings), the notes on the inputs and the exact calls. Rich only:
+no TensorFlow, no JAX."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from typing import Annotated, Optional
-
 import numpy as np
-import typer
 from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from xentdbg.losses.explain import close
-from xentdbg.losses.implementations import DEFAULT_TIMEOUT, IMPLEMENTATIONS
-from xentdbg.losses.inputs import PRESETS
-
-_VALUE_HELP = ("Inline JSON ('[[0,1],[1,0]]'), FILE.npy, FILE.npz[:KEY], or a preset: "
-               + ", ".join(PRESETS) + " (a preset alone supplies both arrays).")
+from xentdbg.losses import IMPLEMENTATIONS, LossReport
+from xentdbg.losses.findings import close
 
 
-def loss_command(
-    name: Annotated[str, typer.Argument(metavar="LOSS", help="binary_crossentropy, categorical_crossentropy or "
-                                                             "sparse_categorical_crossentropy (bce, cce, scce).")],
-    y_true: Annotated[Optional[str], typer.Option("--y-true", help="Targets. " + _VALUE_HELP)] = None,
-    y_pred: Annotated[Optional[str], typer.Option("--y-pred", help="Predictions (probabilities, or logits with "
-                                                                   "--from-logits). " + _VALUE_HELP)] = None,
-    from_logits: Annotated[bool, typer.Option("--from-logits", help="y_pred holds logits.")] = False,
-    only: Annotated[Optional[str], typer.Option("--only", help="Implementations to run, comma-separated: "
-                                                + ", ".join(IMPLEMENTATIONS) + ". Defaults to all.")] = None,
-    timeout: Annotated[float, typer.Option(min=1.0, help="Seconds each implementation may take.")] = DEFAULT_TIMEOUT,
-    json_path: Annotated[Optional[str], typer.Option("--json", help="Also write the report as JSON here.")] = None,
-) -> None:
-    """Evaluate a cross-entropy in every installed implementation and explain where and why they differ.
-
-    Runs Keras 3 on TensorFlow, Keras 3 on JAX, tf_keras and optax (each in its own process) and a
-    float64 textbook reference; shows the loss, per-sample losses and d loss / d y_pred of each.
-
-    Exit codes: 0 evaluated (differences are the expected outcome, not an error), 2 bad input,
-    3 an implementation raised, crashed or timed out (its row shows the message).
-    """
-    from xentdbg.cli import _errors  # here, not at import: cli imports this module
-    from xentdbg.losses import evaluate_inputs, parse_implementations
-    from xentdbg.losses.inputs import canonical_loss, read_inputs
-
-    with _errors(json_path):
-        loss = canonical_loss(name)
-        keys = parse_implementations(only)
-        inputs = read_inputs(loss, y_true, y_pred, from_logits)
-        err = Console(stderr=True)
-        with err.status(f"evaluating {loss} in {len(keys)} implementations"):
-            report = evaluate_inputs(inputs, keys, timeout)
-    render(report, Console())
-    if json_path:
-        Path(json_path).write_text(json.dumps(report.to_dict(), indent=2))
-    raise typer.Exit(report.exit_code)
-
-
-def render(report, console: Console) -> None:
+def render_loss(report: LossReport, console: Console) -> None:
     """The table of implementations, what is identical, why they differ, the notes and the exact calls."""
     inputs = report.inputs
     console.print(Text.assemble((report.loss, "bold"), f" on {'logits' if report.from_logits else 'probabilities'}"
@@ -100,7 +56,7 @@ def render(report, console: Console) -> None:
         body = Table.grid(padding=(0, 1))
         body.add_column(width=4, justify="right")
         body.add_column()
-        for line in f.lines:
+        for line in f.evidence:
             body.add_row("•", Text(line))
         if f.source:
             body.add_row("", Text(f"source: {f.source}", style="dim"))
@@ -132,10 +88,10 @@ def _values(values, against, scalar: bool = False, limit: int = 8) -> Text:
     flags = differs.reshape(rows.shape)
     text.append("[" * min(a.ndim, 2))
     shown = 0
-    for i, (row, flag) in enumerate(zip(rows, flags)):
+    for i, (row, flag) in enumerate(zip(rows, flags, strict=True)):
         if i:
             text.append("], [" if a.ndim > 1 else ", ")
-        for j, (v, d) in enumerate(zip(row, flag)):
+        for j, (v, d) in enumerate(zip(row, flag, strict=True)):
             if shown == limit:
                 text.append(", …" if j else "…")
                 text.append("]" * min(a.ndim, 2))

@@ -14,9 +14,12 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import ROOT, SETUPS, run_cli
 from xentdbg.records import SideInfo, StepRecord, TensorSpec
 from xentdbg.trace import TraceWriter, load_trace
+
+from conftest import ROOT, SETUPS, run_cli
+
+pytestmark = pytest.mark.slow  # every test here runs the CLI or a framework in a subprocess
 
 SLOW = f"{SETUPS / 'jax_small.py'}:slow"
 SMALL_ARGS = ["--subset", "64", "--batch-size", "16"]

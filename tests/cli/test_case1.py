@@ -1,4 +1,4 @@
-"""Acceptance for case 1 (shared/REFERENCE_RESULTS.md): JAX vs Keras binary cross-entropy,
+"""Acceptance for case 1 (docs/reference-cases.md): JAX vs Keras binary cross-entropy,
 raw pixels, 1000 samples, full batch, 10 steps, through the real CLI."""
 
 from __future__ import annotations
@@ -6,6 +6,8 @@ from __future__ import annotations
 import pytest
 
 from conftest import CASE1, run_cli
+
+pytestmark = pytest.mark.slow  # every test here runs the CLI or a framework in a subprocess
 
 KERAS = str(CASE1 / "keras_fit.py")
 STEPS = ["--steps", "10"]
@@ -21,7 +23,7 @@ def test_stable_jax_vs_keras_diverges_at_step0_loss(stable_vs_keras):
     assert run.code == 1, run.output
     first = run.report["first_divergence"]
     assert (first["step"], first["phase"]) == (0, "loss")
-    # Reference losses at step 0 (REFERENCE_RESULTS.md case 1, measured by hand, TF 2.21 / JAX 0.10.2)
+    # Reference losses at step 0 (docs/reference-cases.md, case 1, measured by hand, TF 2.21 / JAX 0.10.2)
     assert first["summary_a"]["mean"] == pytest.approx(6.4628, abs=1e-4)
     assert first["summary_b"]["mean"] == pytest.approx(39.6471, abs=1e-4)
     per_step = run.report["per_step"]
@@ -36,10 +38,11 @@ def test_stable_jax_vs_keras_diverges_at_step0_loss(stable_vs_keras):
 
 
 def test_stable_jax_vs_keras_is_diagnosed_as_logits_vs_clipped_probabilities(stable_vs_keras):
+    assert stable_vs_keras.code == 1, stable_vs_keras.output
     findings = stable_vs_keras.report["diagnosis"]["findings"]
     top, eps = findings[0], findings[1]
     assert top["cause"] == "logits-vs-probabilities" and top["numbers"]["prob_side"] == "A"
-    # 437 of 1000 sigmoid outputs are exactly 0.0 or 1.0 (REFERENCE_RESULTS.md: 43.7%)
+    # 437 of 1000 sigmoid outputs are exactly 0.0 or 1.0 (docs/reference-cases.md: 43.7%)
     assert top["numbers"]["exact_0_or_1"] == 437
     # recomputed from the logits, A's loss is B's: the gap closes
     assert top["numbers"]["loss_from_logits"] == pytest.approx(39.6471, abs=1e-4)
@@ -52,6 +55,7 @@ def test_stable_jax_vs_keras_is_diagnosed_as_logits_vs_clipped_probabilities(sta
 
 
 def test_terminal_report_states_what_was_compared(stable_vs_keras):
+    assert stable_vs_keras.code == 1, stable_vs_keras.output
     out = stable_vs_keras.stdout
     assert "First divergence: step 0 · loss · loss" in out
     assert "JaxLoop" in out and "KerasFit" in out and "tensorflow backend" in out

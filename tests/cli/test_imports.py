@@ -35,3 +35,13 @@ def test_help_is_light():
 def test_python_dash_m_works():
     out = subprocess.run([sys.executable, "-m", "xentdbg", "--help"], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0 and "compare" in out.stdout
+
+
+def test_version_flag_prints_the_installed_version():
+    from importlib.metadata import version
+
+    from xentdbg.version import __version__
+
+    out = subprocess.run([sys.executable, "-m", "xentdbg", "--version"], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == f"xentdbg {__version__}"
+    assert version("xentdbg") == __version__  # pyproject reads it from xentdbg/version.py

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import SETUPS, run_cli
 from xentdbg.data import DataSpec, load
 from xentdbg.errors import UsageError
+
+from conftest import SETUPS, run_cli
 
 
 def test_bundled_subset_is_real_shuffled_mnist():
@@ -55,6 +56,7 @@ def test_unreadable_data_file(tmp_path):
         load(DataSpec(source=str(bad)))
 
 
+@pytest.mark.slow
 def test_data_option_through_cli(keras_npz, session_tmp):
     small = str(SETUPS / "jax_small.py")
     run = run_cli("compare", small, small, "--data", str(keras_npz), "--subset", "300", "--batch-size", "100",

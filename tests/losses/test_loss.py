@@ -1,7 +1,7 @@
 """``xentdbg loss``: real TensorFlow, Keras 3, tf_keras, JAX and optax; no mocks.
 
 Each module fixture starts each library once (a TensorFlow process costs ~5 s on 2 cores),
-so tests share runs. Reference numbers: case 4 of shared/REFERENCE_RESULTS.md, measured
+so tests share runs. Reference numbers: case 4 of docs/reference-cases.md, measured
 with TensorFlow 2.21.0, Keras 3.15.1, tf_keras 2.21.0, JAX 0.10.2.
 """
 
@@ -15,10 +15,11 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from conftest import ROOT, run_cli
 from xentdbg.errors import UsageError
 from xentdbg.losses import evaluate, preset, read_inputs
 from xentdbg.losses.inputs import BCE, CCE, SCCE
+
+from conftest import ROOT, run_cli
 
 CASE4 = ("--y-true", "[[0,1],[1,0]]", "--y-pred", "[[0,1],[0,1]]")
 KERAS_CASE4 = 8.05904769897461  # CategoricalCrossentropy()(case 4) on Keras-TF, Keras-JAX, tf_keras
@@ -47,6 +48,7 @@ def case4(tmp_path_factory):
     return loss_cli("categorical_crossentropy", *CASE4, tmp_path=tmp_path_factory.mktemp("case4"))
 
 
+@pytest.mark.slow
 def test_case4_keras_numbers(case4):
     run, report = case4
     assert run.code == 0, run.output
@@ -63,6 +65,7 @@ def test_case4_keras_numbers(case4):
     assert ["keras-tf", "keras-jax", "tf-keras"] in report["identical"]
 
 
+@pytest.mark.slow
 def test_case4_terminal_report_explains_the_clip(case4):
     run, report = case4
     out = run.stdout
@@ -88,6 +91,7 @@ def logits():
     return evaluate("cce", y_true, z, from_logits=True, implementations=("keras-tf", "keras-jax", "optax", "reference"))
 
 
+@pytest.mark.slow
 def test_logits_path_agrees_with_the_exact_formula(logits):
     ref = logits.result("reference")
     for key in ("keras-tf", "keras-jax", "optax"):
@@ -99,6 +103,7 @@ def test_logits_path_agrees_with_the_exact_formula(logits):
     assert causes(logits.findings)["logits_path"].verified
 
 
+@pytest.mark.slow
 def test_fused_gradient_assumes_label_rows_sum_to_one(logits):
     ref, tf_, jax_ = (logits.result(k) for k in ("reference", "keras-tf", "keras-jax"))
     np.testing.assert_allclose(jax_.gradient, ref.gradient, atol=1e-7)
@@ -109,19 +114,21 @@ def test_fused_gradient_assumes_label_rows_sum_to_one(logits):
     assert fused.samples == (1,) and "keras-tf" in fused.implementations and "keras-jax" not in fused.implementations
 
 
+@pytest.mark.slow
 def test_softmax_output_keeps_its_logits_on_tensorflow_only(logits):
     tf_, jax_ = logits.result("keras-tf"), logits.result("keras-jax")
     assert tf_.via_activation == tf_.reduced  # the loss found _keras_logits and took the logits path
     # JAX clips softmax(z): sample 0 -log(1 - 1e-7), sample 1 0.1 * -log(1e-7), sample 2 as exact
     expected = np.mean([1.1920929e-07, 0.1 * 16.118095, jax_.per_sample[2]])
     assert jax_.via_activation == pytest.approx(expected, rel=1e-5)
-    lines = " ".join(causes(logits.findings)["attached_logits"].lines)
+    lines = " ".join(causes(logits.findings)["attached_logits"].evidence)
     assert "keras-tf" in lines and "_keras_logits" in lines and "clipped probabilities" in lines
 
 
 # --- binary and sparse ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_binary_tf_keras_adds_epsilon_inside_the_log():
     report = evaluate(BCE, *preset("saturated", BCE, False), implementations="keras-tf,tf-keras,reference")
     tf_, tfk, ref = (report.result(k) for k in ("keras-tf", "tf-keras", "reference"))
@@ -134,6 +141,7 @@ def test_binary_tf_keras_adds_epsilon_inside_the_log():
     assert found["clip"].verified
 
 
+@pytest.mark.slow
 def test_sparse_matches_categorical_and_optax_takes_integer_labels():
     labels, z = preset("random", SCCE, True)
     with ThreadPoolExecutor(2) as pool:  # two small evaluations side by side
@@ -149,6 +157,7 @@ def test_sparse_matches_categorical_and_optax_takes_integer_labels():
 # --- inputs: files and presets through the CLI, bad input ------------------------------------------------
 
 
+@pytest.mark.slow
 def test_npz_input_and_preset_through_the_cli(tmp_path):
     np.savez(tmp_path / "batch.npz", y_true=np.eye(2)[[1, 0]], y_pred=np.float32([[0.2, 0.8], [0.6, 0.4]]))
     np.save(tmp_path / "pred.npy", np.float32([[0.2, 0.8], [0.6, 0.4]]))
@@ -173,7 +182,8 @@ def test_read_inputs_files_and_presets(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (("hinge", "--y-pred", "saturated"), "unknown loss 'hinge'"),
     (("cce", "--y-true", "[[0,1]]", "--y-pred", "[[0,1],[1,0"), "not valid JSON"),
-    (("cce", "--y-true", "[[0,1]]", "--y-pred", "[[0,1],[0,1]]"), "y_true has shape (1, 2) but y_pred has shape (2, 2)"),
+    (("cce", "--y-true", "[[0,1]]", "--y-pred", "[[0,1],[0,1]]"),
+     "y_true has shape (1, 2) but y_pred has shape (2, 2)"),
     (("cce", "--y-true", "[[0,1],[1]]", "--y-pred", "[[0,1],[0,1]]"), "ragged"),
     (("cce", "--y-true", "[[0,1]]", "--y-pred", '[["a", 1]]'), "holds text"),
     (("cce", "--y-true", "[[0,1]]", "--y-pred", "[[null, 1]]"), "mixes numbers with null"),
@@ -195,6 +205,7 @@ def test_bad_input_is_a_usage_error(args, message):
     assert result.exception is None or isinstance(result.exception, SystemExit)
 
 
+@pytest.mark.slow
 def test_pickled_npy_is_refused_in_a_real_process(tmp_path):
     np.save(tmp_path / "obj.npy", np.array([[0.1, None]], dtype=object), allow_pickle=True)
     run, report = loss_cli("cce", "--y-true", "[[0,1]]", "--y-pred", str(tmp_path / "obj.npy"), tmp_path=tmp_path)
@@ -208,6 +219,7 @@ def test_python_api_raises_usage_error():
         evaluate(CCE, [[0, 1]], [[0.5, 0.5], [0.5, 0.5]], implementations=["reference"])
 
 
+@pytest.mark.slow
 def test_missing_tf_keras_is_not_installed_not_an_error(tmp_path):
     hide = ROOT / "tests" / "setups" / "no_tf_keras"
     code = ("from xentdbg.losses import evaluate\n"
@@ -219,6 +231,7 @@ def test_missing_tf_keras_is_not_installed_not_an_error(tmp_path):
     assert out.stdout.strip() == "not installed | tf_keras not installed (pip install 'xentdbg[legacy]') | 0"
 
 
+@pytest.mark.slow
 def test_a_failing_implementation_is_a_row_and_exit_3(tmp_path):
     run, report = loss_cli("cce", "--y-pred", "saturated", "--only", "keras-tf,reference", "--timeout", "1",
                            tmp_path=tmp_path)

@@ -1,4 +1,4 @@
-"""Acceptance for cases 2 and 3 (shared/REFERENCE_RESULTS.md): training flags, BatchNorm
+"""Acceptance for cases 2 and 3 (docs/reference-cases.md): training flags, BatchNorm
 state and gradients with equal losses, across fit, Keras loops and the legacy K.function path."""
 
 from __future__ import annotations
@@ -6,6 +6,8 @@ from __future__ import annotations
 import pytest
 
 from conftest import ROOT, SETUPS, run_cli
+
+pytestmark = pytest.mark.slow  # every test here runs the CLI or a framework in a subprocess
 
 C2 = ROOT / "examples" / "case2_batchnorm"
 C3 = ROOT / "examples" / "case3_tf_function_loss"
@@ -80,7 +82,7 @@ def test_raw_pixels_loop_loss_goes_nonfinite_at_step_4(session_tmp):
     run = compare(session_tmp, FIT, C2 / "loop_model_call.py", *args)
     assert run.code == 1
     assert run.report["first_divergence"]["phase"] == "flags"
-    assert run.report["nonfinite_loss_from"] == {"A": None, "B": 4}  # as in REFERENCE_RESULTS.md case 2
+    assert run.report["nonfinite_loss_from"] == {"A": None, "B": 4}  # as in docs/reference-cases.md, case 2
     assert "side B's loss is non-finite from step 4" in run.stdout
 
 

@@ -7,10 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from conftest import CASE1, SETUPS, run_cli
 from xentdbg.data import DataSpec
-from xentdbg.records import StepRecord, TensorSpec, SideInfo
+from xentdbg.records import SideInfo, StepRecord, TensorSpec
 from xentdbg.trace import TraceWriter, load_trace
+
+from conftest import CASE1, SETUPS, run_cli
 
 SMALL = str(SETUPS / "jax_small.py")
 FAST = ["--steps", "4", "--subset", "64", "--batch-size", "16"]
@@ -37,7 +38,7 @@ def test_roundtrip_is_bitwise(tmp_path):
         assert t.steps == [0, 1, 2] and t.meta == {"setup": "s.py"} and t.info == info
         (p,), (m,) = t.initial()
         assert p.tobytes() == initial[0][0].tobytes() and m.tobytes() == initial[1][0].tobytes()
-        for original, back in zip(records, t.records(load=True)):
+        for original, back in zip(records, t.records(load=True), strict=True):
             assert back.flags == original.flags and back.digests == original.digests
             for phase, tensors in original.tensors.items():
                 for (n1, a1), (n2, a2) in zip(tensors, back.tensors[phase], strict=True):
@@ -57,6 +58,7 @@ def case1_traces(session_tmp):
     return keras, jax
 
 
+@pytest.mark.slow
 def test_diff_of_traces_equals_compare_of_setups(case1_traces, session_tmp):
     keras, jax = case1_traces
     diff_json = session_tmp / "diff.json"
@@ -75,6 +77,7 @@ def test_diff_of_traces_equals_compare_of_setups(case1_traces, session_tmp):
     assert (session_tmp / "r.svg").read_text().startswith("<svg")
 
 
+@pytest.mark.slow
 def test_show_lists_tensors_and_loss(case1_traces, session_tmp):
     keras, _ = case1_traces
     run = run_cli("show", str(keras), tmp_path=session_tmp)
@@ -83,6 +86,7 @@ def test_show_lists_tensors_and_loss(case1_traces, session_tmp):
         assert text in run.stdout
 
 
+@pytest.mark.slow
 def test_compare_save_traces_and_markdown(session_tmp):
     folder = session_tmp / "saved"
     md = session_tmp / "compare.md"
@@ -97,6 +101,7 @@ def test_compare_save_traces_and_markdown(session_tmp):
     assert again.code == 1
 
 
+@pytest.mark.slow
 def test_only_and_every(session_tmp):
     out = session_tmp / "thin.h5"
     run = run_cli("trace", SMALL, "--out", str(out), *FAST, "--only", "loss,gradients", "--every", "2",
@@ -108,6 +113,7 @@ def test_only_and_every(session_tmp):
         assert t.meta["every"] == 2
 
 
+@pytest.mark.slow
 def test_bad_trace_options(session_tmp):
     run = run_cli("trace", SMALL, "--out", str(session_tmp / "x.h5"), "--only", "loss,bogus", tmp_path=session_tmp)
     assert run.code == 2 and "--only bogus: unknown phase" in run.stderr
@@ -116,6 +122,7 @@ def test_bad_trace_options(session_tmp):
     assert run.code == 2 and "no such file" in run.stderr
 
 
+@pytest.mark.slow
 def test_init_from_a_mismatched_trace_shows_both_tables(case1_traces, session_tmp):
     keras, _ = case1_traces
     run = run_cli("trace", SMALL, "--out", str(session_tmp / "y.h5"), *FAST, "--init-from", str(keras),
@@ -146,6 +153,7 @@ def _peak_rss_mb(args, tmp_path) -> float:
     return float(out.stdout.strip())
 
 
+@pytest.mark.slow
 def test_diff_memory_does_not_grow_with_trace_length(tmp_path):
     """8 MB per step: a 40-step pair is 640 MB on disk; diff's peak RSS stays that of a 2-step pair."""
     for steps in (2, 40):

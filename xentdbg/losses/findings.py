@@ -1,59 +1,30 @@
-"""Where and why the implementations of a cross-entropy differ: pure functions on measured results.
+"""Where and why the implementations of a cross-entropy differ: which findings fit the measured results.
 
-Each cause is first written as a numpy model of the library's source (the ``_model_*``
-functions, each citing the lines it follows) and checked against what the library
-actually returned; a :class:`Finding` says ``verified`` only when the model reproduces
-the measured per-sample losses and gradient. The numbers in a finding's text are the
-library's own outputs, or float32 arithmetic on the inputs done here and labelled so.
-
-Line numbers are those of Keras 3.15.1, tf_keras 2.21.0, TensorFlow 2.21.0, JAX 0.10.2.
+Each library's formula is modelled in :mod:`xentdbg.losses.models` (citing the lines it
+follows) and checked against what the library actually returned; a finding says
+``verified`` only when the model reproduces the measured per-sample losses and gradient.
+The numbers in a finding's text are the library's own outputs, or float32 arithmetic on
+the inputs done here and labelled so. Pure functions on measured results.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-from xentdbg.losses.implementations import ImplResult, logsumexp, onehot, reference
+from xentdbg.findings import Finding
+from xentdbg.losses.formatting import bound, cap, element, f32, f64, g, names, sample, vec
+from xentdbg.losses.implementations import ImplResult
 from xentdbg.losses.inputs import BCE, CCE, SCCE, LossInputs
+from xentdbg.losses.models import CLIP_SOURCE, EPSILON, FUSED_SOURCE, HIGH, LOW, library_model, onehot, sigmoid, softmax
 
-EPSILON = 1e-7  # keras.config.epsilon(): keras/src/backend/config.py:10 (_EPSILON); tf_keras the same
-LOW = np.float32(EPSILON)  # the clip bounds as the libraries hold them: float32
-HIGH = np.float32(1.0 - EPSILON)  # 0.99999988: 1 - 1e-7 rounds to the float32 below it
 RTOL, ATOL = 1e-5, 1e-7  # two float32 computations of the same formula agree to a few ulp
 _LOSS_CAUSES = {"clip", "reference_nan", "renormalize", "log_epsilon", "sparse_order"}  # change the loss value
 LIBRARIES = ("keras-tf", "keras-jax", "tf-keras", "optax")
-_CLIP_SOURCE = {
-    CCE: "keras/src/backend/tensorflow/nn.py:1372-1378, keras/src/backend/jax/nn.py:983-985, "
-         "tf_keras/src/backend.py:5589-5594",
-    BCE: "keras/src/backend/tensorflow/nn.py:1484-1489, keras/src/backend/jax/nn.py:1033-1036, "
-         "tf_keras/src/backend.py:5828-5834",
-    SCCE: "keras/src/backend/tensorflow/nn.py:1432-1440, keras/src/backend/jax/nn.py:1010-1012, "
-          "tf_keras/src/backend.py:5733-5735",
-}
+# Finding.cause here: clip, reference_nan, renormalize, gradient_shift, log_epsilon, sparse_order,
+# logits_path, attached_logits, fused_gradient, float32, unverified, unexplained.
 
 
-@dataclass(frozen=True)
-class Finding:
-    """One cause of a difference, with the samples and implementations it accounts for."""
-
-    cause: str  # clip, reference_nan, renormalize, gradient_shift, log_epsilon, sparse_order,
-    #            logits_path, attached_logits, fused_gradient, float32, unverified, unexplained
-    title: str
-    lines: tuple[str, ...]  # the evidence, one fact per line, with numbers
-    implementations: tuple[str, ...] = ()
-    samples: tuple[int, ...] = ()  # flat indices into the per-sample losses
-    verified: bool = True
-    source: str = ""
-
-    def to_dict(self) -> dict:
-        return {"cause": self.cause, "title": self.title, "lines": list(self.lines),
-                "implementations": list(self.implementations), "samples": list(self.samples),
-                "verified": self.verified, "source": self.source}
-
-
-def close(a, b, rtol: float = RTOL, atol: float = ATOL) -> np.ndarray:
+def close(a: np.ndarray | float, b: np.ndarray | float, rtol: float = RTOL, atol: float = ATOL) -> np.ndarray:
     """Element-wise: equal non-finite values, or ``|a-b| <= atol + rtol * max(|a|, |b|)``."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     with np.errstate(invalid="ignore"):
@@ -67,107 +38,28 @@ def identical_groups(results: list[ImplResult]) -> list[tuple[str, ...]]:
     """Implementations whose loss, per-sample losses and gradient are equal value for value (NaN = NaN)."""
     groups: list[list[ImplResult]] = []
     for r in (r for r in results if r.ok):
-        for g in groups:
-            if _same(g[0], r):
-                g.append(r)
+        for group in groups:
+            if _same(group[0], r):
+                group.append(r)
                 break
         else:
             groups.append([r])
-    return [tuple(r.key for r in g) for g in groups if len(g) > 1]
+    return [tuple(r.key for r in group) for group in groups if len(group) > 1]
 
 
 def _same(a: ImplResult, b: ImplResult) -> bool:
+    (per_a, grad_a), (per_b, grad_b) = _arrays(a), _arrays(b)
     return (np.array_equal(np.float64(a.reduced), np.float64(b.reduced), equal_nan=True)
-            and np.array_equal(a.per_sample.astype(np.float64), b.per_sample.astype(np.float64), equal_nan=True)
-            and np.array_equal(a.gradient.astype(np.float64), b.gradient.astype(np.float64), equal_nan=True))
-
-
-# --- models of each library's source -------------------------------------------------------------
-
-
-def _pass(x: np.ndarray, tie: float) -> np.ndarray:
-    """Gradient factor of clip(x, LOW, HIGH): 1 inside, 0 outside, ``tie`` on a bound.
-
-    TensorFlow: clip_by_value is Minimum then Maximum (tensorflow/python/ops/clip_ops.py:111),
-    whose gradients pass at ties (math_ops.py ``_MaximumGrad``/``_MinimumGrad``,
-    tensorflow/python/ops/math_grad.py:1583-1592): tie = 1. JAX: jnp.clip is maximum then
-    minimum (jax/_src/numpy/lax_numpy.py:3407-3409), which split a tie: tie = 0.5.
-    """
-    return np.where((x > LOW) & (x < HIGH), 1.0, np.where((x == LOW) | (x == HIGH), tie, 0.0))
-
-
-def _model_cce_clipped(t, p, tie):
-    """p / Σp, clip to [eps, 1-eps], -Σ t log: L = mean; dL/dp = (g - Σ_c g_c q_c) / Σp, g = -t/(N c)."""
-    s = p.sum(-1, keepdims=True)
-    q = p / s
-    c = np.clip(q, LOW, HIGH)
-    per = -(t * np.log(c)).sum(-1)
-    g = _pass(q, tie) * -t / (per.size * c)
-    return per, (g - (g * q).sum(-1, keepdims=True)) / s
-
-
-def _model_bce_clipped(t, p, tie, log_eps=0.0):
-    """clip p, then -(t log(c + e) + (1-t) log(1 - c + e)), mean over the last axis (e = 0 in Keras 3)."""
-    c = np.clip(p, LOW, HIGH)
-    elem = -(t * np.log(c + log_eps) + (1 - t) * np.log(1 - c + log_eps))
-    grad = _pass(p, tie) * (-t / (c + log_eps) + (1 - t) / (1 - c + log_eps)) / elem.size
-    return elem.mean(-1), grad
-
-
-def _model_scce_clip_then_normalize(t, p, tie):
-    """TF: log(clip(p)) into sparse_softmax_cross_entropy_with_logits: -log(c_y / Σc)."""
-    c = np.clip(p, LOW, HIGH)
-    s = c.sum(-1, keepdims=True)
-    per = -np.log((t * c).sum(-1) / s[..., 0])
-    dc = (1 / s - t / np.where(t > 0, c, 1.0)) / per.size
-    return per, _pass(p, tie) * dc
-
-
-def _model_scce_normalize_then_clip(t, p, tie):
-    """JAX: p / Σp, clip, -log q_y; dL/dp = (g - Σ g q) / Σp with g = -onehot/(N c_y)."""
-    s = p.sum(-1, keepdims=True)
-    q = p / s
-    c = np.clip(q, LOW, HIGH)
-    per = -np.log((t * c).sum(-1))
-    g = _pass(q, tie) * -t / (per.size * np.where(t > 0, c, 1.0))
-    return per, (g - (g * q).sum(-1, keepdims=True)) / s
-
-
-def model(key: str, inputs: LossInputs):
-    """``(description, source, per_sample, gradient)`` of what ``key``'s source computes, or None."""
-    loss, fl = inputs.loss, inputs.from_logits
-    t = np.asarray(inputs.y_true, dtype=np.float64)
-    p = np.asarray(inputs.y_pred, dtype=np.float64)
-    tie = 0.5 if key == "keras-jax" else 1.0
-    with np.errstate(all="ignore"):
-        if fl:
-            per, _, grad = reference(loss, inputs.y_true, inputs.y_pred, True)
-            if loss == CCE and key in ("keras-tf", "tf-keras"):
-                z = p - logsumexp(p)
-                grad = (np.exp(z) - t) / per.size
-                return ("fused softmax cross-entropy: gradient softmax − y_true",
-                        "tensorflow/python/ops/nn_grad.py:514-522", per, grad)
-            return "exact log-softmax / log-sigmoid", "", per, grad
-        if loss == SCCE:
-            t = onehot(inputs.y_true.reshape(p.shape[:-1]), p.shape[-1])
-        if loss == CCE:
-            return "p/Σp → clip [1e-07, 1−1e-07] → −Σ t·log", _CLIP_SOURCE[CCE], *_model_cce_clipped(t, p, tie)
-        if loss == BCE:
-            eps = float(LOW) if key == "tf-keras" else 0.0
-            text = "clip [1e-07, 1−1e-07] → −(t·log(p+1e-07) + (1−t)·log(1−p+1e-07))" if eps else \
-                "clip [1e-07, 1−1e-07] → −(t·log p + (1−t)·log(1−p))"
-            return text, _CLIP_SOURCE[BCE], *_model_bce_clipped(t, p, tie, eps)
-        if key == "keras-jax":
-            return "p/Σp → clip → −log p[y]", "keras/src/backend/jax/nn.py:1010-1014", \
-                *_model_scce_normalize_then_clip(t, p, tie)
-        return "clip → log → sparse softmax cross-entropy (= −log(c[y]/Σc))", \
-            "keras/src/backend/tensorflow/nn.py:1432-1440", *_model_scce_clip_then_normalize(t, p, tie)
+            and np.array_equal(per_a.astype(np.float64), per_b.astype(np.float64), equal_nan=True)
+            and np.array_equal(grad_a.astype(np.float64), grad_b.astype(np.float64), equal_nan=True))
 
 
 def reproduces(key: str, inputs: LossInputs, result: ImplResult) -> tuple[bool, bool]:
-    """Whether :func:`model` matches the measured (per-sample loss, gradient) of ``result``."""
-    _, _, per, grad = model(key, inputs)
-    return bool(close(per, result.per_sample).all()), bool(close(grad, result.gradient, atol=1e-6).all())
+    """Whether the model of ``key``'s source (:func:`~xentdbg.losses.models.library_model`) matches the
+    measured (per-sample losses, gradient) of ``result``."""
+    m = library_model(key, inputs)
+    per, grad = _arrays(result)
+    return bool(close(m.per_sample, per).all()), bool(close(m.gradient, grad, atol=1e-6).all())
 
 
 # --- findings ------------------------------------------------------------------------------------
@@ -190,10 +82,13 @@ def _explain(inputs: LossInputs, results: list[ImplResult]) -> list[Finding]:
         out += _probability_findings(inputs, ok, libs, checks)
     for k in libs:
         if not all(checks[k]):
-            what = " and ".join(n for n, good in zip(("per-sample losses", "gradient"), checks[k]) if not good)
+            parts = zip(("per-sample losses", "gradient"), checks[k], strict=True)
+            what = " and ".join(n for n, good in parts if not good)
             out.append(Finding("unverified", f"{ok[k].label}: its {what} do not match xentdbg's model of its source",
-                               (f"model: {model(k, inputs)[0]}", "The library may have changed since Keras 3.15.1 / "
-                                "tf_keras 2.21.0; the causes above may not apply to it."), (k,), verified=False))
+                               (f"model: {library_model(k, inputs).description}",
+                                "The library may have changed since Keras 3.15.1 / tf_keras 2.21.0; the causes above "
+                                "may not apply to it."),
+                               implementations=(k,), verified=False))
     if "reference" in ok:
         out += _residual_findings(inputs, ok, libs, out)
     return out
@@ -233,93 +128,98 @@ def _clip_finding(inputs, ok, keras, checks) -> Finding | None:
     clipped = np.logical_or.reduce([masks[k] for k in keras])
     if not clipped.any():
         return None
-    lines = [f"eps = keras.config.epsilon() = {EPSILON:g}; as float32 the bounds are {_bound(LOW)} and {_bound(HIGH)}"
+    lines = [f"eps = keras.config.epsilon() = {EPSILON:g}; as float32 the bounds are {bound(LOW)} and {bound(HIGH)}"
              + (", applied to p / Σp" if inputs.loss == CCE else "") + "; each term below is float64 math "
              "rounded to float32"]
     terms = []
-    for idx in zip(*np.nonzero(clipped)):
+    for idx in zip(*np.nonzero(clipped), strict=True):
         here = [k for k in keras if masks[k][idx]]
         x = operand[here[0]][idx]
         c = np.float64(LOW if x < LOW else HIGH)
         w = float(t[idx])
         if inputs.loss == BCE:
             term = -(w * np.log(c) + (1 - w) * np.log1p(-c))
-            text = f"−({_g(w)}·log({_bound(c)}) + {_g(1 - w)}·log(1 − {_bound(c)})) = {_f32(term)}"
+            text = f"−({g(w)}·log({bound(c)}) + {g(1 - w)}·log(1 − {bound(c)})) = {f32(term)}"
             text += _library_ulp(idx, term, p.shape[-1] == 1, ok[keras[0]])
         elif w == 0:
             text = "not the label: no term of its own" if inputs.loss == SCCE else "y_true 0: adds 0"
         elif inputs.loss == SCCE:  # TensorFlow normalizes after clipping: its term is not −log(c) alone
-            text = f"−log({_bound(c)}) = {_f32(-np.log(c))}"
+            text = f"−log({bound(c)}) = {f32(-np.log(c))}"
         else:
-            text = f"−{'' if w == 1 else _g(w) + '·'}log({_bound(c)}) = {_f32(-w * np.log(c))}"
+            text = f"−{'' if w == 1 else g(w) + '·'}log({bound(c)}) = {f32(-w * np.log(c))}"
             text += _library_ulp(idx, -w * np.log(c), np.count_nonzero(t[idx[:-1]]) == 1, ok[keras[0]])
-        shown = _g(p[idx]) + (f" (p/Σp = {float(x):.8g})" if operand[here[0]] is q and x != p[idx] else "")
-        only = f" [{_names(ok, here)} only]" if len(here) < len(keras) else ""
-        terms.append(f"{_elem(idx)} = {shown} → {_bound(c)}: {text}{only}")
-    lines += _cap(terms)
-    samples = sorted({_flat(i, p.shape) for i in zip(*np.nonzero(clipped))})
+        shown = g(p[idx]) + (f" (p/Σp = {float(x):.8g})" if operand[here[0]] is q and x != p[idx] else "")
+        only = f" [{names(ok, here)} only]" if len(here) < len(keras) else ""
+        terms.append(f"{element(idx)} = {shown} → {bound(c)}: {text}{only}")
+    lines += cap(terms)
+    samples = sorted({_flat(i, p.shape) for i in zip(*np.nonzero(clipped), strict=True)})
     verified = [k for k in keras if checks[k][0]]
     first = ok[verified[0] if verified else keras[0]]
     by_model: dict[str, list[str]] = {}
     for k in verified:
-        by_model.setdefault(model(k, inputs)[0], []).append(k)
+        by_model.setdefault(library_model(k, inputs).description, []).append(k)
     for description, keys in by_model.items():
-        lines.append(f"{_names(ok, keys)}: per sample {_vec(ok[keys[0]].per_sample)}, reproduced by {description}")
+        lines.append(f"{names(ok, keys)}: per sample {vec(ok[keys[0]].per_sample)}, reproduced by {description}")
     if verified:
+        same_model = by_model[library_model(first.key, inputs).description]
         lines.append(f"loss = mean of the {first.per_sample.size} per-sample losses = {first.reduced!r}"
-                     + (f" ({_names(ok, by_model[model(first.key, inputs)[0]])})" if len(by_model) > 1 else ""))
+                     + (f" ({names(ok, same_model)})" if len(by_model) > 1 else ""))
     ref_grad = ok["reference"].gradient if "reference" in ok else None
     zero = [k for k in keras if np.any(clipped & (ok[k].gradient == 0)
                                       & (True if ref_grad is None else ~close(ref_grad, 0.0)))]
     if zero:
         cells = clipped & (ok[zero[0]].gradient == 0)
-        where = "every element" if cells.all() else ", ".join(_elem(i) for i in list(zip(*np.nonzero(cells)))[:6])
-        lines.append(f"{_names(ok, zero)}: gradient exactly 0 at {where}: a clipped element passes no gradient, "
+        where = "every element" if cells.all() else \
+            ", ".join(element(i) for i in list(zip(*np.nonzero(cells), strict=True))[:6])
+        lines.append(f"{names(ok, zero)}: gradient exactly 0 at {where}: a clipped element passes no gradient, "
                      "so a saturated prediction gets no learning signal"
-                     + (f" (reference: {_vec(ref_grad)})" if ref_grad is not None else ""))
-    return Finding("clip", "Keras clips y_pred to [1e-07, 1 − 1e-07] before the log", tuple(lines), tuple(keras),
-                   tuple(samples), verified=len(verified) == len(keras), source=_CLIP_SOURCE[inputs.loss])
+                     + (f" (reference: {vec(ref_grad)})" if ref_grad is not None else ""))
+    return Finding("clip", "Keras clips y_pred to [1e-07, 1 − 1e-07] before the log", tuple(lines),
+                   implementations=tuple(keras), samples=tuple(samples), verified=len(verified) == len(keras),
+                   source=CLIP_SOURCE[inputs.loss])
 
 
 def _library_ulp(idx, term: float, alone: bool, lib: ImplResult) -> str:
     """When ``idx`` is its sample's only term (``alone``) and the library's float32 result is not
     ``term`` correctly rounded, say what the library returned: its float32 log is not correctly rounded."""
     row = idx[:-1]
-    if not alone or lib.per_sample.ndim != len(row) or lib.key == "tf-keras":  # tf_keras' BCE term differs
+    per = _arrays(lib)[0]
+    if not alone or per.ndim != len(row) or lib.key == "tf-keras":  # tf_keras' BCE term differs
         return ""
-    measured = np.float32(lib.per_sample[row])
+    measured = np.float32(per[row])
     if measured == np.float32(term):
         return ""
     ulps = abs(int(np.float32(term).view(np.int32)) - int(measured.view(np.int32)))
-    return f" ({lib.label} returns {_f32(measured)}, {ulps} ulp from the correctly rounded value)"
+    return f" ({lib.label} returns {f32(measured)}, {ulps} ulp from the correctly rounded value)"
 
 
 def _reference_nonfinite(inputs, ref: ImplResult) -> Finding | None:
-    bad = ~np.isfinite(ref.per_sample)
+    per = _arrays(ref)[0]
+    bad = ~np.isfinite(per)
     if not bad.any():
         return None
     t = _dense_labels(inputs)
     p = inputs.y_pred.astype(np.float64)
     if inputs.loss == SCCE:
-        cells = [(i, f"label {int(np.argmax(t[i[:-1]]))}, y_pred {_g(p[i])}: −log({_g(p[i])}) = {_f64(-np.log(p[i]))}")
-                 for i in zip(*np.nonzero((t > 0) & ~(p > 0)))]
+        cells = [(i, f"label {int(np.argmax(t[i[:-1]]))}, y_pred {g(p[i])}: −log({g(p[i])}) = {f64(-np.log(p[i]))}")
+                 for i in zip(*np.nonzero((t > 0) & ~(p > 0)), strict=True)]
     else:
         cells = []
         terms = [(t, p, "")] + ([(1 - t, 1 - p, "1 − ")] if inputs.loss == BCE else [])
         for weight, arg, minus in terms:
-            for i in zip(*np.nonzero(~(arg > 0))):
+            for i in zip(*np.nonzero(~(arg > 0)), strict=True):
                 w, a = float(weight[i]), float(arg[i])
                 value = "0 × (−inf) = nan in IEEE arithmetic (the limit is 0)" if w == 0 and a == 0 else \
-                    _f64(-w * np.log(a))
-                cells.append((i, f"{minus}y_true = {_g(w)}, {minus}y_pred = {_g(a)}: −{_g(w)}·log({_g(a)}) = {value}"))
-    lines = _cap([f"{_elem(i)}: {text}" for i, text in cells])
-    lines.append(f"reference per sample {_vec(ref.per_sample)}, loss {ref.reduced!r}"
-                 + (": one nan makes the mean nan" if np.isnan(ref.reduced) else ""))
+                    f64(-w * np.log(a))
+                cells.append((i, f"{minus}y_true = {g(w)}, {minus}y_pred = {g(a)}: −{g(w)}·log({g(a)}) = {value}"))
+    lines = cap([f"{element(i)}: {text}" for i, text in cells])
+    lines.append(f"reference per sample {vec(per)}, loss {ref.reduced!r}"
+                 + (": one nan makes the mean nan" if ref.reduced is not None and np.isnan(ref.reduced) else ""))
     zero = any("log(0)" in text for _, text in cells)
     title = "The float64 reference takes log(0): it does not clip" if zero else \
         "The float64 reference is not finite: y_pred holds nan or inf"
-    return Finding("reference_nan", title, tuple(lines),
-                   ("reference",), tuple(int(i) for i in np.flatnonzero(bad)))
+    return Finding("reference_nan", title, tuple(lines), implementations=("reference",),
+                   samples=tuple(int(i) for i in np.flatnonzero(bad)))
 
 
 def _renormalize_findings(inputs, ok, keras, checks) -> list[Finding]:
@@ -329,21 +229,21 @@ def _renormalize_findings(inputs, ok, keras, checks) -> list[Finding]:
     off = np.isfinite(sums) & (np.abs(sums - 1) > 1e-6)
     ref = ok.get("reference")
     if off.any():
-        names = [k for k in keras if checks[k][0]]
+        verified = [k for k in keras if checks[k][0]]
         t = np.asarray(inputs.y_true, dtype=np.float64)
         weight = t.sum(-1) if inputs.loss == CCE else np.ones_like(sums)
-        lines = [f"sample {_sample(i, sums.shape)}: Σ y_pred = {sums.flat[i]:.8g}, so the loss moves by "
+        lines = [f"sample {sample(i, sums.shape)}: Σ y_pred = {sums.flat[i]:.8g}, so the loss moves by "
                  f"Σt·log(Σp) = {weight.flat[i] * np.log(sums.flat[i]):.6g}"
-                 + (f" ({ok[names[0]].label} {_f32(ok[names[0]].per_sample.flat[i])}, reference "
-                    f"{ref.per_sample.flat[i]:.8g})" if ref is not None and names else "")
+                 + (f" ({ok[verified[0]].label} {f32(ok[verified[0]].per_sample.flat[i])}, reference "
+                    f"{ref.per_sample.flat[i]:.8g})" if ref is not None and verified else "")
                  for i in np.flatnonzero(off)]
         source = {CCE: "keras/src/backend/tensorflow/nn.py:1372, keras/src/backend/jax/nn.py:983, "
                        "tf_keras/src/backend.py:5589",
                   SCCE: "keras/src/backend/tensorflow/nn.py:1438 (log-softmax of log p), "
                         "keras/src/backend/jax/nn.py:1010"}[inputs.loss]
         out.append(Finding("renormalize", "Keras divides each y_pred row by its sum; the reference does not",
-                           tuple(_cap(lines)), tuple(keras), tuple(int(i) for i in np.flatnonzero(off)),
-                           verified=bool(names), source=source))
+                           tuple(cap(lines)), implementations=tuple(keras),
+                           samples=tuple(int(i) for i in np.flatnonzero(off)), verified=bool(verified), source=source))
     if ref is not None:
         shift = _gradient_shift(inputs, ok, keras, ref)
         if shift:
@@ -364,37 +264,38 @@ def _gradient_shift(inputs, ok, keras, ref) -> Finding | None:
             shifted.append(k)
             if diff is None:
                 rows, diff = np.flatnonzero(moved), d.reshape(-1, d.shape[-1])
-    if not shifted:
+    if not shifted or diff is None:
         return None
     how = "p/Σp" if inputs.loss == CCE else "the normalization of p (log-softmax on TensorFlow, p/Σp on JAX)"
-    lines = [f"{_names(ok, shifted)} minus the reference, the same in every class of a row: "
-             + ", ".join(f"sample {_sample(i, p.shape[:-1])}: {diff[i].mean():.6g}" for i in rows[:6]),
+    lines = [f"{names(ok, shifted)} minus the reference, the same in every class of a row: "
+             + ", ".join(f"sample {sample(i, p.shape[:-1])}: {diff[i].mean():.6g}" for i in rows[:6]),
              f"Keras differentiates through {how}, which subtracts Σ_c g_c·p_c/Σp from every class of the textbook "
              "gradient g. A softmax before the loss removes a per-row constant (the columns of its Jacobian sum to 0), "
              "so the gradients w.r.t. the logits agree."]
     return Finding("gradient_shift", "Gradients w.r.t. y_pred differ from the textbook one by a constant per row",
-                   tuple(lines), tuple(shifted), tuple(int(i) for i in rows), source=_CLIP_SOURCE[inputs.loss])
+                   tuple(lines), implementations=tuple(shifted), samples=tuple(int(i) for i in rows),
+                   source=CLIP_SOURCE[inputs.loss])
 
 
 def _log_epsilon_finding(inputs, ok, checks) -> Finding | None:
     tfk = ok["tf-keras"]
     others = [k for k in ("keras-tf", "keras-jax") if k in ok]
-    base = ok[others[0]].per_sample if others else model("keras-tf", inputs)[2]
+    base = ok[others[0]].per_sample if others else library_model("keras-tf", inputs).per_sample
     base_name = ok[others[0]].label if others else "Keras 3 (modelled)"
     differ = ~close(tfk.per_sample, base, rtol=5e-7, atol=0.0)  # more than a few float32 ulp
     if not differ.any():
         return None
-    lines = [f"sample {_sample(i, base.shape)}: tf_keras {_f32(tfk.per_sample.flat[i])}, {base_name} {_f32(base.flat[i])}"
+    lines = [f"sample {sample(i, base.shape)}: tf_keras {f32(tfk.per_sample.flat[i])}, {base_name} {f32(base.flat[i])}"
              for i in np.flatnonzero(differ)]
-    lines = _cap(lines)
+    lines = cap(lines)
     lines.append("tf_keras computes log(p + 1e-07) and log(1 − p + 1e-07) after clipping, which lowers each term "
                  "by about 1e-07/p")
     if np.any(inputs.y_pred >= HIGH):
         one_minus = np.float64(1) - np.float64(HIGH)
-        lines.append(f"at the bound 0.99999988: −log({_bound(one_minus)} + 1e-07) = {_f32(-np.log(one_minus + LOW))} "
-                     f"instead of −log({_bound(one_minus)}) = {_f32(-np.log(one_minus))}")
+        lines.append(f"at the bound 0.99999988: −log({bound(one_minus)} + 1e-07) = {f32(-np.log(one_minus + LOW))} "
+                     f"instead of −log({bound(one_minus)}) = {f32(-np.log(one_minus))}")
     return Finding("log_epsilon", "tf_keras adds 1e-07 inside the log of binary cross-entropy; Keras 3 does not",
-                   tuple(lines), ("tf-keras",), tuple(int(i) for i in np.flatnonzero(differ)),
+                   tuple(lines), implementations=("tf-keras",), samples=tuple(int(i) for i in np.flatnonzero(differ)),
                    verified=checks["tf-keras"][0],
                    source="tf_keras/src/backend.py:5832-5833 vs keras/src/backend/tensorflow/nn.py:1487-1488")
 
@@ -405,12 +306,13 @@ def _sparse_order_finding(inputs, ok, checks) -> Finding | None:
     differ = ~close(a.per_sample, b.per_sample)
     if not differ.any():
         return None
-    lines = [f"sample {_sample(i, a.per_sample.shape)}: {a.label} {_f32(a.per_sample.flat[i])}, "
-             f"{b.label} {_f32(b.per_sample.flat[i])}" for i in np.flatnonzero(differ)]
+    lines = [f"sample {sample(i, a.per_sample.shape)}: {a.label} {f32(a.per_sample.flat[i])}, "
+             f"{b.label} {f32(b.per_sample.flat[i])}" for i in np.flatnonzero(differ)]
     lines.append("TensorFlow clips p, takes log and normalizes inside sparse_softmax_cross_entropy_with_logits "
                  "(−log(c_y/Σc)); JAX divides by Σp first, then clips (−log clip(p_y/Σp)).")
     return Finding("sparse_order", "Sparse cross-entropy: TensorFlow clips then normalizes, JAX normalizes then clips",
-                   tuple(_cap(lines)), (tf_key, "keras-jax"), tuple(int(i) for i in np.flatnonzero(differ)),
+                   tuple(cap(lines)), implementations=(tf_key, "keras-jax"),
+                   samples=tuple(int(i) for i in np.flatnonzero(differ)),
                    verified=checks[tf_key][0] and checks["keras-jax"][0],
                    source="keras/src/backend/tensorflow/nn.py:1432-1440 vs keras/src/backend/jax/nn.py:1010-1014")
 
@@ -419,16 +321,16 @@ def _logits_findings(inputs, ok, libs, checks) -> list[Finding]:
     out = []
     exact = [k for k in libs if checks[k][0]]
     if exact:
-        lines = [f"{_names(ok, exact)} match the exact float64 formula per sample (within {RTOL:g} relative); "
+        lines = [f"{names(ok, exact)} match the exact float64 formula per sample (within {RTOL:g} relative); "
                  "no clipping on this path.",
                  "Keras on TensorFlow and tf_keras call tf.nn.softmax_cross_entropy_with_logits / "
                  "sigmoid_cross_entropy_with_logits; Keras on JAX and optax use log_softmax / log_sigmoid."]
         big = ok[exact[0]].per_sample
         if np.nanmax(big) > -np.log(LOW):
-            lines.append(f"largest per-sample loss {_f32(np.nanmax(big))}: above −log(1e-07) = {_f32(-np.log(LOW))}, "
+            lines.append(f"largest per-sample loss {f32(np.nanmax(big))}: above −log(1e-07) = {f32(-np.log(LOW))}, "
                          "the most any sample can cost once probabilities are clipped")
         out.append(Finding("logits_path", "from_logits=True: every implementation works on the logits",
-                           tuple(lines), tuple(exact), (),
+                           tuple(lines), implementations=tuple(exact),
                            source="keras/src/backend/tensorflow/nn.py:1364, keras/src/backend/jax/nn.py:981, "
                                   "tf_keras/src/backend.py:5581"))
     attached = _attached_logits_finding(inputs, ok)
@@ -446,9 +348,9 @@ def _attached_logits_finding(inputs, ok) -> Finding | None:
     if not rows or all(close(ok[k].via_activation, ok[k].reduced) for k in rows):
         return None
     act = "sigmoid" if inputs.loss == BCE else "softmax"
-    probs = _activation(inputs.loss, inputs.y_pred.astype(np.float64)).astype(np.float32)
+    probs = (sigmoid if inputs.loss == BCE else softmax)(inputs.y_pred.astype(np.float64)).astype(np.float32)
     clipped = _as_probabilities(inputs, probs)
-    clipped_loss = float(np.mean(model("keras-tf", clipped)[2]))
+    clipped_loss = float(np.mean(library_model("keras-tf", clipped).per_sample))
     lines = []
     for k in rows:
         via = ok[k].via_activation
@@ -460,12 +362,13 @@ def _attached_logits_finding(inputs, ok) -> Finding | None:
             how = "matches neither the logits path nor the clipped model"
         lines.append(f"{ok[k].label}: {via!r} {how}")
     lines.append(f"(loss on the logits: {ok[rows[0]].reduced!r}; on the clipped probabilities, modelled here: "
-                 f"{_f32(clipped_loss)}). The same Keras model trains differently on the two backends once its "
+                 f"{f32(clipped_loss)}). The same Keras model trains differently on the two backends once its "
                  "outputs saturate.")
+    cache, jax_line = ("497-503", 1033) if inputs.loss == BCE else ("158-163", 983)
     return Finding("attached_logits", f"Through keras.activations.{act}(y_pred) and from_logits=False, Keras on "
-                   "TensorFlow still uses the logits; Keras on JAX clips", tuple(lines), tuple(rows), (),
-                   source="keras/src/activations/activations.py:158-163, keras/src/backend/tensorflow/nn.py:1267, "
-                          "tf_keras/src/backend.py:5496; keras/src/backend/jax/nn.py:983 never looks")
+                   "TensorFlow still uses the logits; Keras on JAX clips", tuple(lines), implementations=tuple(rows),
+                   source=f"keras/src/activations/activations.py:{cache}, keras/src/backend/tensorflow/nn.py:1267, "
+                          f"tf_keras/src/backend.py:5496; keras/src/backend/jax/nn.py:{jax_line} never looks")
 
 
 def _fused_gradient_finding(inputs, ok, checks) -> Finding | None:
@@ -474,16 +377,16 @@ def _fused_gradient_finding(inputs, ok, checks) -> Finding | None:
     fused = [k for k in ("keras-tf", "tf-keras") if k in ok and checks[k][1]]
     if not off.any() or not fused:
         return None
-    lines = [f"sample {_sample(i, sums.shape)}: Σ y_true = {sums.flat[i]:.8g}" for i in np.flatnonzero(off)]
-    lines = _cap(lines)
-    lines.append(f"{_names(ok, fused)}: the gradient is softmax − y_true, the fused op's second output, which "
+    lines = [f"sample {sample(i, sums.shape)}: Σ y_true = {sums.flat[i]:.8g}" for i in np.flatnonzero(off)]
+    lines = cap(lines)
+    lines.append(f"{names(ok, fused)}: the gradient is softmax − y_true, the fused op's second output, which "
                  "assumes each y_true row sums to 1; the exact gradient is softmax·Σt − t. The loss values agree.")
     if "reference" in ok:
         diff = np.nanmax(np.abs(ok[fused[0]].gradient - ok["reference"].gradient))
         lines.append(f"max |gradient − reference| = {diff:.6g}")
     return Finding("fused_gradient", "TensorFlow's fused softmax cross-entropy gradient assumes label rows sum to 1",
-                   tuple(lines), tuple(fused), tuple(int(i) for i in np.flatnonzero(off)),
-                   source="tensorflow/python/ops/nn_grad.py:514-522 (gradient = op.outputs[1])")
+                   tuple(lines), implementations=tuple(fused), samples=tuple(int(i) for i in np.flatnonzero(off)),
+                   source=f"{FUSED_SOURCE} (gradient = op.outputs[1])")
 
 
 def _residual_findings(inputs, ok, libs, found) -> list[Finding]:
@@ -506,48 +409,31 @@ def _residual_findings(inputs, ok, libs, found) -> list[Finding]:
             rounding.append(f"{ok[k].label} {rel:.2g}")
         for i in rest:
             if not same[i]:
-                unexplained.append(f"sample {_sample(i, ref.per_sample.shape)}: {ok[k].label} "
-                                   f"{_f32(ok[k].per_sample.flat[i])}, reference {_f64(ref.per_sample.flat[i])}")
+                unexplained.append(f"sample {sample(i, ref.per_sample.shape)}: {ok[k].label} "
+                                   f"{f32(ok[k].per_sample.flat[i])}, reference {f64(ref.per_sample.flat[i])}")
     out = []
     if rounding:
         out.append(Finding("float32", "Elsewhere: float32 rounding",
                            ("max relative difference of the per-sample losses from the float64 reference, over the "
-                            "samples no cause above applies to: " + ", ".join(rounding),), tuple(libs), ()))
+                            "samples no cause above applies to: " + ", ".join(rounding),), implementations=tuple(libs)))
     if unexplained:
-        out.append(Finding("unexplained", "Differences no check above accounts for", tuple(_cap(unexplained)),
-                           tuple(libs), (), verified=False))
+        out.append(Finding("unexplained", "Differences no check above accounts for", tuple(cap(unexplained)),
+                           implementations=tuple(libs), verified=False))
     return out
 
 
 # --- helpers ------------------------------------------------------------------------------------------
 
 
+def _arrays(r: ImplResult) -> tuple[np.ndarray, np.ndarray]:
+    """The per-sample losses and gradient of a result that is ``ok`` (they are set once it is)."""
+    if r.per_sample is None or r.gradient is None:
+        raise ValueError(f"{r.key} has no values: {r.status}")
+    return r.per_sample, r.gradient
+
+
 def _as_probabilities(inputs: LossInputs, y_pred: np.ndarray) -> LossInputs:
     return LossInputs(inputs.loss, False, inputs.y_true, y_pred)
-
-
-def _activation(loss: str, z: np.ndarray) -> np.ndarray:
-    if loss == BCE:
-        return 1 / (1 + np.exp(-z))
-    return np.exp(z - logsumexp(z))
-
-
-def _names(ok, keys) -> str:
-    return ", ".join(ok[k].label for k in keys)
-
-
-def _cap(lines: list[str], limit: int = 8) -> list[str]:
-    return lines if len(lines) <= limit else lines[:limit] + [f"… and {len(lines) - limit} more"]
-
-
-def _elem(idx) -> str:
-    return f"y_pred[{', '.join(str(int(i)) for i in idx)}]"
-
-
-def _sample(i: int, shape: tuple) -> str:
-    if len(shape) <= 1:
-        return str(int(i))
-    return "(" + ", ".join(str(int(k)) for k in np.unravel_index(i, shape)) + ")"
 
 
 def _flat(idx, shape) -> int:
@@ -559,31 +445,3 @@ def _dense_labels(inputs: LossInputs) -> np.ndarray:
     if inputs.loss == SCCE:
         return onehot(inputs.y_true.reshape(inputs.y_pred.shape[:-1]), inputs.y_pred.shape[-1])
     return np.asarray(inputs.y_true, dtype=np.float64)
-
-
-def _trim(text: str) -> str:
-    return text[:-2] if text.endswith(".0") else text
-
-
-def _f32(x) -> str:
-    """Shortest text that reads back as the same float32 (``1.1920929e-07``); ``0.0`` -> ``0``."""
-    return _trim(str(np.float32(x)))
-
-
-def _f64(x) -> str:
-    return _trim(str(np.float64(x)))
-
-
-def _g(x) -> str:
-    return _trim(f"{float(x):g}")
-
-
-def _bound(x) -> str:
-    """A clip bound with enough digits to tell 0.99999988 from 1 − 1e-07."""
-    return f"{float(x):.8g}"
-
-
-def _vec(a: np.ndarray, limit: int = 6) -> str:
-    a = np.asarray(a)
-    flat = [_f32(v) if a.dtype == np.float32 else _trim(f"{float(v):.9g}") for v in a.ravel()[:limit]]
-    return "[" + ", ".join(flat) + (", …" if a.size > limit else "") + "]"

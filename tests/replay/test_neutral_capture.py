@@ -13,6 +13,8 @@ import pytest
 
 from conftest import CASE1, ROOT, SETUPS
 
+pytestmark = pytest.mark.slow  # every test here runs the CLI or a framework in a subprocess
+
 
 def _neutral(setup: str, backend: str, *args: str) -> dict:
     proc = subprocess.run([sys.executable, str(SETUPS / "neutral_check.py"), setup, *args], cwd=ROOT,
@@ -33,7 +35,7 @@ def test_captured_fit_ends_bitwise_equal_to_plain_fit(backend):
 
 def test_light_capture_of_fit_is_neutral_too():
     """--fingerprint's first pass stores fit's loss in a variable inside compute_loss (TF backend)."""
-    result = _neutral(str(SETUPS / "keras_bn.py"), "tensorflow", "500", "100", "12", "digits", "unit", "light")
+    result = _neutral(str(SETUPS / "keras_bn.py"), "tensorflow", "500", "100", "12", "digits", "unit", "fingerprint")
     assert result["records"] == 12
     assert all(result["equal"]), result
 
@@ -58,13 +60,18 @@ from xentdbg.replay.single import run_setup
 fused = sys.argv[1] == "jax"  # XLA fuses w - lr*g into one FMA; TF does two roundings
 lr = np.float32(0.01)  # examples/case1_bce/keras_fit.py: plain SGD, no momentum
 run = run_setup(sys.argv[2], DataSpec(subset=1000, batch_size=250, pixels="unit"), 5)
+assert len(run.records) == 5, len(run.records)
+checked = 0
 for prev, rec in zip(run.records, run.records[1:]):
-    for (_, w0), (_, g), (_, w1) in zip(prev.tensors["weights"], rec.tensors["gradients"], rec.tensors["weights"]):
+    for (_, w0), (_, g), (_, w1) in zip(prev.tensors["weights"], rec.tensors["gradients"], rec.tensors["weights"],
+                                        strict=True):
+        checked += 1
         if fused:
             expected = (w0.astype(np.float64) - np.float64(lr) * g.astype(np.float64)).astype(np.float32)
         else:
             expected = w0 - lr * g
         assert expected.tobytes() == w1.tobytes(), (rec.step, float(np.abs(expected - w1).max()))
+assert checked == 4 * 4, checked  # steps 1-4, each with the kernel and bias of both Dense layers
 print("ok")
 """
 

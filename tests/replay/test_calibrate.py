@@ -3,7 +3,11 @@ tolerances rise above that noise (never below the defaults) and the report says 
 
 from __future__ import annotations
 
+import pytest
+
 from conftest import SETUPS, run_cli
+
+pytestmark = pytest.mark.slow  # every test here runs the CLI or a framework in a subprocess
 
 NOISY = f"{SETUPS / 'jax_small.py'}:noisy"
 ARGS = ["--subset", "200", "--pixels", "unit", "--steps", "2"]

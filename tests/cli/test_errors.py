@@ -15,6 +15,7 @@ def no_internal_traceback(run):
     assert "xentdbg/cli.py" not in run.output and "xentdbg/replay/engine.py" not in run.output
 
 
+@pytest.mark.slow
 def test_missing_setup_file(session_tmp):
     run = run_cli("compare", "nope/missing.py", SMALL, *FAST, tmp_path=session_tmp)
     assert run.code == 2
@@ -23,6 +24,7 @@ def test_missing_setup_file(session_tmp):
     no_internal_traceback(run)
 
 
+@pytest.mark.slow
 def test_missing_function_lists_what_is_there(session_tmp):
     run = run_cli("compare", f"{SMALL}:nosuch", SMALL, *FAST, tmp_path=session_tmp)
     assert run.code == 2
@@ -30,11 +32,13 @@ def test_missing_function_lists_what_is_there(session_tmp):
     no_internal_traceback(run)
 
 
+@pytest.mark.slow
 def test_setup_returning_wrong_type(session_tmp):
     run = run_cli("compare", f"{SMALL}:returns_nonsense", SMALL, *FAST, tmp_path=session_tmp)
     assert run.code == 2 and "returned a str" in run.stderr
 
 
+@pytest.mark.slow
 def test_mismatched_architectures_show_both_tables(session_tmp):
     run = run_cli("compare", SMALL, f"{SMALL}:wide", *FAST, tmp_path=session_tmp)
     assert run.code == 2
@@ -45,6 +49,7 @@ def test_mismatched_architectures_show_both_tables(session_tmp):
     no_internal_traceback(run)
 
 
+@pytest.mark.slow
 def test_setup_raising_during_a_step_shows_its_traceback_with_side_and_step(session_tmp):
     run = run_cli("compare", SMALL, f"{SMALL}:raises_at_step_2", *FAST, tmp_path=session_tmp)
     assert run.code == 3
@@ -53,23 +58,27 @@ def test_setup_raising_during_a_step_shows_its_traceback_with_side_and_step(sess
     assert run.report["side"] == "B" and run.report["step"] == 2
 
 
+@pytest.mark.slow
 def test_setup_raising_while_building(session_tmp):
     run = run_cli("compare", f"{SMALL}:raises_while_building", SMALL, *FAST, tmp_path=session_tmp)
     assert run.code == 3 and "Side A raised ValueError at setup: cannot build the model" in run.stderr
 
 
+@pytest.mark.slow
 def test_worker_killed(session_tmp):
     run = run_cli("compare", SMALL, f"{SMALL}:killed_at_step_1", *FAST, tmp_path=session_tmp)
     assert run.code == 3
     assert "Side B's worker was killed by signal 9 in step 1" in run.stderr
 
 
+@pytest.mark.slow
 def test_worker_hanging_past_step_timeout(session_tmp):
     run = run_cli("compare", SMALL, f"{SMALL}:hangs_at_step_1", *FAST, "--step-timeout", "8", tmp_path=session_tmp)
     assert run.code == 3
     assert "Side B did not answer within 8 s in step 1" in run.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args,message", [
     (["--env-b", "NOEQUALS"], "--env-b 'NOEQUALS' is not KEY=VAL"),
     (["--task", "regression"], "--task 'regression': choose one of binary, digits"),
@@ -84,6 +93,7 @@ def test_usage_errors(session_tmp, args, message):
     no_internal_traceback(run)
 
 
+@pytest.mark.slow
 def test_jax_pair_without_divergence(session_tmp):
     run = run_cli("compare", SMALL, SMALL, *FAST, tmp_path=session_tmp)
     assert run.code == 0, run.output

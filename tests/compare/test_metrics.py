@@ -24,7 +24,8 @@ CASES = [
     ("nan one side", [nan, 1.0], [0.5, 1.0], False, 0.0, 1.0, 1),
     ("inf both same sign", [inf, 1.0], [inf, 1.0], True, 0.0, 1.0, 0),
     ("inf opposite signs", [inf, 1.0], [-inf, 1.0], False, 0.0, 1.0, 1),
-    ("inf vs nan", [inf], [nan], False, 0.0, 1.0, 1),
+    ("inf vs nan", [inf], [nan], False, nan, None, 1),  # nothing finite on both sides: no difference to state
+    ("nan loss vs 39.6", [nan], [39.6], False, nan, None, 1),
     ("opposite vectors", [1.0, 2.0], [-1.0, -2.0], False, 4.0, -1.0, 0),
 ]
 
@@ -33,8 +34,8 @@ CASES = [
 def test_metrics_table(name, a, b, within, max_abs, cosine, mismatch):
     m = tensor_metrics(np.array(a, np.float32), np.array(b, np.float32))
     assert m.within(TOL) is within
-    assert m.max_abs == pytest.approx(max_abs, rel=1e-5, abs=1e-9)
-    assert m.cosine == pytest.approx(cosine, abs=1e-6)
+    assert m.max_abs == pytest.approx(max_abs, rel=1e-5, abs=1e-9, nan_ok=True)
+    assert (m.cosine is None) if cosine is None else m.cosine == pytest.approx(cosine, abs=1e-6)
     assert m.nonfinite_mismatch == mismatch
 
 
@@ -44,8 +45,9 @@ def test_screen_gives_the_same_verdict(name, a, b, within, max_abs, cosine, mism
         m = screen_metrics(np.array(a, dtype), np.array(b, dtype))
         full = tensor_metrics(np.array(a, dtype), np.array(b, dtype))
         assert m.within(TOL) is within
-        assert (m.max_abs, m.scale, m.nonfinite_mismatch, m.bitwise_equal) == \
-            (full.max_abs, full.scale, full.nonfinite_mismatch, full.bitwise_equal)
+        assert m.max_abs == pytest.approx(full.max_abs, nan_ok=True, rel=0, abs=0)
+        assert (m.scale, m.nonfinite_mismatch, m.bitwise_equal, m.finite_pairs) == \
+            (full.scale, full.nonfinite_mismatch, full.bitwise_equal, full.finite_pairs)
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -117,3 +119,27 @@ def test_summary_ignores_nonfinite_values():
     s = summarize(np.array([1.0, nan, 3.0, inf], np.float32))
     assert (s.min, s.max, s.nonfinite) == (1.0, 3.0, 2)
     assert summarize(np.array(2.5)).shape == ()
+
+
+def test_nonfinite_elements_are_left_out_and_the_metrics_say_so():
+    """783,216 of 784,000 gradient elements NaN on one side: the differences cover the other
+    784, and they are reported as covering 784 of 784,000, not as a cosine over everything."""
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=784_000).astype(np.float32)
+    b = a.copy()
+    b[784:] = np.nan
+    b[:784] *= 1.5
+    m = tensor_metrics(a, b)
+    assert (m.finite_pairs, m.size, m.partial) == (784, 784_000, True)
+    assert m.nonfinite_mismatch == 783_216 and not m.within(TOL)
+    assert m.cosine == pytest.approx(1.0, abs=1e-6)  # over the finite pairs: the same direction
+    assert m.max_abs == pytest.approx(float(np.max(np.abs(a[:784] * 0.5))), rel=1e-6)
+
+
+def test_nan_against_a_number_is_reported_as_not_applicable():
+    from xentdbg.report.numbers import coverage, fmt_cosine, fmt_difference
+
+    m = tensor_metrics(np.array(np.nan, np.float32), np.array(39.6, np.float32))
+    assert fmt_difference(m.max_abs, m.finite_pairs, m.nonfinite_mismatch) == "n/a"
+    assert fmt_cosine(m.cosine) == "n/a"
+    assert coverage(m.finite_pairs, m.size) == "none of 1 elements is finite on both sides"

@@ -13,6 +13,13 @@ from xentdbg.records import StepRecord, effective_training
 
 PHASE_LABELS = {"flags": "training flag"}
 
+DECISIVE_PHASES = ("inputs", "flags", "loss", "gradients", "state", "weights")
+"""The phases whose differences make a divergence (exit 1): what a step is fed and what it
+changes. Layer outputs (``activations``) are not among them: they locate where inside a
+step the two sides part, but two models can differ inside and train identically (a final
+LogSoftmax against a Softmax folded into the loss), so an activation difference alone is
+reported as a note, never as a divergence."""
+
 
 @dataclass(frozen=True)
 class TensorComparison:
@@ -48,11 +55,18 @@ class StepComparison:
 
     @property
     def divergences(self) -> list[TensorComparison]:
+        """Every pair outside tolerance, layer outputs included, in capture order."""
         return [t for t in self.tensors if not t.ok]
 
     @property
     def first(self) -> TensorComparison | None:
-        return next((t for t in self.tensors if not t.ok), None)
+        """The first divergence of a decisive phase (:data:`DECISIVE_PHASES`), or None."""
+        return next((t for t in self.tensors if not t.ok and t.phase in DECISIVE_PHASES), None)
+
+    @property
+    def first_activation(self) -> TensorComparison | None:
+        """The first layer output outside tolerance: where inside the step the sides part."""
+        return next((t for t in self.tensors if not t.ok and t.phase == "activations"), None)
 
     @property
     def max_grad_diff(self) -> float:

@@ -76,6 +76,10 @@ class TensorMetrics:
     - ``scale``: ``max(|A|,|B|)`` over those elements, the scale ``rtol`` multiplies.
     - ``nonfinite_a`` / ``nonfinite_b``: NaN/Inf counts; ``nonfinite_mismatch``: positions
       where the two sides are not the same non-finite value.
+    - ``finite_pairs``: how many positions are finite on both sides, of ``size``: the
+      differences above cover those only. With none (a NaN loss against 39.6), ``max_abs``
+      and ``max_rel`` are NaN and ``cosine`` None: there is no difference to measure, and
+      the non-finite counts decide.
     - ``same_shape``: False when shapes differ (then nothing else is meaningful).
     """
 
@@ -88,6 +92,13 @@ class TensorMetrics:
     nonfinite_mismatch: int
     same_shape: bool = True
     bitwise_equal: bool = False
+    finite_pairs: int = 0
+    size: int = 0
+
+    @property
+    def partial(self) -> bool:
+        """The differences cover only some positions: the others are non-finite on a side."""
+        return self.finite_pairs < self.size
 
     def within(self, tol: Tolerance) -> bool:
         if not self.same_shape or self.nonfinite_mismatch:
@@ -136,7 +147,8 @@ def tensor_metrics(a: np.ndarray, b: np.ndarray) -> TensorMetrics:
         # Bitwise equal (the common case for a setup against itself): nothing left to difference.
         finite = a[np.isfinite(a)] if nf_a else a
         scale = float(np.max(np.abs(finite))) if finite.size else 0.0
-        return TensorMetrics(0.0, 0.0, 1.0, scale, nf_a, nf_b, 0, bitwise_equal=True)
+        return TensorMetrics(0.0, 0.0, 1.0, scale, nf_a, nf_b, 0, bitwise_equal=True, finite_pairs=int(finite.size),
+                             size=int(a.size))
     # Elementwise work in the inputs' own float width (float32 for float16/32 pairs: the
     # difference of two float32 values is exact or within one rounding); dot products
     # accumulate in float64.
@@ -151,7 +163,9 @@ def tensor_metrics(a: np.ndarray, b: np.ndarray) -> TensorMetrics:
         mismatch = int(np.count_nonzero(~both & ~same_special))
         x, y = x[both], y[both]
     if x.size == 0:
-        return TensorMetrics(0.0, 0.0, 1.0, 0.0, nf_a, nf_b, mismatch)
+        if mismatch:  # nothing finite on both sides to difference: no number stands for "how far apart"
+            return TensorMetrics(math.nan, math.nan, None, 0.0, nf_a, nf_b, mismatch, size=int(a.size))
+        return TensorMetrics(0.0, 0.0, 1.0, 0.0, nf_a, nf_b, mismatch, size=int(a.size))
     diff = np.abs(x - y)
     mag = np.maximum(np.abs(x), np.abs(y))
     rel = np.divide(diff, mag, out=np.zeros_like(diff), where=mag > 0)
@@ -163,7 +177,8 @@ def tensor_metrics(a: np.ndarray, b: np.ndarray) -> TensorMetrics:
     else:
         cosine = float(np.clip(_dot64(x, y) / (nx * ny), -1.0, 1.0))
     return TensorMetrics(max_abs=float(diff.max()), max_rel=float(rel.max()), cosine=cosine, scale=float(mag.max()),
-                         nonfinite_a=nf_a, nonfinite_b=nf_b, nonfinite_mismatch=mismatch)
+                         nonfinite_a=nf_a, nonfinite_b=nf_b, nonfinite_mismatch=mismatch, finite_pairs=int(x.size),
+                         size=int(a.size))
 
 
 def screen_metrics(a: np.ndarray, b: np.ndarray) -> TensorMetrics:
@@ -190,8 +205,8 @@ def screen_metrics(a: np.ndarray, b: np.ndarray) -> TensorMetrics:
     scale = float(max(-lo_a, hi_a, -lo_b, hi_b))
     if max_abs == 0:  # same values; bitwise only if the bytes agree too (-0.0 == 0.0)
         same_bits = np.array_equal(a.view(_BITS[a.dtype.itemsize]), b.view(_BITS[a.dtype.itemsize]))
-        return TensorMetrics(0.0, 0.0, 1.0, scale, 0, 0, 0, bitwise_equal=same_bits)
-    return TensorMetrics(max_abs, None, None, scale, 0, 0, 0)
+        return TensorMetrics(0.0, 0.0, 1.0, scale, 0, 0, 0, bitwise_equal=same_bits, finite_pairs=a.size, size=a.size)
+    return TensorMetrics(max_abs, None, None, scale, 0, 0, 0, finite_pairs=a.size, size=a.size)
 
 
 _SCREENED = (np.dtype(np.float32), np.dtype(np.float64))

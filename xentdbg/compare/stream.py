@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from xentdbg.compare.divergence import Pairing, StepComparison, compare_step
+from xentdbg.compare.divergence import Pairing, StepComparison, TensorComparison, compare_step
 from xentdbg.compare.metrics import Tolerance
 from xentdbg.findings import Diagnosis
 from xentdbg.records import StepRecord
@@ -49,8 +49,12 @@ def compare_stream(pairs: Iterable[RecordPair], pairing: Pairing, tolerance: Tol
     previous: PreviousPair = (None, None)
     diverged = False
     stopped = False
+    notes: list[str] = []
     for ra, rb in pairs:
         cmp = compare_step(ra, rb, pairing, tolerance, detail=not diverged)
+        inside = cmp.first_activation
+        if cmp.first is None and inside is not None and not diverged and not notes:
+            notes.append(_inside_only(inside))
         if cmp.first is not None and not diverged and diagnose is not None:
             diagnosis = diagnose(cmp, steps, (ra, rb), previous)
         diverged = diverged or cmp.first is not None
@@ -61,5 +65,13 @@ def compare_stream(pairs: Iterable[RecordPair], pairing: Pairing, tolerance: Tol
         if stop_at_first and diverged:
             stopped = True
             break
-    notes = list(steps[0].skipped) if steps else []
+    notes = (list(steps[0].skipped) if steps else []) + notes
     return ComparedSteps(steps, diagnosis, notes, stopped)
+
+
+def _inside_only(t: TensorComparison) -> str:
+    m = t.metrics
+    size = f" (max abs diff {m.max_abs:.3g}, cosine {m.cosine:.6f})" if m and m.cosine is not None else ""
+    return (f"layer outputs differ from step {t.step} on, first {t.name_a}{size}, while the training flags, loss, "
+            "gradients, state and weights agree: the models compute differently inside and train the same "
+            "(not a divergence)")

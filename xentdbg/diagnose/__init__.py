@@ -19,6 +19,7 @@ from xentdbg.diagnose.context import Context, Side, fmt
 from xentdbg.diagnose.data import different_data, rescaled_input
 from xentdbg.diagnose.gradients import loss_scale, missing_regularization
 from xentdbg.diagnose.noise import float_precision, numeric_noise
+from xentdbg.diagnose.nonfinite import nonfinite_origin
 from xentdbg.diagnose.optimizer import optimizer_update
 from xentdbg.diagnose.training import batchnorm_state, training_flag
 from xentdbg.diagnose.xent import fused_softmax_xent, logits_vs_probabilities
@@ -30,7 +31,7 @@ Probe = Callable[[Context], list[Finding]]
 
 # In the order of the causes; ties in fit keep this order.
 PROBES: tuple[Probe, ...] = (
-    logits_vs_probabilities, fused_softmax_xent, training_flag, batchnorm_state, rescaled_input,
+    logits_vs_probabilities, nonfinite_origin, fused_softmax_xent, training_flag, batchnorm_state, rescaled_input,
     loss_scale, missing_regularization, optimizer_update, float_precision, numeric_noise,
 )
 
@@ -63,6 +64,8 @@ def _raw(ctx: Context) -> list[str]:
     lines.append(f"loss A {fmt(ctx.a.loss)}, B {fmt(ctx.b.loss)}")
     m = ctx.first.metrics
     if m is not None:
-        lines.append(f"first divergence {ctx.first.label}: max abs diff {fmt(m.max_abs, 4)}, "
-                     f"cosine {m.cosine:.6f}, non-finite A/B {m.nonfinite_a}/{m.nonfinite_b}")
+        cosine = "n/a" if m.cosine is None else f"{m.cosine:.6f}"
+        over = f" (over the {m.finite_pairs} of {m.size} elements finite on both sides)" if m.partial else ""
+        lines.append(f"first divergence {ctx.first.label}: max abs diff {fmt(m.max_abs, 4)}{over}, "
+                     f"cosine {cosine}, non-finite A/B {m.nonfinite_a}/{m.nonfinite_b}")
     return lines

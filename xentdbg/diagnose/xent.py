@@ -147,6 +147,8 @@ def logits_vs_probabilities(ctx: Context) -> list[Finding]:
         return []
     y = np.asarray(ctx.y, np.float64)
     outs = {s.label: np.asarray(s.activations[-1][1], np.float64) for s in ctx.sides}
+    if not all(np.all(np.isfinite(o)) for o in outs.values()):
+        return []  # non-finite predictions: no loss formula explains them (see diagnose.nonfinite)
     kind = _kind(outs["A"], y)
     if kind is None or _kind(outs["B"], y) != kind:
         return []

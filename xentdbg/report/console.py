@@ -15,7 +15,7 @@ from xentdbg.compare.metrics import Summary, Tolerance
 from xentdbg.data import BUNDLED
 from xentdbg.errors import ParameterMismatch, SetupFailed, XentdbgError
 from xentdbg.records import CaptureMode, effective_training
-from xentdbg.report.numbers import fmt_number
+from xentdbg.report.numbers import coverage, fmt_cosine, fmt_difference, fmt_number
 
 MAX_OTHER = 12
 
@@ -78,10 +78,12 @@ def _metrics_rows(t: TensorComparison, tol: Tolerance) -> Table:
     if not m.same_shape:
         tab.add_row("shapes", "differ")
         return tab
-    tab.add_row("max abs diff", fmt_number(m.max_abs))
-    tab.add_row("max rel diff", fmt_number(m.max_rel))
-    tab.add_row("cosine similarity", f"{m.cosine:.6f}")
+    tab.add_row("max abs diff", fmt_difference(m.max_abs, m.finite_pairs, m.nonfinite_mismatch))
+    tab.add_row("max rel diff", fmt_difference(m.max_rel, m.finite_pairs, m.nonfinite_mismatch))
+    tab.add_row("cosine similarity", fmt_cosine(m.cosine))
     tab.add_row("non-finite A / B", f"{m.nonfinite_a} / {m.nonfinite_b}")
+    if m.partial:
+        tab.add_row("compared over", coverage(m.finite_pairs, m.size))
     tab.add_row(f"passes with atol (rtol={tol.rtol:g})", f">= {fmt_number(m.needed_atol(tol))}")
     tab.add_row(f"passes with rtol (atol={tol.atol:g})", f">= {fmt_number(m.needed_rtol(tol))}")
     return tab
@@ -146,6 +148,14 @@ def diagnosis_panel(diagnosis) -> Panel:
     return Panel(Group(*parts), title=Text("Diagnosis", style="bold"), title_align="left", border_style="yellow")
 
 
+def _difference(t: TensorComparison) -> str:
+    m = t.metrics
+    if m is None:
+        return ""
+    return (f": max abs diff {fmt_difference(m.max_abs, m.finite_pairs, m.nonfinite_mismatch)}, "
+            f"cosine {fmt_cosine(m.cosine)}")
+
+
 def _others(step, first: TensorComparison) -> Table | None:
     others = [t for t in step.divergences if t is not first]
     if not others:
@@ -160,7 +170,8 @@ def _others(step, first: TensorComparison) -> Table | None:
             tab.add_row(t.phase, name, f"A={_flag(t.value_a)} B={_flag(t.value_b)}", "", "")
         else:
             m = t.metrics
-            tab.add_row(t.phase, name, fmt_number(m.max_abs), f"{m.cosine:.4f}", f"{m.nonfinite_a}/{m.nonfinite_b}")
+            tab.add_row(t.phase, name, fmt_difference(m.max_abs, m.finite_pairs, m.nonfinite_mismatch),
+                        fmt_cosine(m.cosine, 4), f"{m.nonfinite_a}/{m.nonfinite_b}")
     if len(others) > MAX_OTHER:
         tab.add_row("…", f"{len(others) - MAX_OTHER} more (see --json)", "", "", "")
     return tab
@@ -227,6 +238,11 @@ def render_result(result, console: Console, title: str = "xentdbg compare") -> N
     else:
         console.print(first_divergence(first, tol, {"A": result.info_a.kind, "B": result.info_b.kind}))
         step = next(s for s in result.steps if s.first is first)
+        inside = step.first_activation
+        if inside is not None:
+            console.print(Text(f"Inside step {step.step} the layer outputs part first at {inside.name_a}"
+                               f"{_difference(inside)} (layer outputs locate a divergence; they never decide one).",
+                               style="bold"))
         others = _others(step, first)
         if others is not None:
             console.print(others)

@@ -54,7 +54,10 @@ def result_dict(result: CompareResult) -> dict[str, Any]:
         "init": cfg.init,
         "tolerance": {"rtol": tol.rtol, "atol": tol.atol, "rule": tol.describe()},
         "first_divergence": tensor_dict(first, tol) if first else None,
-        "also_diverged_in_step": [tensor_dict(t, tol) for t in first_step.divergences[1:]] if first_step else [],
+        "first_layer_output_divergence": (tensor_dict(first_step.first_activation, tol)
+                                          if first_step and first_step.first_activation else None),
+        "also_diverged_in_step": ([tensor_dict(t, tol) for t in first_step.divergences if t is not first]
+                                  if first_step else []),
         "per_step": [{"step": s.step, "loss_a": s.loss_a, "loss_b": s.loss_b, "max_grad_diff": s.max_grad_diff,
                       "divergent_tensors": len(s.divergences),
                       "training_flags": {"a": s.flags_a, "b": s.flags_b},

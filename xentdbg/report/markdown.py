@@ -6,7 +6,7 @@ import shlex
 
 from xentdbg.compare.divergence import PHASE_LABELS
 from xentdbg.records import CaptureMode
-from xentdbg.report.numbers import fmt_number
+from xentdbg.report.numbers import coverage, fmt_cosine, fmt_difference, fmt_number
 
 MAX_OTHER = 20
 
@@ -64,9 +64,11 @@ def render_markdown(result, commands: list[str] | None = None) -> str:
         else:
             m, a, b = first.metrics, first.summary_a, first.summary_b
             lines += [_row("metric", "value"), _row("---", "---"),
-                      _row("max abs diff", fmt_number(m.max_abs)), _row("max rel diff", fmt_number(m.max_rel)),
-                      _row("cosine similarity", f"{m.cosine:.6f}"),
+                      _row("max abs diff", fmt_difference(m.max_abs, m.finite_pairs, m.nonfinite_mismatch)),
+                      _row("max rel diff", fmt_difference(m.max_rel, m.finite_pairs, m.nonfinite_mismatch)),
+                      _row("cosine similarity", fmt_cosine(m.cosine)),
                       _row("non-finite A / B", f"{m.nonfinite_a} / {m.nonfinite_b}"),
+                      *([_row("compared over", coverage(m.finite_pairs, m.size))] if m.partial else []),
                       _row(f"passes with atol (rtol={tol.rtol:g})", f">= {fmt_number(m.needed_atol(tol))}"),
                       _row(f"passes with rtol (atol={tol.atol:g})", f">= {fmt_number(m.needed_rtol(tol))}"), "",
                       _row("", "A", "B"), _row("---", "---", "---"), _row("shape", a.shape, b.shape),
@@ -75,14 +77,20 @@ def render_markdown(result, commands: list[str] | None = None) -> str:
                       for k in ("min", "max", "mean", "std", "norm")]
             lines += [_row("non-finite", a.nonfinite, b.nonfinite), ""]
         step = next(s for s in result.steps if s.first is first)
+        inside = step.first_activation
+        if inside is not None:
+            lines += [f"Inside step {step.step} the layer outputs part first at `{inside.name_a}` (layer outputs "
+                      "locate a divergence; they never decide one).", ""]
         others = [t for t in step.divergences if t is not first]
         if others:
             lines += [f"### Also diverged in step {step.step} ({len(others)})", "",
                       _row("phase", "tensor", "max abs diff", "cosine"), _row("---", "---", "---", "---")]
             for t in others[:MAX_OTHER]:
+                om = t.metrics
                 lines.append(_row(PHASE_LABELS.get(t.phase, t.phase), f"`{t.name_a}`",
-                                  fmt_number(t.metrics.max_abs) if t.metrics else f"A={t.value_a} B={t.value_b}",
-                                  f"{t.metrics.cosine:.4f}" if t.metrics else ""))
+                                  fmt_difference(om.max_abs, om.finite_pairs, om.nonfinite_mismatch) if om
+                                  else f"A={t.value_a} B={t.value_b}",
+                                  fmt_cosine(om.cosine, 4) if om else ""))
             if len(others) > MAX_OTHER:
                 lines.append(_row("…", f"{len(others) - MAX_OTHER} more", "", ""))
             lines.append("")

@@ -42,3 +42,29 @@ def run_cli(*args: str, tmp_path: Path, env: dict | None = None, timeout: float 
 @pytest.fixture(scope="session")
 def session_tmp(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("xentdbg")
+
+
+EXAMPLES = ROOT / "examples"
+
+
+def example_pairs() -> dict[tuple[str, str], dict]:
+    """Every pair of every ``examples/<topic>/pairs.json``: ``(topic, name) -> entry``."""
+    pairs = {}
+    for index in sorted(EXAMPLES.glob("*/pairs.json")):
+        for name, entry in json.loads(index.read_text()).items():
+            pairs[(index.parent.name, name)] = entry
+    return pairs
+
+
+_PAIR_RUNS: dict[tuple[str, str], CliRun] = {}
+
+
+def run_pair(topic: str, name: str, tmp_path: Path) -> CliRun:
+    """``xentdbg compare`` on one example pair, with its ``args``; run once per session, so
+    the test that checks a pair's exit code and the tests that read its report share it."""
+    if (topic, name) not in _PAIR_RUNS:
+        entry = example_pairs()[(topic, name)]
+        folder = EXAMPLES / topic
+        _PAIR_RUNS[(topic, name)] = run_cli("compare", str(folder / entry["a"]), str(folder / entry["b"]),
+                                            *entry.get("args", []), tmp_path=tmp_path)
+    return _PAIR_RUNS[(topic, name)]

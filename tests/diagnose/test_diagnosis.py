@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, example_pairs, run_cli, run_pair
 
 pytestmark = pytest.mark.slow  # every test here runs the CLI or a framework in a subprocess
 
@@ -14,7 +14,11 @@ OPTS = ["--task", "digits", "--pixels", "unit", "--subset", "300", "--batch-size
 
 
 def _run(tmp, a, b):
-    run = run_cli("compare", str(CAUSES / a), str(CAUSES / b), *OPTS, tmp_path=tmp)
+    """The pair's run as examples/causes/pairs.json lists it (shared with tests/cli/test_examples.py)."""
+    name = next((n for (topic, n), e in example_pairs().items() if topic == "causes" and (e["a"], e["b"]) == (a, b)),
+                None)
+    run = run_pair("causes", name, tmp) if name else run_cli("compare", str(CAUSES / a), str(CAUSES / b), *OPTS,
+                                                                tmp_path=tmp)
     return run, (run.report or {}).get("diagnosis")
 
 
@@ -30,6 +34,16 @@ def test_cause6_fit_shuffles(session_tmp):
     assert top["cause"] == "different-data" and top["numbers"]["step"] == 0
     assert "shuffle=False" in top["fix"] and "side A" in top["fix"]
     assert any("side B's batch is samples 0..99 in order" in e for e in top["evidence"])
+
+
+def test_cause6b_rescaled_inside_the_step(session_tmp):
+    run, diagnosis = _run(session_tmp, "fit.py", "loop_rescale.py")
+    assert run.code == 1, run.output  # examples/causes/README.md: exit 1, step 0 · loss, parts at dense
+    first, inside = run.report["first_divergence"], run.report["first_layer_output_divergence"]
+    assert (first["step"], first["phase"]) == (0, "loss")  # layer outputs locate, the loss decides
+    assert (inside["step"], inside["phase"], inside["name_a"]) == (0, "activations", "dense")
+    top = diagnosis["findings"][0]
+    assert top["cause"] == "different-data" and top["numbers"]["factor"] == pytest.approx(1 / 255, rel=1e-4)
 
 
 def test_cause7_sum_instead_of_mean(session_tmp):

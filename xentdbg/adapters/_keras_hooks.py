@@ -70,6 +70,7 @@ class LayerHooks:
     def __init__(self, model: Any):
         self.layers = leaf_layers(model)
         self.flags: dict[str, bool | None | str] = {}
+        self.recording = True  # False while fit validates, evaluates or predicts: those calls are not training
         self._collector: list[tuple[str, Any]] | None = None
         for layer in self.layers:
             self._wrap(layer)
@@ -87,7 +88,7 @@ class LayerHooks:
 
         @functools.wraps(original)
         def call(*args, **kwargs):
-            if self._collector is None and has_training:
+            if self._collector is None and has_training and self.recording:
                 self.flags[name] = _as_flag(kwargs.get("training"))
             out = original(*args, **kwargs)
             if self._collector is not None:

@@ -290,6 +290,23 @@ class _FitCapture:
             def on_train_batch_end(self, batch, logs=None):
                 outer.on_step_end()
 
+            # fit's validation pass calls evaluate with fit's callbacks (Keras 3.15:
+            # keras/src/backend/tensorflow/trainer.py:423-429, jax/trainer.py:511), which
+            # traces and runs the model with training=False between on_test_begin and
+            # on_test_end (tensorflow/trainer.py:504,515; jax/trainer.py:599,645). Those
+            # calls are not the training step: their flags must not be recorded.
+            def on_test_begin(self, logs=None):
+                outer.hooks.recording = False
+
+            def on_test_end(self, logs=None):
+                outer.hooks.recording = True
+
+            def on_predict_begin(self, logs=None):
+                outer.hooks.recording = False
+
+            def on_predict_end(self, logs=None):
+                outer.hooks.recording = True
+
         return Capture()
 
     def on_step_begin(self) -> None:

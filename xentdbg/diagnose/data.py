@@ -78,10 +78,11 @@ def different_data(ctx: Context, dataset_sums: np.ndarray | None = None,
 def rescaled_input(ctx: Context) -> list[Finding]:
     """Inputs agree but the first layer's outputs differ by a constant factor such as 1/255:
     one side rescales inside its own step."""
-    if not ctx.agrees("inputs") or ctx.first is None or ctx.first.phase != "activations":
+    inside = ctx.step.first_activation  # where inside the step the sides part
+    if not ctx.agrees("inputs") or inside is None:
         return []
     acts_a, acts_b = ctx.a.activations, ctx.b.activations
-    if not acts_a or not acts_b or ctx.first.name_a != acts_a[0][0]:
+    if not acts_a or not acts_b or inside.name_a != acts_a[0][0]:
         return []
     ha, hb = np.asarray(acts_a[0][1], np.float64), np.asarray(acts_b[0][1], np.float64)
     c, residual = ratio(hb, ha)

@@ -26,3 +26,17 @@ def test_every_index_names_files_that_exist_and_an_exit_code():
 def test_pair_gives_its_stated_exit_code(topic, name, session_tmp):
     run = run_pair(topic, name, session_tmp)
     assert run.code == PAIRS[(topic, name)]["exit"], run.output[-3000:]
+
+
+@pytest.mark.slow
+def test_loop_that_bypasses_the_optimizer_is_a_usage_error_not_zero_gradients(session_tmp):
+    folder = EXAMPLES / "capture"
+    args = ("--task", "digits", "--pixels", "unit", "--subset", "300", "--batch-size", "100", "--steps", "3")
+    from conftest import run_cli
+
+    run = run_cli("compare", str(folder / "fit.py"), str(folder / "loop_assign_sub.py"), *args, tmp_path=session_tmp)
+    assert run.code == 2, run.output[-3000:]
+    assert "without calling optimizer.apply" in run.stderr and "--fingerprint" in run.stderr
+    light = run_cli("compare", str(folder / "fit.py"), str(folder / "loop_assign_sub.py"), *args, "--fingerprint",
+                    tmp_path=session_tmp)
+    assert light.code == 0, light.output[-3000:]  # the same training; only gradients were out of reach

@@ -23,6 +23,7 @@ Keras and TensorFlow internals are reached only through
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import numpy as np
 
@@ -104,9 +105,10 @@ class KerasLoopAdapter(Adapter):
             x, y = tf.convert_to_tensor(self.data.x[sl]), tf.convert_to_tensor(self.data.y[sl])
             if dry is not None:
                 grads, acts = dry.run(x, y)
-            loss = self.setup.train_step(x, y)
+            out = self.setup.train_step(x, y)
             if emit is None:
                 continue
+            loss = _loss_of(out)
             model = self.model
             assert hooks is not None  # installed whenever emit is given
             inputs, digests = batch_fingerprint(self.data.x[sl], self.data.y[sl])
@@ -133,6 +135,7 @@ class _DryStep:
         self.model = adapter.model
         self.hooks = LayerHooks(self.model)
         self._dry = False
+        self._applied = True
         self._grads: list = []
         optimizer = adapter.optimizer
         original_apply = optimizer.apply
@@ -152,9 +155,13 @@ class _DryStep:
 
         def body(x, y):
             self._dry = True
+            self._grads = []
             try:
                 with self.hooks.collect() as acts:
                     python_step(x, y)
+                # Python runs here at trace time inside a tf.function: whether the step called
+                # the optimizer is known then (raised from run(), outside the traced function).
+                self._applied = bool(self._grads)
             finally:
                 self._dry = False
             by_id = {id(v): g for v, g in self._grads}  # the step passes model.trainable_variables
@@ -176,5 +183,40 @@ class _DryStep:
         grads, acts = self._body(x, y)
         for v, value in zip(variables, snapshot):
             v.assign(value)  # bitwise restore: the dry copy leaves no trace
+        if not self._applied:
+            raise UsageError(
+                "The KerasLoop train_step changed the weights without calling optimizer.apply or "
+                "optimizer.apply_gradients, so xentdbg cannot see the gradients it used.",
+                hint="Apply the gradients with optimizer.apply_gradients(zip(grads, model.trainable_variables)) "
+                     "(a v.assign_sub(lr * g) loop trains the same with keras.optimizers.SGD(lr)), or compare "
+                     "this setup with --fingerprint, which does not capture gradients.")
         return ([np.array(g) for g in grads], [(n, np.array(a)) for n, a in zip(self._names, acts, strict=True)])
 
+
+
+def _loss_of(out: Any) -> np.ndarray:
+    """The loss a ``train_step`` returned: a scalar; or the first element of a tuple or
+    list (``return loss, logits``); or a dict's ``"loss"`` (``return {"loss": loss, ...}``)."""
+    value = out
+    if isinstance(out, dict):
+        value = out.get("loss")
+    elif isinstance(out, (tuple, list)) and out:
+        value = out[0]
+    array = None if value is None else np.asarray(value)
+    if array is None or array.size != 1 or array.dtype.kind not in "fiu":
+        raise UsageError(
+            f"The KerasLoop train_step returned {_describe(out)}; xentdbg needs the step's loss.",
+            hint="Return the scalar loss, a tuple whose first element is the loss (return loss, logits), "
+                 "or a dict with a 'loss' entry.")
+    return array.reshape(())
+
+
+def _describe(out: Any) -> str:
+    if out is None:
+        return "None"
+    if isinstance(out, dict):
+        return f"a dict with keys {sorted(map(str, out))}"
+    if isinstance(out, (tuple, list)):
+        return f"a {type(out).__name__} of {len(out)}" + (f" starting with {_describe(out[0])}" if out else "")
+    shape = getattr(out, "shape", None)
+    return f"a {type(out).__name__}" + (f" of shape {tuple(shape)}" if shape is not None else "")

@@ -65,7 +65,8 @@ class LossReport:
     def to_dict(self) -> dict:
         """Plain data for ``--json``; NaN and infinities as the strings "nan", "inf", "-inf"."""
         return jsonable({
-            "schema": 1, "loss": self.loss, "from_logits": self.from_logits, "exit_code": self.exit_code,
+            "schema": 2, "loss": self.loss,  # 2: findings carry "evidence" (was "lines")
+            "from_logits": self.from_logits, "exit_code": self.exit_code,
             "y_true": self.inputs.y_true.tolist(), "y_pred": self.inputs.y_pred.tolist(),
             "notes": list(self.inputs.notes),
             "implementations": [_result_dict(r) for r in self.results],

@@ -13,7 +13,11 @@ from xentdbg.errors import XentdbgError
 from xentdbg.findings import jsonable
 from xentdbg.records import SideInfo
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: ``first_divergence`` is the first divergence of a deciding phase (layer outputs never
+decide; ``first_layer_output_divergence`` locates it); ``metrics.cosine`` and
+``metrics.max_rel`` may be null and ``max_abs`` "nan" when no element is finite on both
+sides; ``metrics.finite_pairs`` / ``metrics.size`` say what the differences cover."""
 
 
 def tensor_dict(t: TensorComparison, tol: Tolerance | None = None) -> dict[str, Any]:

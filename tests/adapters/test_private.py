@@ -20,7 +20,7 @@ import pytest
 
 from xentdbg.adapters import _keras_private as keras_private
 from xentdbg.adapters import _tf_keras_private as tf_keras_private
-from xentdbg.adapters._library_guard import major_minor
+from xentdbg.adapters._library_guard import check_range, major_minor
 from xentdbg.errors import EXIT_USAGE, UnsupportedLibrary, UsageError
 
 from conftest import ROOT
@@ -30,13 +30,13 @@ from conftest import ROOT
 
 @pytest.mark.parametrize("version", ["3.15.0", "3.15.1", "3.15.2rc1", "3.15.0.dev20250101"])
 def test_keras_versions_in_range_pass(version: str) -> None:
-    keras_private.check_keras_version(version)
+    check_range(keras_private.KERAS, version)
 
 
 @pytest.mark.parametrize("version", ["3.14.9", "3.16.0", "3.16.0rc1", "4.0.0", "2.15.0", "nightly"])
 def test_keras_versions_outside_range_raise(version: str) -> None:
     with pytest.raises(UnsupportedLibrary) as info:
-        keras_private.check_keras_version(version)
+        check_range(keras_private.KERAS, version)
     error = info.value
     assert isinstance(error, UsageError) and error.exit_code == EXIT_USAGE
     assert f"keras {version}" in error.message
@@ -46,13 +46,13 @@ def test_keras_versions_outside_range_raise(version: str) -> None:
 
 @pytest.mark.parametrize("version", ["2.18.0", "2.19.1", "2.21.0"])
 def test_tf_keras_versions_in_range_pass(version: str) -> None:
-    tf_keras_private.check_tf_keras_version(version)
+    check_range(tf_keras_private.TF_KERAS, version)
 
 
 @pytest.mark.parametrize("version", ["2.17.0", "2.22.0", "3.15.1"])
 def test_tf_keras_versions_outside_range_raise(version: str) -> None:
     with pytest.raises(UnsupportedLibrary) as info:
-        tf_keras_private.check_tf_keras_version(version)
+        check_range(tf_keras_private.TF_KERAS, version)
     assert f"tf_keras {version}" in info.value.message
     assert "pip install 'tf_keras>=2.18,<2.22'" in (info.value.hint or "")
 
@@ -60,10 +60,10 @@ def test_tf_keras_versions_outside_range_raise(version: str) -> None:
 @pytest.mark.parametrize(("version", "ok"), [("2.21.0", True), ("2.18.0", True), ("2.17.1", False), ("2.22.0", False)])
 def test_tensorflow_version_check(version: str, ok: bool) -> None:
     if ok:
-        keras_private.check_tensorflow_version(version)
+        check_range(keras_private.TENSORFLOW, version)
     else:
         with pytest.raises(UnsupportedLibrary, match=f"tensorflow {version}"):
-            keras_private.check_tensorflow_version(version)
+            check_range(keras_private.TENSORFLOW, version)
 
 
 def test_major_minor_parsing() -> None:

@@ -17,12 +17,11 @@ an op to a graph it is traced into.
 from __future__ import annotations
 
 import contextlib
-import functools
 import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from xentdbg.adapters._library_guard import VersionRange, check_range, installed_version, missing_internal
+from xentdbg.adapters._library_guard import VersionRange, checked_version, missing_internal
 
 KERAS = VersionRange("keras", (3, 15), (3, 16))
 """The Keras versions this module was written and tested for (pyproject.toml pins the same)."""
@@ -33,30 +32,14 @@ TENSORFLOW = VersionRange("tensorflow", (2, 18), (2, 22))
 
 # -- version checks ------------------------------------------------------------------
 
-def check_keras_version(version: str) -> None:
-    """Raise :class:`UnsupportedLibrary` unless Keras ``version`` lies in :data:`KERAS`."""
-    check_range(KERAS, version)
-
-
-def check_tensorflow_version(version: str) -> None:
-    """Raise :class:`UnsupportedLibrary` unless TensorFlow ``version`` lies in :data:`TENSORFLOW`."""
-    check_range(TENSORFLOW, version)
-
-
-@functools.cache
 def keras_version() -> str:
     """The installed Keras version, checked against :data:`KERAS` on the first call."""
-    version = installed_version(KERAS.library)
-    check_keras_version(version)
-    return version
+    return checked_version(KERAS)
 
 
-@functools.cache
 def tensorflow_version() -> str:
     """The installed TensorFlow version, checked against :data:`TENSORFLOW` on the first call."""
-    version = installed_version(TENSORFLOW.library)
-    check_tensorflow_version(version)
-    return version
+    return checked_version(TENSORFLOW)
 
 
 def _keras_attr(obj: Any, name: str, internal: str, where: str) -> Any:

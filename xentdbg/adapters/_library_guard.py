@@ -9,6 +9,7 @@ with a hint naming the tested range. This module imports no framework.
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import re
 import sys
@@ -65,6 +66,15 @@ def installed_version(library: str) -> str:
         return importlib.metadata.version(library)
     except importlib.metadata.PackageNotFoundError:
         return "(not installed)"
+
+
+@functools.cache
+def checked_version(tested: VersionRange) -> str:
+    """The installed version of ``tested.library``, checked against ``tested`` on the first
+    call (:class:`UnsupportedLibrary` when outside it)."""
+    version = installed_version(tested.library)
+    check_range(tested, version)
+    return version
 
 
 def missing_internal(tested: VersionRange, version: str, internal: str, where: str,

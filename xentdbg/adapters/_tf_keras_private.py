@@ -13,27 +13,18 @@ only (the legacy adapter has imported it already).
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
-from xentdbg.adapters._library_guard import VersionRange, check_range, installed_version, missing_internal
+from xentdbg.adapters._library_guard import VersionRange, checked_version, missing_internal
 
 TF_KERAS = VersionRange("tf_keras", (2, 18), (2, 22))
 """The tf_keras versions this module was written and tested for (pyproject.toml's
 ``legacy`` extra pins the same)."""
 
 
-def check_tf_keras_version(version: str) -> None:
-    """Raise :class:`UnsupportedLibrary` unless tf_keras ``version`` lies in :data:`TF_KERAS`."""
-    check_range(TF_KERAS, version)
-
-
-@functools.cache
 def tf_keras_version() -> str:
     """The installed tf_keras version, checked against :data:`TF_KERAS` on the first call."""
-    version = installed_version(TF_KERAS.library)
-    check_tf_keras_version(version)
-    return version
+    return checked_version(TF_KERAS)
 
 
 def symbolic_learning_phase() -> Any:

@@ -61,7 +61,7 @@ class Calibration:
     @property
     def phase_noise(self) -> dict[str, float]:
         """The larger side's noise per phase: the floor the noise probe compares against."""
-        return {p: max((side.get(p, 0.0) for side in self.noise.values()), default=0.0) for p in PHASES}
+        return worst_noise(self.noise)
 
     @property
     def per_phase(self) -> dict[str, dict[str, float]]:
@@ -70,6 +70,11 @@ class Calibration:
     def to_dict(self) -> dict[str, Any]:
         return {"noise": self.noise, "per_phase": self.per_phase, "safety": self.safety,
                 "rule": self.tolerance.describe()}
+
+
+def worst_noise(noise: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Per phase, the largest noise any side measured (0.0 where none was)."""
+    return {p: max((side.get(p, 0.0) for side in noise.values()), default=0.0) for p in PHASES}
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from xentdbg.compare.metrics import Tolerance
-from xentdbg.compare.result import Calibration, CompareConfig, CompareResult
-from xentdbg.records import PHASES, CaptureMode
+from xentdbg.compare.result import Calibration, CompareConfig, CompareResult, worst_noise
+from xentdbg.records import CaptureMode
 
 SAFETY = 10.0
 _EXACT = Tolerance(rtol=0.0, atol=0.0)
@@ -50,8 +50,7 @@ def calibrate(config: CompareConfig, replay: Callable[[CompareConfig], CompareRe
                       save_traces=None, capture=CaptureMode.FULL, calibrate=False)
         noise[side] = phase_noise(replay(own))
     base = config.tolerance
-    worst = {p: max(noise["A"].get(p, 0.0), noise["B"].get(p, 0.0)) for p in PHASES}
-    overrides = tuple((p, max(base.rtol, SAFETY * w)) for p, w in worst.items()
-                      if max(base.rtol, SAFETY * w) != base.rtol)
+    rtols = {p: max(base.rtol, SAFETY * w) for p, w in worst_noise(noise).items()}
+    overrides = tuple((p, rtol) for p, rtol in rtols.items() if rtol != base.rtol)
     return Calibration(noise=noise, tolerance=Tolerance(rtol=base.rtol, atol=base.atol, phase_rtol=overrides),
                        safety=SAFETY)

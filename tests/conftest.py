@@ -56,15 +56,21 @@ def example_pairs() -> dict[tuple[str, str], dict]:
     return pairs
 
 
-_PAIR_RUNS: dict[tuple[str, str], CliRun] = {}
+_COMPARE_RUNS: dict[tuple[str, ...], CliRun] = {}
+
+
+def run_compare(a: str | Path, b: str | Path, *args: str, tmp_path: Path) -> CliRun:
+    """``xentdbg compare A B ARGS`` (absolute setup paths), run once per session: the test
+    that checks an example pair's exit code and the tests that read its report share it.
+    Only for deterministic runs whose report the tests just read."""
+    key = (str(a), str(b), *args)
+    if key not in _COMPARE_RUNS:
+        _COMPARE_RUNS[key] = run_cli("compare", *key, tmp_path=tmp_path)
+    return _COMPARE_RUNS[key]
 
 
 def run_pair(topic: str, name: str, tmp_path: Path) -> CliRun:
-    """``xentdbg compare`` on one example pair, with its ``args``; run once per session, so
-    the test that checks a pair's exit code and the tests that read its report share it."""
-    if (topic, name) not in _PAIR_RUNS:
-        entry = example_pairs()[(topic, name)]
-        folder = EXAMPLES / topic
-        _PAIR_RUNS[(topic, name)] = run_cli("compare", str(folder / entry["a"]), str(folder / entry["b"]),
-                                            *entry.get("args", []), tmp_path=tmp_path)
-    return _PAIR_RUNS[(topic, name)]
+    """:func:`run_compare` on one example pair of ``examples/<topic>/pairs.json``, with its ``args``."""
+    entry = example_pairs()[(topic, name)]
+    folder = EXAMPLES / topic
+    return run_compare(folder / entry["a"], folder / entry["b"], *entry.get("args", []), tmp_path=tmp_path)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import CASE1, run_cli
+from conftest import CASE1, run_compare
 
 pytestmark = pytest.mark.slow  # every test here runs the CLI or a framework in a subprocess
 
@@ -15,7 +15,7 @@ STEPS = ["--steps", "10"]
 
 @pytest.fixture(scope="module")
 def stable_vs_keras(session_tmp):
-    return run_cli("compare", str(CASE1 / "jax_stable.py"), KERAS, *STEPS, tmp_path=session_tmp)
+    return run_compare(str(CASE1 / "jax_stable.py"), KERAS, *STEPS, tmp_path=session_tmp)
 
 
 def test_stable_jax_vs_keras_diverges_at_step0_loss(stable_vs_keras):
@@ -64,7 +64,7 @@ def test_terminal_report_states_what_was_compared(stable_vs_keras):
 
 
 def test_naive_jax_vs_keras_is_nonfinite_on_one_side(session_tmp):
-    run = run_cli("compare", str(CASE1 / "jax_naive.py"), KERAS, *STEPS, tmp_path=session_tmp)
+    run = run_compare(str(CASE1 / "jax_naive.py"), KERAS, *STEPS, tmp_path=session_tmp)
     assert run.code == 1, run.output
     first = run.report["first_divergence"]
     assert (first["step"], first["phase"]) == (0, "loss")
@@ -73,7 +73,7 @@ def test_naive_jax_vs_keras_is_nonfinite_on_one_side(session_tmp):
 
 
 def test_exact_logits_jax_matches_keras(session_tmp):
-    run = run_cli("compare", str(CASE1 / "jax_logits.py"), KERAS, *STEPS, tmp_path=session_tmp)
+    run = run_compare(str(CASE1 / "jax_logits.py"), KERAS, *STEPS, tmp_path=session_tmp)
     assert run.code == 0, run.output
     assert run.report["first_divergence"] is None
     assert run.report["per_step"][0]["loss_a"] == pytest.approx(39.6471, abs=1e-4)
@@ -81,7 +81,7 @@ def test_exact_logits_jax_matches_keras(session_tmp):
 
 
 def test_keras_tf_backend_vs_jax_backend_diverge_at_step0(session_tmp):
-    run = run_cli("compare", KERAS, KERAS, *STEPS, "--env-b", "KERAS_BACKEND=jax", tmp_path=session_tmp)
+    run = run_compare(KERAS, KERAS, *STEPS, "--env-b", "KERAS_BACKEND=jax", tmp_path=session_tmp)
     assert run.code == 1, run.output
     assert run.report["b"]["framework"]["backend"] == "jax"
     first = run.report["first_divergence"]
@@ -93,7 +93,7 @@ def test_keras_tf_backend_vs_jax_backend_diverge_at_step0(session_tmp):
 
 
 def test_keras_fit_vs_itself_is_bitwise_equal(session_tmp):
-    run = run_cli("compare", KERAS, KERAS, *STEPS, tmp_path=session_tmp)
+    run = run_compare(KERAS, KERAS, *STEPS, tmp_path=session_tmp)
     assert run.code == 0, run.output
     assert run.report["all_bitwise_equal"] is True
     assert "Every captured tensor is bitwise equal" in run.stdout

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import ROOT, SETUPS, run_cli
+from conftest import ROOT, SETUPS, run_cli, run_compare
 
 pytestmark = pytest.mark.slow  # every test here runs the CLI or a framework in a subprocess
 
@@ -16,7 +16,7 @@ C2_ARGS = ["--task", "digits", "--pixels", "unit", "--batch-size", "100", "--sub
 
 
 def compare(tmp, a, b, *args):
-    return run_cli("compare", str(a), str(b), *args, tmp_path=tmp)
+    return run_compare(a, b, *args, tmp_path=tmp)  # shared with tests/cli/test_examples.py
 
 
 def test_fit_vs_loop_without_training_true_is_a_training_flag_at_batchnorm(session_tmp):

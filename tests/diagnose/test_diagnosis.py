@@ -5,20 +5,17 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import ROOT, example_pairs, run_cli, run_pair
+from conftest import ROOT, run_cli, run_compare
 
 pytestmark = pytest.mark.slow  # every test here runs the CLI or a framework in a subprocess
 
 CAUSES = ROOT / "examples" / "causes"
-OPTS = ["--task", "digits", "--pixels", "unit", "--subset", "300", "--batch-size", "100", "--steps", "2"]
+OPTS = ["--task", "digits", "--pixels", "unit", "--subset", "300", "--batch-size", "100", "--steps", "3"]  # pairs.json
 
 
 def _run(tmp, a, b):
-    """The pair's run as examples/causes/pairs.json lists it (shared with tests/cli/test_examples.py)."""
-    name = next((n for (topic, n), e in example_pairs().items() if topic == "causes" and (e["a"], e["b"]) == (a, b)),
-                None)
-    run = run_pair("causes", name, tmp) if name else run_cli("compare", str(CAUSES / a), str(CAUSES / b), *OPTS,
-                                                                tmp_path=tmp)
+    """The pair's run with examples/causes/pairs.json's options (shared with tests/cli/test_examples.py)."""
+    run = run_compare(CAUSES / a, CAUSES / b, *OPTS, tmp_path=tmp)
     return run, (run.report or {}).get("diagnosis")
 
 

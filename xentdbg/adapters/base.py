@@ -60,6 +60,32 @@ class Adapter(abc.ABC):
     def final_weights(self) -> list[np.ndarray]:
         """Parameters after :meth:`train`, in table order."""
 
+    def evaluate(self, step: int, params: list[np.ndarray], state: list[np.ndarray] | None,
+                 grads: list[np.ndarray] | None = None) -> dict[str, list[tuple[str, np.ndarray]]]:
+        """The cross-feed probe: re-run step ``step``'s computation from given pre-step values.
+
+        From ``params`` (and ``state`` when given, else the side's own state before the
+        step), both in table order, on the batch step ``step`` trained on, compute what
+        the step computes, without changing anything the training will use afterwards:
+
+        - ``"loss"``: ``[("loss", scalar)]``;
+        - ``"gradients"``: ``d loss / d params`` in table order, named as in the records;
+        - ``"activations"``: the layer outputs, named as in the records (when captured);
+        - ``"state"``: the non-trainable state after the step's forward pass (BatchNorm's
+          moving statistics), when the adapter can compute it;
+        - ``"weights"``: ``params`` after this side's optimizer applied ``grads`` (or, when
+          ``grads`` is None, the gradients computed here) from the optimizer state it
+          held before step ``step``, when the adapter can compute it.
+
+        A phase the adapter cannot compute is left out (the coordinator then cannot
+        cross-feed it, and says so). Randomness (dropout masks) is that of step
+        ``step``. Called with full capture only, from inside ``emit`` or after
+        :meth:`train` returned, for the step emitted last and the one before it (the
+        coordinator compares step k while the worker already ran step k+1).
+
+        Raises :class:`NotImplementedError` where the adapter has no probe."""
+        raise NotImplementedError(f"{type(self).__name__} cannot re-run a step from given values")
+
 
 def python_info() -> dict[str, str]:
     """Python, platform and the devices of whichever frameworks this worker imported."""

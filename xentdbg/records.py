@@ -131,6 +131,13 @@ class StepRecord:
                    fingerprinted=frozenset((str(p), str(n)) for p, n in header.get("fingerprinted", [])))
 
 
+def start_record(info: SideInfo, params: list[np.ndarray], state: list[np.ndarray]) -> StepRecord:
+    """A record holding a side's initial weights and state: what it held "before" step 0
+    (step -1), for the first step's ``updates``."""
+    return StepRecord(step=-1, tensors={"weights": [(t.name, a) for t, a in zip(info.params, params)],
+                                        "state": [(t.name, a) for t, a in zip(info.state, state)]})
+
+
 def batch_fingerprint(x: np.ndarray, y: np.ndarray) -> tuple[list[tuple[str, np.ndarray]], dict[str, str]]:
     """Cheap, order-sensitive summary of an input batch.
 

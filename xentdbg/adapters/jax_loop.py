@@ -8,6 +8,11 @@ The captured and the plain run call the *same* jitted step (it returns loss and
 gradients in both), so capture cannot change the trajectory. Per-layer activations
 come from a separate, pure forward pass through ``layers`` at the pre-step
 parameters, which touches no state.
+
+Cross-feed (:meth:`JaxLoopAdapter.evaluate`): the adapter keeps, for the last two
+steps, the batch, the pre-step state and the pre-step optimizer state (references to
+immutable JAX arrays: nothing is copied), and re-runs the same jitted step from given
+parameters.
 """
 
 from __future__ import annotations
@@ -82,6 +87,8 @@ class JaxLoopAdapter(Adapter):
         self._state_names = _path_names(self.state) if self.state is not None else []
         self._step_fn = self._make_step()
         self._forward = self._make_forward() if setup.layers is not None else None
+        self._held: dict[int, tuple] = {}  # step -> (x, y, state, opt_state) before it: the last two steps
+        self._apply = None  # jitted optimizer step on given gradients, made on first use
 
     # -- description -------------------------------------------------------
     def describe(self) -> SideInfo:
@@ -154,6 +161,9 @@ class JaxLoopAdapter(Adapter):
             x, y = self.data.x[sl], self.data.y[sl]
             acts = (self._forward(params, x)
                     if emit is not None and self._forward and capture is CaptureMode.FULL else None)
+            if emit is not None and capture is CaptureMode.FULL:
+                self._held[i] = (x, y, state, opt_state)
+                self._held.pop(i - 2, None)
             loss, grads, new_params, state, opt_state = self._step_fn(i, params, state, opt_state, x, y)
             params = new_params
             if emit is None:
@@ -170,6 +180,39 @@ class JaxLoopAdapter(Adapter):
             }
             emit(StepRecord(step=i, tensors=tensors, digests=digests))
         self.params, self.state = params, state
+
+    def evaluate(self, step, params, state, grads=None):
+        """Step ``step`` re-run by the same jitted step function from ``params`` (and
+        ``state``) with the optimizer state held from before that step; with ``grads``,
+        the optimizer step is applied to them instead (see :meth:`Adapter.evaluate`)."""
+        if step not in self._held:
+            raise ValueError(f"step {step} is no longer held (steps held: {sorted(self._held)})")
+        x, y, own_state, opt_state = self._held[step]
+
+        def tree(like, values):
+            leaves, treedef = jax.tree_util.tree_flatten(like)
+            return jax.tree_util.tree_unflatten(
+                treedef, [jnp.asarray(v, dtype=jnp.asarray(old).dtype) for old, v in zip(leaves, values, strict=True)])
+
+        p = tree(self.params, params)
+        s = tree(own_state, state) if state is not None and own_state is not None else own_state
+        loss, g, new_params, new_state, _ = self._step_fn(step, p, s, opt_state, x, y)
+        if grads is not None:
+            if self._apply is None:
+                opt_step = self.optimizer.step
+                self._apply = jax.jit(lambda i, gr, o, pr: opt_step(i, gr, o, pr)[0]) if self.setup.jit else (
+                    lambda i, gr, o, pr: opt_step(i, gr, o, pr)[0])
+            new_params = self._apply(step, tree(g, grads), opt_state, p)
+        out = {
+            "loss": [("loss", np.asarray(loss))],
+            "gradients": list(zip(self._param_names, map(np.asarray, jax.tree_util.tree_leaves(g)))),
+            "weights": list(zip(self._param_names, map(np.asarray, jax.tree_util.tree_leaves(new_params)))),
+        }
+        if new_state is not None:
+            out["state"] = list(zip(self._state_names, map(np.asarray, jax.tree_util.tree_leaves(new_state))))
+        if self._forward is not None:
+            out["activations"] = [(n, np.asarray(a)) for n, a in zip(self._layer_names(), self._forward(p, x))]
+        return out
 
     def _layer_names(self) -> list[str]:
         return [_layer_name(i, layer) for i, layer in enumerate(self.setup.layers or [])]

@@ -11,14 +11,31 @@ from xentdbg.compare.matching import Matching, match_activations
 from xentdbg.compare.metrics import Summary, TensorMetrics, Tolerance, screen_metrics, summarize, tensor_metrics
 from xentdbg.records import StepRecord, effective_training
 
-PHASE_LABELS = {"flags": "training flag"}
+PHASE_LABELS = {"flags": "training flag", "updates": "update"}
 
-DECISIVE_PHASES = ("inputs", "flags", "loss", "gradients", "state", "weights")
+DECISIVE_PHASES = ("inputs", "flags", "loss", "gradients", "state", "updates", "weights")
 """The phases whose differences make a divergence (exit 1): what a step is fed and what it
 changes. Layer outputs (``activations``) are not among them: they locate where inside a
 step the two sides part, but two models can differ inside and train identically (a final
 LogSoftmax against a Softmax folded into the loss), so an activation difference alone is
-reported as a note, never as a divergence."""
+reported as a note, never as a divergence. ``updates`` is not captured: it is each step's
+``w_after - w_before``, compared at its own scale (:func:`update_tolerance`)."""
+
+F32_ULP_AT_1 = float(np.spacing(np.float32(1.0)))  # 2**-23
+
+
+def update_tolerance(tol: Tolerance, weight_scale: float) -> Tolerance:
+    """The rule for updates ``Δ = w_after - w_before``: ``max|ΔA-ΔB| <= atol_u + rtol * max(|ΔA|,|ΔB|)``.
+
+    ``rtol`` is the phase's. An update is the difference of two stored float32 weights, so
+    each side's ``Δ`` carries up to half a float32 ulp of the weight from rounding the new
+    weight: ``atol_u = 2 ulp(max|w|) = 2 * 2**-23 * max|w|``, scaled by ``atol / 1e-6``
+    when ``--atol`` is raised or lowered. The weights' own rule would hide an update
+    that is small beside its weight (a learning rate 0.3% off, biases at 0.1)."""
+    from xentdbg.compare.metrics import DEFAULT_ATOL
+
+    atol = 2 * F32_ULP_AT_1 * weight_scale * (tol.atol / DEFAULT_ATOL)
+    return Tolerance(rtol=tol.for_phase("updates").rtol, atol=atol)
 
 
 @dataclass(frozen=True)
@@ -52,6 +69,7 @@ class StepComparison:
     skipped: list[str] = field(default_factory=list)  # phases or notes not compared
     flags_a: dict = field(default_factory=dict)  # training value each layer received
     flags_b: dict = field(default_factory=dict)
+    crossfeed: CrossFeed | None = None  # set when the step was flagged and re-run cross-fed
 
     @property
     def divergences(self) -> list[TensorComparison]:
@@ -59,9 +77,36 @@ class StepComparison:
         return [t for t in self.tensors if not t.ok]
 
     @property
-    def first(self) -> TensorComparison | None:
-        """The first divergence of a decisive phase (:data:`DECISIVE_PHASES`), or None."""
+    def flagged(self) -> TensorComparison | None:
+        """The first recorded tensor of a decisive phase (:data:`DECISIVE_PHASES`) outside
+        tolerance, whether the step introduced the difference or inherited it."""
         return next((t for t in self.tensors if not t.ok and t.phase in DECISIVE_PHASES), None)
+
+    @property
+    def first(self) -> TensorComparison | None:
+        """The divergence this step introduced, or None.
+
+        Without a cross-feed, the first flagged tensor (:attr:`flagged`). With one
+        (:class:`~xentdbg.compare.crossfeed.CrossFeed`), the first divergence of the
+        cross-fed, same-weights comparison, or None when the step only inherited drift."""
+        if self.crossfeed is not None:
+            return self.crossfeed.first
+        return self.flagged
+
+    @property
+    def deciding(self) -> StepComparison:
+        """The comparison :attr:`first` comes from: a cross-fed view, or this step's records."""
+        cf = self.crossfeed
+        if cf is not None:
+            for view in (cf.view_a, cf.view_b):
+                if view is not None and view.first is not None and view.first is cf.first:
+                    return view
+        return self
+
+    @property
+    def drift(self) -> bool:
+        """Flagged, and the cross-feed showed the difference inherited."""
+        return self.crossfeed is not None and self.crossfeed.inherited
 
     @property
     def first_activation(self) -> TensorComparison | None:
@@ -75,6 +120,64 @@ class StepComparison:
         if any(m.nonfinite_mismatch or not m.same_shape for m in grads):
             return float("nan")
         return max((m.max_abs for m in grads), default=float("nan"))
+
+
+@dataclass
+class CrossFeed:
+    """Both views of one flagged step and what they say (:mod:`xentdbg.compare.crossfeed`).
+
+    ``uncovered``: phases flagged in the records that a side's probe could not re-run
+    (``LegacyKerasFunction`` has no optimizer step to re-run); ``unavailable``: why no
+    probe ran at all (the views are then None)."""
+
+    view_a: StepComparison | None
+    view_b: StepComparison | None
+    uncovered: list[str] = field(default_factory=list)
+    unavailable: str | None = None
+    recorded: TensorComparison | None = None  # the flagged recorded tensor (for the report)
+
+    @property
+    def ran(self) -> bool:
+        return self.view_a is not None and self.view_b is not None
+
+    @property
+    def inherited(self) -> bool:
+        """Both views agree in every decisive phase, and every flagged phase was re-run."""
+        return (self.ran and not self.uncovered and self.view_a is not None and self.view_b is not None
+                and self.view_a.first is None and self.view_b.first is None)
+
+    @property
+    def first(self) -> TensorComparison | None:
+        """The introduced divergence: view A's first, else view B's, else (a flagged phase
+        the probes could not re-run, or no probe) the flagged recorded tensor."""
+        if self.inherited:
+            return None
+        for view in (self.view_a, self.view_b):
+            if view is not None and view.first is not None:
+                return view.first
+        return self.recorded
+
+    @property
+    def view(self) -> str:
+        """Which numbers :attr:`first` comes from, in words."""
+        if not self.ran:
+            return f"recorded (no cross-feed: {self.unavailable})"
+        if self.view_a is not None and self.view_a.first is not None:
+            return "cross-fed: A's record against B re-run from A's pre-step weights, state and gradients"
+        if self.view_b is not None and self.view_b.first is not None:
+            return "cross-fed: A re-run from B's pre-step weights, state and gradients against B's record"
+        if self.uncovered:
+            return "recorded (the probes could not re-run " + ", ".join(self.uncovered) + ")"
+        return "cross-fed: both views agree (inherited drift)"
+
+    def to_dict(self) -> dict:
+        return {"ran": self.ran, "inherited": self.inherited, "view": self.view,
+                "uncovered": self.uncovered, "unavailable": self.unavailable,
+                "view_a_first": _label(self.view_a), "view_b_first": _label(self.view_b)}
+
+
+def _label(view: StepComparison | None) -> str | None:
+    return view.first.label if view is not None and view.first is not None else None
 
 
 @dataclass
@@ -107,13 +210,18 @@ def _pair_flags(fa: dict, fb: dict) -> list[tuple[str, str]]:
 
 
 def compare_step(a: StepRecord, b: StepRecord, pairing: Pairing, tol: Tolerance,
-                 detail: bool = True) -> StepComparison:
+                 detail: bool = True, before: tuple[StepRecord | None, StepRecord | None] | None = None,
+                 updates: bool = True) -> StepComparison:
     """All tensor comparisons of one step, in phase order (see :mod:`xentdbg.records`).
 
     Every pair is first screened (:func:`~xentdbg.compare.metrics.screen_metrics`: the
     tolerance rule's inputs only); a pair outside tolerance then gets the full metrics
     (``max_rel``, ``cosine``) and value summaries. ``detail=False`` skips that second stage:
-    the report details the step of the first divergence only, so later steps need not pay."""
+    the report details the step of the first divergence only, so later steps need not pay.
+
+    ``before``: both sides' weights before the step (the previous records, or records
+    holding the initial weights), for the ``updates`` phase (``updates=False`` skips it:
+    the fingerprint pass)."""
     pairing.settle(a, b)
     out: list[TensorComparison] = []
     skipped: list[str] = []
@@ -171,5 +279,43 @@ def compare_step(a: StepRecord, b: StepRecord, pairing: Pairing, tol: Tolerance,
     tensors("loss", [(0, 0)])
     tensors("gradients", pairing.params, reverse=True)  # nearest the loss first
     tensors("state", pairing.state)
+    if updates and before is not None and before[0] is not None and before[1] is not None:
+        _updates(out, step, a, b, before[0], before[1], pairing, tol, detail)
     tensors("weights", pairing.params)
     return StepComparison(step, out, a.loss, b.loss, skipped, dict(a.flags), dict(b.flags))
+
+
+def _updates(out: list[TensorComparison], step: int, a: StepRecord, b: StepRecord, pa: StepRecord,
+             pb: StepRecord, pairing: Pairing, tol: Tolerance, detail: bool) -> None:
+    """The ``updates`` phase: ``w_after - w_before`` per parameter pair in the weights' own
+    float width (within one rounding of ``Δ``, far below the ulp of ``w`` that
+    :func:`update_tolerance` allows), under :func:`update_tolerance`.
+    Tensors held as fingerprints on either side, before or after, are skipped."""
+    wa, wb, va, vb = (r.tensors.get("weights", []) for r in (a, b, pa, pb))
+    if not (wa and wb and va and vb):
+        return
+    for i, j in pairing.params:
+        (na, xa), (nb, xb), (_, ba), (_, bb) = wa[i], wb[j], va[i], vb[j]
+        if any(("weights", n) in r.fingerprinted for n, r in ((na, a), (nb, b), (na, pa), (nb, pb))):
+            continue
+        xa, xb, ba, bb = (np.asarray(t) for t in (xa, xb, ba, bb))
+        if xa.shape != ba.shape or xb.shape != bb.shape:
+            continue
+        with np.errstate(invalid="ignore", over="ignore"):
+            da, db = np.subtract(xa, ba), np.subtract(xb, bb)
+        m = screen_metrics(da, db)
+        scale = max(_absmax(t) for t in (xa, xb, ba, bb))
+        ok = m.within(update_tolerance(tol, scale))
+        sa = sb = None
+        if detail and not ok:
+            m, sa, sb = tensor_metrics(da, db), summarize(da), summarize(db)
+        out.append(TensorComparison(step, "updates", na, nb, ok, m, sa, sb,
+                                    note="" if m.same_shape else "shapes differ"))
+
+
+def _absmax(x: np.ndarray) -> float:
+    """``max|x|`` from two reductions (0 for an empty or non-finite tensor)."""
+    if x.size == 0:
+        return 0.0
+    value = float(max(-x.min(), x.max()))
+    return value if np.isfinite(value) else 0.0

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from xentdbg.compare.crossfeed import Drift
 from xentdbg.compare.divergence import StepComparison, TensorComparison
 from xentdbg.compare.metrics import Tolerance
 from xentdbg.data import DataSpec
@@ -106,6 +107,7 @@ class CompareResult:
     diagnosis: Diagnosis | None = None  # why the first divergence happened (full capture only)
     calibration: Calibration | None = None
     fingerprint_pass: FingerprintPass | None = None
+    drift: Drift | None = None  # flagged steps the cross-feed showed inherited
 
     @property
     def first(self) -> TensorComparison | None:

@@ -1,4 +1,4 @@
-"""Optimizer probe (cause 9): gradients agree, the weights after the step do not. Infer
+"""Optimizer probe (cause 9): gradients agree, the updates (or weights) after the step do not. Infer
 each side's effective update from ``dw = w_after - w_before`` and the gradient ``g``.
 
 - SGD: ``dw = -lr g`` (``lr = -<dw, g> / <g, g>``, residual ~ 0): the learning-rate ratio;
@@ -62,7 +62,7 @@ def _adam_first(dws, gs):
 
 
 def optimizer_update(ctx: Context) -> list[Finding]:
-    if ctx.agrees("weights") or not ctx.agrees("gradients") or not ctx.agrees("loss"):
+    if (ctx.agrees("weights") and ctx.agrees("updates")) or not ctx.agrees("gradients") or not ctx.agrees("loss"):
         return []
     grads = ctx.param_triples("gradients")
     after = ctx.param_triples("weights")
@@ -74,8 +74,9 @@ def optimizer_update(ctx: Context) -> list[Finding]:
     wb = [np.asarray(w, np.float64) for _, _, w in before]
     dwa = [np.asarray(w1, np.float64) - w0 for (_, w1, _), w0 in zip(after, wa)]
     dwb = [np.asarray(w1, np.float64) - w0 for (_, _, w1), w0 in zip(after, wb)]
-    ev = [f"gradients agree in step {ctx.step.step}; weights after it differ "
-          f"({', '.join(t.name_a for t in ctx.divergent('weights'))})"]
+    moved = ctx.divergent("updates") or ctx.divergent("weights")
+    ev = [f"gradients agree in step {ctx.step.step}; the {moved[0].phase} differ "
+          f"({', '.join(t.name_a for t in moved)})"]
     lr_a, lr_b = _sgd(dwa, gs), _sgd(dwb, gs)
     if lr_a is not None and lr_b is not None:
         q = lr_b / lr_a

@@ -12,10 +12,13 @@ The engine moves records; :func:`xentdbg.compare.stream.compare_stream` compares
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from xentdbg.compare.divergence import Pairing, StepComparison
+import numpy as np
+
+from xentdbg.compare.crossfeed import CROSS_FED_PHASES, CrossFeed, judge
+from xentdbg.compare.divergence import Pairing, StepComparison, compare_step
 from xentdbg.compare.fingerprint import FULL_BELOW
 from xentdbg.compare.matching import match_by_order
 from xentdbg.compare.result import Calibration, CompareConfig, CompareResult, FingerprintPass
@@ -25,7 +28,7 @@ from xentdbg.data import load as load_data
 from xentdbg.diagnose.build import diagnose_step
 from xentdbg.errors import ParameterMismatch
 from xentdbg.findings import Diagnosis
-from xentdbg.records import CaptureMode, SideInfo, StepRecord
+from xentdbg.records import CaptureMode, SideInfo, StepRecord, start_record
 from xentdbg.replay.loading import SetupRef
 from xentdbg.replay.process import WorkerProcess, load_timeout, start_worker, wait_ready
 from xentdbg.trace.meta import trace_meta
@@ -114,22 +117,27 @@ def _two_passes(config: CompareConfig, on_step: Callable[[StepComparison], None]
                                   "second pass, which runs only after a difference.")
         return light
     c = flagged.step
-    announce(f"pass 2: full capture of steps 0..{c}", c + 1)
-    full = _replay(replace(config, steps=c + 1), CaptureMode.FULL, on_step, on_status, noise)
+    announce(f"pass 2: full capture from step 0 (pass 1 flagged step {c})", config.steps)
+    # Pass 2 runs on past step c: when the cross-feed shows step c's difference inherited
+    # (drift), the first step that introduces one, if any, lies further on.
+    full = _replay(config, CaptureMode.FULL, on_step, on_status, noise, stop_at_first=True)
     full.config = config
     full.fingerprint_pass = light.fingerprint_pass
-    full.notes.insert(0, f"--fingerprint: pass 1 flagged {flagged.label}; pass 2 replayed steps 0..{c} "
-                         "with full capture.")
-    if full.first is None:
-        full.notes.insert(1, f"pass 2 found no divergence in steps 0..{c}: the setups do not replay "
+    found = full.first
+    full.notes.insert(0, f"--fingerprint: pass 1 flagged {flagged.label}; pass 2 replayed with full capture "
+                         + (f"up to {found.label}." if found else f"all {len(full.steps)} steps."))
+    if found is None and not full.drift:
+        full.notes.insert(1, f"pass 2 found no divergence in {len(full.steps)} steps: the setups do not replay "
                              "deterministically; run without --fingerprint, or with --calibrate.")
     return full
 
 
 def _replay(config: CompareConfig, capture: CaptureMode, on_step: Callable[[StepComparison], None] | None,
-            on_status: Status | None, noise: dict[str, float] | None = None) -> CompareResult:
+            on_status: Status | None, noise: dict[str, float] | None = None,
+            stop_at_first: bool = False) -> CompareResult:
     """One lockstep replay with ``capture``; a fingerprint replay stops at the first divergent
-    step. ``noise``: the calibrated noise floor per phase, for the diagnosis."""
+    step, a full one with ``stop_at_first`` at the first step that introduces a divergence.
+    ``noise``: the calibrated noise floor per phase, for the diagnosis."""
     status = on_status or (lambda s: None)
     status("starting workers")
     workers, data = _start(config, capture)
@@ -151,25 +159,34 @@ def _replay(config: CompareConfig, capture: CaptureMode, on_step: Callable[[Step
             traces = _open_traces(config, infos, starts)
         pairing = Pairing(params=params.pairs, state=state.pairs)
 
+        start = (start_record(infos[0], *starts[0]), start_record(infos[1], *starts[1]))
+        feeder = _CrossFeeder(workers, infos, pairing, config, status)
+
         def diagnose(cmp: StepComparison, history: list[StepComparison], records: RecordPair,
                      previous: PreviousPair) -> Diagnosis:
             status("diagnosing")
+            # A step re-run cross-fed is diagnosed on its same-weights view (both sides from
+            # one side's pre-step values): the view that shows the introduced difference.
+            records, previous = feeder.view_of(cmp, records, previous)
             # The diagnosis keeps its records: copy them out of the workers' shared memory.
             held = (records[0].owned(), records[1].owned())
             before = (previous[0] and previous[0].owned(), previous[1] and previous[1].owned())
-            return diagnose_step(cmp, history, held, before, (starts[0], starts[1]), infos, pairing,
+            return diagnose_step(cmp.deciding, history, held, before, (starts[0], starts[1]), infos, pairing,
                                  config.tolerance, data, noise)
 
         full = capture is CaptureMode.FULL
         found = compare_stream(_lockstep(workers, config, capture, traces, status), pairing, config.tolerance,
-                               diagnose=diagnose if full else None, stop_at_first=not full, on_step=on_step)
+                               diagnose=diagnose if full else None, stop_at_first=stop_at_first or not full,
+                               on_step=on_step, start=start, crossfeed=feeder if full else None, updates=full)
         if found.stopped:
             for w in workers:
                 w.send({"type": "stop"})
         for w in workers:
-            w.recv(config.step_timeout)  # "done"
+            while w.recv(config.step_timeout)[0].get("type") != "done":
+                pass  # full capture: the step the worker ran ahead
+        notes += feeder.notes
         return CompareResult(config, infos[0], infos[1], found.steps, notes + found.notes, runtime_versions(),
-                             capture=capture, diagnosis=found.diagnosis)
+                             capture=capture, diagnosis=found.diagnosis, drift=found.drift)
     except BaseException:
         for w in workers:
             w.kill()
@@ -205,6 +222,110 @@ def _lockstep(workers: tuple[WorkerProcess, WorkerProcess], config: CompareConfi
         if capture is CaptureMode.FINGERPRINT:
             for w in workers:
                 w.send({"type": "next"})
+
+
+def _in_order(values: list[np.ndarray], pairs: list[tuple[int, int]], size: int, to_b: bool) -> list[np.ndarray] | None:
+    """One side's tensors in the other side's table order (None unless the pairs cover every slot)."""
+    out: list[np.ndarray | None] = [None] * size
+    for i, j in pairs:
+        src, dst = (i, j) if to_b else (j, i)
+        if src >= len(values):
+            return None
+        out[dst] = values[src]
+    return None if any(v is None for v in out) else [v for v in out if v is not None]
+
+
+class _CrossFeeder:
+    """The cross-feed of a flagged step (:mod:`xentdbg.compare.crossfeed`): each worker
+    re-runs the step from the other side's pre-step weights, state and gradients."""
+
+    def __init__(self, workers: tuple[WorkerProcess, WorkerProcess], infos: tuple[SideInfo, SideInfo],
+                 pairing: Pairing, config: CompareConfig, status: Status):
+        self.workers, self.infos, self.pairing, self.config, self.status = workers, infos, pairing, config, status
+        self.notes: list[str] = []
+        self._views: dict[int, tuple[RecordPair, PreviousPair]] = {}
+        self._broken: str | None = None  # a probe failed once: later steps are not probed again
+
+    def __call__(self, cmp: StepComparison, records: RecordPair, before: PreviousPair) -> CrossFeed:
+        flagged = cmp.flagged
+        assert flagged is not None
+        if flagged.phase not in CROSS_FED_PHASES:
+            return judge(cmp, None, None, set())
+        if self._broken:
+            return judge(cmp, None, None, set(), self._broken)
+        pre_a, pre_b = before
+        if pre_a is None or pre_b is None:
+            return judge(cmp, None, None, set(), "no pre-step values")
+        self.status(f"cross-feeding step {cmp.step}")
+        ra, rb = records
+        pairs, spairs = self.pairing.params, self.pairing.state
+        na, nb = len(self.infos[0].params), len(self.infos[1].params)
+        ma, mb = len(self.infos[0].state), len(self.infos[1].state)
+        # A's values in B's order (for B's probe) and B's in A's order (for A's)
+        a_for_b = _Values(_in_order(pre_a.arrays("weights"), pairs, nb, True),
+                          _in_order(pre_a.arrays("state"), spairs, mb, True) if mb else None,
+                          _in_order(ra.arrays("gradients"), pairs, nb, True))
+        b_for_a = _Values(_in_order(pre_b.arrays("weights"), pairs, na, False),
+                          _in_order(pre_b.arrays("state"), spairs, ma, False) if ma else None,
+                          _in_order(rb.arrays("gradients"), pairs, na, False))
+        if a_for_b.params is None or b_for_a.params is None:
+            return judge(cmp, None, None, set(), "the parameters do not pair one to one")
+        timeout = self.config.step_timeout
+        wa, wb = self.workers
+        writers = (wb.request_probe(cmp.step, a_for_b.params, a_for_b.state, a_for_b.grads),
+                   wa.request_probe(cmp.step, b_for_a.params, b_for_a.state, b_for_a.grads))
+        (hb, xb), (ha, xa) = wb.probe_reply(writers[0], timeout), wa.probe_reply(writers[1], timeout)
+        errors = [f"side {s}: {h['error']}" for s, h in (("A", ha), ("B", hb)) if "error" in h]
+        if errors:
+            self._broken = "; ".join(errors)
+            self.notes.append(f"cross-feed unavailable ({self._broken}): steps are judged on their recorded "
+                              "values, so float32 drift cannot be told from a difference a step introduces.")
+            return judge(cmp, None, None, set(), self._broken)
+        fed_b = _fed(StepRecord.from_wire(hb, xb), rb)
+        fed_a = _fed(StepRecord.from_wire(ha, xa), ra)
+        # "before" of each re-run: the values it was fed, under its own side's names
+        pre_a_as_b = _named(self.infos[1], a_for_b)
+        pre_b_as_a = _named(self.infos[0], b_for_a)
+        tol = self.config.tolerance
+        view_a = compare_step(ra, fed_b, self.pairing, tol, before=(pre_a, pre_a_as_b))
+        view_b = compare_step(fed_a, rb, self.pairing, tol, before=(pre_b_as_a, pre_b))
+        covered = {p for p in CROSS_FED_PHASES if fed_a.tensors.get(p) and fed_b.tensors.get(p)}
+        if not (a_for_b.grads and b_for_a.grads):
+            covered.discard("weights")  # no gradients recorded: the update was not re-run on the same ones
+        if "state" in covered and (a_for_b.state is None or b_for_a.state is None):
+            covered.discard("state")  # the state does not pair: each re-ran from its own
+        # only the latest step's views are kept: the diagnosis runs right after its cross-feed
+        self._views = {cmp.step: ((ra, fed_b), (pre_a, pre_a_as_b)) if view_a.first is not None or
+                       view_b.first is None else ((fed_a, rb), (pre_b_as_a, pre_b))}
+        return judge(cmp, view_a, view_b, covered)
+
+    def view_of(self, cmp: StepComparison, records: RecordPair, previous: PreviousPair
+                ) -> tuple[RecordPair, PreviousPair]:
+        """The records a cross-fed step is diagnosed on: those of the view that showed the
+        introduced difference; the recorded ones otherwise."""
+        cf = cmp.crossfeed
+        if cf is None or not cf.ran or cmp.step not in self._views or cf.first is cf.recorded:
+            return records, previous
+        return self._views[cmp.step]
+
+
+@dataclass
+class _Values:
+    params: list[np.ndarray] | None
+    state: list[np.ndarray] | None
+    grads: list[np.ndarray] | None
+
+
+def _fed(probe: StepRecord, own: StepRecord) -> StepRecord:
+    """A re-run's record completed with what the step was fed (inputs, flags, digests):
+    those are the step's facts and agree on both sides whenever a cross-feed runs."""
+    tensors = {"inputs": own.tensors.get("inputs", []), **probe.tensors}
+    return StepRecord(own.step, tensors, dict(own.flags), dict(own.digests))
+
+
+def _named(info: SideInfo, values: _Values) -> StepRecord:
+    assert values.params is not None
+    return start_record(info, values.params, values.state or [])
 
 
 def _open_traces(config: CompareConfig, infos: tuple[SideInfo, SideInfo], starts: Starts) -> list[TraceWriter]:

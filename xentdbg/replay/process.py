@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import numpy as np
@@ -68,6 +69,7 @@ class WorkerProcess:
         os.close(to_worker_r)
         os.close(from_worker_w)
         self.step: int | None = None  # the step the worker is in, for error messages
+        self._pending: list[tuple[dict, list[np.ndarray]]] = []  # messages read while waiting for a probe
 
     def send(self, header: dict, arrays: list[np.ndarray] | None = None) -> None:
         try:
@@ -80,6 +82,46 @@ class WorkerProcess:
 
         A step record's arrays may be read-only views into shared memory, valid until two
         more records arrived (:mod:`xentdbg.replay.ring`)."""
+        if self._pending:
+            return self._pending.pop(0)
+        return self._read(timeout)
+
+    def request_probe(self, step: int, params: list[np.ndarray], state: list[np.ndarray] | None,
+                      grads: list[np.ndarray] | None) -> threading.Thread:
+        """Ask the worker to re-run ``step`` from ``params``/``state`` (the cross-feed,
+        :meth:`xentdbg.adapters.base.Adapter.evaluate`); :meth:`probe_reply` waits for it.
+
+        The request is written from a thread: without the shared-memory ring the worker
+        may be writing a record larger than the pipe, and reads the request only after
+        the coordinator read that record."""
+        arrays = list(params) + list(state or []) + list(grads or [])
+        header = {"type": "probe", "step": step, "params": len(params), "state": len(state or []),
+                  "grads": len(grads or [])}
+
+        def write() -> None:
+            try:
+                wire.send(self._to_worker, header, arrays)
+            except OSError:
+                pass  # the worker died: probe_reply reports it
+
+        writer = threading.Thread(target=write, daemon=True)
+        writer.start()
+        return writer
+
+    def probe_reply(self, writer: threading.Thread, timeout: float | None = None) -> tuple[dict, list[np.ndarray]]:
+        """The worker's ``probed`` reply. It answers while it waits for ``next`` (it may
+        first send the next step's record, or ``done``: those are kept for :meth:`recv`).
+        The reply's arrays are its own (probe replies never use the ring)."""
+        try:
+            while True:
+                reply, got = self._read(timeout)
+                if reply.get("type") == "probed":
+                    return reply, got
+                self._pending.append((reply, got))
+        finally:
+            writer.join()
+
+    def _read(self, timeout: float | None) -> tuple[dict, list[np.ndarray]]:
         if timeout is not None:
             ready, _, _ = select.select([self._from_worker], [], [], timeout)
             if not ready:

@@ -8,6 +8,13 @@ Protocol (see :mod:`xentdbg.replay.wire`), coordinator -> worker then worker -> 
 2. ``init`` {params: bool, state: bool} + arrays  ->  (training starts)
 3. per step: ``step`` record (fingerprinted when ``capture`` is "fingerprint")  <-  ``next`` or ``stop``
 4. ``done``, or at any point ``error`` {kind: usage|setup, message, traceback, step}
+
+While it waits for ``next`` or ``stop``, and after ``done`` until the coordinator closes
+the channel, the worker answers cross-feed probes:
+``probe`` {step, params: n, state: n, grads: n} + arrays  ->  ``probed`` + a step record
+of what :meth:`xentdbg.adapters.base.Adapter.evaluate` returned, or ``probed`` {error}
+when the adapter cannot (the probe's failure is the coordinator's to report; training
+goes on untouched). Probe replies never use the shared-memory ring.
 """
 
 from __future__ import annotations
@@ -29,6 +36,22 @@ def _send_error(fd: int, kind: str, exc: BaseException, step: int | None, stage:
         wire.send(fd, header)
     except OSError:
         pass
+
+
+def _answer_probe(fd_out: int, adapter, header: dict, arrays: list) -> None:
+    from xentdbg.records import StepRecord
+
+    n, m = int(header["params"]), int(header["state"])
+    params, state = arrays[:n], arrays[n:n + m]
+    grads = arrays[n + m:n + m + int(header["grads"])] or None
+    step = int(header["step"])
+    try:
+        tensors = adapter.evaluate(step, params, state if m else None, grads)
+    except Exception as e:  # noqa: BLE001  (the probe failing must not end the replay)
+        wire.send(fd_out, {"type": "probed", "step": step, "error": f"{type(e).__name__}: {e}"})
+        return
+    reply, out = StepRecord(step=step, tensors=tensors).to_wire()
+    wire.send(fd_out, {**reply, "type": "probed"}, out)
 
 
 def serve(fd_in: int, fd_out: int, shm_fd: int = -1) -> int:
@@ -71,7 +94,11 @@ def serve(fd_in: int, fd_out: int, shm_fd: int = -1) -> int:
             header, arrays = sent.to_wire()
             wire.send(fd_out, header, arrays, ring=ring)
             emitted += 1
-            reply, _ = wire.recv(fd_in)
+            while True:
+                reply, arrays = wire.recv(fd_in)
+                if reply["type"] != "probe":
+                    break
+                _answer_probe(fd_out, adapter, reply, arrays)
             if reply["type"] == "stop":
                 raise StopReplay
 
@@ -80,7 +107,10 @@ def serve(fd_in: int, fd_out: int, shm_fd: int = -1) -> int:
         except StopReplay:
             pass
         wire.send(fd_out, {"type": "done"})
-        return 0
+        while True:  # probes of the last steps, until the coordinator closes the channel
+            reply, arrays = wire.recv(fd_in)
+            if reply["type"] == "probe":
+                _answer_probe(fd_out, adapter, reply, arrays)
     except wire.ChannelClosed:
         return 0  # the coordinator went away: nothing left to report to
     except UsageError as e:

@@ -183,8 +183,10 @@ def _per_step(result) -> Table:
         tab.add_column(col, justify="left" if col == "first in step" else "right")
     for s in result.steps:
         dl = abs(s.loss_a - s.loss_b)
-        style = "red" if s.first else None
-        first = f"{PHASE_LABELS.get(s.first.phase, s.first.phase)} · {s.first.name_a}" if s.first else ""
+        style = "red" if s.first else "yellow" if s.drift else None
+        shown = s.first or (s.flagged if s.drift else None)
+        first = f"{PHASE_LABELS.get(shown.phase, shown.phase)} · {shown.name_a}" if shown else ""
+        first = f"drift: {first}" if s.drift else first
         # no gradient values, only fingerprints
         grad = "-" if result.capture is CaptureMode.FINGERPRINT else fmt_number(s.max_grad_diff)
         tab.add_row(str(s.step), fmt_number(s.loss_a), fmt_number(s.loss_b), fmt_number(dl), grad,
@@ -238,6 +240,9 @@ def render_result(result, console: Console, title: str = "xentdbg compare") -> N
     else:
         console.print(first_divergence(first, tol, {"A": result.info_a.kind, "B": result.info_b.kind}))
         step = next(s for s in result.steps if s.first is first)
+        if step.crossfeed is not None:
+            console.print(Text(f"verdict from: {step.crossfeed.view}", style="bold"))
+        step = step.deciding
         inside = step.first_activation
         if inside is not None:
             console.print(Text(f"Inside step {step.step} the layer outputs part first at {inside.name_a}"
@@ -248,6 +253,8 @@ def render_result(result, console: Console, title: str = "xentdbg compare") -> N
             console.print(others)
         if result.diagnosis is not None:
             console.print(diagnosis_panel(result.diagnosis))
+    if result.drift is not None:
+        console.print(Text(result.drift.describe(), style="yellow"))
     console.print(_per_step(result))
     for side, step in result.nonfinite_loss_from.items():
         if step is not None:

@@ -13,8 +13,15 @@ from xentdbg.errors import XentdbgError
 from xentdbg.findings import jsonable
 from xentdbg.records import SideInfo
 
-SCHEMA_VERSION = 2
-"""2: ``first_divergence`` is the first divergence of a deciding phase (layer outputs never
+SCHEMA_VERSION = 3
+"""3: a flagged step is re-run cross-fed (each side from the other's pre-step values):
+``verdict`` says which numbers decided (``view``) and carries both views' first
+divergences; ``first_divergence`` and ``also_diverged_in_step`` come from the deciding
+view; ``drift`` lists the steps whose differences were inherited (exit 0 for drift
+alone); ``per_step[].flagged`` is the first recorded tensor outside tolerance and
+``per_step[].drift`` whether it was inherited; phase ``updates`` (``w_after - w_before``)
+is compared at its own scale.
+2: ``first_divergence`` is the first divergence of a deciding phase (layer outputs never
 decide; ``first_layer_output_divergence`` locates it); ``metrics.cosine`` and
 ``metrics.max_rel`` may be null and ``max_abs`` "nan" when no element is finite on both
 sides; ``metrics.finite_pairs`` / ``metrics.size`` say what the differences cover."""
@@ -47,6 +54,8 @@ def result_dict(result: CompareResult) -> dict[str, Any]:
     cfg, tol = result.config, result.config.tolerance
     first = result.first
     first_step = next((s for s in result.steps if s.first is not None), None)
+    crossfeed = first_step.crossfeed if first_step else None
+    first_step = first_step.deciding if first_step else None
     return jsonable({
         "schema": SCHEMA_VERSION,
         "versions": result.versions,
@@ -65,7 +74,11 @@ def result_dict(result: CompareResult) -> dict[str, Any]:
         "per_step": [{"step": s.step, "loss_a": s.loss_a, "loss_b": s.loss_b, "max_grad_diff": s.max_grad_diff,
                       "divergent_tensors": len(s.divergences),
                       "training_flags": {"a": s.flags_a, "b": s.flags_b},
-                      "first": s.first.label if s.first else None} for s in result.steps],
+                      "first": s.first.label if s.first else None,
+                      "flagged": s.flagged.label if s.flagged else None, "drift": s.drift} for s in result.steps],
+        "verdict": ({"view": crossfeed.view, "crossfeed": crossfeed.to_dict()} if crossfeed is not None
+                    else {"view": "recorded", "crossfeed": None}) if first else None,
+        "drift": result.drift.to_dict() if result.drift else None,
         "all_bitwise_equal": result.all_bitwise_equal,
         "nonfinite_loss_from": result.nonfinite_loss_from,
         "diagnosis": result.diagnosis.to_dict() if result.diagnosis else None,

@@ -77,6 +77,9 @@ def render_markdown(result, commands: list[str] | None = None) -> str:
                       for k in ("min", "max", "mean", "std", "norm")]
             lines += [_row("non-finite", a.nonfinite, b.nonfinite), ""]
         step = next(s for s in result.steps if s.first is first)
+        if step.crossfeed is not None:
+            lines += [f"Verdict from: {step.crossfeed.view}.", ""]
+        step = step.deciding
         inside = step.first_activation
         if inside is not None:
             lines += [f"Inside step {step.step} the layer outputs part first at `{inside.name_a}` (layer outputs "
@@ -102,11 +105,14 @@ def render_markdown(result, commands: list[str] | None = None) -> str:
                 lines += [f"**{'Likely cause' if k == 0 else 'Also fits'}: {f.title}**", ""]
                 lines += [f"- {e}" for e in f.evidence]
                 lines += [f"- **fix:** {f.fix}", ""]
+    if result.drift is not None:
+        lines += [result.drift.describe(), ""]
     lines += ["## Per step", "", _row("step", "loss A", "loss B", "max grad diff", "diverged", "first in step"),
               _row("---:", "---:", "---:", "---:", "---:", "---")]
     for s in result.steps:
         lines.append(_row(s.step, fmt_number(s.loss_a), fmt_number(s.loss_b), fmt_number(s.max_grad_diff),
-                          len(s.divergences), s.first.label.split(" · ", 1)[1] if s.first else ""))
+                          len(s.divergences), s.first.label.split(" · ", 1)[1] if s.first
+                          else f"drift: {s.flagged.label.split(' · ', 1)[1]}" if s.drift and s.flagged else ""))
     for side, step in result.nonfinite_loss_from.items():
         if step is not None:
             lines += ["", f"Side {side}'s loss is non-finite from step {step}."]

@@ -1,0 +1,64 @@
+"""JAX pairs for the verdict rule: drift against introduced differences (JAX imports fast).
+
+``base``: a 784-32-1 MLP, biases at 0.1, sigmoid cross-entropy on logits, SGD 0.1
+(run with ``--pixels unit``).
+- ``reordered``: the same loss written another way (``log1p(exp(-|z|))`` form): equal in
+  exact arithmetic, so the two only drift apart by float32 rounding (exit 0).
+- ``lr_off``: the learning rate 0.3% higher: introduced at step 0, in the update.
+- ``schedule_at_20``: the learning rate halves from step 20: introduced at step 20.
+- ``smoothed``: label smoothing 0.1 on this side only: introduced at step 0, in the loss.
+"""
+
+import jax
+import jax.numpy as jnp
+import optax
+
+import xentdbg
+
+LR = 0.1
+
+
+def _params(d):
+    k1, k2 = jax.random.split(jax.random.PRNGKey(0))
+    return [(jax.random.normal(k1, (d, 32)) * 0.05, jnp.full((32,), 0.1)),
+            (jax.random.normal(k2, (32, 1)) * 0.2, jnp.full((1,), 0.1))]
+
+
+def _logits(params, x):
+    (w1, b1), (w2, b2) = params
+    return jax.nn.relu(x @ w1 + b1) @ w2 + b2  # (N, 1), as the labels
+
+
+def _optax_loss(params, x, y):
+    return jnp.mean(optax.sigmoid_binary_cross_entropy(_logits(params, x), y))
+
+
+def _setup(data, loss=_optax_loss, optimizer=None):
+    return xentdbg.JaxLoop(_params(data.input_shape[0]), loss, optimizer or optax.sgd(LR))
+
+
+def base(data):
+    return _setup(data)
+
+
+def reordered(data):
+    def loss(params, x, y):
+        z = _logits(params, x)
+        return jnp.sum(jnp.maximum(z, 0) - z * y + jnp.log1p(jnp.exp(-jnp.abs(z)))) / z.shape[0]
+
+    return _setup(data, loss)
+
+
+def lr_off(data):
+    return _setup(data, optimizer=optax.sgd(LR * 1.003))
+
+
+def schedule_at_20(data):
+    return _setup(data, optimizer=optax.sgd(optax.piecewise_constant_schedule(LR, {20: 0.5})))
+
+
+def smoothed(data):
+    def loss(params, x, y):
+        return jnp.mean(optax.sigmoid_binary_cross_entropy(_logits(params, x), y * 0.9 + 0.05))
+
+    return _setup(data, loss)

@@ -12,6 +12,10 @@ Whole-process wall times (imports included, like /usr/bin/time), medians of --ru
    divergent step);
    and the same for ``--fingerprint`` on that pair (it stops at step 0) and on a pair that
    agrees for all 500 steps (its worst case), with full capture on that pair for reference;
+   and the cost of the cross-feed (the re-run of a flagged step on both sides from the
+   other side's values): a JAX pair that drifts apart by float32 rounding, 200 steps,
+   with the default rtol (nothing flagged, no cross-feed) and with rtol 1e-5 (the drift
+   flagged and cross-fed at dozens of steps);
 3. peak RSS summed over the coordinator and its workers, at 50 and at 500 steps;
 4. trace write and diff throughput on a trace of at least 1 GB.
 Prints a table and writes JSON so that commits can be compared.
@@ -94,6 +98,29 @@ def ratio_case(p: dict, runs: int, extra: tuple[str, ...] = (), a: str = A, b: s
     return {"plain_s": med_plain, "compare_s": med_compare, "ratio": med_compare / med_plain,
             "peak_rss_mb": statistics.median(peaks) / 2**20, "runs": runs,
             "all_plain_s": plain_s, "all_compare_s": compare_s}
+
+
+DRIFT = "tests/setups/jax_verdicts.py"
+
+
+def crossfeed_cost(runs: int, tmp: Path) -> dict:
+    """The drift pair with and without flagged steps: the difference is the cross-feed."""
+    out: dict = {}
+    for key, extra in (("unflagged", ()), ("flagged", ("--rtol", "1e-5"))):
+        seconds, flagged = [], 0
+        for _ in range(runs):
+            report = tmp / "crossfeed.json"
+            cmd = [PY, "-m", "xentdbg", "compare", f"{DRIFT}:base_fast", f"{DRIFT}:reordered_fast", "--steps", "200",
+                   "--subset", "1000", "--batch-size", "100", "--pixels", "unit", *extra, "--json", str(report)]
+            s, _, code = run(cmd)
+            assert code == 0, f"compare exited {code}"
+            seconds.append(s)
+            drift = json.loads(report.read_text())["drift"]
+            flagged = len(drift["steps"]) if drift else 0
+        out[key] = {"compare_s": statistics.median(seconds), "cross_fed_steps": flagged, "all_s": seconds}
+    extra_s = out["flagged"]["compare_s"] - out["unflagged"]["compare_s"]
+    out["ms_per_cross_fed_step"] = 1000 * extra_s / max(out["flagged"]["cross_fed_steps"], 1)
+    return out
 
 
 def overhead_split(p: dict, tmp: Path) -> dict:
@@ -207,6 +234,9 @@ def main() -> None:
     results["long_clean"] = ratio_case(LONG, args.runs, a=CLEAN_A)
     results["long_clean_fingerprint"] = ratio_case(LONG, args.runs, ("--fingerprint",), a=CLEAN_A)
     results["long_fingerprint"] = ratio_case(LONG, args.runs, ("--fingerprint",))
+    print("2c. cross-feed cost ...", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        results["crossfeed"] = crossfeed_cost(args.runs, Path(tmp))
     print("3. memory at 50 steps ...", flush=True)
     results["memory"] = {"peak_rss_mb_50": ratio_case({**LONG, "steps": 50}, 1)["peak_rss_mb"],
                          "peak_rss_mb_500": results["long"]["peak_rss_mb"]}
@@ -238,6 +268,12 @@ def _print(r: dict) -> None:
         if key in r:
             v = r[key]
             t.add_row(label, f"{v['compare_s']:.1f} s / {v['plain_s']:.1f} s = {v['ratio']:.2f}x", target)
+    if "crossfeed" in r:
+        cf = r["crossfeed"]
+        t.add_row("cross-feed: drift pair, 200 steps, unflagged / flagged",
+                  f"{cf['unflagged']['compare_s']:.1f} s / {cf['flagged']['compare_s']:.1f} s "
+                  f"({cf['flagged']['cross_fed_steps']} steps cross-fed, {cf['ms_per_cross_fed_step']:.0f} ms each)",
+                  "only at flagged steps")
     train, capture = sp["train_ms_per_step"], sp["capture_ms_per_step"]
     t.add_row("  training per step A / B", f"{train['a']:.1f} / {train['b']:.1f} ms", "")
     t.add_row("  capture per step A / B", f"{capture['a']:.1f} / {capture['b']:.1f} ms", "")

@@ -56,6 +56,19 @@ def example_pairs() -> dict[tuple[str, str], dict]:
     return pairs
 
 
+def _bench_module(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "bench" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+LONG_PAIRS: dict[str, tuple[str, str, tuple[str, ...]]] = _bench_module("fingerprint_agreement").LONG_PAIRS
+"""The long pairs ``bench/fingerprint_agreement.py`` runs both ways (relative to ROOT)."""
+
 _COMPARE_RUNS: dict[tuple[str, ...], CliRun] = {}
 
 

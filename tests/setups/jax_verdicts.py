@@ -7,6 +7,10 @@
 - ``lr_off``: the learning rate 0.3% higher: introduced at step 0, in the update.
 - ``schedule_at_20``: the learning rate halves from step 20: introduced at step 20.
 - ``smoothed``: label smoothing 0.1 on this side only: introduced at step 0, in the loss.
+
+``base_fast`` and ``reordered_fast``: the same two losses at SGD 1.0, where the float32
+rounding between them grows to ~3e-5 of a tensor's scale within 200 steps: drift, which
+``--rtol 1e-5`` flags and the cross-feed shows inherited.
 """
 
 import jax
@@ -16,6 +20,7 @@ import optax
 import xentdbg
 
 LR = 0.1
+FAST_LR = 1.0
 
 
 def _params(d):
@@ -62,3 +67,16 @@ def smoothed(data):
         return jnp.mean(optax.sigmoid_binary_cross_entropy(_logits(params, x), y * 0.9 + 0.05))
 
     return _setup(data, loss)
+
+
+def _reordered_loss(params, x, y):
+    z = _logits(params, x)
+    return jnp.sum(jnp.maximum(z, 0) - z * y + jnp.log1p(jnp.exp(-jnp.abs(z)))) / z.shape[0]
+
+
+def base_fast(data):
+    return _setup(data, optimizer=optax.sgd(FAST_LR))
+
+
+def reordered_fast(data):
+    return _setup(data, _reordered_loss, optax.sgd(FAST_LR))

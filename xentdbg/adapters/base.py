@@ -29,6 +29,9 @@ class Adapter(abc.ABC):
     Parameter and state lists are always in the order of :meth:`describe`'s tables.
     """
 
+    PROBE_PHASES: tuple[str, ...] = ()
+    """The phases :meth:`evaluate` returns (empty: no cross-feed probe)."""
+
     @abc.abstractmethod
     def describe(self) -> SideInfo:
         """Kind, framework versions, parameter and state tables, leaf layer names."""

@@ -78,6 +78,8 @@ class _Optimizer:
 class JaxLoopAdapter(Adapter):
     """Runs :class:`xentdbg.JaxLoop`; see the module docstring."""
 
+    PROBE_PHASES = ("loss", "gradients", "activations", "state", "weights")
+
     def __init__(self, setup: JaxLoop, data: DataInfo):
         self.setup, self.data = setup, data
         self.params = setup.params
@@ -88,7 +90,7 @@ class JaxLoopAdapter(Adapter):
         self._step_fn = self._make_step()
         self._forward = self._make_forward() if setup.layers is not None else None
         self._held: dict[int, tuple] = {}  # step -> (x, y, state, opt_state) before it: the last two steps
-        self._apply = None  # jitted optimizer step on given gradients, made on first use
+        self._apply: Any = None  # jitted optimizer step on given gradients, made on first use
 
     # -- description -------------------------------------------------------
     def describe(self) -> SideInfo:

@@ -16,6 +16,21 @@ Limits: variables outside the model that the step changes (a metric, a step coun
 are changed twice; TensorFlow's global RNG (``tf.random.*`` without a seed generator)
 advances in the dry copy too.
 
+The dry copy builds an unbuilt optimizer as ``apply`` would at its first call
+(keras/src/optimizers/base_optimizer.py:498-502, Keras 3.15: same variable list, same
+name scope), so that its variables exist, at their initial values, before step 0.
+
+:meth:`KerasLoopAdapter.evaluate` (the cross-feed probe; full capture only) keeps, for
+the last two steps, the batch, the dry copy's snapshot of every model variable (RNG
+seed states included) and the optimizer's variables before the step. It sets them,
+overwrites the weights and float state with the given ones, runs the dry copy (loss,
+gradients, layer outputs; the float state after it is BatchNorm's moving statistics as
+the step updates them; the seed states make Dropout draw step ``k``'s masks), then
+applies the gradients with the real ``optimizer.apply`` from the optimizer variables
+kept for that step (compiled like the user's step). Keras's ``stateless_apply`` is not
+usable: its TensorFlow backend raises (keras/src/backend/tensorflow/optimizer.py:39-44).
+Every model and optimizer variable is then restored bitwise.
+
 Keras and TensorFlow internals are reached only through
 :mod:`xentdbg.adapters._keras_private`.
 """
@@ -23,6 +38,7 @@ Keras and TensorFlow internals are reached only through
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -38,6 +54,8 @@ from xentdbg.setups import KerasLoop
 
 class KerasLoopAdapter(Adapter):
     """Runs :class:`xentdbg.KerasLoop`: the user's train step; see the module docstring."""
+
+    PROBE_PHASES = ("loss", "gradients", "activations", "state", "weights")
 
     def __init__(self, setup: KerasLoop, data: DataInfo):
         import keras
@@ -56,6 +74,8 @@ class KerasLoopAdapter(Adapter):
             self.model.build((None, *data.input_shape))
         self._state_index = [i for i, v in enumerate(self.model.non_trainable_variables)
                              if keras.backend.is_float_dtype(v.dtype)]
+        self._dry: _DryStep | None = None
+        self._retained: dict[int, _Retained] = {}  # the last two steps, full capture only
 
     # -- description (same tables as KerasFit, so the two pair) ---------------
     def describe(self) -> SideInfo:
@@ -98,6 +118,7 @@ class KerasLoopAdapter(Adapter):
         # CaptureMode.FINGERPRINT: no dry copy; flags from the hooks on the real step,
         # loss from its return value
         dry = _DryStep(self) if emit is not None and capture is CaptureMode.FULL else None
+        self._dry, self._retained = dry, {}
         hooks = dry.hooks if dry is not None else (LayerHooks(self.model) if emit is not None else None)
         spec = self.data.spec
         for i in range(steps):
@@ -105,6 +126,9 @@ class KerasLoopAdapter(Adapter):
             x, y = tf.convert_to_tensor(self.data.x[sl]), tf.convert_to_tensor(self.data.y[sl])
             if dry is not None:
                 grads, acts = dry.run(x, y)
+                # for evaluate: the optimizer read after the dry copy, which builds it before step 0
+                self._retained[i] = _Retained(x, y, dry.snapshot, [v.numpy() for v in self.optimizer.variables])
+                self._retained.pop(i - 2, None)
             out = self.setup.train_step(x, y)
             if emit is None:
                 continue
@@ -124,11 +148,59 @@ class KerasLoopAdapter(Adapter):
             })
             emit(record)
 
+    # -- the cross-feed probe -------------------------------------------------
+    def evaluate(self, step: int, params: list[np.ndarray], state: list[np.ndarray] | None,
+                 grads: list[np.ndarray] | None = None) -> dict[str, list[tuple[str, np.ndarray]]]:
+        """Re-run step ``step`` from ``params`` (and ``state``); see the module docstring
+        and :meth:`xentdbg.adapters.base.Adapter.evaluate`. Every phase is computed."""
+        kept, dry = self._retained.get(step), self._dry
+        if kept is None or dry is None:
+            raise ValueError(f"KerasLoop cannot re-run step {step}: it keeps the last two steps of a "
+                             f"fully captured train() (kept: {sorted(self._retained)}).")
+        model_vars, opt_vars = self.model.variables, self.optimizer.variables
+        now_model = [v.numpy() for v in model_vars]
+        now_opt = [v.numpy() for v in opt_vars]
+        try:
+            for v, value in zip(model_vars, kept.model_values, strict=True):
+                v.assign(value)
+            self.set_initial_values(params, state)
+            loss, computed, acts = dry.forward(kept.x, kept.y)
+            trainable, nt = self.model.trainable_variables, self.model.non_trainable_variables
+            result: dict[str, list[tuple[str, np.ndarray]]] = {
+                "loss": [("loss", _loss_of(loss))],
+                "gradients": [(v.path, g) for v, g in zip(trainable, computed, strict=True)],
+                "activations": acts,
+                "state": [(nt[k].path, np.array(nt[k].numpy())) for k in self._state_index],
+            }
+            if len(opt_vars) == len(kept.optimizer_values):  # else the step created optimizer variables
+                self.set_initial_values(params, None)  # the dry copy may change weights a step assigns
+                for v, value in zip(opt_vars, kept.optimizer_values):
+                    v.assign(value)
+                if dry.apply(computed if grads is None else grads):
+                    result["weights"] = [(v.path, np.array(v.numpy())) for v in trainable]
+        finally:
+            for v, value in zip(model_vars, now_model):
+                v.assign(value)  # bitwise: training goes on from where it was
+            for v, value in zip(opt_vars, now_opt):
+                v.assign(value)
+        return result
+
+
+@dataclass
+class _Retained:
+    """What :meth:`KerasLoopAdapter.evaluate` needs to re-run one step."""
+
+    x: Any
+    y: Any
+    model_values: list[np.ndarray]  # model.variables before the step (the dry copy's snapshot)
+    optimizer_values: list[np.ndarray]  # optimizer.variables before the step
+
 
 class _DryStep:
     """The user's step with ``optimizer.apply`` returning gradients instead of applying them."""
 
     def __init__(self, adapter: KerasLoopAdapter):
+        import keras
         import tensorflow as tf
 
         self.adapter = adapter
@@ -137,13 +209,21 @@ class _DryStep:
         self._dry = False
         self._applied = True
         self._grads: list = []
-        optimizer = adapter.optimizer
+        self._applied_vars: list = []  # the variables the step applies gradients to, in its order
+        self.snapshot: list[np.ndarray] = []  # model.variables before the last run()
+        optimizer = self.optimizer = adapter.optimizer
         original_apply = optimizer.apply
 
         @functools.wraps(original_apply)
         def apply(grads, trainable_variables=None):
             if not self._dry:
                 return original_apply(grads, trainable_variables)
+            if trainable_variables is not None and len(grads) and not optimizer.built:
+                # What apply does first (keras/src/optimizers/base_optimizer.py:498-502, Keras 3.15).
+                trainable_variables = list(trainable_variables)
+                with keras.name_scope(optimizer.name, caller=optimizer):
+                    optimizer.build(trainable_variables)
+                optimizer.built = True
             variables = (trainable_variables if trainable_variables is not None
                          else private.optimizer_trainable_variables(optimizer))
             self._grads = list(zip(variables, grads))
@@ -152,37 +232,40 @@ class _DryStep:
         optimizer.apply = apply
         step = adapter.setup.train_step
         python_step = getattr(step, "python_function", step)
+        self._compiled = hasattr(step, "python_function")
+        self._jit_compile = private.tf_function_jit_compile(step) if self._compiled else None
+        self._apply_fn: Any = None  # optimizer.apply on given gradients, made on first use
 
         def body(x, y):
             self._dry = True
             self._grads = []
             try:
                 with self.hooks.collect() as acts:
-                    python_step(x, y)
+                    out = python_step(x, y)
                 # Python runs here at trace time inside a tf.function: whether the step called
                 # the optimizer is known then (raised from run(), outside the traced function).
                 self._applied = bool(self._grads)
             finally:
                 self._dry = False
+            self._applied_vars = [v for v, _ in self._grads]
             by_id = {id(v): g for v, g in self._grads}  # the step passes model.trainable_variables
             grads = [by_id.get(id(v)) for v in self.model.trainable_variables]
             grads = [tf.zeros_like(v.value) if g is None else tf.convert_to_tensor(g)
                      for g, v in zip(grads, self.model.trainable_variables)]
             self._names = [n for n, _ in acts]
-            return grads, [a for _, a in acts]
+            return grads, [a for _, a in acts], _loss_tensor(out)
 
-        if hasattr(step, "python_function"):
+        if self._compiled:
             # Same compilation as the user's step, so the dry copy computes what it computes.
-            self._body = tf.function(body, jit_compile=private.tf_function_jit_compile(step), reduce_retracing=True)
+            self._body = tf.function(body, jit_compile=self._jit_compile, reduce_retracing=True)
         else:
             self._body = body
 
-    def run(self, x, y) -> tuple[list[np.ndarray], list[tuple[str, np.ndarray]]]:
-        variables = self.model.variables
-        snapshot = [v.numpy() for v in variables]
-        grads, acts = self._body(x, y)
-        for v, value in zip(variables, snapshot):
-            v.assign(value)  # bitwise restore: the dry copy leaves no trace
+    def forward(self, x, y) -> tuple[Any, list[np.ndarray], list[tuple[str, np.ndarray]]]:
+        """Run the dry copy from the variables as they are (and leave them changed):
+        the step's returned loss (``_loss_of`` reads it), its gradients in
+        ``model.trainable_variables`` order, the layer outputs."""
+        grads, acts, loss = self._body(x, y)
         if not self._applied:
             raise UsageError(
                 "The KerasLoop train_step changed the weights without calling optimizer.apply or "
@@ -190,8 +273,56 @@ class _DryStep:
                 hint="Apply the gradients with optimizer.apply_gradients(zip(grads, model.trainable_variables)) "
                      "(a v.assign_sub(lr * g) loop trains the same with keras.optimizers.SGD(lr)), or compare "
                      "this setup with --fingerprint, which does not capture gradients.")
-        return ([np.array(g) for g in grads], [(n, np.array(a)) for n, a in zip(self._names, acts, strict=True)])
+        return (None if loss is None else np.asarray(loss), [np.array(g) for g in grads],
+                [(n, np.array(a)) for n, a in zip(self._names, acts, strict=True)])
 
+    def run(self, x, y) -> tuple[list[np.ndarray], list[tuple[str, np.ndarray]]]:
+        variables = self.model.variables
+        self.snapshot = snapshot = [v.numpy() for v in variables]
+        try:
+            _, grads, acts = self.forward(x, y)
+        finally:
+            for v, value in zip(variables, snapshot):
+                v.assign(value)  # bitwise restore: the dry copy leaves no trace
+        return grads, acts
+
+    def apply(self, grads: list[np.ndarray]) -> bool:
+        """The real ``optimizer.apply`` of ``grads`` (in ``model.trainable_variables``
+        order) to the variables the step applies gradients to, compiled like the user's
+        step. False (nothing applied) when the step applies to a variable outside
+        ``model.trainable_variables``."""
+        import tensorflow as tf
+
+        by_id = {id(v): (v, g) for v, g in zip(self.model.trainable_variables, grads, strict=True)}
+        if not all(id(v) in by_id for v in self._applied_vars):
+            return False
+        values = [tf.convert_to_tensor(np.asarray(g).astype(np.dtype(v.dtype))) for v, g in
+                  (by_id[id(u)] for u in self._applied_vars)]
+        if self._apply_fn is None:
+            variables = list(self._applied_vars)
+
+            def apply(gradients):
+                self.optimizer.apply(gradients, variables)  # self._dry is False: the original apply
+
+            self._apply_fn = tf.function(apply, jit_compile=self._jit_compile) if self._compiled else apply
+        self._apply_fn(values)
+        return True
+
+
+def _loss_tensor(out: Any) -> Any:
+    """Where ``_loss_of`` finds the loss in a step's return value, as a tensor (None
+    when it is not one: ``_loss_of`` then says what the step returned)."""
+    import tensorflow as tf
+
+    value = out
+    if isinstance(out, dict):
+        value = out.get("loss")
+    elif isinstance(out, (tuple, list)) and out:
+        value = out[0]
+    try:
+        return None if value is None else tf.convert_to_tensor(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _loss_of(out: Any) -> np.ndarray:

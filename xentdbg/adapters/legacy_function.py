@@ -14,6 +14,16 @@ phase. It has no updates, so it changes no variable; the real function's pruned 
 does not contain its ops. Weights and state are read after the step with
 ``K.batch_get_value``. Limit: stateful random ops (Dropout) draw once more per step in
 the capture run, so a model with Dropout does not train as it would uncaptured.
+
+Cross-feed (:meth:`LegacyFunctionAdapter.evaluate`, full capture only): the adapter keeps,
+for the last two steps, the step's feed and the state before it (the values the
+previous record read: nothing more is read per step). It sets the given weights (and
+state) with ``K.batch_set_value``, runs the capture function on that feed (loss,
+gradients, layer outputs) and sets back the values it found, bitwise. It computes no
+``"state"`` and no ``"weights"``: the moving-statistics assignments and the optimizer's
+update ops (and its slots, e.g. momentum) exist only inside the user's ``K.function``,
+which cannot run without applying them. Limit: stateful random ops (Dropout) draw anew
+in each evaluation, so its masks are not those of the step evaluated.
 """
 
 from __future__ import annotations
@@ -38,6 +48,8 @@ def _name(variable) -> str:
 class LegacyFunctionAdapter(Adapter):
     """Runs :class:`xentdbg.LegacyKerasFunction` in graph mode; see the module docstring."""
 
+    PROBE_PHASES = ("loss", "gradients", "activations")  # no optimizer step or state update outside the function
+
     def __init__(self, setup: LegacyKerasFunction, data: DataInfo):
         try:
             import tf_keras
@@ -57,6 +69,8 @@ class LegacyFunctionAdapter(Adapter):
         self.loss = setup.function.outputs[0]
         self.layers = [layer for layer in self.model.layers if not isinstance(layer, tf_keras.layers.InputLayer)]
         self.state_vars = [v for v in self.model.non_trainable_weights if v.dtype.is_floating]
+        self._observer = None  # the capture function of a fully captured train()
+        self._retained: dict[int, tuple[list, list[np.ndarray]]] = {}  # step -> (feed, state before it)
 
     def describe(self) -> SideInfo:
         return SideInfo(
@@ -102,10 +116,16 @@ class LegacyFunctionAdapter(Adapter):
         observer = self._capture_function(capture) if emit is not None else None
         spec, K = self.data.spec, self.K
         n = len(self.model.trainable_weights)
+        full = observer is not None and capture is CaptureMode.FULL
+        self._observer, self._retained = (observer if full else None), {}
+        state_before = [np.array(a) for a in K.batch_get_value(self.state_vars)] if full else []
         for i in range(steps):
             sl = spec.batch_slice(i)
             x, y = self.data.x[sl], self.data.y[sl]
             feed = self.feed(x, y)
+            if full:
+                self._retained[i] = (feed, state_before)
+                self._retained.pop(i - 2, None)
             if observer is not None:
                 _, phase, *rest = observer(feed)
                 grads, acts = rest[:n], rest[n:]
@@ -114,14 +134,41 @@ class LegacyFunctionAdapter(Adapter):
                 continue
             inputs, digests = batch_fingerprint(x, y)
             names = [_name(v) for v in self.model.trainable_weights]
+            state_before = [np.array(a) for a in K.batch_get_value(self.state_vars)]  # after this step
             record = StepRecord(step=i, flags={name: bool(phase) for name in self._flagged}, digests=digests, tensors={
                 "inputs": inputs,
                 **({"activations": [(layer.name, np.asarray(a)) for layer, a in zip(self.layers, acts, strict=True)],
                     "gradients": list(zip(names, map(np.asarray, grads), strict=True))}
                    if capture is CaptureMode.FULL else {}),
                 "loss": [("loss", np.asarray(loss))],
-                "state": [(_name(v), np.array(a)) for v, a in zip(self.state_vars, K.batch_get_value(self.state_vars))],
+                "state": [(_name(v), a) for v, a in zip(self.state_vars, state_before, strict=True)],
                 "weights": list(zip(names, map(np.array, K.batch_get_value(self.model.trainable_weights)))),
             })
             assert emit is not None  # observer exists only when capturing
             emit(record)
+
+    def evaluate(self, step: int, params: list[np.ndarray], state: list[np.ndarray] | None,
+                 grads: list[np.ndarray] | None = None) -> dict[str, list[tuple[str, np.ndarray]]]:
+        """Loss, gradients and layer outputs of step ``step`` from ``params`` (and
+        ``state``, else this side's state before that step); see the module docstring.
+        ``grads`` is not used: without ``"weights"`` nothing applies gradients."""
+        kept = self._retained.get(step)
+        if kept is None or self._observer is None:
+            raise ValueError(f"LegacyKerasFunction cannot re-run step {step}: it keeps the last two steps of a "
+                             f"fully captured train() (kept: {sorted(self._retained)}).")
+        feed, own_state = kept
+        K, weights = self.K, self.model.trainable_weights
+        variables = [*weights, *self.state_vars]
+        now = [np.array(a) for a in K.batch_get_value(variables)]
+        try:
+            self.set_initial_values(params, own_state if state is None else state)
+            loss, _, *rest = self._observer(feed)
+        finally:
+            K.batch_set_value(list(zip(variables, now, strict=True)))  # bitwise: training goes on from here
+        n = len(weights)
+        # No "state", no "weights": see the module docstring (they exist only inside the user's function).
+        return {
+            "loss": [("loss", np.asarray(loss))],
+            "gradients": [(_name(v), np.asarray(g)) for v, g in zip(weights, rest[:n], strict=True)],
+            "activations": [(layer.name, np.asarray(a)) for layer, a in zip(self.layers, rest[n:], strict=True)],
+        }

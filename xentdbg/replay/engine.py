@@ -175,9 +175,18 @@ def _replay(config: CompareConfig, capture: CaptureMode, on_step: Callable[[Step
                                  config.tolerance, data, noise)
 
         full = capture is CaptureMode.FULL
+        # Updates decide only where both sides can re-run them on the same gradients: the
+        # recorded updates of parameters with gradients at the float32 noise floor (a bias
+        # before BatchNorm) differ by more than their own scale, which only a re-run settles.
+        updates = full and all("weights" in info.probe for info in infos)
+        if full and not updates:
+            notes.append("updates (w_after - w_before) not compared at their own scale: "
+                         + ", ".join(f"side {s} ({i.kind}) cannot re-run its optimizer step"
+                                     for s, i in zip("AB", infos) if "weights" not in i.probe)
+                         + "; weights are compared at the weights' scale.")
         found = compare_stream(_lockstep(workers, config, capture, traces, status), pairing, config.tolerance,
                                diagnose=diagnose if full else None, stop_at_first=stop_at_first or not full,
-                               on_step=on_step, start=start, crossfeed=feeder if full else None, updates=full)
+                               on_step=on_step, start=start, crossfeed=feeder if full else None, updates=updates)
         if found.stopped:
             for w in workers:
                 w.send({"type": "stop"})

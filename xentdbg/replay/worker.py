@@ -78,7 +78,9 @@ def serve(fd_in: int, fd_out: int, shm_fd: int = -1) -> int:
         except ModuleNotFoundError as e:
             raise missing_module(e, ref) from None
         params, state = adapter.initial_values()
-        wire.send(fd_out, {"type": "ready", "info": side_info_to_dict(adapter.describe())}, params + state)
+        info = adapter.describe()
+        info.probe = list(adapter.PROBE_PHASES) if capture is CaptureMode.FULL else []
+        wire.send(fd_out, {"type": "ready", "info": side_info_to_dict(info)}, params + state)
 
         header, arrays = wire.recv(fd_in)
         n = len(params)

@@ -12,7 +12,6 @@ from xentdbg.compare.stream import PreviousPair, RecordPair, compare_stream
 from xentdbg.data import DataInfo, DataSpec
 from xentdbg.errors import ParameterMismatch
 from xentdbg.findings import Diagnosis
-from xentdbg.records import start_record
 from xentdbg.trace.reader import Trace, load_trace
 from xentdbg.version import runtime_versions
 
@@ -45,9 +44,9 @@ def diff_traces(path_a: str, path_b: str, tolerance: Tolerance | None = None,
                      previous: PreviousPair) -> Diagnosis:
             return _diagnose(a, b, cmp, history, pairing, tolerance)
 
-        start = (start_record(a.info, *a.initial()), start_record(b.info, *b.initial()))
         # No live setups to re-run: a flagged step is judged on its recorded values.
-        found = compare_stream(pairs(), pairing, tolerance, diagnose=diagnose, on_step=on_step, start=start)
+        # updates decide only where a re-run can settle them (the verdict rule, README)
+        found = compare_stream(pairs(), pairing, tolerance, diagnose=diagnose, on_step=on_step, updates=False)
         if any(s.flagged is not None for s in found.steps):
             notes.append("diff judges steps on their recorded values (no setups to re-run cross-fed): float32 "
                          "drift and a difference a step introduces look alike here; compare re-runs flagged steps.")

@@ -1,0 +1,74 @@
+"""The cross-feed probe of the TensorFlow loop adapters (``Adapter.evaluate``) on real
+frameworks: KerasLoop (eager and tf.function steps over BatchNorm, Dropout and an L2
+regularizer; a tf.function loss) and LegacyKerasFunction (tf_keras graph mode).
+
+Each process (tests/setups/evaluate_loop_check.py) trains 4 steps with full capture and,
+at every emit, re-runs the step just emitted and the one before from that side's own
+pre-step values: what evaluate computes must be bitwise what the step recorded, and
+the run must end bitwise where a plain run ends. Both processes run at once."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import EXAMPLES, ROOT, SETUPS
+
+pytestmark = pytest.mark.slow  # two framework subprocesses, about 10 s together
+
+LOOPS = [f"{SETUPS / 'keras_loops.py'}:compiled", f"{SETUPS / 'keras_loops.py'}:eager",
+         str(EXAMPLES / "case3_tf_function_loss" / "decorated.py")]
+LEGACY = str(EXAMPLES / "case2_batchnorm" / "legacy_complete.py")
+DATA = ["300", "100", "4", "digits", "unit"]  # 3 batches: step 3 starts a second epoch
+
+
+@pytest.fixture(scope="module")
+def results() -> dict:
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    procs = [subprocess.Popen([sys.executable, str(SETUPS / "evaluate_loop_check.py"), *DATA, *setups], cwd=ROOT,
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for setups in (LOOPS, [LEGACY])]
+    out = {}
+    for proc in procs:
+        stdout, stderr = proc.communicate(timeout=240)
+        assert proc.returncode == 0, stderr[-3000:]
+        out.update(json.loads(stdout.strip().splitlines()[-1]))
+    return out
+
+
+@pytest.mark.parametrize("setup", LOOPS)
+def test_keras_loop_reruns_each_step_bitwise(results, setup):
+    result = results[setup]
+    assert set(result["phases"]) == {"loss", "gradients", "activations", "state", "weights"}
+    for phase, entry in result["phases"].items():
+        assert entry["calls"] == 7, (phase, entry)  # evaluate(k) at steps 0-3, evaluate(k - 1) at 1-3
+        assert entry["bitwise"], (phase, entry)
+    assert result["with_grads"] is True  # the record's gradients applied give the record's weights
+
+
+def test_legacy_function_reruns_loss_gradients_and_activations_bitwise(results):
+    result = results[LEGACY]
+    # "state" and "weights" come from updates inside the user's K.function: left out
+    assert set(result["phases"]) == {"loss", "gradients", "activations"}
+    for phase, entry in result["phases"].items():
+        assert entry["calls"] == 7 and entry["bitwise"], (phase, entry)
+    assert result["with_grads"] is None
+
+
+@pytest.mark.parametrize("setup", [*LOOPS, LEGACY])
+def test_evaluate_leaves_training_as_it_was(results, setup):
+    result = results[setup]
+    assert result["final_equal"], result  # the probed run ends where the plain run ends
+    assert result["final_equal_after_probes"], result  # probes after train() change nothing either
+
+
+@pytest.mark.parametrize("setup", [*LOOPS, LEGACY])
+def test_evaluate_after_train_and_from_other_values(results, setup):
+    result = results[setup]
+    assert result["after"] and all(result["after"].values()), result["after"]
+    assert result["perturbed_loss_differs"]
+    assert result["older_refused"] and result["fingerprint_refused"]

@@ -11,12 +11,14 @@ from conftest import LONG_PAIRS, ROOT, run_compare
 
 pytestmark = pytest.mark.slow
 
-EXPECTED = {"long case1 logits-jax vs fit, 500 steps": (0, None),
-            "long jax drift pair, 200 steps": (0, None),
+EXPECTED = {"long jax drift pair, 200 steps": (0, None),
             "long jax schedule change at step 20": (1, (20, "updates"))}
+# "long case1 logits-jax vs fit, 500 steps" (TensorFlow, ~1 minute both ways) runs in the
+# bench script only: the suite's time goes to the two JAX pairs, which exercise the same
+# pass-2-runs-on logic.
 
 
-@pytest.mark.parametrize("name", sorted(LONG_PAIRS))
+@pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_both_passes_agree_on_long_pairs(session_tmp, name):
     a, b, args = LONG_PAIRS[name]
     runs = [run_compare(ROOT / a, ROOT / b, *args, *mode, tmp_path=session_tmp) for mode in ((), ("--fingerprint",))]

@@ -93,16 +93,29 @@ _OBSERVED: weakref.WeakSet[Callable[..., Any]] = weakref.WeakSet()
 """The train functions :func:`observe_jax_train_steps` installed (never wrapped twice)."""
 
 
-def jax_train_state_variables(state: Any) -> tuple[Any, Any, Any]:
-    """``(trainable, non_trainable, metrics)`` variable values of the JAX trainer's
-    train state (its optimizer variables are left out)."""
+def _jax_train_state(state: Any) -> tuple[Any, Any, Any, Any]:
     # keras/src/backend/jax/trainer.py:124-129  train_step unpacks state as (trainable_variables,
     # non_trainable_variables, optimizer_variables, metrics_variables); fit likewise, :463-468
     if not (isinstance(state, (tuple, list)) and len(state) == 4):
         raise missing_internal(KERAS, keras_version(), "the JAX trainer's 4-tuple train state "
                                "(trainable, non-trainable, optimizer, metrics variables)",
                                "keras/src/backend/jax/trainer.py:124", on=state)
-    return state[0], state[1], state[3]
+    return state[0], state[1], state[2], state[3]
+
+
+def jax_train_state_variables(state: Any) -> tuple[Any, Any, Any]:
+    """``(trainable, non_trainable, metrics)`` variable values of the JAX trainer's
+    train state (its optimizer variables are left out)."""
+    trainable, non_trainable, _, metrics = _jax_train_state(state)
+    return trainable, non_trainable, metrics
+
+
+def jax_train_state_optimizer_variables(state: Any) -> Any:
+    """The optimizer variable values of the JAX trainer's train state, in
+    ``optimizer.variables`` order (what ``optimizer.stateless_apply`` takes)."""
+    # keras/src/backend/jax/trainer.py:124-129 (see above); :149-153 train_step passes
+    # state[2] to self.optimizer.stateless_apply(optimizer_variables, grads, trainable_variables)
+    return _jax_train_state(state)[2]
 
 
 def observe_jax_train_steps(model: Any, observe: Callable[[Any, Any], None]) -> None:

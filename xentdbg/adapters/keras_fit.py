@@ -17,11 +17,21 @@ except where measured neutral:
   measured to change BatchNorm gamma by 1 ulp (Grappler rewrites single-consumer
   tensors), the recompute was measured bitwise equal to the in-graph gradients.
 - Weights and non-trainable state are read in ``on_train_batch_end``.
+- :meth:`KerasFitAdapter.evaluate` (the cross-feed probe, full capture only) re-runs a
+  step from given weights and state: the same recompute for loss, gradients and
+  activations, fit's own ``model.train_step`` (compiled as fit compiles it) for the
+  state and weights the step leaves, the model's optimizer for given gradients. On the
+  TF backend these run on the real variables, loaded and restored bitwise within one
+  graph (``optimizer.stateless_apply`` raises there). For that the capture
+  holds, for the last two steps only, the batch, the pre-step non-trainable values
+  (RNG seed states included, so dropout masks are the step's), the pre-step metrics
+  values (JAX; on TF the loss reads none) and the pre-step optimizer variables
+  (see :class:`_Held`).
 - ``CaptureMode.FINGERPRINT`` (the first pass of ``compare --fingerprint``): no
-  recompute. On the TF backend the wrapper also stores the loss ``compute_loss``
-  returned in a shape-less variable (measured neutral,
-  ``tests/replay/test_neutral_capture.py``); on the JAX backend the loss is recomputed
-  by a forward pass only.
+  recompute and nothing held for :meth:`KerasFitAdapter.evaluate`. On the TF backend
+  the wrapper also stores the loss ``compute_loss`` returned in a shape-less variable
+  (measured neutral, ``tests/replay/test_neutral_capture.py``); on the JAX backend the
+  loss is recomputed by a forward pass only.
 
 Keras internals are reached only through :mod:`xentdbg.adapters._keras_private`.
 """
@@ -30,6 +40,7 @@ from __future__ import annotations
 
 import functools
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -45,6 +56,8 @@ from xentdbg.setups import FIT_ARGS_OWNED, KerasFit
 
 class KerasFitAdapter(Adapter):
     """Runs :class:`xentdbg.KerasFit`: the user's ``model.fit``; see the module docstring."""
+
+    PROBE_PHASES = ("loss", "gradients", "activations", "state", "weights")
 
     def __init__(self, setup: KerasFit, data: DataInfo):
         import keras
@@ -73,6 +86,7 @@ class KerasFitAdapter(Adapter):
         # integer ones are RNG seed states, compared only through their effects.
         self.state_index = [i for i, v in enumerate(model.non_trainable_variables)
                              if keras.backend.is_float_dtype(v.dtype)]
+        self._capture: _FitCapture | None = None  # the last full-capture train(), for evaluate
 
     # -- description -------------------------------------------------------
     def describe(self) -> SideInfo:
@@ -121,6 +135,7 @@ class KerasFitAdapter(Adapter):
         spec = self.data.spec
         epochs = math.ceil(steps / spec.steps_per_epoch)
         capturer = _FitCapture(self, steps, emit, CaptureMode(capture)) if emit is not None else None
+        self._capture = capturer if capturer is not None and capturer.capture is CaptureMode.FULL else None
         stopper = _StopAfter(steps)
         kwargs = {"verbose": 0, **self.fit_kwargs}
         user_callbacks = list(kwargs.pop("callbacks", None) or [])
@@ -132,6 +147,35 @@ class KerasFitAdapter(Adapter):
             pass
         if self.backend == "jax":
             private.jax_state_sync(self.model)
+
+    def evaluate(self, step: int, params: list[np.ndarray], state: list[np.ndarray] | None,
+                 grads: list[np.ndarray] | None = None) -> dict[str, list[tuple[str, np.ndarray]]]:
+        """Step ``step`` re-run from ``params`` (and ``state``): see :meth:`Adapter.evaluate`.
+
+        Loss, gradients and activations come from the very function the records' come
+        from; ``"state"`` and, when ``grads`` is None, ``"weights"`` from fit's own train
+        step run from the given values and the optimizer variables held before step
+        ``step``; given ``grads`` go through the model's optimizer as fit's step applies
+        its own (see :meth:`_FitCapture.evaluate`). Only the last two steps of a
+        full-capture :meth:`train` are held; any other step raises :class:`ValueError`."""
+        if self._capture is None:
+            raise ValueError(f"step {step} is no longer held: evaluate needs a train() with full capture")
+        return self._capture.evaluate(step, params, state, grads)
+
+
+@dataclass
+class _Held:
+    """What :meth:`KerasFitAdapter.evaluate` needs to re-run one step: values before the
+    step (all non-trainable variables, metrics variables on JAX, optimizer variables) and
+    the batch fit used. TF: the tensors the capture already read (no copy); JAX: the
+    host copies the observed train function already made, plus the optimizer's."""
+
+    non_trainable: list[Any]
+    metrics: Any
+    optimizer: list[Any]
+    x: Any
+    y: Any
+    sw: Any
 
 
 def _snapshot(model) -> tuple[list, list]:
@@ -189,6 +233,8 @@ class _FitCapture:
         self.step = 0
         self._pre: tuple[Any, ...] | None = None
         self._batch: tuple[Any, ...] | None = None
+        self._pre_optimizer: list[Any] | None = None  # full capture: optimizer variables before the step
+        self._held: dict[int, _Held] = {}  # full capture: the last two steps, for evaluate
         if adapter.backend == "tensorflow":
             self._install_tf()
         elif adapter.backend == "jax":
@@ -237,7 +283,73 @@ class _FitCapture:
 
         # Same jit_compile as the user's step (keras/src/backend/tensorflow/trainer.py
         # make_train_function): XLA changes float32 results in the last digits.
-        self._recompute = tf.function(recompute, jit_compile=bool(model.jit_compile), reduce_retracing=True)
+        jit = bool(model.jit_compile)
+        self._recompute = tf.function(recompute, jit_compile=jit, reduce_retracing=True)
+        if self.capture is not CaptureMode.FULL:
+            return
+        optimizer = model.optimizer
+        if not optimizer.built:
+            # Without a distribution strategy the TF trainer builds the optimizer while
+            # tracing the first step (keras/src/backend/tensorflow/trainer.py:713-718,
+            # optimizers/base_optimizer.py:499-502), after step 0's on_train_batch_begin:
+            # build it now, as Keras's own _symbolic_build does (trainers/trainer.py:1204,
+            # under the strategy's scope, tensorflow/trainer.py:739), so that step 0's
+            # optimizer variables can be read before the step. Measured neutral.
+            with model.distribute_strategy.scope():
+                optimizer.build(model.trainable_variables)
+
+        # evaluate may not use optimizer.stateless_apply: it raises on the TF backend
+        # (keras/src/backend/tensorflow/optimizer.py:39-45: the TF optimizer writes the
+        # tf.Variables directly, under tf.distribute, where a StatelessScope cannot see the
+        # writes). Nearest safe equivalent, each in one graph: save the variables, load the
+        # given values, run fit's own code on the real variables, read the result and write
+        # the saved values back (bitwise: an assignment copies bits; reads are snapshots, so
+        # the records' views of the variables keep their values). Nothing trains meanwhile.
+        def swap(tv, ntv, ov, run):
+            """Load ``tv``, ``ntv`` (unless None) and ``ov`` into the model's trainable,
+            non-trainable and the optimizer's variables; ``run(tvars, ntvars)``; write back
+            every variable ``run`` may update (metrics too). Variables are listed at trace
+            time, when fit has created them all."""
+            tvars, ntvars, ovars = (list(model.trainable_variables), list(model.non_trainable_variables),
+                                    list(optimizer.variables))
+            every = tvars + ntvars + ovars + list(model.metrics_variables)
+            saved = [tf.convert_to_tensor(v.value) for v in every]
+            loads = [(tvars, tv), (ovars, ov)] + ([(ntvars, ntv)] if ntv is not None else [])
+            for variables, values in loads:
+                for v, a in zip(variables, values, strict=True):
+                    v.assign(a)
+            out = run(tvars, ntvars)
+            for v, a in zip(every, saved, strict=True):
+                v.assign(a)
+            return out
+
+        def train_step(tv, ntv, ov, data):
+            """fit's own step (tensorflow/trainer.py:131-133 runs
+            ``distribute_strategy.run(train_step, (data,))``) from the given values: the
+            weights and state it leaves."""
+            def run(tvars, ntvars):
+                with hooks.collect():  # a re-run: its flags and batch are not fit's step's
+                    model.distribute_strategy.run(model.train_step, args=(data,))
+                return ([tf.identity(v.value) for v in tvars],
+                        [tf.identity(ntvars[i].value) for i in self.adapter.state_index])
+            return swap(tv, ntv, ov, run)
+
+        def apply(tv, ov, grads):
+            """``tv`` after the optimizer applied ``grads`` from ``ov``, as fit's step applies
+            them (tensorflow/trainer.py:76-84): fit differentiates the scaled loss and
+            ``apply`` unscales, clips and decays; d(scale * loss) = scale * d loss exactly
+            for power-of-two scales (LossScaleOptimizer's)."""
+            def run(tvars, _):
+                optimizer.apply_gradients(zip([optimizer.scale_loss(g) for g in grads], tvars, strict=True))
+                return [tf.identity(v.value) for v in tvars]
+            return swap(tv, None, ov, run)
+
+        # Compiled as fit compiles its step (tensorflow/trainer.py:142-147). Measured bitwise
+        # without XLA; this capture cannot run fit under jit_compile=True on TF (its batch
+        # variables change shape inside the compiled step).
+        compile_args = {"jit_compile": jit, "reduce_retracing": True}
+        self._train_step = train_step if model.run_eagerly else tf.function(train_step, **compile_args)
+        self._apply = apply if model.run_eagerly else tf.function(apply, **compile_args)
 
     def _stateless_loss(self, tv, ntv, mv, x, y, sw):
         """The loss fit differentiates, as in keras/src/backend/jax/trainer.py
@@ -254,14 +366,18 @@ class _FitCapture:
     def _install_jax(self) -> None:
         import jax
 
-        model, hooks = self.model, self.hooks
+        model, hooks, keras = self.model, self.hooks, self.adapter.keras
 
         def host_copy(tree):
             return jax.tree_util.tree_map(lambda a: np.array(a, copy=True), tree)
 
+        full = self.capture is CaptureMode.FULL
+
         def before_step(state, data) -> None:
             self._pre = host_copy(private.jax_train_state_variables(state))
             self._batch = host_copy(tuple(data) if isinstance(data, (tuple, list)) else (data,))
+            if full:  # fit donates the state's buffers to the step: evaluate needs a copy
+                self._pre_optimizer = host_copy(list(private.jax_train_state_optimizer_variables(state)))
 
         private.observe_jax_train_steps(model, before_step)
 
@@ -278,6 +394,31 @@ class _FitCapture:
                 return self._stateless_loss(*args)
 
         self._loss_jax = jax.jit(loss_only)
+        if not full:
+            return
+        optimizer = model.optimizer
+
+        def train_step(state, data):
+            """fit's own step function (jax/trainer.py:123-165) from the given state: all it
+            returns, as fit's jitted step (:261-281) returns it. Returning less lets XLA
+            fuse across what fit materialises (Adam's moments): measured 1 ulp off."""
+            with hooks.collect():  # a re-run: its training flags are not fit's
+                return model.train_step(state, data)
+
+        def apply(tv, ov, grads):
+            """``tv`` after the optimizer applied ``grads`` from ``ov``, as fit's train_step
+            does (jax/trainer.py:148-153, ``stateless_apply`` unscales, clips, decays), fit
+            differentiating the loss scaled under the optimizer variables (:84-89);
+            d(scale * loss) = scale * d loss exactly for power-of-two scales."""
+            with keras.StatelessScope(state_mapping=list(zip(optimizer.variables, ov, strict=True))):
+                scaled = [optimizer.scale_loss(g) for g in grads]
+            return optimizer.stateless_apply(ov, scaled, tv)[0]
+
+        # Compiled as fit compiles its step (jax/trainer.py:264), without donating the
+        # held values (donation changes no result, measured).
+        compiled = not model.run_eagerly and model.jit_compile
+        self._train_step_jax = jax.jit(train_step) if compiled else train_step
+        self._apply_jax = jax.jit(apply) if compiled else apply
 
     # Both --------------------------------------------------------------------
     def callback(self, keras: Any) -> Any:
@@ -311,7 +452,11 @@ class _FitCapture:
 
     def on_step_begin(self) -> None:
         if self.adapter.backend == "tensorflow" and self.capture is CaptureMode.FULL:
+            import tensorflow as tf
+
             self._pre = _snapshot(self.model)
+            # Reads alias the buffers, as in _snapshot: no copy unless the step updates them.
+            self._pre_optimizer = [tf.convert_to_tensor(v.value) for v in self.model.optimizer.variables]
 
     def on_step_end(self) -> None:
         model = self.model
@@ -319,6 +464,7 @@ class _FitCapture:
         x: Any
         y: Any
         acts, grads = [], None
+        held: _Held | None = None
         if self.adapter.backend == "tensorflow":
             import tensorflow as tf
 
@@ -328,9 +474,10 @@ class _FitCapture:
             if self.capture is CaptureMode.FINGERPRINT:
                 loss = self._vars["loss"].numpy().reshape(())
             else:
-                assert pre is not None  # on_step_begin snapshots it for full capture
+                assert pre is not None and self._pre_optimizer is not None  # on_step_begin snapshots them
                 tv, ntv = pre
                 loss, grads, acts = self._recompute(tv, ntv, xt, yt, swt)
+                held = _Held(list(ntv), None, self._pre_optimizer, xt, yt, swt)
             weights, nt = (_host(t) for t in _snapshot(model))
         else:
             assert pre is not None and batch is not None  # set by the observed train function
@@ -340,7 +487,9 @@ class _FitCapture:
             if self.capture is CaptureMode.FINGERPRINT:
                 loss = self._loss_jax(tv, ntv, mv, x, y, sw)
             else:
+                assert self._pre_optimizer is not None  # copied by before_step for full capture
                 (loss, acts), grads = self._recompute_jax(tv, ntv, mv, x, y, sw)
+                held = _Held(list(ntv), mv, self._pre_optimizer, x, y, sw)
             trainable, non_trainable = private.jax_trainer_state(model)
             weights = [np.asarray(a) for a in trainable]
             nt = [np.asarray(a) for a in non_trainable]
@@ -357,5 +506,56 @@ class _FitCapture:
             tensors["activations"] = list(zip(self._act_names, (np.asarray(a) for a in acts), strict=True))
             tensors["gradients"] = list(zip(tnames, (np.asarray(g) for g in grads or []), strict=True))
         record = StepRecord(step=self.step, tensors=tensors, flags=dict(self.hooks.flags), digests=digests)
+        if held is not None:
+            self._held[self.step] = held
+            self._held.pop(self.step - 2, None)
         self.step += 1
         self.emit(record)
+
+    # The cross-feed probe ---------------------------------------------------------
+    def evaluate(self, step: int, params: list[np.ndarray], state: list[np.ndarray] | None,
+                 grads: list[np.ndarray] | None) -> dict[str, list[tuple[str, np.ndarray]]]:
+        """:meth:`KerasFitAdapter.evaluate`: the held step re-run with the records' own
+        recompute and fit's own train step. Nothing here changes a variable training reads
+        afterwards: the JAX functions are stateless; the TF ones write back every
+        variable they load (``swap`` in :meth:`_install_tf`)."""
+        held = self._held.get(step)
+        if held is None:
+            raise ValueError(f"step {step} is no longer held: evaluate keeps the last two steps "
+                             f"({', '.join(map(str, sorted(self._held))) or 'none yet'})")
+        model = self.model
+        tvars, ntvars = model.trainable_variables, model.non_trainable_variables
+        if len(params) != len(tvars):
+            raise ValueError(f"evaluate got {len(params)} parameters, the model has {len(tvars)}")
+        tv = [np.asarray(a, dtype=np.dtype(v.dtype)) for v, a in zip(tvars, params, strict=True)]
+        ntv = list(held.non_trainable)
+        if state is not None:
+            for i, a in zip(self.adapter.state_index, state, strict=True):
+                ntv[i] = np.asarray(a, dtype=np.dtype(ntvars[i].dtype))
+        given = None if grads is None else [np.asarray(g, dtype=np.dtype(v.dtype))
+                                            for v, g in zip(tvars, grads, strict=True)]
+        data = (held.x, held.y) if held.sw is None else (held.x, held.y, held.sw)
+        if self.adapter.backend == "tensorflow":
+            import tensorflow as tf
+
+            tvt = [tf.convert_to_tensor(a) for a in tv]
+            ntvt = [tf.convert_to_tensor(a) for a in ntv]
+            loss, computed, acts = self._recompute(tvt, ntvt, held.x, held.y, held.sw)
+            weights, new_state = self._train_step(tvt, ntvt, held.optimizer, data)
+            if given is not None:
+                weights = self._apply(tvt, held.optimizer, [tf.convert_to_tensor(g) for g in given])
+        else:
+            (loss, acts), computed = self._recompute_jax(tv, ntv, held.metrics, held.x, held.y, held.sw)
+            _, (weights, new_nt, _, _) = self._train_step_jax((tv, ntv, held.optimizer, held.metrics), data)
+            new_state = [new_nt[i] for i in self.adapter.state_index]
+            if given is not None:
+                weights = self._apply_jax(tv, held.optimizer, given)
+        tnames = [v.path for v in tvars]
+        return {
+            "loss": [("loss", np.asarray(loss))],
+            "gradients": list(zip(tnames, (np.asarray(g) for g in computed), strict=True)),
+            "activations": list(zip(self._act_names, (np.asarray(a) for a in acts), strict=True)),
+            "state": [(ntvars[i].path, np.asarray(s)) for i, s in zip(self.adapter.state_index, new_state,
+                                                                        strict=True)],
+            "weights": list(zip(tnames, (np.asarray(w) for w in weights), strict=True)),
+        }

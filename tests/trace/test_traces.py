@@ -70,7 +70,12 @@ def test_diff_of_traces_equals_compare_of_setups(case1_traces, session_tmp):
     d = json.loads(diff_json.read_text())
     assert d["first_divergence"] == compare.report["first_divergence"]
     assert d["first_divergence"]["phase"] == "loss" and d["first_divergence"]["step"] == 0
-    assert d["per_step"] == compare.report["per_step"]
+    # diff compares no updates (no setups to re-run them), so the per-step divergent-tensor
+    # counts differ by the update tensors; everything else is the same
+    def steps(report):
+        return [{k: v for k, v in s.items() if k != "divergent_tensors"} for s in report["per_step"]]
+
+    assert steps(d) == steps(compare.report)
     md = (session_tmp / "r.md").read_text()
     assert "## Environment" in md and "## Reproduce" in md and "xentdbg trace" in md and "xentdbg diff" in md
     assert "First divergence: step 0 · loss · loss" in md and "## Per step" in md

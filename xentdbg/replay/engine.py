@@ -265,6 +265,10 @@ class _CrossFeeder:
         pre_a, pre_b = before
         if pre_a is None or pre_b is None:
             return judge(cmp, None, None, set(), "no pre-step values")
+        if pre_a.step < 0 and self.config.init == "own":
+            # Drift is what earlier steps carried forward; at step 0 with --init own the sides
+            # start apart, and what they carry is that choice, not rounding.
+            return judge(cmp, None, None, set(), "each side started from its own initial weights (--init own)")
         self.status(f"cross-feeding step {cmp.step}")
         ra, rb = records
         pairs, spairs = self.pairing.params, self.pairing.state

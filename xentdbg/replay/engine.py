@@ -160,7 +160,6 @@ def _replay(config: CompareConfig, capture: CaptureMode, on_step: Callable[[Step
         pairing = Pairing(params=params.pairs, state=state.pairs)
 
         start = (start_record(infos[0], *starts[0]), start_record(infos[1], *starts[1]))
-        feeder = _CrossFeeder(workers, infos, pairing, config, status)
 
         def diagnose(cmp: StepComparison, history: list[StepComparison], records: RecordPair,
                      previous: PreviousPair) -> Diagnosis:
@@ -179,6 +178,8 @@ def _replay(config: CompareConfig, capture: CaptureMode, on_step: Callable[[Step
         # recorded updates of parameters with gradients at the float32 noise floor (a bias
         # before BatchNorm) differ by more than their own scale, which only a re-run settles.
         updates = full and all("weights" in info.probe for info in infos)
+        feeder = _CrossFeeder(workers, infos, pairing, config, status)
+        feeder.updates = updates
         if full and not updates:
             notes.append("updates (w_after - w_before) not compared at their own scale: "
                          + ", ".join(f"side {s} ({i.kind}) cannot re-run its optimizer step"
@@ -254,6 +255,7 @@ class _CrossFeeder:
         self.notes: list[str] = []
         self._views: dict[int, tuple[RecordPair, PreviousPair]] = {}
         self._broken: str | None = None  # a probe failed once: later steps are not probed again
+        self.updates = True  # whether updates decide (both sides re-run their optimizer step)
 
     def __call__(self, cmp: StepComparison, records: RecordPair, before: PreviousPair) -> CrossFeed:
         flagged = cmp.flagged
@@ -300,8 +302,8 @@ class _CrossFeeder:
         pre_a_as_b = _named(self.infos[1], a_for_b)
         pre_b_as_a = _named(self.infos[0], b_for_a)
         tol = self.config.tolerance
-        view_a = compare_step(ra, fed_b, self.pairing, tol, before=(pre_a, pre_a_as_b))
-        view_b = compare_step(fed_a, rb, self.pairing, tol, before=(pre_b_as_a, pre_b))
+        view_a = compare_step(ra, fed_b, self.pairing, tol, before=(pre_a, pre_a_as_b), updates=self.updates)
+        view_b = compare_step(fed_a, rb, self.pairing, tol, before=(pre_b_as_a, pre_b), updates=self.updates)
         covered = {p for p in CROSS_FED_PHASES if fed_a.tensors.get(p) and fed_b.tensors.get(p)}
         if not (a_for_b.grads and b_for_a.grads):
             covered.discard("weights")  # no gradients recorded: the update was not re-run on the same ones

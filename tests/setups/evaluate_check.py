@@ -27,18 +27,11 @@ def optimizer_options(data):
     """keras_bn.py's model under a LossScaleOptimizer around Adam with global_clipnorm and
     weight decay, plus a compiled metric (its variables must be left alone too)."""
     import keras
+    from keras_bn import build_model
 
     import xentdbg
 
-    keras.utils.set_random_seed(3)
-    model = keras.Sequential([
-        keras.Input(data.input_shape),
-        keras.layers.Dense(32, kernel_regularizer=keras.regularizers.L2(1e-3)),
-        keras.layers.BatchNormalization(),
-        keras.layers.ReLU(),
-        keras.layers.Dropout(0.2),
-        keras.layers.Dense(data.y.shape[1], activation="softmax"),
-    ])
+    model = build_model(data, 3)
     inner = keras.optimizers.Adam(1e-2, global_clipnorm=0.5, weight_decay=1e-3)
     # XLA on the JAX backend (fit's default there); the TF backend's capture does not
     # support jit_compile=True (its batch variables change shape).

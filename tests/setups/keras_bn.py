@@ -6,9 +6,11 @@ import keras
 import xentdbg
 
 
-def setup(data):
-    keras.utils.set_random_seed(3)
-    model = keras.Sequential([
+def build_model(data, seed: int):
+    """Dense(32, L2) -> BatchNorm -> ReLU -> Dropout -> Dense softmax, built after
+    seeding Keras with ``seed`` (also used by keras_loops.py and evaluate_check.py)."""
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([
         keras.Input(data.input_shape),
         keras.layers.Dense(32, kernel_regularizer=keras.regularizers.L2(1e-3)),
         keras.layers.BatchNormalization(),
@@ -16,6 +18,10 @@ def setup(data):
         keras.layers.Dropout(0.2),
         keras.layers.Dense(data.y.shape[1], activation="softmax"),
     ])
+
+
+def setup(data):
+    model = build_model(data, 3)
     model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9, nesterov=True),
                   loss="categorical_crossentropy")
     return xentdbg.KerasFit(model, shuffle=False)

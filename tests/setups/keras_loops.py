@@ -3,20 +3,13 @@ eager and under tf.function, for the capture-neutrality tests."""
 
 import keras
 import tensorflow as tf
+from keras_bn import build_model
 
 import xentdbg
 
 
 def _loop(data, compiled: bool):
-    keras.utils.set_random_seed(5)
-    model = keras.Sequential([
-        keras.Input(data.input_shape),
-        keras.layers.Dense(32, kernel_regularizer=keras.regularizers.L2(1e-3)),
-        keras.layers.BatchNormalization(),
-        keras.layers.ReLU(),
-        keras.layers.Dropout(0.2),
-        keras.layers.Dense(data.y.shape[1], activation="softmax"),
-    ])
+    model = build_model(data, 5)
     optimizer = keras.optimizers.SGD(0.1, momentum=0.9, nesterov=True)
     loss_fn = keras.losses.CategoricalCrossentropy()
 

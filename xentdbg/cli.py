@@ -160,6 +160,10 @@ def compare(
                                                    "by fingerprints (sum, norm, max|x|, non-finite count) and "
                                                    "records no activations; on a difference, replay both from the "
                                                    "start with full capture up to that step.")] = False,
+    float64: Annotated[bool, typer.Option("--float64/--no-float64",
+                                          help="Re-run a small difference a step introduced in float64 on both "
+                                               "sides (two more workers, started on first need) to tell float32 "
+                                               "rounding from a real difference.")] = True,
 ) -> None:
     """Replay two setups in lockstep on identical weights and batches; report the first divergent tensor."""
     from xentdbg.compare.result import CompareConfig
@@ -172,7 +176,8 @@ def compare(
             init=_choice(init, Literal["a", "b", "own"], "--init"),
             env_a=_env(env_a, "--env-a"), env_b=_env(env_b, "--env-b"),
             tolerance=Tolerance(rtol=rtol, atol=atol), step_timeout=step_timeout, save_traces=save_traces,
-            capture=CaptureMode.FINGERPRINT if fingerprint else CaptureMode.FULL, calibrate=calibrate)
+            capture=CaptureMode.FINGERPRINT if fingerprint else CaptureMode.FULL, calibrate=calibrate,
+            float64=float64)
         progress, bar = _progress(err, steps)
         with progress:
             result = run_compare(config, on_status=lambda s: progress.update(bar, description=s),

@@ -1,7 +1,9 @@
 """``--fingerprint`` and the full replay give the same exit code and the same first
 divergence on long runs too: drift alone (exit 0 both ways, pass 2 runs on past pass 1's
-flag), and a bug introduced late (step 20). The pairs are ``bench/fingerprint_agreement.py``'s
-``LONG_PAIRS``; that script also runs every example pair both ways."""
+flag), the 500-step case-1 pair (inherited drift, and one step whose introduced difference
+the float64 oracle shows to be rounding), and a bug introduced late (step 20). The pairs
+are ``bench/fingerprint_agreement.py``'s ``LONG_PAIRS``; that script also runs every
+example pair both ways."""
 
 from __future__ import annotations
 
@@ -12,10 +14,8 @@ from conftest import LONG_PAIRS, ROOT, run_compare
 pytestmark = pytest.mark.slow
 
 EXPECTED = {"long jax drift pair, 200 steps": (0, None),
+            "long case1 logits-jax vs fit, 500 steps": (0, None),
             "long jax schedule change at step 20": (1, (20, "updates"))}
-# "long case1 logits-jax vs fit, 500 steps" (TensorFlow, ~1 minute both ways) runs in the
-# bench script only: the suite's time goes to the two JAX pairs, which exercise the same
-# pass-2-runs-on logic.
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -31,3 +31,17 @@ def test_both_passes_agree_on_long_pairs(session_tmp, name):
     code, where = EXPECTED[name]
     assert runs[0].code == code, runs[0].output[-3000:]
     assert (firsts[0][:2] if firsts[0] else None) == where
+
+
+def test_the_500_step_case1_pair_is_drift_with_a_rounding_step_shown_by_float64(session_tmp):
+    a, b, args = LONG_PAIRS["long case1 logits-jax vs fit, 500 steps"]
+    run = run_compare(ROOT / a, ROOT / b, *args, tmp_path=session_tmp)  # shared with the test above
+    assert run.code == 0, run.output[-3000:]
+    drift = run.report["drift"]
+    assert drift is not None and drift["rounded"], drift
+    step = run.report["per_step"][drift["rounded"][0]]
+    float64 = step["crossfeed"]["float64"]
+    assert float64["ran"] and float64["rounding"]
+    # rounding shrinks the gap by ~eps64/eps32 = 2e-9 or more; a real difference keeps it (~1)
+    assert all(c["ratio"] < 1e-6 for c in float64["checks"]), float64
+    assert "float32 rounding" in run.stdout

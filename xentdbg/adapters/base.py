@@ -32,6 +32,9 @@ class Adapter(abc.ABC):
     PROBE_PHASES: tuple[str, ...] = ()
     """The phases :meth:`evaluate` returns (empty: no cross-feed probe)."""
 
+    ORACLE_PHASES: tuple[str, ...] = ()
+    """The phases :meth:`oracle` returns (empty: no float64 re-run)."""
+
     @abc.abstractmethod
     def describe(self) -> SideInfo:
         """Kind, framework versions, parameter and state tables, leaf layer names."""
@@ -88,6 +91,25 @@ class Adapter(abc.ABC):
 
         Raises :class:`NotImplementedError` where the adapter has no probe."""
         raise NotImplementedError(f"{type(self).__name__} cannot re-run a step from given values")
+
+    def held_batch(self, step: int) -> list[np.ndarray]:
+        """The batch step ``step`` trained on, as the step received it (``[x, y]`` or
+        ``[x, y, sample_weight]``), for the float64 oracle. Held as for :meth:`evaluate`."""
+        raise NotImplementedError(f"{type(self).__name__} does not hold its batches")
+
+    def oracle(self, params: list[np.ndarray], state: list[np.ndarray] | None,
+               batch: list[np.ndarray]) -> dict[str, list[tuple[str, np.ndarray]]]:
+        """The float64 oracle (:mod:`xentdbg.compare.oracle`): one step's computation in
+        float64, from ``params`` (and ``state``) on ``batch``, with no history.
+
+        Called only in a worker started for it, where the setup function built its model
+        with float64 enabled (JAX x64; Keras ``floatx`` float64). Returns the phases of
+        :attr:`ORACLE_PHASES` (``"loss"``, ``"gradients"``, and ``"state"`` where the
+        adapter computes it) as :meth:`evaluate` names them, in the dtype the computation
+        actually used: the coordinator checks it is float64 and never guesses. Raises
+        :class:`ValueError` when the step cannot be reproduced this way (it draws random
+        numbers, say)."""
+        raise NotImplementedError(f"{type(self).__name__} has no float64 re-run")
 
 
 def python_info() -> dict[str, str]:

@@ -79,6 +79,7 @@ class JaxLoopAdapter(Adapter):
     """Runs :class:`xentdbg.JaxLoop`; see the module docstring."""
 
     PROBE_PHASES = ("loss", "gradients", "activations", "state", "weights")
+    ORACLE_PHASES = ("loss", "gradients", "state")
 
     def __init__(self, setup: JaxLoop, data: DataInfo):
         self.setup, self.data = setup, data
@@ -91,6 +92,7 @@ class JaxLoopAdapter(Adapter):
         self._forward = self._make_forward() if setup.layers is not None else None
         self._held: dict[int, tuple] = {}  # step -> (x, y, state, opt_state) before it: the last two steps
         self._apply: Any = None  # jitted optimizer step on given gradients, made on first use
+        self._grad_fn: Any = None  # the float64 oracle's value_and_grad, made on first use
 
     # -- description -------------------------------------------------------
     def describe(self) -> SideInfo:
@@ -214,6 +216,44 @@ class JaxLoopAdapter(Adapter):
             out["state"] = list(zip(self._state_names, map(np.asarray, jax.tree_util.tree_leaves(new_state))))
         if self._forward is not None:
             out["activations"] = [(n, np.asarray(a)) for n, a in zip(self._layer_names(), self._forward(p, x))]
+        return out
+
+    def held_batch(self, step: int) -> list[np.ndarray]:
+        if step not in self._held:
+            raise ValueError(f"step {step} is no longer held (steps held: {sorted(self._held)})")
+        x, y = self._held[step][:2]
+        return [np.asarray(x), np.asarray(y)]
+
+    def oracle(self, params, state, batch):
+        """``value_and_grad`` of the setup's loss in float64 (see :meth:`Adapter.oracle`):
+        the worker runs with ``JAX_ENABLE_X64``, so arrays cast to float64 stay float64
+        unless the loss casts them back, which the returned dtypes show."""
+        if not jax.config.read("jax_enable_x64"):
+            raise ValueError("JAX x64 is off in this worker")
+
+        def wide(a):
+            a = np.asarray(a)
+            return jnp.asarray(a, dtype=jnp.float64) if a.dtype.kind == "f" else jnp.asarray(a)
+
+        def tree(like, values):
+            leaves, treedef = jax.tree_util.tree_flatten(like)
+            return jax.tree_util.tree_unflatten(treedef, [wide(v) for _, v in zip(leaves, values, strict=True)])
+
+        stateful = self.state is not None
+        if self._grad_fn is None:
+            fn = jax.value_and_grad(self.setup.loss_fn, has_aux=stateful)
+            self._grad_fn = jax.jit(fn) if self.setup.jit else fn
+        p = tree(self.params, params)
+        x, y = wide(batch[0]), wide(batch[1])
+        out: dict[str, list[tuple[str, np.ndarray]]] = {}
+        if stateful:
+            s = tree(self.state, state) if state is not None else jax.tree_util.tree_map(wide, self.state)
+            (loss, new_state), g = self._grad_fn(p, s, x, y)
+            out["state"] = list(zip(self._state_names, map(np.asarray, jax.tree_util.tree_leaves(new_state))))
+        else:
+            loss, g = self._grad_fn(p, x, y)
+        out["loss"] = [("loss", np.asarray(loss))]
+        out["gradients"] = list(zip(self._param_names, map(np.asarray, jax.tree_util.tree_leaves(g))))
         return out
 
     def _layer_names(self) -> list[str]:

@@ -58,6 +58,7 @@ class KerasFitAdapter(Adapter):
     """Runs :class:`xentdbg.KerasFit`: the user's ``model.fit``; see the module docstring."""
 
     PROBE_PHASES = ("loss", "gradients", "activations", "state", "weights")
+    ORACLE_PHASES = ("loss", "gradients")
 
     def __init__(self, setup: KerasFit, data: DataInfo):
         import keras
@@ -87,6 +88,7 @@ class KerasFitAdapter(Adapter):
         self.state_index = [i for i, v in enumerate(model.non_trainable_variables)
                              if keras.backend.is_float_dtype(v.dtype)]
         self._capture: _FitCapture | None = None  # the last full-capture train(), for evaluate
+        self._oracle: _FitCapture | None = None  # the float64 oracle's recompute, made on first use
 
     # -- description -------------------------------------------------------
     def describe(self) -> SideInfo:
@@ -161,6 +163,55 @@ class KerasFitAdapter(Adapter):
         if self._capture is None:
             raise ValueError(f"step {step} is no longer held: evaluate needs a train() with full capture")
         return self._capture.evaluate(step, params, state, grads)
+
+    def held_batch(self, step: int) -> list[np.ndarray]:
+        """The batch fit gave step ``step`` (after fit's own shuffle), held for the last two steps."""
+        held = self._capture._held.get(step) if self._capture is not None else None
+        if held is None:
+            raise ValueError(f"step {step} is no longer held")
+        return [np.asarray(a) for a in (held.x, held.y, held.sw) if a is not None]
+
+    def oracle(self, params: list[np.ndarray], state: list[np.ndarray] | None,
+               batch: list[np.ndarray]) -> dict[str, list[tuple[str, np.ndarray]]]:
+        """Loss and gradients in float64 from the records' own recompute (the loss fit
+        differentiates, :meth:`_FitCapture._stateless_loss`), in a worker whose model the
+        setup built under ``floatx`` float64 (see :meth:`Adapter.oracle`)."""
+        keras, model = self.keras, self.model
+        if keras.config.floatx() != "float64":
+            raise ValueError(f"Keras floatx is {keras.config.floatx()} in the float64 worker "
+                             "(the setup imports Keras only inside its function)")
+        nt = model.non_trainable_variables
+        seeds = [v.path for k, v in enumerate(nt) if k not in self.state_index]
+        if seeds:
+            raise ValueError(f"the model draws random numbers ({', '.join(seeds[:3])}): a float64 re-run "
+                             "cannot draw the masks the step drew")
+        if self._oracle is None:
+            self._oracle = _FitCapture(self, 0, lambda record: None, CaptureMode.FINGERPRINT)
+        tv = [np.asarray(a, dtype=np.dtype(v.dtype)) for v, a in zip(model.trainable_variables, params, strict=True)]
+        ntv = [np.asarray(keras.ops.convert_to_numpy(v.value)) for v in nt]
+        if state is not None:
+            for i, a in zip(self.state_index, state, strict=True):
+                ntv[i] = np.asarray(a, dtype=np.dtype(nt[i].dtype))
+        x, y = _float64(batch[0]), _float64(batch[1])
+        sw = _float64(batch[2]) if len(batch) > 2 else None
+        if self.backend == "tensorflow":
+            import tensorflow as tf
+
+            loss, grads, _ = self._oracle._recompute([tf.convert_to_tensor(a) for a in tv],
+                                                     [tf.convert_to_tensor(a) for a in ntv], x, y, sw)
+        else:
+            mv = [v.value for v in model.metrics_variables]
+            (loss, _), grads = self._oracle._recompute_jax(tv, ntv, mv, x, y, sw)
+        return {"loss": [("loss", np.asarray(loss))],
+                "gradients": [(v.path, np.asarray(g)) for v, g in zip(model.trainable_variables, grads, strict=True)]}
+
+
+def _float64(a: Any) -> Any:
+    """A batch array for the float64 oracle: floats widened, integers (labels) kept."""
+    if a is None:
+        return None
+    a = np.asarray(a)
+    return a.astype(np.float64) if a.dtype.kind == "f" else a
 
 
 @dataclass

@@ -56,6 +56,7 @@ class KerasLoopAdapter(Adapter):
     """Runs :class:`xentdbg.KerasLoop`: the user's train step; see the module docstring."""
 
     PROBE_PHASES = ("loss", "gradients", "activations", "state", "weights")
+    ORACLE_PHASES = ("loss", "gradients", "state")
 
     def __init__(self, setup: KerasLoop, data: DataInfo):
         import keras
@@ -184,6 +185,39 @@ class KerasLoopAdapter(Adapter):
             for v, value in zip(opt_vars, now_opt):
                 v.assign(value)
         return result
+
+    def held_batch(self, step: int) -> list[np.ndarray]:
+        kept = self._retained.get(step)
+        if kept is None:
+            raise ValueError(f"step {step} is no longer held (kept: {sorted(self._retained)})")
+        return [np.asarray(kept.x), np.asarray(kept.y)]
+
+    def oracle(self, params: list[np.ndarray], state: list[np.ndarray] | None,
+               batch: list[np.ndarray]) -> dict[str, list[tuple[str, np.ndarray]]]:
+        """The dry copy of the user's step in float64 (see :meth:`Adapter.oracle`): in
+        the float64 worker the setup built the model under ``floatx`` float64, and the
+        step runs on the batch widened to float64. It leaves the variables changed; this
+        worker never trains."""
+        import tensorflow as tf
+
+        keras = self.keras
+        if keras.config.floatx() != "float64":
+            raise ValueError(f"Keras floatx is {keras.config.floatx()} in the float64 worker "
+                             "(the setup imports Keras only inside its function)")
+        nt = self.model.non_trainable_variables
+        seeds = [v.path for k, v in enumerate(nt) if k not in self._state_index]
+        if seeds:
+            raise ValueError(f"the model draws random numbers ({', '.join(seeds[:3])}): a float64 re-run "
+                             "cannot draw the masks the step drew")
+        if self._dry is None:
+            self._dry = _DryStep(self)
+        self.set_initial_values(params, state)
+        x, y = (np.asarray(a).astype(np.float64) if np.asarray(a).dtype.kind == "f" else np.asarray(a)
+                for a in batch[:2])
+        loss, grads, _ = self._dry.forward(tf.convert_to_tensor(x), tf.convert_to_tensor(y))
+        return {"loss": [("loss", _loss_of(loss))],
+                "gradients": [(v.path, g) for v, g in zip(self.model.trainable_variables, grads, strict=True)],
+                "state": [(nt[k].path, np.array(nt[k].numpy())) for k in self._state_index]}
 
 
 @dataclass

@@ -28,6 +28,8 @@ in each evaluation, so its masks are not those of the step evaluated.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from xentdbg.adapters import _tf_keras_private as private
@@ -49,6 +51,7 @@ class LegacyFunctionAdapter(Adapter):
     """Runs :class:`xentdbg.LegacyKerasFunction` in graph mode; see the module docstring."""
 
     PROBE_PHASES = ("loss", "gradients", "activations")  # no optimizer step or state update outside the function
+    ORACLE_PHASES = ("loss", "gradients")
 
     def __init__(self, setup: LegacyKerasFunction, data: DataInfo):
         try:
@@ -71,6 +74,7 @@ class LegacyFunctionAdapter(Adapter):
         self.state_vars = [v for v in self.model.non_trainable_weights if v.dtype.is_floating]
         self._observer = None  # the capture function of a fully captured train()
         self._retained: dict[int, tuple[list, list[np.ndarray]]] = {}  # step -> (feed, state before it)
+        self._oracle_fn: Any = None  # the float64 oracle's capture function, made on first use
 
     def describe(self) -> SideInfo:
         return SideInfo(
@@ -146,6 +150,36 @@ class LegacyFunctionAdapter(Adapter):
             })
             assert emit is not None  # observer exists only when capturing
             emit(record)
+
+    def held_batch(self, step: int) -> list[np.ndarray]:
+        """The data slice step ``step`` fed (the feed itself is the setup's ``feed`` of it)."""
+        if step not in self._retained:
+            raise ValueError(f"step {step} is no longer held (kept: {sorted(self._retained)})")
+        sl = self.data.spec.batch_slice(step)
+        return [self.data.x[sl], self.data.y[sl]]
+
+    def oracle(self, params: list[np.ndarray], state: list[np.ndarray] | None,
+               batch: list[np.ndarray]) -> dict[str, list[tuple[str, np.ndarray]]]:
+        """Loss and gradients from the capture function in float64 (see
+        :meth:`Adapter.oracle`): the setup built its graph under tf_keras ``floatx``
+        float64 in this worker, and the feed is the setup's ``feed`` of the batch widened
+        to float64. It leaves the weights set; this worker never trains."""
+        if self.K.floatx() != "float64":
+            raise ValueError(f"tf_keras floatx is {self.K.floatx()} in the float64 worker "
+                             "(the setup imports tf_keras only inside its function)")
+        random = [layer.name for layer in self.layers if isinstance(layer, self.tf_keras.layers.Dropout)]
+        if random:
+            raise ValueError(f"the model draws random numbers ({', '.join(random[:3])}): a float64 re-run "
+                             "cannot draw the masks the step drew")
+        if self._oracle_fn is None:
+            self._oracle_fn = self._capture_function(CaptureMode.FULL)
+        self.set_initial_values(params, state)
+        x, y = (np.asarray(a).astype(np.float64) if np.asarray(a).dtype.kind == "f" else np.asarray(a)
+                for a in batch[:2])
+        loss, _, *rest = self._oracle_fn(self.feed(x, y))
+        weights = self.model.trainable_weights
+        return {"loss": [("loss", np.asarray(loss))],
+                "gradients": [(_name(v), np.asarray(g)) for v, g in zip(weights, rest[:len(weights)], strict=True)]}
 
     def evaluate(self, step: int, params: list[np.ndarray], state: list[np.ndarray] | None,
                  grads: list[np.ndarray] | None = None) -> dict[str, list[tuple[str, np.ndarray]]]:

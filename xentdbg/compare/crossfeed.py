@@ -47,7 +47,10 @@ def judge(recorded: StepComparison, view_a: StepComparison | None, view_b: StepC
 
 @dataclass(frozen=True)
 class Drift:
-    """Steps flagged in the records whose cross-feed showed inherited differences.
+    """Steps flagged in the records whose differences are float32 rounding: inherited
+    (the cross-feed: both sides compute the same from the same values) or, in
+    ``rounded``, introduced by the step but shown to be rounding by the float64 oracle
+    (:mod:`xentdbg.compare.oracle`; ``evidence`` is its account of the first such step).
 
     ``sizes``: per drift step, the largest ``max|A-B| / max(|A|,|B|)`` of its flagged
     recorded tensors; ``growth``: the factor it grew by from the first to the last drift
@@ -56,6 +59,8 @@ class Drift:
     steps: tuple[int, ...]
     sizes: tuple[float, ...]
     first_label: str
+    rounded: tuple[int, ...] = ()
+    evidence: str = ""
 
     @property
     def growth(self) -> float:
@@ -64,19 +69,26 @@ class Drift:
     def describe(self) -> str:
         n = len(self.steps)
         span = f"step {self.steps[0]}" if n == 1 else f"{n} steps from step {self.steps[0]} to {self.steps[-1]}"
-        return (f"inherited drift at {span}: first flagged {self.first_label}; largest relative difference "
+        text = (f"float32 drift at {span}: first flagged {self.first_label}; largest relative difference "
                 f"{self.sizes[0]:.3g} at step {self.steps[0]}" +
-                (f", {self.sizes[-1]:.3g} at step {self.steps[-1]} (x{self.growth:.3g})" if n > 1 else "") +
-                ". Re-run from the other side's weights, each step computed the same (cross-feed): "
-                "the difference is float32 rounding carried forward, not a bug (exit 0 for drift alone).")
+                (f", {self.sizes[-1]:.3g} at step {self.steps[-1]} (x{self.growth:.3g})" if n > 1 else "") + ".")
+        inherited = n - len(self.rounded)
+        if inherited:
+            text += (f" {inherited} step{'s' if inherited > 1 else ''} inherited the difference: re-run from the "
+                     "other side's weights, each computed the same (cross-feed).")
+        if self.rounded:
+            shown = ", ".join(map(str, self.rounded[:8])) + (", ..." if len(self.rounded) > 8 else "")
+            text += (f" {len(self.rounded)} step{'s' if len(self.rounded) > 1 else ''} ({shown}) introduced a "
+                     f"difference that is float32 rounding: {self.evidence}")
+        return text + " Rounding is not a bug (exit 0 for drift alone)."
 
     def to_dict(self) -> dict:
         return {"steps": list(self.steps), "sizes": list(self.sizes), "first": self.first_label,
-                "growth": self.growth}
+                "growth": self.growth, "rounded": list(self.rounded), "evidence": self.evidence}
 
 
 def drift_of(steps: list[StepComparison]) -> Drift | None:
-    """The drift among ``steps`` (those whose cross-feed says inherited), or None."""
+    """The drift among ``steps`` (those whose cross-feed says inherited or rounding), or None."""
     drifting = [s for s in steps if s.drift]
     if not drifting:
         return None
@@ -86,4 +98,9 @@ def drift_of(steps: list[StepComparison]) -> Drift | None:
                if not t.ok and t.metrics is not None and t.metrics.scale > 0]
         sizes.append(max(rel, default=0.0))
     first = drifting[0].flagged
-    return Drift(tuple(s.step for s in drifting), tuple(sizes), first.label if first else "")
+    rounded = [s for s in drifting if s.crossfeed is not None and s.crossfeed.rounding]
+    evidence = ""
+    if rounded and rounded[0].crossfeed is not None and rounded[0].crossfeed.float64 is not None:
+        evidence = f"at step {rounded[0].step}, {rounded[0].crossfeed.float64.describe()}"
+    return Drift(tuple(s.step for s in drifting), tuple(sizes), first.label if first else "",
+                 tuple(s.step for s in rounded), evidence)

@@ -9,6 +9,7 @@ import numpy as np
 from xentdbg.compare.fingerprint import fingerprint, fingerprints_agree
 from xentdbg.compare.matching import Matching, match_activations
 from xentdbg.compare.metrics import Summary, TensorMetrics, Tolerance, screen_metrics, summarize, tensor_metrics
+from xentdbg.compare.oracle import Float64Check
 from xentdbg.records import StepRecord, effective_training
 
 PHASE_LABELS = {"flags": "training flag", "updates": "update"}
@@ -105,8 +106,9 @@ class StepComparison:
 
     @property
     def drift(self) -> bool:
-        """Flagged, and the cross-feed showed the difference inherited."""
-        return self.crossfeed is not None and self.crossfeed.inherited
+        """Flagged, and float32 rounding: the cross-feed showed the difference inherited,
+        or the float64 oracle showed the one the step introduced to be rounding."""
+        return self.crossfeed is not None and (self.crossfeed.inherited or self.crossfeed.rounding)
 
     @property
     def first_activation(self) -> TensorComparison | None:
@@ -128,13 +130,15 @@ class CrossFeed:
 
     ``uncovered``: phases flagged in the records that a side's probe could not re-run
     (``LegacyKerasFunction`` has no optimizer step to re-run); ``unavailable``: why no
-    probe ran at all (the views are then None)."""
+    probe ran at all (the views are then None). ``float64``: the float64 oracle's check
+    of an introduced difference (:mod:`xentdbg.compare.oracle`), when it was considered."""
 
     view_a: StepComparison | None
     view_b: StepComparison | None
     uncovered: list[str] = field(default_factory=list)
     unavailable: str | None = None
     recorded: TensorComparison | None = None  # the flagged recorded tensor (for the report)
+    float64: Float64Check | None = None
 
     @property
     def ran(self) -> bool:
@@ -147,9 +151,15 @@ class CrossFeed:
                 and self.view_a.first is None and self.view_b.first is None)
 
     @property
-    def first(self) -> TensorComparison | None:
-        """The introduced divergence: view A's first, else view B's, else (a flagged phase
-        the probes could not re-run, or no probe) the flagged recorded tensor."""
+    def rounding(self) -> bool:
+        """The step introduced a difference that the float64 oracle shows is float32 rounding."""
+        return self.float64 is not None and self.float64.rounding
+
+    @property
+    def introduced(self) -> TensorComparison | None:
+        """What the cross-feed alone calls introduced: view A's first divergence, else view
+        B's, else (a flagged phase the probes could not re-run, or no probe) the flagged
+        recorded tensor; None when inherited."""
         if self.inherited:
             return None
         for view in (self.view_a, self.view_b):
@@ -158,8 +168,16 @@ class CrossFeed:
         return self.recorded
 
     @property
+    def first(self) -> TensorComparison | None:
+        """The introduced divergence (:attr:`introduced`), unless the float64 oracle showed
+        it to be float32 rounding."""
+        return None if self.rounding else self.introduced
+
+    @property
     def view(self) -> str:
         """Which numbers :attr:`first` comes from, in words."""
+        if self.rounding:
+            return "cross-fed, then re-run in float64: float32 rounding"
         if not self.ran:
             return f"recorded (no cross-feed: {self.unavailable})"
         if self.view_a is not None and self.view_a.first is not None:
@@ -171,9 +189,10 @@ class CrossFeed:
         return "cross-fed: both views agree (inherited drift)"
 
     def to_dict(self) -> dict:
-        return {"ran": self.ran, "inherited": self.inherited, "view": self.view,
+        return {"ran": self.ran, "inherited": self.inherited, "rounding": self.rounding, "view": self.view,
                 "uncovered": self.uncovered, "unavailable": self.unavailable,
-                "view_a_first": _label(self.view_a), "view_b_first": _label(self.view_b)}
+                "view_a_first": _label(self.view_a), "view_b_first": _label(self.view_b),
+                "float64": self.float64.to_dict() if self.float64 is not None else None}
 
 
 def _label(view: StepComparison | None) -> str | None:

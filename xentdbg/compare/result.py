@@ -32,7 +32,9 @@ class CompareConfig:
     :attr:`CaptureMode.FULL` replays once with full capture;
     :attr:`CaptureMode.FINGERPRINT` replays with fingerprints until the first
     difference, then with full capture up to it. ``calibrate``: first replay each side
-    against itself and set per-phase tolerances from its noise."""
+    against itself and set per-phase tolerances from its noise. ``float64``: re-run a
+    small difference a step introduced in float64 on both sides, to tell float32
+    rounding from a real difference (:mod:`xentdbg.compare.oracle`)."""
 
     setup_a: str
     setup_b: str
@@ -46,6 +48,7 @@ class CompareConfig:
     save_traces: str | None = None  # folder for a.h5 and b.h5
     capture: CaptureMode = CaptureMode.FULL
     calibrate: bool = False
+    float64: bool = True
 
 
 @dataclass(frozen=True)

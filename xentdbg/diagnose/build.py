@@ -8,6 +8,7 @@ import numpy as np
 
 from xentdbg.compare.divergence import Pairing, StepComparison
 from xentdbg.compare.metrics import Tolerance
+from xentdbg.compare.oracle import Float64Check
 from xentdbg.data import DataInfo
 from xentdbg.diagnose import diagnose
 from xentdbg.diagnose.context import Context, Side
@@ -28,7 +29,8 @@ def _before(info: SideInfo, previous: StepRecord | None, start: tuple[list, list
 def diagnose_step(step: StepComparison, history: list[StepComparison], records: tuple[StepRecord, StepRecord],
                   previous: tuple[StepRecord | None, StepRecord | None], starts: tuple | None,
                   infos: tuple[SideInfo, SideInfo], pairing: Pairing, tolerance: Tolerance,
-                  data: DataInfo | None, noise: dict[str, float] | None = None) -> Diagnosis:
+                  data: DataInfo | None, noise: dict[str, float] | None = None,
+                  float64: Float64Check | None = None) -> Diagnosis:
     """Diagnose the step of the first divergence (see :func:`xentdbg.diagnose.diagnose`)."""
     sides = []
     for k, label in enumerate("AB"):
@@ -43,5 +45,5 @@ def diagnose_step(step: StepComparison, history: list[StepComparison], records: 
             x, y = bx, by  # both sides trained on the in-order batch: the probes may use it
         sums = np.ascontiguousarray(data.x, np.float32).reshape(len(data.x), -1).sum(axis=1, dtype=np.float64)
         start = sl.start
-    ctx = Context(step, sides[0], sides[1], pairing, tolerance, x, y, history, noise)
+    ctx = Context(step, sides[0], sides[1], pairing, tolerance, x, y, history, noise, float64)
     return diagnose(ctx, sums, start)

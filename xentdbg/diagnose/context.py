@@ -11,6 +11,7 @@ import numpy as np
 
 from xentdbg.compare.divergence import Pairing, StepComparison, TensorComparison
 from xentdbg.compare.metrics import Tolerance
+from xentdbg.compare.oracle import Float64Check
 from xentdbg.findings import Finding
 from xentdbg.records import SideInfo, StepRecord
 
@@ -55,6 +56,7 @@ class Context:
     y: np.ndarray | None
     history: list[StepComparison]
     noise: dict[str, float] | None = None  # --calibrate: run-to-run max relative difference per phase
+    float64: Float64Check | None = None  # the float64 oracle's check of this step, when it ran
 
     @property
     def first(self) -> TensorComparison:

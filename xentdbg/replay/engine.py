@@ -21,6 +21,7 @@ from xentdbg.compare.crossfeed import CROSS_FED_PHASES, CrossFeed, judge
 from xentdbg.compare.divergence import Pairing, StepComparison, compare_step
 from xentdbg.compare.fingerprint import FULL_BELOW
 from xentdbg.compare.matching import match_by_order
+from xentdbg.compare.oracle import Float64Check
 from xentdbg.compare.result import Calibration, CompareConfig, CompareResult, FingerprintPass
 from xentdbg.compare.stream import PreviousPair, RecordPair, compare_stream
 from xentdbg.data import DataInfo
@@ -30,6 +31,7 @@ from xentdbg.errors import ParameterMismatch
 from xentdbg.findings import Diagnosis
 from xentdbg.records import CaptureMode, SideInfo, StepRecord, start_record
 from xentdbg.replay.loading import SetupRef
+from xentdbg.replay.oracle import Float64Oracle, worth_checking
 from xentdbg.replay.process import WorkerProcess, load_timeout, start_worker, wait_ready
 from xentdbg.trace.meta import trace_meta
 from xentdbg.trace.writer import TraceWriter
@@ -142,6 +144,7 @@ def _replay(config: CompareConfig, capture: CaptureMode, on_step: Callable[[Step
     status("starting workers")
     workers, data = _start(config, capture)
     traces: list[TraceWriter] = []
+    oracle: Float64Oracle | None = None
     try:
         status("loading setups")
         ready = [wait_ready(w, load_timeout(config.step_timeout)) for w in workers]
@@ -170,8 +173,9 @@ def _replay(config: CompareConfig, capture: CaptureMode, on_step: Callable[[Step
             # The diagnosis keeps its records: copy them out of the workers' shared memory.
             held = (records[0].owned(), records[1].owned())
             before = (previous[0] and previous[0].owned(), previous[1] and previous[1].owned())
+            float64 = cmp.crossfeed.float64 if cmp.crossfeed is not None else None
             return diagnose_step(cmp.deciding, history, held, before, (starts[0], starts[1]), infos, pairing,
-                                 config.tolerance, data, noise)
+                                 config.tolerance, data, noise, float64)
 
         full = capture is CaptureMode.FULL
         # Updates decide only where both sides can re-run them on the same gradients: the
@@ -180,6 +184,8 @@ def _replay(config: CompareConfig, capture: CaptureMode, on_step: Callable[[Step
         updates = full and all("weights" in info.probe for info in infos)
         feeder = _CrossFeeder(workers, infos, pairing, config, status)
         feeder.updates = updates
+        if full and config.float64:
+            feeder.oracle = oracle = Float64Oracle(config, infos)
         if full and not updates:
             notes.append("updates (w_after - w_before) not compared at their own scale: "
                          + ", ".join(f"side {s} ({i.kind}) cannot re-run its optimizer step"
@@ -206,6 +212,8 @@ def _replay(config: CompareConfig, capture: CaptureMode, on_step: Callable[[Step
             trace.close()
         for w in workers:
             w.close()
+        if oracle is not None:
+            oracle.close()
 
 
 def _lockstep(workers: tuple[WorkerProcess, WorkerProcess], config: CompareConfig, capture: CaptureMode,
@@ -256,6 +264,7 @@ class _CrossFeeder:
         self._views: dict[int, tuple[RecordPair, PreviousPair]] = {}
         self._broken: str | None = None  # a probe failed once: later steps are not probed again
         self.updates = True  # whether updates decide (both sides re-run their optimizer step)
+        self.oracle: Float64Oracle | None = None  # float64 re-runs of small introduced differences
 
     def __call__(self, cmp: StepComparison, records: RecordPair, before: PreviousPair) -> CrossFeed:
         flagged = cmp.flagged
@@ -289,7 +298,7 @@ class _CrossFeeder:
         wa, wb = self.workers
         writers = (wb.request_probe(cmp.step, a_for_b.params, a_for_b.state, a_for_b.grads),
                    wa.request_probe(cmp.step, b_for_a.params, b_for_a.state, b_for_a.grads))
-        (hb, xb), (ha, xa) = wb.probe_reply(writers[0], timeout), wa.probe_reply(writers[1], timeout)
+        (hb, xb), (ha, xa) = wb.reply(writers[0], "probed", timeout), wa.reply(writers[1], "probed", timeout)
         errors = [f"side {s}: {h['error']}" for s, h in (("A", ha), ("B", hb)) if "error" in h]
         if errors:
             self._broken = "; ".join(errors)
@@ -310,9 +319,23 @@ class _CrossFeeder:
         if "state" in covered and (a_for_b.state is None or b_for_a.state is None):
             covered.discard("state")  # the state does not pair: each re-ran from its own
         # only the latest step's views are kept: the diagnosis runs right after its cross-feed
-        self._views = {cmp.step: ((ra, fed_b), (pre_a, pre_a_as_b)) if view_a.first is not None or
-                       view_b.first is None else ((fed_a, rb), (pre_b_as_a, pre_b))}
-        return judge(cmp, view_a, view_b, covered)
+        from_a = view_a.first is not None or view_b.first is None
+        self._views = {cmp.step: ((ra, fed_b), (pre_a, pre_a_as_b)) if from_a else ((fed_a, rb), (pre_b_as_a, pre_b))}
+        cf = judge(cmp, view_a, view_b, covered)
+        if self.oracle is not None and cf.introduced is not None and cf.ran and not cf.uncovered:
+            view = view_a if from_a else view_b
+            if worth_checking(view) is None:
+                if (ma or mb) and (a_for_b.state is None or b_for_a.state is None):
+                    cf.float64 = Float64Check(unavailable="the two sides' state does not pair")
+                else:
+                    self.status(f"re-running step {cmp.step} in float64")
+                    own_a = (pre_a.arrays("weights"), pre_a.arrays("state") or None)
+                    own_b = (pre_b.arrays("weights"), pre_b.arrays("state") or None)
+                    values = ((own_a, (a_for_b.params, a_for_b.state)) if from_a
+                              else ((b_for_a.params, b_for_a.state), own_b))
+                    cf.float64 = self.oracle.check(view, self._views[cmp.step][0], "A" if from_a else "B",
+                                                   values, self.workers)
+        return cf
 
     def view_of(self, cmp: StepComparison, records: RecordPair, previous: PreviousPair
                 ) -> tuple[RecordPair, PreviousPair]:

@@ -69,6 +69,7 @@ class WorkerProcess:
         os.close(to_worker_r)
         os.close(from_worker_w)
         self.step: int | None = None  # the step the worker is in, for error messages
+        self.keras_home: tempfile.TemporaryDirectory | None = None  # a float64 worker's, removed on close
         self._pending: list[tuple[dict, list[np.ndarray]]] = []  # messages read while waiting for a probe
 
     def send(self, header: dict, arrays: list[np.ndarray] | None = None) -> None:
@@ -86,38 +87,44 @@ class WorkerProcess:
             return self._pending.pop(0)
         return self._read(timeout)
 
-    def request_probe(self, step: int, params: list[np.ndarray], state: list[np.ndarray] | None,
-                      grads: list[np.ndarray] | None) -> threading.Thread:
-        """Ask the worker to re-run ``step`` from ``params``/``state`` (the cross-feed,
-        :meth:`xentdbg.adapters.base.Adapter.evaluate`); :meth:`probe_reply` waits for it.
+    def request(self, header: dict, arrays: list[np.ndarray] | None = None) -> threading.Thread:
+        """Send a request the worker answers between steps or after ``done`` (a cross-feed
+        ``probe``, a ``batch``, an ``oracle`` re-run; see :mod:`xentdbg.replay.worker`);
+        :meth:`reply` waits for the answer.
 
         The request is written from a thread: without the shared-memory ring the worker
         may be writing a record larger than the pipe, and reads the request only after
         the coordinator read that record."""
-        arrays = list(params) + list(state or []) + list(grads or [])
-        header = {"type": "probe", "step": step, "params": len(params), "state": len(state or []),
-                  "grads": len(grads or [])}
 
         def write() -> None:
             try:
                 wire.send(self._to_worker, header, arrays)
             except OSError:
-                pass  # the worker died: probe_reply reports it
+                pass  # the worker died: reply() reports it
 
         writer = threading.Thread(target=write, daemon=True)
         writer.start()
         return writer
 
-    def probe_reply(self, writer: threading.Thread, timeout: float | None = None) -> tuple[dict, list[np.ndarray]]:
-        """The worker's ``probed`` reply. It answers while it waits for ``next`` (it may
-        first send the next step's record, or ``done``: those are kept for :meth:`recv`).
-        The reply's arrays are its own (probe replies never use the ring)."""
+    def request_probe(self, step: int, params: list[np.ndarray], state: list[np.ndarray] | None,
+                      grads: list[np.ndarray] | None) -> threading.Thread:
+        """Ask the worker to re-run ``step`` from ``params``/``state`` (the cross-feed,
+        :meth:`xentdbg.adapters.base.Adapter.evaluate`); ``reply(writer, "probed")`` waits."""
+        return self.request({"type": "probe", "step": step, "params": len(params), "state": len(state or []),
+                             "grads": len(grads or [])}, list(params) + list(state or []) + list(grads or []))
+
+    def reply(self, writer: threading.Thread, kind: str, timeout: float | None = None
+              ) -> tuple[dict, list[np.ndarray]]:
+        """The worker's reply of type ``kind`` to a :meth:`request`. A training worker
+        answers while it waits for ``next`` (it may first send the next step's record, or
+        ``done``: those are kept for :meth:`recv`). The reply's arrays are its own
+        (replies never use the ring)."""
         try:
             while True:
-                reply, got = self._read(timeout)
-                if reply.get("type") == "probed":
-                    return reply, got
-                self._pending.append((reply, got))
+                got = self._read(timeout)
+                if got[0].get("type") == kind:
+                    return got
+                self._pending.append(got)
         finally:
             writer.join()
 
@@ -190,15 +197,46 @@ class WorkerProcess:
             os.unlink(self.log.name)
         except OSError:
             pass
+        if self.keras_home is not None:
+            self.keras_home.cleanup()
+
+
+FLOAT64_ENV = {"JAX_ENABLE_X64": "1"}
+"""What a float64 oracle worker adds to its side's environment: JAX reads it at import
+(``bool_state("jax_enable_x64")`` reads ``JAX_ENABLE_X64``, jax/_src/config.py:1688,
+JAX 0.10). Keras and tf_keras read ``floatx`` from ``$KERAS_HOME/keras.json`` at import
+(keras/src/backend/config.py:275-324, Keras 3.15; tf_keras/src/backend.py:7292-7312):
+see :func:`_float64_keras_home`."""
+
+
+def _float64_keras_home(env: dict[str, str]) -> tempfile.TemporaryDirectory:
+    """A ``KERAS_HOME`` for a float64 worker: the side's own ``keras.json`` (its backend,
+    epsilon, image format), with ``floatx`` float64."""
+    import json
+
+    home = env.get("KERAS_HOME") or os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    try:
+        with open(os.path.join(home, "keras.json")) as f:
+            config = json.load(f)
+        config = config if isinstance(config, dict) else {}
+    except (OSError, ValueError):
+        config = {}
+    folder = tempfile.TemporaryDirectory(prefix="xentdbg-float64-")
+    with open(os.path.join(folder.name, "keras.json"), "w") as f:
+        json.dump({**config, "floatx": "float64"}, f)
+    return folder
 
 
 def start_worker(side: str, ref: SetupRef, env: dict[str, str], data: DataSpec, steps: int,
-                 capture: CaptureMode = CaptureMode.FULL) -> WorkerProcess:
+                 capture: CaptureMode = CaptureMode.FULL, float64: bool = False) -> WorkerProcess:
     """Spawn a worker and ask it to load ``ref``; it answers with :func:`wait_ready`.
-    ``capture``: what the worker captures and sends per step (:class:`CaptureMode`)."""
-    worker = WorkerProcess(side, env)
+    ``capture``: what the worker captures and sends per step (:class:`CaptureMode`).
+    ``float64``: a float64 oracle worker (:mod:`xentdbg.replay.worker`), which never trains."""
+    home = _float64_keras_home(env) if float64 else None
+    worker = WorkerProcess(side, {**env, **FLOAT64_ENV, "KERAS_HOME": home.name} if home else env)
+    worker.keras_home = home
     worker.send({"type": "load", "setup": {"target": ref.target, "function": ref.function},
-                 "data": data.to_dict(), "steps": steps, "capture": capture.value})
+                 "data": data.to_dict(), "steps": steps, "capture": capture.value, "float64": float64})
     return worker
 
 

@@ -14,7 +14,18 @@ the channel, the worker answers cross-feed probes:
 ``probe`` {step, params: n, state: n, grads: n} + arrays  ->  ``probed`` + a step record
 of what :meth:`xentdbg.adapters.base.Adapter.evaluate` returned, or ``probed`` {error}
 when the adapter cannot (the probe's failure is the coordinator's to report; training
-goes on untouched). Probe replies never use the shared-memory ring.
+goes on untouched). It also answers ``batch`` {step} -> ``batch`` + the arrays step
+``step`` trained on (:meth:`~xentdbg.adapters.base.Adapter.held_batch`), or ``batch``
+{error}. Probe and batch replies never use the shared-memory ring.
+
+A worker loaded with ``float64: true`` is a float64 oracle
+(:mod:`xentdbg.compare.oracle`): the coordinator started it with float64 enabled (JAX
+x64, Keras and tf_keras ``floatx``: :func:`xentdbg.replay.process.start_worker`), so the
+setup function builds its model in float64. It answers
+``ready`` as above (its ``info.probe`` lists the adapter's ``ORACLE_PHASES``), takes no
+``init`` and never trains: it answers ``oracle`` {params: n, state: n, batch: n} + arrays
+-> ``probed`` + a record of :meth:`~xentdbg.adapters.base.Adapter.oracle`, or ``probed``
+{error}, until the coordinator closes the channel.
 """
 
 from __future__ import annotations
@@ -54,6 +65,30 @@ def _answer_probe(fd_out: int, adapter, header: dict, arrays: list) -> None:
     wire.send(fd_out, {**reply, "type": "probed"}, out)
 
 
+def _answer_batch(fd_out: int, adapter, header: dict) -> None:
+    step = int(header["step"])
+    try:
+        arrays = adapter.held_batch(step)
+    except Exception as e:  # noqa: BLE001  (as for probes: training goes on)
+        wire.send(fd_out, {"type": "batch", "step": step, "error": f"{type(e).__name__}: {e}"})
+        return
+    wire.send(fd_out, {"type": "batch", "step": step}, arrays)
+
+
+def _answer_oracle(fd_out: int, adapter, header: dict, arrays: list) -> None:
+    from xentdbg.records import StepRecord
+
+    n, m = int(header["params"]), int(header["state"])
+    params, state, batch = arrays[:n], arrays[n:n + m], arrays[n + m:n + m + int(header["batch"])]
+    try:
+        tensors = adapter.oracle(params, state if m else None, batch)
+    except Exception as e:  # noqa: BLE001  (the oracle failing is the coordinator's to report)
+        wire.send(fd_out, {"type": "probed", "error": f"{type(e).__name__}: {e}"})
+        return
+    reply, out = StepRecord(step=-1, tensors=tensors).to_wire()
+    wire.send(fd_out, {**reply, "type": "probed"}, out)
+
+
 def serve(fd_in: int, fd_out: int, shm_fd: int = -1) -> int:
     # Everything heavy is imported here, in the worker, never in the coordinator.
     from xentdbg.adapters import make_adapter
@@ -71,6 +106,7 @@ def serve(fd_in: int, fd_out: int, shm_fd: int = -1) -> int:
         data = load(DataSpec.from_dict(header["data"]))
         steps = int(header["steps"])
         capture = CaptureMode(header.get("capture", CaptureMode.FULL.value))
+        float64 = bool(header.get("float64"))
         fn = load_function(ref)
         stage = "setup"
         try:
@@ -79,8 +115,14 @@ def serve(fd_in: int, fd_out: int, shm_fd: int = -1) -> int:
             raise missing_module(e, ref) from None
         params, state = adapter.initial_values()
         info = adapter.describe()
-        info.probe = list(adapter.PROBE_PHASES) if capture is CaptureMode.FULL else []
+        info.probe = list(adapter.ORACLE_PHASES if float64 else
+                          adapter.PROBE_PHASES if capture is CaptureMode.FULL else [])
         wire.send(fd_out, {"type": "ready", "info": side_info_to_dict(info)}, params + state)
+        if float64:
+            while True:  # the oracle: until the coordinator closes the channel
+                request, arrays = wire.recv(fd_in)
+                if request["type"] == "oracle":
+                    _answer_oracle(fd_out, adapter, request, arrays)
 
         header, arrays = wire.recv(fd_in)
         n = len(params)
@@ -98,9 +140,12 @@ def serve(fd_in: int, fd_out: int, shm_fd: int = -1) -> int:
             emitted += 1
             while True:
                 reply, arrays = wire.recv(fd_in)
-                if reply["type"] != "probe":
+                if reply["type"] == "probe":
+                    _answer_probe(fd_out, adapter, reply, arrays)
+                elif reply["type"] == "batch":
+                    _answer_batch(fd_out, adapter, reply)
+                else:
                     break
-                _answer_probe(fd_out, adapter, reply, arrays)
             if reply["type"] == "stop":
                 raise StopReplay
 
@@ -113,6 +158,8 @@ def serve(fd_in: int, fd_out: int, shm_fd: int = -1) -> int:
             reply, arrays = wire.recv(fd_in)
             if reply["type"] == "probe":
                 _answer_probe(fd_out, adapter, reply, arrays)
+            elif reply["type"] == "batch":
+                _answer_batch(fd_out, adapter, reply)
     except wire.ChannelClosed:
         return 0  # the coordinator went away: nothing left to report to
     except UsageError as e:

@@ -242,6 +242,8 @@ def render_result(result, console: Console, title: str = "xentdbg compare") -> N
         step = next(s for s in result.steps if s.first is first)
         if step.crossfeed is not None:
             console.print(Text(f"verdict from: {step.crossfeed.view}", style="bold"))
+            if step.crossfeed.float64 is not None:
+                console.print(Text(step.crossfeed.float64.describe()))
         step = step.deciding
         inside = step.first_activation
         if inside is not None:

@@ -13,8 +13,12 @@ from xentdbg.errors import XentdbgError
 from xentdbg.findings import jsonable
 from xentdbg.records import SideInfo
 
-SCHEMA_VERSION = 3
-"""3: a flagged step is re-run cross-fed (each side from the other's pre-step values):
+SCHEMA_VERSION = 4
+"""4: ``per_step[].crossfeed`` records both cross-fed views of every flagged step and,
+for a small difference a step introduced, the float64 oracle's check
+(``crossfeed.float64``: per tensor the float32 and float64 gaps and each side's float32
+error); ``drift.rounded`` lists the steps the oracle showed to be float32 rounding.
+3: a flagged step is re-run cross-fed (each side from the other's pre-step values):
 ``verdict`` says which numbers decided (``view``) and carries both views' first
 divergences; ``first_divergence`` and ``also_diverged_in_step`` come from the deciding
 view; ``drift`` lists the steps whose differences were inherited (exit 0 for drift
@@ -75,7 +79,9 @@ def result_dict(result: CompareResult) -> dict[str, Any]:
                       "divergent_tensors": len(s.divergences),
                       "training_flags": {"a": s.flags_a, "b": s.flags_b},
                       "first": s.first.label if s.first else None,
-                      "flagged": s.flagged.label if s.flagged else None, "drift": s.drift} for s in result.steps],
+                      "flagged": s.flagged.label if s.flagged else None, "drift": s.drift,
+                      "crossfeed": s.crossfeed.to_dict() if s.crossfeed is not None else None}
+                     for s in result.steps],
         "verdict": ({"view": crossfeed.view, "crossfeed": crossfeed.to_dict()} if crossfeed is not None
                     else {"view": "recorded", "crossfeed": None}) if first else None,
         "drift": result.drift.to_dict() if result.drift else None,

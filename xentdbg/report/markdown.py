@@ -79,6 +79,8 @@ def render_markdown(result, commands: list[str] | None = None) -> str:
         step = next(s for s in result.steps if s.first is first)
         if step.crossfeed is not None:
             lines += [f"Verdict from: {step.crossfeed.view}.", ""]
+            if step.crossfeed.float64 is not None:
+                lines += [step.crossfeed.float64.describe(), ""]
         step = step.deciding
         inside = step.first_activation
         if inside is not None:

@@ -1,0 +1,119 @@
+"""The float64 oracle's workers: one per side, started at the first step that needs them.
+
+:mod:`xentdbg.compare.oracle` says when a small introduced difference is float32
+rounding; this module gets it the numbers. At a flagged step the cross-feed judged
+introduced (:class:`xentdbg.replay.engine._CrossFeeder`), when the difference is small
+enough to be rounding (:func:`worth_checking`), each side's training worker hands over
+the batch the step trained on, and each side's float64 worker (the same setup, loaded
+with float64 enabled; it never trains) re-runs the step's loss and gradients from the
+deciding view's pre-step values. The workers start once, on first use, and serve every
+later check; a clean replay never starts them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from xentdbg.compare.divergence import DECISIVE_PHASES, StepComparison
+from xentdbg.compare.oracle import ORACLE_PHASES, Float64Check, check_float64
+from xentdbg.compare.result import CompareConfig
+from xentdbg.records import SideInfo, StepRecord
+from xentdbg.replay.loading import SetupRef
+from xentdbg.replay.process import WorkerProcess, load_timeout, start_worker, wait_ready
+
+BORDERLINE = 0.25
+"""A flagged tensor whose ``max|A-B| / scale`` exceeds this is not re-run in float64:
+no rounding seen in these setups comes near (the 500-step BCE pair's worst, a
+catastrophically cancelling gradient, is 0.026)."""
+
+
+def flagged_tensors(view: StepComparison) -> list[tuple[str, str, str]]:
+    """``(phase, name_a, name_b)`` of each decisive tensor ``view`` flags."""
+    return [(t.phase, t.name_a, t.name_b) for t in view.tensors if not t.ok and t.phase in DECISIVE_PHASES]
+
+
+def worth_checking(view: StepComparison) -> str | None:
+    """Why the float64 oracle need not run on ``view`` (the deciding view of an
+    introduced difference), or None when it should: every flagged tensor is one the
+    oracle re-runs, finite on both sides, and within :data:`BORDERLINE` of its scale."""
+    for t in view.tensors:
+        if t.ok or t.phase not in DECISIVE_PHASES:
+            continue
+        if t.phase not in ORACLE_PHASES:
+            return f"the {t.phase} differ, which a float64 re-run cannot settle"
+        m = t.metrics
+        if m is None or not m.same_shape or m.nonfinite_a or m.nonfinite_b:
+            return f"{t.phase} {t.name_a} is not finite or not comparable"
+        if m.scale > 0 and m.max_abs / m.scale > BORDERLINE:
+            return f"{t.phase} {t.name_a} differs by {m.max_abs / m.scale:.2g} of its scale, beyond rounding"
+    return None
+
+
+class Float64Oracle:
+    """Both sides' float64 workers, started on first use."""
+
+    def __init__(self, config: CompareConfig, infos: tuple[SideInfo, SideInfo]):
+        self.config, self.infos = config, infos
+        self._workers: tuple[WorkerProcess, WorkerProcess] | None = None
+        self._broken: str | None = None
+
+    def _start(self) -> tuple[WorkerProcess, WorkerProcess] | str:
+        if self._broken:
+            return self._broken
+        if self._workers is not None:
+            return self._workers
+        config = self.config
+        workers = tuple(start_worker(f"{side}64", SetupRef.parse(setup), env, config.data, config.steps, float64=True)
+                        for side, setup, env in (("A", config.setup_a, config.env_a),
+                                                 ("B", config.setup_b, config.env_b)))
+        self._workers = (workers[0], workers[1])
+        try:
+            for side, w, info in zip("AB", workers, self.infos):
+                info64 = wait_ready(w, load_timeout(config.step_timeout))[0]
+                missing = set(ORACLE_PHASES[:2]) - set(info64.probe)
+                if missing:
+                    self._broken = f"side {side} ({info.kind}) has no float64 re-run"
+                elif [p.shape for p in info64.params] != [p.shape for p in info.params]:
+                    self._broken = f"side {side}'s setup builds other parameters with float64 enabled"
+                elif any(p.dtype != "float64" for p in info64.params):
+                    self._broken = f"side {side}'s parameters stay float32 with float64 enabled (the setup fixes them)"
+        except Exception as e:  # noqa: BLE001  (the oracle failing must not end the replay)
+            self._broken = f"a float64 worker did not start: {str(e).splitlines()[0]}"
+        return self._broken or self._workers
+
+    def check(self, view: StepComparison, records: tuple[StepRecord, StepRecord], start: str,
+              values: tuple[tuple[list[np.ndarray], list[np.ndarray] | None], ...],
+              trainers: tuple[WorkerProcess, WorkerProcess]) -> Float64Check:
+        """Re-run ``view``'s step in float64 on both sides from ``values`` (each side's
+        ``(params, state)`` in its own table order: the deciding view's pre-step values,
+        those of side ``start``) on the batch each training worker (``trainers``) held."""
+        workers = self._start()
+        if isinstance(workers, str):
+            return Float64Check(unavailable=workers, start=start)
+        timeout = self.config.step_timeout
+        try:
+            batches = []
+            for side, w in zip("AB", trainers):
+                header, arrays = w.reply(w.request({"type": "batch", "step": view.step}), "batch", timeout)
+                if "error" in header:
+                    return Float64Check(unavailable=f"side {side}: {header['error']}", start=start)
+                batches.append(arrays)
+            writers = []
+            for w, (params, state), batch in zip(workers, values, batches):
+                state = state or []
+                writers.append(w.request({"type": "oracle", "params": len(params), "state": len(state),
+                                          "batch": len(batch)}, [*params, *state, *batch]))
+            replies = [w.reply(writer, "probed", timeout) for w, writer in zip(workers, writers)]
+        except Exception as e:  # noqa: BLE001
+            self._broken = f"a float64 worker failed: {str(e).splitlines()[0]}"
+            return Float64Check(unavailable=self._broken, start=start)
+        errors = [f"side {s}: {h['error']}" for s, (h, _) in zip("AB", replies) if "error" in h]
+        if errors:
+            return Float64Check(unavailable="; ".join(errors), start=start)
+        a64, b64 = (StepRecord.from_wire(h, x) for h, x in replies)
+        return check_float64(flagged_tensors(view), records[0], records[1], a64, b64, start)
+
+    def close(self) -> None:
+        if self._workers is not None:
+            for w in self._workers:
+                w.close(grace=2.0)

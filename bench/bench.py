@@ -1,6 +1,9 @@
 """xentdbg benchmark: replay cost against the plain trainings, memory, trace throughput.
 
-    python bench/bench.py [--runs 3] [--out bench/results.json]
+    python bench/bench.py [--runs 3] [--out bench/results.json] [--only crossfeed]
+
+``--only crossfeed`` runs the cross-feed and float64-oracle entries alone and merges them
+into an existing results file.
 
 Whole-process wall times (imports included, like /usr/bin/time), medians of --runs runs:
 1. case 1 (1000 samples, full batch, 10 steps): `xentdbg compare` vs the two setups
@@ -15,7 +18,11 @@ Whole-process wall times (imports included, like /usr/bin/time), medians of --ru
    and the cost of the cross-feed (the re-run of a flagged step on both sides from the
    other side's values): a JAX pair that drifts apart by float32 rounding, 200 steps,
    with the default rtol (nothing flagged, no cross-feed) and with rtol 1e-5 (the drift
-   flagged and cross-fed at dozens of steps);
+   flagged and cross-fed at dozens of steps); and the cost of the float64 oracle (both
+   sides re-run in float64 at a step that introduced a small difference): a JAX pair
+   with label smoothing on one side (introduced at step 0, checked in float64) with and
+   without --no-float64, and the 500-step case-1 pair (JAX vs Keras fit), whose one
+   borderline step needs it;
 3. peak RSS summed over the coordinator and its workers, at 50 and at 500 steps;
 4. trace write and diff throughput on a trace of at least 1 GB.
 Prints a table and writes JSON so that commits can be compared.
@@ -123,6 +130,29 @@ def crossfeed_cost(runs: int, tmp: Path) -> dict:
     return out
 
 
+def oracle_cost(runs: int, tmp: Path) -> dict:
+    """The float64 oracle: the label-smoothing pair (30 steps, introduced at step 0, a small
+    difference re-run in float64) with and without it; the 500-step case-1 pair with it."""
+    out: dict = {}
+    short = ("--steps", "30", "--subset", "1000", "--batch-size", "100", "--pixels", "unit")
+    cases = (("smoothed_float64", f"{DRIFT}:base", f"{DRIFT}:smoothed", short, 1),
+             ("smoothed_no_float64", f"{DRIFT}:base", f"{DRIFT}:smoothed", (*short, "--no-float64"), 1),
+             ("case1_500_steps", CLEAN_A, B, ("--steps", "500", "--subset", "1000", "--batch-size", "100",
+                                              "--pixels", "raw", "--task", "binary"), 0))
+    for key, a, b, args, expected in cases:
+        seconds, checked = [], 0
+        for _ in range(runs):
+            report = tmp / "oracle.json"
+            s, _, code = run([PY, "-m", "xentdbg", "compare", a, b, *args, "--json", str(report)])
+            assert code == expected, f"{key}: compare exited {code}"
+            seconds.append(s)
+            steps = json.loads(report.read_text())["per_step"]
+            checked = sum(1 for st in steps if (st.get("crossfeed") or {}).get("float64"))
+        out[key] = {"compare_s": statistics.median(seconds), "float64_checks": checked, "all_s": seconds}
+    out["float64_extra_s"] = out["smoothed_float64"]["compare_s"] - out["smoothed_no_float64"]["compare_s"]
+    return out
+
+
 def overhead_split(p: dict, tmp: Path) -> dict:
     """Per-step capture, transfer and comparison cost on the long run (milliseconds)."""
     from xentdbg.compare.divergence import Pairing, compare_step
@@ -220,7 +250,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results.json"))
+    parser.add_argument("--only", choices=["crossfeed"], help="run only these entries, merged into --out")
     args = parser.parse_args()
+    if args.only == "crossfeed":
+        results = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {}
+        with tempfile.TemporaryDirectory() as tmp:
+            results["crossfeed"] = crossfeed_cost(args.runs, Path(tmp))
+            results["oracle"] = oracle_cost(args.runs, Path(tmp))
+        results["crossfeed_date"] = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
+        Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+        _print(results)
+        return
     results = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(terse=True),
                            "python": platform.python_version()},
                "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
@@ -237,6 +277,7 @@ def main() -> None:
     print("2c. cross-feed cost ...", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         results["crossfeed"] = crossfeed_cost(args.runs, Path(tmp))
+        results["oracle"] = oracle_cost(args.runs, Path(tmp))
     print("3. memory at 50 steps ...", flush=True)
     results["memory"] = {"peak_rss_mb_50": ratio_case({**LONG, "steps": 50}, 1)["peak_rss_mb"],
                          "peak_rss_mb_500": results["long"]["peak_rss_mb"]}
@@ -274,6 +315,14 @@ def _print(r: dict) -> None:
                   f"{cf['unflagged']['compare_s']:.1f} s / {cf['flagged']['compare_s']:.1f} s "
                   f"({cf['flagged']['cross_fed_steps']} steps cross-fed, {cf['ms_per_cross_fed_step']:.0f} ms each)",
                   "only at flagged steps")
+    if "oracle" in r:
+        o = r["oracle"]
+        t.add_row("float64 oracle: smoothing pair, 30 steps, with / --no-float64",
+                  f"{o['smoothed_float64']['compare_s']:.1f} s / {o['smoothed_no_float64']['compare_s']:.1f} s "
+                  f"(+{o['float64_extra_s']:.1f} s for {o['smoothed_float64']['float64_checks']} check)",
+                  "only at borderline steps")
+        t.add_row("float64 oracle: case-1 pair, 500 steps (exit 0)",
+                  f"{o['case1_500_steps']['compare_s']:.1f} s ({o['case1_500_steps']['float64_checks']} check)", "")
     train, capture = sp["train_ms_per_step"], sp["capture_ms_per_step"]
     t.add_row("  training per step A / B", f"{train['a']:.1f} / {train['b']:.1f} ms", "")
     t.add_row("  capture per step A / B", f"{capture['a']:.1f} / {capture['b']:.1f} ms", "")

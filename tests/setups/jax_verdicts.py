@@ -11,6 +11,10 @@
 ``base_fast`` and ``reordered_fast``: the same two losses at SGD 1.0, where the float32
 rounding between them grows to ~3e-5 of a tensor's scale within 200 steps: drift, which
 ``--rtol 1e-5`` flags and the cross-feed shows inherited.
+
+``base_adam`` and ``reordered_adam``: the two losses under Adam 0.01. Each side keeps its
+own moments, which drift with the weights; the cross-fed update check gives both sides
+the same weights and gradients but not the same moments.
 """
 
 import jax
@@ -21,6 +25,7 @@ import xentdbg
 
 LR = 0.1
 FAST_LR = 1.0
+ADAM_LR = 0.01
 
 
 def _params(d):
@@ -46,12 +51,13 @@ def base(data):
     return _setup(data)
 
 
-def reordered(data):
-    def loss(params, x, y):
-        z = _logits(params, x)
-        return jnp.sum(jnp.maximum(z, 0) - z * y + jnp.log1p(jnp.exp(-jnp.abs(z)))) / z.shape[0]
+def _reordered_loss(params, x, y):
+    z = _logits(params, x)
+    return jnp.sum(jnp.maximum(z, 0) - z * y + jnp.log1p(jnp.exp(-jnp.abs(z)))) / z.shape[0]
 
-    return _setup(data, loss)
+
+def reordered(data):
+    return _setup(data, _reordered_loss)
 
 
 def lr_off(data):
@@ -69,14 +75,17 @@ def smoothed(data):
     return _setup(data, loss)
 
 
-def _reordered_loss(params, x, y):
-    z = _logits(params, x)
-    return jnp.sum(jnp.maximum(z, 0) - z * y + jnp.log1p(jnp.exp(-jnp.abs(z)))) / z.shape[0]
-
-
 def base_fast(data):
     return _setup(data, optimizer=optax.sgd(FAST_LR))
 
 
 def reordered_fast(data):
     return _setup(data, _reordered_loss, optax.sgd(FAST_LR))
+
+
+def base_adam(data):
+    return _setup(data, optimizer=optax.adam(ADAM_LR))
+
+
+def reordered_adam(data):
+    return _setup(data, _reordered_loss, optax.adam(ADAM_LR))

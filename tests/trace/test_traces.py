@@ -70,10 +70,11 @@ def test_diff_of_traces_equals_compare_of_setups(case1_traces, session_tmp):
     d = json.loads(diff_json.read_text())
     assert d["first_divergence"] == compare.report["first_divergence"]
     assert d["first_divergence"]["phase"] == "loss" and d["first_divergence"]["step"] == 0
-    # diff compares no updates (no setups to re-run them), so the per-step divergent-tensor
-    # counts differ by the update tensors; everything else is the same
+    # diff has no setups to re-run: it compares no updates (so the per-step divergent-tensor
+    # counts differ by the update tensors) and cross-feeds nothing; everything else is the same
     def steps(report):
-        return [{k: v for k, v in s.items() if k != "divergent_tensors"} for s in report["per_step"]]
+        return [{k: v for k, v in s.items() if k not in ("divergent_tensors", "crossfeed")}
+                for s in report["per_step"]]
 
     assert steps(d) == steps(compare.report)
     md = (session_tmp / "r.md").read_text()
@@ -104,6 +105,28 @@ def test_compare_save_traces_and_markdown(session_tmp):
     assert "xentdbg compare" in md.read_text() and "--init own" in md.read_text()
     again = run_cli("diff", str(folder / "a.h5"), str(folder / "b.h5"), tmp_path=session_tmp)
     assert again.code == 1
+
+
+@pytest.mark.slow
+def test_saved_traces_hold_both_cross_fed_views_and_the_float64_reruns(session_tmp):
+    # label smoothing on B: step 0 is flagged, re-run cross-fed and (a small difference) in float64
+    verdicts = str(SETUPS / "jax_verdicts.py")
+    folder = session_tmp / "crossfed"
+    run = run_cli("compare", f"{verdicts}:base", f"{verdicts}:smoothed", "--subset", "200", "--batch-size", "100",
+                  "--steps", "2", "--pixels", "unit", "--save-traces", str(folder), tmp_path=session_tmp)
+    assert run.code == 1, run.output
+    with load_trace(folder / "a.h5") as a, load_trace(folder / "b.h5") as b:
+        verdict = a.verdict(0)
+        assert verdict == b.verdict(0) and verdict is not None and not verdict["inherited"]
+        assert verdict["float64"]["ran"] and not verdict["float64"]["rounding"]
+        for trace in (a, b):
+            fed, wide = trace.rerun(0, "crossfed", load=True), trace.rerun(0, "float64", load=True)
+            assert fed is not None and wide is not None
+            assert [n for n, _ in fed.tensors["gradients"]] == [n for n, _ in trace.record(0).tensors["gradients"]]
+            assert all(g.dtype == np.float64 for _, g in wide.tensors["gradients"])
+        # view A by hand: A's record against B re-run from A's values; B's loss differs (smoothing)
+        assert a.record(0, load=True).tensors["loss"][0][1] != b.rerun(0, "crossfed", load=True).tensors["loss"][0][1]
+        assert a.rerun(1, "crossfed") is None or a.verdict(1) is not None
 
 
 @pytest.mark.slow

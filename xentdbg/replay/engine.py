@@ -28,7 +28,7 @@ from xentdbg.data import DataInfo
 from xentdbg.data import load as load_data
 from xentdbg.diagnose.build import diagnose_step
 from xentdbg.errors import ParameterMismatch
-from xentdbg.findings import Diagnosis
+from xentdbg.findings import Diagnosis, jsonable
 from xentdbg.records import CaptureMode, SideInfo, StepRecord, start_record
 from xentdbg.replay.loading import SetupRef
 from xentdbg.replay.oracle import Float64Oracle, worth_checking
@@ -184,6 +184,7 @@ def _replay(config: CompareConfig, capture: CaptureMode, on_step: Callable[[Step
         updates = full and all("weights" in info.probe for info in infos)
         feeder = _CrossFeeder(workers, infos, pairing, config, status)
         feeder.updates = updates
+        feeder.traces = traces
         if full and config.float64:
             feeder.oracle = oracle = Float64Oracle(config, infos)
         if full and not updates:
@@ -265,6 +266,7 @@ class _CrossFeeder:
         self._broken: str | None = None  # a probe failed once: later steps are not probed again
         self.updates = True  # whether updates decide (both sides re-run their optimizer step)
         self.oracle: Float64Oracle | None = None  # float64 re-runs of small introduced differences
+        self.traces: list[TraceWriter] = []  # --save-traces: each side's re-runs go to its trace
 
     def __call__(self, cmp: StepComparison, records: RecordPair, before: PreviousPair) -> CrossFeed:
         flagged = cmp.flagged
@@ -321,6 +323,8 @@ class _CrossFeeder:
         # only the latest step's views are kept: the diagnosis runs right after its cross-feed
         from_a = view_a.first is not None or view_b.first is None
         self._views = {cmp.step: ((ra, fed_b), (pre_a, pre_a_as_b)) if from_a else ((fed_a, rb), (pre_b_as_a, pre_b))}
+        for trace, fed in zip(self.traces, (fed_a, fed_b)):
+            trace.write_rerun(cmp.step, "crossfed", fed.tensors)
         cf = judge(cmp, view_a, view_b, covered)
         if self.oracle is not None and cf.introduced is not None and cf.ran and not cf.uncovered:
             view = view_a if from_a else view_b
@@ -335,6 +339,11 @@ class _CrossFeeder:
                               else ((b_for_a.params, b_for_a.state), own_b))
                     cf.float64 = self.oracle.check(view, self._views[cmp.step][0], "A" if from_a else "B",
                                                    values, self.workers)
+                    if self.oracle.last is not None and cf.float64.ran:
+                        for trace, rerun in zip(self.traces, self.oracle.last):
+                            trace.write_rerun(cmp.step, "float64", rerun.tensors)
+        for trace in self.traces:
+            trace.write_verdict(cmp.step, jsonable(cf.to_dict()))
         return cf
 
     def view_of(self, cmp: StepComparison, records: RecordPair, previous: PreviousPair

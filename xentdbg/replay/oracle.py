@@ -56,6 +56,7 @@ class Float64Oracle:
         self.config, self.infos = config, infos
         self._workers: tuple[WorkerProcess, WorkerProcess] | None = None
         self._broken: str | None = None
+        self.last: tuple[StepRecord, StepRecord] | None = None  # the last check's float64 records (for traces)
 
     def _start(self) -> tuple[WorkerProcess, WorkerProcess] | str:
         if self._broken:
@@ -111,6 +112,7 @@ class Float64Oracle:
         if errors:
             return Float64Check(unavailable="; ".join(errors), start=start)
         a64, b64 = (StepRecord.from_wire(h, x) for h, x in replies)
+        self.last = (a64, b64)
         return check_float64(flagged_tensors(view), records[0], records[1], a64, b64, start)
 
     def close(self) -> None:

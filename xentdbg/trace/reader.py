@@ -117,6 +117,26 @@ class Trace:
         return StepRecord(step=step, tensors=tensors, flags=_json_attr(self.path, group, "flags"),
                           digests=_json_attr(self.path, group, "digests"))
 
+    def rerun(self, step: int, kind: str, load: bool = False) -> StepRecord | None:
+        """A re-run ``compare --save-traces`` recorded for flagged step ``step``: ``kind``
+        ``"crossfed"`` (this side from the other side's pre-step values) or ``"float64"``
+        (the float64 oracle); None when there is none."""
+        group = self._file["steps"][f"{step:08d}"]
+        if kind not in group:
+            return None
+        sub = group[kind]
+        if not hasattr(sub, "keys") or any(not hasattr(sub[p], "keys") for p in sub):
+            raise _bad(self.path, f"{sub.name} is not a group of phase groups")
+        tensors = {phase: [(str(sub[phase][k].attrs["name"]), sub[phase][k][()] if load else sub[phase][k])
+                           for k in sorted(sub[phase])] for phase in PHASES if phase in sub}
+        return StepRecord(step=step, tensors=tensors)
+
+    def verdict(self, step: int) -> dict | None:
+        """The cross-feed's verdict on step ``step`` as JSON data (see ``compare --json``'s
+        ``per_step[].crossfeed``), or None when the step was not flagged."""
+        group = self._file["steps"][f"{step:08d}"]
+        return _json_attr(self.path, group, "crossfeed") if "crossfeed" in group.attrs else None
+
     def records(self, load: bool = False) -> Iterator[StepRecord]:
         for step in self.steps:
             yield self.record(step, load)

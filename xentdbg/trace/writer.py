@@ -6,6 +6,10 @@ Layout (docs/trace-format.md)::
     /initial/params/NNNNNN, /initial/state/NNNNNN     datasets, attr "name"
     /steps/SSSSSSSS   attrs: step, flags (JSON), digests (JSON), complete=True (written last)
     /steps/SSSSSSSS/PHASE/NNNNNN                      datasets, attr "name"
+    /steps/SSSSSSSS/RERUN/PHASE/NNNNNN   a flagged step re-run (compare only): RERUN is
+                      "crossfed" (this side from the other side's pre-step values) or
+                      "float64" (the float64 oracle); the step's attr "crossfeed" (JSON)
+                      holds the verdict
 
 Tensor names go in attributes, never in paths (Keras names contain "/"). Only plain
 numeric and bool dtypes are written; nothing is pickled.
@@ -22,6 +26,8 @@ from xentdbg.records import PHASES, SideInfo, StepRecord, side_info_to_dict
 
 FORMAT = "xentdbg-trace"
 FORMAT_VERSION = 1
+RERUNS = ("crossfed", "float64")
+"""Re-runs a compare may add to a flagged step (readers of version 1 without them ignore them)."""
 
 
 def step_key(step: int) -> str:
@@ -79,6 +85,21 @@ class TraceWriter:
             if phase in self.phases and phase in record.tensors:
                 self._tensors(group.create_group(phase), record.tensors[phase])
         group.attrs["complete"] = True
+        self.file.flush()
+
+    def write_rerun(self, step: int, kind: str, tensors: dict[str, list[tuple[str, np.ndarray]]]) -> None:
+        """Add a re-run of written step ``step`` (``kind`` in :data:`RERUNS`) under it, flush."""
+        if kind not in RERUNS:
+            raise ValueError(f"unknown re-run kind {kind!r}")
+        group = self.steps[step_key(step)].create_group(kind)
+        for phase in PHASES:
+            if phase in self.phases and phase in tensors:
+                self._tensors(group.create_group(phase), tensors[phase])
+        self.file.flush()
+
+    def write_verdict(self, step: int, verdict: dict) -> None:
+        """The cross-feed's verdict on written step ``step`` (JSON), flush."""
+        self.steps[step_key(step)].attrs["crossfeed"] = json.dumps(verdict)
         self.file.flush()
 
     def close(self) -> None:

@@ -4,7 +4,8 @@ Usage: python evaluate_check.py SUBSET BATCH STEPS TASK PIXELS SETUP [SETUP ...]
 
 For each setup: runs it plain, then captured (same initial weights) with an ``emit``
 that, at each step k, re-runs step k and step k-1 with ``evaluate`` from the side's own
-pre-step weights and state (and step k-1 once more with its recorded gradients given)
+pre-step weights and state (and step k-1 once more with its recorded gradients and its held
+optimizer state given)
 and compares every phase with the records. Prints one JSON object: per setup, per phase,
 whether every comparison was bitwise equal and the largest absolute difference, whether
 the captured run ended bitwise where the plain run ended (every model, optimizer and
@@ -89,9 +90,9 @@ def check_setup(setup: str, spec, steps: int) -> dict:
                 entry["bitwise"] = False
                 entry["max_abs_diff"] = max(entry["max_abs_diff"], float(np.max(np.abs(a.astype(np.float64) - b))))
 
-    def check(k: int, grads: list[np.ndarray] | None = None) -> dict:
+    def check(k: int, grads: list[np.ndarray] | None = None, optimizer: list[np.ndarray] | None = None) -> dict:
         params, state = pre_step(k)
-        out = adapter.evaluate(k, params, state, grads)
+        out = adapter.evaluate(k, params, state, grads, optimizer)
         for phase in ("loss", "gradients", "activations", "state", "weights"):
             compare(phase if grads is None else f"{phase} (given grads)", out[phase], records[k].tensors[phase])
         return out
@@ -102,7 +103,9 @@ def check_setup(setup: str, spec, steps: int) -> dict:
         check(k)
         if k > 0:
             check(k - 1)
-            check(k - 1, grads=[g for _, g in records[k - 1].tensors["gradients"]])
+            # with the optimizer state given too (the one held for that step): the same bits
+            check(k - 1, grads=[g for _, g in records[k - 1].tensors["gradients"]],
+                  optimizer=adapter.held_optimizer(k - 1))
 
     adapter.train(steps, emit, capture=CaptureMode.FULL)
     final = adapter.final_weights()

@@ -95,6 +95,9 @@ def check(setup: str, spec: DataSpec, steps: int) -> dict:
     if "weights" in got:
         given = [g for _, g in records[last].tensors["gradients"]]
         _compare({"weights": adapter.evaluate(last, params, state, given)["weights"]}, records[last], with_grads)
+        # the optimizer state given too (the one held for that step): the same bits
+        _compare({"weights": adapter.evaluate(last, params, state, given, adapter.held_optimizer(last))["weights"]},
+                 records[last], with_grads)
     older_refused = _refused(adapter, last - 2, params, state)
     light = make_adapter(load_function(SetupRef.parse(setup))(info), info)
     light.train(2, lambda record: None, capture=CaptureMode.FINGERPRINT)

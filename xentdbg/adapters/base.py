@@ -67,7 +67,8 @@ class Adapter(abc.ABC):
         """Parameters after :meth:`train`, in table order."""
 
     def evaluate(self, step: int, params: list[np.ndarray], state: list[np.ndarray] | None,
-                 grads: list[np.ndarray] | None = None) -> dict[str, list[tuple[str, np.ndarray]]]:
+                 grads: list[np.ndarray] | None = None,
+                 optimizer: list[np.ndarray] | None = None) -> dict[str, list[tuple[str, np.ndarray]]]:
         """The cross-feed probe: re-run step ``step``'s computation from given pre-step values.
 
         From ``params`` (and ``state`` when given, else the side's own state before the
@@ -81,7 +82,8 @@ class Adapter(abc.ABC):
           moving statistics), when the adapter can compute it;
         - ``"weights"``: ``params`` after this side's optimizer applied ``grads`` (or, when
           ``grads`` is None, the gradients computed here) from the optimizer state it
-          held before step ``step``, when the adapter can compute it.
+          held before step ``step`` (or ``optimizer``, an optimizer state in the order of
+          :meth:`held_optimizer`, when given), when the adapter can compute it.
 
         A phase the adapter cannot compute is left out (the coordinator then cannot
         cross-feed it, and says so). Randomness (dropout masks) is that of step
@@ -91,6 +93,13 @@ class Adapter(abc.ABC):
 
         Raises :class:`NotImplementedError` where the adapter has no probe."""
         raise NotImplementedError(f"{type(self).__name__} cannot re-run a step from given values")
+
+    def held_optimizer(self, step: int) -> list[np.ndarray]:
+        """The optimizer state before step ``step`` (moments, step count; Keras's
+        ``optimizer.variables``, optax's state leaves), for the cross-feed of updates: the
+        other side re-runs its optimizer from it when the two states pair one to one.
+        Held as for :meth:`evaluate`."""
+        raise NotImplementedError(f"{type(self).__name__} does not hold its optimizer state")
 
     def held_batch(self, step: int) -> list[np.ndarray]:
         """The batch step ``step`` trained on, as the step received it (``[x, y]`` or

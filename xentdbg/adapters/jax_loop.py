@@ -59,6 +59,9 @@ class _Optimizer:
                 updates, opt_state = opt.update(grads, opt_state, params)
                 return optax.apply_updates(params, updates), opt_state
 
+            def with_params(opt_state, params):
+                return opt_state  # optax keeps no parameters in its state
+
         elif isinstance(opt, tuple) and len(opt) == 3 and all(callable(f) for f in opt):
             init_fun, update_fun, get_params = opt
             self.init = init_fun
@@ -67,12 +70,27 @@ class _Optimizer:
                 opt_state = update_fun(i, grads, opt_state)
                 return get_params(opt_state), opt_state
 
+            def with_params(opt_state, params):
+                """The state with ``params`` packed in place of its own: update_fun reads the
+                parameters from the state, not from ``params``. OptimizerState packs per
+                parameter the flat leaves of ``init_fun(x0)``, ``x0`` first for every
+                optimizer of jax/example_libraries/optimizers.py (``tree_init``, :181-185, JAX 0.10;
+                ``get_params`` returns that leaf), checked here by identity."""
+                packed = opt_state.packed_state
+                own = jax.tree_util.tree_leaves(get_params(opt_state))
+                if len(own) != len(packed) or any(x is not leaves[0] for x, leaves in zip(own, packed)):
+                    raise ValueError("this optimizer does not keep the parameters first in its state")
+                flat = jax.tree_util.tree_leaves(params)
+                return type(opt_state)([[p, *leaves[1:]] for p, leaves in zip(flat, packed, strict=True)],
+                                       opt_state.tree_def, opt_state.subtree_defs)
+
         else:
             raise UsageError(
                 f"JaxLoop optimizer is a {type(opt).__name__}.",
                 hint="Pass an optax.GradientTransformation or the (init, update, get_params) "
                      "triple from jax.example_libraries.optimizers.")
         self.step = step
+        self.with_params = with_params
 
 
 class JaxLoopAdapter(Adapter):
@@ -185,10 +203,11 @@ class JaxLoopAdapter(Adapter):
             emit(StepRecord(step=i, tensors=tensors, digests=digests))
         self.params, self.state = params, state
 
-    def evaluate(self, step, params, state, grads=None):
+    def evaluate(self, step, params, state, grads=None, optimizer=None):
         """Step ``step`` re-run by the same jitted step function from ``params`` (and
-        ``state``) with the optimizer state held from before that step; with ``grads``,
-        the optimizer step is applied to them instead (see :meth:`Adapter.evaluate`)."""
+        ``state``) with the optimizer state held from before that step (or ``optimizer``,
+        leaves in :meth:`held_optimizer` order); with ``grads``, the optimizer step is
+        applied to them instead (see :meth:`Adapter.evaluate`)."""
         if step not in self._held:
             raise ValueError(f"step {step} is no longer held (steps held: {sorted(self._held)})")
         x, y, own_state, opt_state = self._held[step]
@@ -200,6 +219,9 @@ class JaxLoopAdapter(Adapter):
 
         p = tree(self.params, params)
         s = tree(own_state, state) if state is not None and own_state is not None else own_state
+        if optimizer is not None:
+            opt_state = tree(opt_state, optimizer)
+        opt_state = self.optimizer.with_params(opt_state, p)
         loss, g, new_params, new_state, _ = self._step_fn(step, p, s, opt_state, x, y)
         if grads is not None:
             if self._apply is None:
@@ -217,6 +239,12 @@ class JaxLoopAdapter(Adapter):
         if self._forward is not None:
             out["activations"] = [(n, np.asarray(a)) for n, a in zip(self._layer_names(), self._forward(p, x))]
         return out
+
+    def held_optimizer(self, step: int) -> list[np.ndarray]:
+        """The leaves of the optimizer state held from before step ``step``."""
+        if step not in self._held:
+            raise ValueError(f"step {step} is no longer held (steps held: {sorted(self._held)})")
+        return [np.asarray(a) for a in jax.tree_util.tree_leaves(self._held[step][3])]
 
     def held_batch(self, step: int) -> list[np.ndarray]:
         if step not in self._held:

@@ -151,7 +151,8 @@ class KerasFitAdapter(Adapter):
             private.jax_state_sync(self.model)
 
     def evaluate(self, step: int, params: list[np.ndarray], state: list[np.ndarray] | None,
-                 grads: list[np.ndarray] | None = None) -> dict[str, list[tuple[str, np.ndarray]]]:
+                 grads: list[np.ndarray] | None = None,
+                 optimizer: list[np.ndarray] | None = None) -> dict[str, list[tuple[str, np.ndarray]]]:
         """Step ``step`` re-run from ``params`` (and ``state``): see :meth:`Adapter.evaluate`.
 
         Loss, gradients and activations come from the very function the records' come
@@ -162,7 +163,14 @@ class KerasFitAdapter(Adapter):
         full-capture :meth:`train` are held; any other step raises :class:`ValueError`."""
         if self._capture is None:
             raise ValueError(f"step {step} is no longer held: evaluate needs a train() with full capture")
-        return self._capture.evaluate(step, params, state, grads)
+        return self._capture.evaluate(step, params, state, grads, optimizer)
+
+    def held_optimizer(self, step: int) -> list[np.ndarray]:
+        """``optimizer.variables`` before step ``step`` (iterations, moments), held for the last two steps."""
+        held = self._capture._held.get(step) if self._capture is not None else None
+        if held is None:
+            raise ValueError(f"step {step} is no longer held")
+        return [np.asarray(a) for a in held.optimizer]
 
     def held_batch(self, step: int) -> list[np.ndarray]:
         """The batch fit gave step ``step`` (after fit's own shuffle), held for the last two steps."""
@@ -565,7 +573,8 @@ class _FitCapture:
 
     # The cross-feed probe ---------------------------------------------------------
     def evaluate(self, step: int, params: list[np.ndarray], state: list[np.ndarray] | None,
-                 grads: list[np.ndarray] | None) -> dict[str, list[tuple[str, np.ndarray]]]:
+                 grads: list[np.ndarray] | None,
+                 optimizer: list[np.ndarray] | None = None) -> dict[str, list[tuple[str, np.ndarray]]]:
         """:meth:`KerasFitAdapter.evaluate`: the held step re-run with the records' own
         recompute and fit's own train step. Nothing here changes a variable training reads
         afterwards: the JAX functions are stateless; the TF ones write back every
@@ -586,21 +595,29 @@ class _FitCapture:
         given = None if grads is None else [np.asarray(g, dtype=np.dtype(v.dtype))
                                             for v, g in zip(tvars, grads, strict=True)]
         data = (held.x, held.y) if held.sw is None else (held.x, held.y, held.sw)
+        opt = held.optimizer
+        if optimizer is not None:
+            ovars = model.optimizer.variables
+            if len(optimizer) != len(ovars):
+                raise ValueError(f"evaluate got {len(optimizer)} optimizer values, the optimizer has {len(ovars)}")
+            opt = [np.asarray(a, dtype=np.dtype(v.dtype)) for v, a in zip(ovars, optimizer, strict=True)]
         if self.adapter.backend == "tensorflow":
             import tensorflow as tf
+
+            opt = [tf.convert_to_tensor(a) for a in opt]
 
             tvt = [tf.convert_to_tensor(a) for a in tv]
             ntvt = [tf.convert_to_tensor(a) for a in ntv]
             loss, computed, acts = self._recompute(tvt, ntvt, held.x, held.y, held.sw)
-            weights, new_state = self._train_step(tvt, ntvt, held.optimizer, data)
+            weights, new_state = self._train_step(tvt, ntvt, opt, data)
             if given is not None:
-                weights = self._apply(tvt, held.optimizer, [tf.convert_to_tensor(g) for g in given])
+                weights = self._apply(tvt, opt, [tf.convert_to_tensor(g) for g in given])
         else:
             (loss, acts), computed = self._recompute_jax(tv, ntv, held.metrics, held.x, held.y, held.sw)
-            _, (weights, new_nt, _, _) = self._train_step_jax((tv, ntv, held.optimizer, held.metrics), data)
+            _, (weights, new_nt, _, _) = self._train_step_jax((tv, ntv, opt, held.metrics), data)
             new_state = [new_nt[i] for i in self.adapter.state_index]
             if given is not None:
-                weights = self._apply_jax(tv, held.optimizer, given)
+                weights = self._apply_jax(tv, opt, given)
         tnames = [v.path for v in tvars]
         return {
             "loss": [("loss", np.asarray(loss))],

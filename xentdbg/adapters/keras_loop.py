@@ -151,9 +151,11 @@ class KerasLoopAdapter(Adapter):
 
     # -- the cross-feed probe -------------------------------------------------
     def evaluate(self, step: int, params: list[np.ndarray], state: list[np.ndarray] | None,
-                 grads: list[np.ndarray] | None = None) -> dict[str, list[tuple[str, np.ndarray]]]:
-        """Re-run step ``step`` from ``params`` (and ``state``); see the module docstring
-        and :meth:`xentdbg.adapters.base.Adapter.evaluate`. Every phase is computed."""
+                 grads: list[np.ndarray] | None = None,
+                 optimizer: list[np.ndarray] | None = None) -> dict[str, list[tuple[str, np.ndarray]]]:
+        """Re-run step ``step`` from ``params`` (and ``state``, and ``optimizer``: values of
+        ``optimizer.variables``); see the module docstring and
+        :meth:`xentdbg.adapters.base.Adapter.evaluate`. Every phase is computed."""
         kept, dry = self._retained.get(step), self._dry
         if kept is None or dry is None:
             raise ValueError(f"KerasLoop cannot re-run step {step}: it keeps the last two steps of a "
@@ -173,10 +175,11 @@ class KerasLoopAdapter(Adapter):
                 "activations": acts,
                 "state": [(nt[k].path, np.array(nt[k].numpy())) for k in self._state_index],
             }
-            if len(opt_vars) == len(kept.optimizer_values):  # else the step created optimizer variables
+            start = kept.optimizer_values if optimizer is None else optimizer
+            if len(opt_vars) == len(start):  # else the step created optimizer variables
                 self.set_initial_values(params, None)  # the dry copy may change weights a step assigns
-                for v, value in zip(opt_vars, kept.optimizer_values):
-                    v.assign(value)
+                for v, value in zip(opt_vars, start):
+                    v.assign(np.asarray(value, dtype=np.dtype(v.dtype)))
                 if dry.apply(computed if grads is None else grads):
                     result["weights"] = [(v.path, np.array(v.numpy())) for v in trainable]
         finally:
@@ -185,6 +188,13 @@ class KerasLoopAdapter(Adapter):
             for v, value in zip(opt_vars, now_opt):
                 v.assign(value)
         return result
+
+    def held_optimizer(self, step: int) -> list[np.ndarray]:
+        """``optimizer.variables`` before step ``step``, kept for the last two steps."""
+        kept = self._retained.get(step)
+        if kept is None:
+            raise ValueError(f"step {step} is no longer held (kept: {sorted(self._retained)})")
+        return [np.asarray(a) for a in kept.optimizer_values]
 
     def held_batch(self, step: int) -> list[np.ndarray]:
         kept = self._retained.get(step)

@@ -182,10 +182,11 @@ class LegacyFunctionAdapter(Adapter):
                 "gradients": [(_name(v), np.asarray(g)) for v, g in zip(weights, rest[:len(weights)], strict=True)]}
 
     def evaluate(self, step: int, params: list[np.ndarray], state: list[np.ndarray] | None,
-                 grads: list[np.ndarray] | None = None) -> dict[str, list[tuple[str, np.ndarray]]]:
+                 grads: list[np.ndarray] | None = None,
+                 optimizer: list[np.ndarray] | None = None) -> dict[str, list[tuple[str, np.ndarray]]]:
         """Loss, gradients and layer outputs of step ``step`` from ``params`` (and
         ``state``, else this side's state before that step); see the module docstring.
-        ``grads`` is not used: without ``"weights"`` nothing applies gradients."""
+        ``grads`` and ``optimizer`` are not used: without ``"weights"`` nothing applies gradients."""
         kept = self._retained.get(step)
         if kept is None or self._observer is None:
             raise ValueError(f"LegacyKerasFunction cannot re-run step {step}: it keeps the last two steps of a "

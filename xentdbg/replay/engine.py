@@ -267,6 +267,7 @@ class _CrossFeeder:
         self.updates = True  # whether updates decide (both sides re-run their optimizer step)
         self.oracle: Float64Oracle | None = None  # float64 re-runs of small introduced differences
         self.traces: list[TraceWriter] = []  # --save-traces: each side's re-runs go to its trace
+        self._optimizer_unpaired = False  # the optimizer states did not pair once: never asked again
 
     def __call__(self, cmp: StepComparison, records: RecordPair, before: PreviousPair) -> CrossFeed:
         flagged = cmp.flagged
@@ -298,8 +299,9 @@ class _CrossFeeder:
             return judge(cmp, None, None, set(), "the parameters do not pair one to one")
         timeout = self.config.step_timeout
         wa, wb = self.workers
-        writers = (wb.request_probe(cmp.step, a_for_b.params, a_for_b.state, a_for_b.grads),
-                   wa.request_probe(cmp.step, b_for_a.params, b_for_a.state, b_for_a.grads))
+        opt_a, opt_b = self._optimizers(cmp.step) if self.updates else (None, None)
+        writers = (wb.request_probe(cmp.step, a_for_b.params, a_for_b.state, a_for_b.grads, opt_a),
+                   wa.request_probe(cmp.step, b_for_a.params, b_for_a.state, b_for_a.grads, opt_b))
         (hb, xb), (ha, xa) = wb.reply(writers[0], "probed", timeout), wa.reply(writers[1], "probed", timeout)
         errors = [f"side {s}: {h['error']}" for s, h in (("A", ha), ("B", hb)) if "error" in h]
         if errors:
@@ -345,6 +347,32 @@ class _CrossFeeder:
         for trace in self.traces:
             trace.write_verdict(cmp.step, jsonable(cf.to_dict()))
         return cf
+
+    def _optimizers(self, step: int) -> tuple[list[np.ndarray] | None, list[np.ndarray] | None]:
+        """Both sides' optimizer states before ``step``, to re-run each side's update from the
+        other's (:meth:`~xentdbg.adapters.base.Adapter.held_optimizer`), when they pair one to
+        one in order, shape and dtype (the same optimizer on both sides); else ``(None,
+        None)``, noted once: each side then re-runs its update from its own state."""
+        if self._optimizer_unpaired:
+            return None, None
+        got = []
+        for side, w in zip("AB", self.workers):
+            header, arrays = w.reply(w.request({"type": "optimizer", "step": step}), "optimizer",
+                                     self.config.step_timeout)
+            if "error" in header:
+                return self._unpaired(f"side {side}: {header['error']}")
+            got.append(arrays)
+        if [(a.shape, a.dtype) for a in got[0]] != [(b.shape, b.dtype) for b in got[1]]:
+            return self._unpaired(f"A's state is {len(got[0])} arrays, B's {len(got[1])}; they do not pair one to "
+                                  "one by shape and dtype")
+        return got[0], got[1]
+
+    def _unpaired(self, why: str) -> tuple[None, None]:
+        self._optimizer_unpaired = True
+        self.notes.append(f"optimizer state not cross-fed ({why}): each side re-ran its update from its own "
+                          "optimizer state (momentum, Adam's moments), which drifts with the weights, so under a "
+                          "stateful optimizer an update difference near the tolerance may be inherited.")
+        return None, None
 
     def view_of(self, cmp: StepComparison, records: RecordPair, previous: PreviousPair
                 ) -> tuple[RecordPair, PreviousPair]:

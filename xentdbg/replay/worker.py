@@ -11,12 +11,14 @@ Protocol (see :mod:`xentdbg.replay.wire`), coordinator -> worker then worker -> 
 
 While it waits for ``next`` or ``stop``, and after ``done`` until the coordinator closes
 the channel, the worker answers cross-feed probes:
-``probe`` {step, params: n, state: n, grads: n} + arrays  ->  ``probed`` + a step record
+``probe`` {step, params: n, state: n, grads: n, optimizer: n} + arrays  ->  ``probed`` + a step record
 of what :meth:`xentdbg.adapters.base.Adapter.evaluate` returned, or ``probed`` {error}
 when the adapter cannot (the probe's failure is the coordinator's to report; training
 goes on untouched). It also answers ``batch`` {step} -> ``batch`` + the arrays step
-``step`` trained on (:meth:`~xentdbg.adapters.base.Adapter.held_batch`), or ``batch``
-{error}. Probe and batch replies never use the shared-memory ring.
+``step`` trained on (:meth:`~xentdbg.adapters.base.Adapter.held_batch`), and
+``optimizer`` {step} -> ``optimizer`` + the optimizer state before it
+(:meth:`~xentdbg.adapters.base.Adapter.held_optimizer`), or either with {error}. Replies
+to these requests never use the shared-memory ring.
 
 A worker loaded with ``float64: true`` is a float64 oracle
 (:mod:`xentdbg.compare.oracle`): the coordinator started it with float64 enabled (JAX
@@ -52,12 +54,13 @@ def _send_error(fd: int, kind: str, exc: BaseException, step: int | None, stage:
 def _answer_probe(fd_out: int, adapter, header: dict, arrays: list) -> None:
     from xentdbg.records import StepRecord
 
-    n, m = int(header["params"]), int(header["state"])
+    n, m, k = int(header["params"]), int(header["state"]), int(header["grads"])
     params, state = arrays[:n], arrays[n:n + m]
-    grads = arrays[n + m:n + m + int(header["grads"])] or None
+    grads = arrays[n + m:n + m + k] or None
+    optimizer = arrays[n + m + k:n + m + k + int(header.get("optimizer", 0))] or None
     step = int(header["step"])
     try:
-        tensors = adapter.evaluate(step, params, state if m else None, grads)
+        tensors = adapter.evaluate(step, params, state if m else None, grads, optimizer)
     except Exception as e:  # noqa: BLE001  (the probe failing must not end the replay)
         wire.send(fd_out, {"type": "probed", "step": step, "error": f"{type(e).__name__}: {e}"})
         return
@@ -65,14 +68,15 @@ def _answer_probe(fd_out: int, adapter, header: dict, arrays: list) -> None:
     wire.send(fd_out, {**reply, "type": "probed"}, out)
 
 
-def _answer_batch(fd_out: int, adapter, header: dict) -> None:
-    step = int(header["step"])
+def _answer_held(fd_out: int, adapter, header: dict) -> None:
+    """``batch`` or ``optimizer``: what the adapter held for a step."""
+    kind, step = header["type"], int(header["step"])
     try:
-        arrays = adapter.held_batch(step)
+        arrays = adapter.held_batch(step) if kind == "batch" else adapter.held_optimizer(step)
     except Exception as e:  # noqa: BLE001  (as for probes: training goes on)
-        wire.send(fd_out, {"type": "batch", "step": step, "error": f"{type(e).__name__}: {e}"})
+        wire.send(fd_out, {"type": kind, "step": step, "error": f"{type(e).__name__}: {e}"})
         return
-    wire.send(fd_out, {"type": "batch", "step": step}, arrays)
+    wire.send(fd_out, {"type": kind, "step": step}, arrays)
 
 
 def _answer_oracle(fd_out: int, adapter, header: dict, arrays: list) -> None:
@@ -142,8 +146,8 @@ def serve(fd_in: int, fd_out: int, shm_fd: int = -1) -> int:
                 reply, arrays = wire.recv(fd_in)
                 if reply["type"] == "probe":
                     _answer_probe(fd_out, adapter, reply, arrays)
-                elif reply["type"] == "batch":
-                    _answer_batch(fd_out, adapter, reply)
+                elif reply["type"] in ("batch", "optimizer"):
+                    _answer_held(fd_out, adapter, reply)
                 else:
                     break
             if reply["type"] == "stop":
@@ -158,8 +162,8 @@ def serve(fd_in: int, fd_out: int, shm_fd: int = -1) -> int:
             reply, arrays = wire.recv(fd_in)
             if reply["type"] == "probe":
                 _answer_probe(fd_out, adapter, reply, arrays)
-            elif reply["type"] == "batch":
-                _answer_batch(fd_out, adapter, reply)
+            elif reply["type"] in ("batch", "optimizer"):
+                _answer_held(fd_out, adapter, reply)
     except wire.ChannelClosed:
         return 0  # the coordinator went away: nothing left to report to
     except UsageError as e:

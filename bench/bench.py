@@ -1,9 +1,9 @@
 """xentdbg benchmark: replay cost against the plain trainings, memory, trace throughput.
 
-    python bench/bench.py [--runs 3] [--out bench/results.json] [--only crossfeed]
+    python bench/bench.py [--runs 3] [--out bench/results.json] [--only crossfeed|long]
 
-``--only crossfeed`` runs the cross-feed and float64-oracle entries alone and merges them
-into an existing results file.
+``--only crossfeed`` runs the cross-feed and float64-oracle entries alone, ``--only long``
+the two 500-step replays, and merges them into an existing results file.
 
 Whole-process wall times (imports included, like /usr/bin/time), medians of --runs runs:
 1. case 1 (1000 samples, full batch, 10 steps): `xentdbg compare` vs the two setups
@@ -250,14 +250,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results.json"))
-    parser.add_argument("--only", choices=["crossfeed"], help="run only these entries, merged into --out")
+    parser.add_argument("--only", choices=["crossfeed", "long"], help="run only these entries, merged into --out")
     args = parser.parse_args()
-    if args.only == "crossfeed":
+    if args.only:
         results = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {}
-        with tempfile.TemporaryDirectory() as tmp:
-            results["crossfeed"] = crossfeed_cost(args.runs, Path(tmp))
-            results["oracle"] = oracle_cost(args.runs, Path(tmp))
-        results["crossfeed_date"] = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
+        if args.only == "crossfeed":
+            with tempfile.TemporaryDirectory() as tmp:
+                results["crossfeed"] = crossfeed_cost(args.runs, Path(tmp))
+                results["oracle"] = oracle_cost(args.runs, Path(tmp))
+        else:  # the 500-step replays again (the split is kept from the last full run)
+            split = results.get("long", {}).get("split")
+            results["long"] = ratio_case(LONG, args.runs)
+            if split is not None:
+                results["long"]["split"] = split
+            results["long_clean"] = ratio_case(LONG, args.runs, a=CLEAN_A)
+        results[f"{args.only}_date"] = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
         Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
         _print(results)
         return

@@ -17,12 +17,14 @@ LEARNING_RATE = 0.1
 L2 = 1e-2  # large enough that 2*L2*W exceeds the default tolerance on the kernel's gradient
 
 
-def build(l2=None):
-    """The model, seeded. ``l2`` puts an L2 penalty on the hidden layer's kernel."""
+def build(l2=None, front=()):
+    """The model, seeded. ``l2`` puts an L2 penalty on the hidden layer's kernel; ``front``:
+    layers without weights put before it."""
     keras.utils.set_random_seed(0)
     regularizer = keras.regularizers.L2(l2) if l2 else None
     return keras.Sequential([
         keras.Input((784,)),
+        *front,
         keras.layers.Dense(64, activation="relu", kernel_regularizer=regularizer),
         keras.layers.Dense(10, activation="softmax"),
     ])
@@ -32,9 +34,9 @@ def sgd():
     return keras.optimizers.SGD(learning_rate=LEARNING_RATE)
 
 
-def fit(optimizer=None, l2=None, **fit_kwargs):
+def fit(optimizer=None, l2=None, front=(), **fit_kwargs):
     """``model.compile(optimizer, "categorical_crossentropy")`` then ``model.fit(**fit_kwargs)``."""
-    model = build(l2)
+    model = build(l2, front)
     model.compile(optimizer=sgd() if optimizer is None else optimizer, loss="categorical_crossentropy")
     return xentdbg.KerasFit(model, **fit_kwargs)
 

@@ -43,6 +43,18 @@ def test_cause6b_rescaled_inside_the_step(session_tmp):
     assert top["cause"] == "different-data" and top["numbers"]["factor"] == pytest.approx(1 / 255, rel=1e-4)
 
 
+def test_cause6c_a_rescaling_layer_on_one_side_is_aligned_around_and_named(session_tmp):
+    # B's model has an extra Rescaling(1/255) layer: the layer outputs align around it (it is
+    # listed unpaired) and the first aligned layer, dense, shows the 1/255 factor
+    run, diagnosis = _run(session_tmp, "fit.py", "fit_rescaling.py")
+    assert run.code == 1, run.output
+    inside = run.report["first_layer_output_divergence"]
+    assert (inside["step"], inside["name_a"], inside["name_b"]) == (0, "dense", "dense")
+    assert any("unpaired" in n and "B rescaling" in n for n in run.report["notes"]), run.report["notes"]
+    top = diagnosis["findings"][0]
+    assert top["cause"] == "different-data" and top["numbers"]["factor"] == pytest.approx(1 / 255, rel=1e-4)
+
+
 def test_cause7_sum_instead_of_mean(session_tmp):
     run, diagnosis = _run(session_tmp, "fit.py", "loop_sum.py")
     assert run.code == 1, run.output  # examples/causes/README.md: exit 1, step 0 · loss

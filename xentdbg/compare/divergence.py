@@ -291,6 +291,10 @@ def compare_step(a: StepRecord, b: StepRecord, pairing: Pairing, tol: Tolerance,
     # activations, forward order
     if pairing.activations and pairing.activations.pairs:
         tensors("activations", pairing.activations.pairs)
+        if pairing.activations.unpaired:
+            skipped.append("activations: layer outputs aligned by shape and order; unpaired (a layer one side "
+                           "adds, such as Rescaling, Reshape or a transpose): "
+                           + ", ".join(pairing.activations.unpaired))
     elif a.tensors.get("activations") and b.tensors.get("activations"):
         skipped.append("activations: " + "; ".join(pairing.activations.problems if pairing.activations else []))
     elif a.tensors.get("activations") or b.tensors.get("activations"):

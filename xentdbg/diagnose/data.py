@@ -81,15 +81,20 @@ def rescaled_input(ctx: Context) -> list[Finding]:
     inside = ctx.step.first_activation  # where inside the step the sides part
     if not ctx.agrees("inputs") or inside is None:
         return []
-    acts_a, acts_b = ctx.a.activations, ctx.b.activations
-    if not acts_a or not acts_b or inside.name_a != acts_a[0][0]:
+    # the first pair of aligned layer outputs (a layer without weights one side adds, a
+    # Rescaling say, is left out of the alignment: xentdbg.compare.matching)
+    first_pair = next((t for t in ctx.step.tensors if t.phase == "activations"), None)
+    if first_pair is not inside:
         return []
-    ha, hb = np.asarray(acts_a[0][1], np.float64), np.asarray(acts_b[0][1], np.float64)
+    ha_, hb_ = (dict(ctx.a.activations).get(inside.name_a), dict(ctx.b.activations).get(inside.name_b))
+    if ha_ is None or hb_ is None:
+        return []
+    ha, hb = np.asarray(ha_, np.float64), np.asarray(hb_, np.float64)
     c, residual = ratio(hb, ha)
     if residual > 1e-3:
         return []
     scale = next((name for s, name in _SCALES.items() if abs(c / s - 1) < 1e-3), None)
-    ev = (f"inputs agree (same batch digests), but side B's {acts_b[0][0]} output is side A's times {fmt(c)} "
+    ev = (f"inputs agree (same batch digests), but side B's {inside.name_b} output is side A's times {fmt(c)} "
           f"(relative residual {residual:.1e})" + (f": B's inputs are scaled {scale} inside its step" if scale else ""),
           f"losses A {fmt(ctx.a.loss)}, B {fmt(ctx.b.loss)}")
     return [Finding("different-data", "One side rescales its inputs inside the training step", ev,

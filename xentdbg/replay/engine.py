@@ -299,9 +299,9 @@ class _CrossFeeder:
             return judge(cmp, None, None, set(), "the parameters do not pair one to one")
         timeout = self.config.step_timeout
         wa, wb = self.workers
-        opt_a, opt_b = self._optimizers(cmp.step) if self.updates else (None, None)
-        writers = (wb.request_probe(cmp.step, a_for_b.params, a_for_b.state, a_for_b.grads, opt_a),
-                   wa.request_probe(cmp.step, b_for_a.params, b_for_a.state, b_for_a.grads, opt_b))
+        opt_for_b, opt_for_a = self._optimizers(cmp.step) if self.updates else (None, None)
+        writers = (wb.request_probe(cmp.step, a_for_b.params, a_for_b.state, a_for_b.grads, opt_for_b),
+                   wa.request_probe(cmp.step, b_for_a.params, b_for_a.state, b_for_a.grads, opt_for_a))
         (hb, xb), (ha, xa) = wb.reply(writers[0], "probed", timeout), wa.reply(writers[1], "probed", timeout)
         errors = [f"side {s}: {h['error']}" for s, h in (("A", ha), ("B", hb)) if "error" in h]
         if errors:
@@ -349,10 +349,11 @@ class _CrossFeeder:
         return cf
 
     def _optimizers(self, step: int) -> tuple[list[np.ndarray] | None, list[np.ndarray] | None]:
-        """Both sides' optimizer states before ``step``, to re-run each side's update from the
-        other's (:meth:`~xentdbg.adapters.base.Adapter.held_optimizer`), when they pair one to
-        one in order, shape and dtype (the same optimizer on both sides); else ``(None,
-        None)``, noted once: each side then re-runs its update from its own state."""
+        """The optimizer states to re-run B's and A's update from: each side's own
+        (:meth:`~xentdbg.adapters.base.Adapter.held_optimizer`) with the other side's
+        per-parameter arrays in place of its own, when the two states pair one to one in
+        order, shape and dtype (the same optimizer on both sides); else ``(None, None)``,
+        noted once: each side then re-runs its update from its own state."""
         if self._optimizer_unpaired:
             return None, None
         got = []
@@ -365,7 +366,16 @@ class _CrossFeeder:
         if [(a.shape, a.dtype) for a in got[0]] != [(b.shape, b.dtype) for b in got[1]]:
             return self._unpaired(f"A's state is {len(got[0])} arrays, B's {len(got[1])}; they do not pair one to "
                                   "one by shape and dtype")
-        return got[0], got[1]
+        # Only per-parameter state (momentum, Adam's moments: a parameter's shape) drifts with
+        # the weights. Scalars are hyperparameters and counters (Keras keeps the learning
+        # rate and `iterations` among optimizer.variables, optax's inject_hyperparams its
+        # hyperparameters in the state): each side keeps its own, or a learning rate 10x off
+        # would be copied across and vanish.
+        shapes = {tuple(p.shape) for info in self.infos for p in info.params}
+        moved = [a.dtype.kind == "f" and a.ndim > 0 and tuple(a.shape) in shapes for a in got[0]]
+        a_for_b = [a if m else b for a, b, m in zip(got[0], got[1], moved)]
+        b_for_a = [b if m else a for a, b, m in zip(got[0], got[1], moved)]
+        return a_for_b, b_for_a
 
     def _unpaired(self, why: str) -> tuple[None, None]:
         self._optimizer_unpaired = True

@@ -34,9 +34,9 @@ def sgd():
     return keras.optimizers.SGD(learning_rate=LEARNING_RATE)
 
 
-def fit(optimizer=None, l2=None, front=(), **fit_kwargs):
-    """``model.compile(optimizer, "categorical_crossentropy")`` then ``model.fit(**fit_kwargs)``."""
+def fit(optimizer=None, l2=None, front=(), loss="categorical_crossentropy", **fit_kwargs):
+    """``model.compile(optimizer, loss)`` then ``model.fit(**fit_kwargs)``."""
     model = build(l2, front)
-    model.compile(optimizer=sgd() if optimizer is None else optimizer, loss="categorical_crossentropy")
+    model.compile(optimizer=sgd() if optimizer is None else optimizer, loss=loss)
     return xentdbg.KerasFit(model, **fit_kwargs)
 

@@ -55,6 +55,18 @@ def test_cause6c_a_rescaling_layer_on_one_side_is_aligned_around_and_named(sessi
     assert top["cause"] == "different-data" and top["numbers"]["factor"] == pytest.approx(1 / 255, rel=1e-4)
 
 
+def test_cause11_label_smoothing_on_one_side_recovers_the_factor(session_tmp):
+    run, diagnosis = _run(session_tmp, "fit.py", "fit_smoothing.py")
+    assert run.code == 1, run.output
+    assert (run.report["first_divergence"]["step"], run.report["first_divergence"]["phase"]) == (0, "loss")
+    # small enough to be rounding, so re-run in float64: the gap stays, a real difference
+    float64 = run.report["verdict"]["crossfeed"]["float64"]
+    assert float64["ran"] and not float64["rounding"]
+    top = diagnosis["findings"][0]
+    assert top["cause"] == "label-smoothing" and top["numbers"]["side"] == "B"
+    assert top["numbers"]["epsilon"] == pytest.approx(0.1, rel=1e-3) and top["numbers"]["residual"] < 1e-4
+
+
 def test_cause7_sum_instead_of_mean(session_tmp):
     run, diagnosis = _run(session_tmp, "fit.py", "loop_sum.py")
     assert run.code == 1, run.output  # examples/causes/README.md: exit 1, step 0 · loss

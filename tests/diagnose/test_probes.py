@@ -86,3 +86,30 @@ def test_no_probe_fits_random_differences_and_the_raw_evidence_is_shown():
     assert d.findings == []
     assert d.unexplained[0].startswith("no probe's pattern fits")
     assert any("loss A 1, B 1.5" in line for line in d.unexplained)
+    # per divergent tensor: its size, cosine and best constant ratio; then what agrees
+    per_tensor = [line for line in d.unexplained if "gradients" in line and "cosine" in line and "B ≈" in line]
+    assert len(per_tensor) == len(G), d.unexplained
+    assert any(line.startswith("within tolerance: weights") for line in d.unexplained), d.unexplained
+
+
+def _context(ra, rb, y):
+    pairing = Pairing(params=[(0, 0), (1, 1)], state=[])
+    step = compare_step(ra, rb, pairing, Tolerance())
+    before = list(zip(NAMES, W0))
+    return Context(step, Side("A", _info(), ra, before, []), Side("B", _info(), rb, before, []), pairing,
+                   Tolerance(), None, y, [step])
+
+
+def test_label_smoothing_on_one_side_is_recovered_from_the_output_bias_gradients():
+    from xentdbg.diagnose.labels import label_smoothing
+
+    k, n, eps = 4, 64, 0.1  # the output layer: dense/kernel (8, 4), dense/bias (4,)
+    y = np.eye(k, dtype=np.float32)[RNG.integers(0, k, n)]
+    p = RNG.dirichlet(np.ones(k), n).astype(np.float32)
+    g_plain = (p - y).mean(axis=0)
+    g_smooth = (p - ((1 - eps) * y + eps / k)).mean(axis=0)
+    found = label_smoothing(_context(_record(1.0, [G[0], g_plain], W0), _record(1.0, [G[0], g_smooth], W0), y))
+    assert found and found[0].numbers["side"] == "B" and found[0].numbers["epsilon"] == pytest.approx(eps, rel=1e-3)
+    # another difference on the same bias (a constant shift) is not label smoothing
+    shifted = _record(1.0, [G[0], g_plain + np.float32(0.01)], W0)
+    assert label_smoothing(_context(_record(1.0, [G[0], g_plain], W0), shifted, y)) == []

@@ -187,12 +187,12 @@ class KerasFitAdapter(Adapter):
         keras, model = self.keras, self.model
         if keras.config.floatx() != "float64":
             raise ValueError(f"Keras floatx is {keras.config.floatx()} in the float64 worker "
-                             "(the setup imports Keras only inside its function)")
+                             "(the setup sets it)")
         nt = model.non_trainable_variables
         seeds = [v.path for k, v in enumerate(nt) if k not in self.state_index]
         if seeds:
-            raise ValueError(f"the model draws random numbers ({', '.join(seeds[:3])}): a float64 re-run "
-                             "cannot draw the masks the step drew")
+            raise ValueError(f"the model has integer state ({', '.join(seeds[:3])}; a Dropout's seed state, "
+                             "say): a float64 re-run cannot draw the masks the step drew")
         if self._oracle is None:
             self._oracle = _FitCapture(self, 0, lambda record: None, CaptureMode.FINGERPRINT)
         tv = [np.asarray(a, dtype=np.dtype(v.dtype)) for v, a in zip(model.trainable_variables, params, strict=True)]

@@ -213,12 +213,12 @@ class KerasLoopAdapter(Adapter):
         keras = self.keras
         if keras.config.floatx() != "float64":
             raise ValueError(f"Keras floatx is {keras.config.floatx()} in the float64 worker "
-                             "(the setup imports Keras only inside its function)")
+                             "(the setup sets it)")
         nt = self.model.non_trainable_variables
         seeds = [v.path for k, v in enumerate(nt) if k not in self._state_index]
         if seeds:
-            raise ValueError(f"the model draws random numbers ({', '.join(seeds[:3])}): a float64 re-run "
-                             "cannot draw the masks the step drew")
+            raise ValueError(f"the model has integer state ({', '.join(seeds[:3])}; a Dropout's seed state, "
+                             "say): a float64 re-run cannot draw the masks the step drew")
         if self._dry is None:
             self._dry = _DryStep(self)
         self.set_initial_values(params, state)

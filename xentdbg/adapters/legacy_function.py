@@ -166,7 +166,7 @@ class LegacyFunctionAdapter(Adapter):
         to float64. It leaves the weights set; this worker never trains."""
         if self.K.floatx() != "float64":
             raise ValueError(f"tf_keras floatx is {self.K.floatx()} in the float64 worker "
-                             "(the setup imports tf_keras only inside its function)")
+                             "(the setup sets it)")
         random = [layer.name for layer in self.layers if isinstance(layer, self.tf_keras.layers.Dropout)]
         if random:
             raise ValueError(f"the model draws random numbers ({', '.join(random[:3])}): a float64 re-run "

@@ -15,9 +15,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-from xentdbg.diagnose.context import Context, Side, fmt
+from xentdbg.diagnose.context import Context, Side, fmt, ratio
 from xentdbg.diagnose.data import different_data, rescaled_input
 from xentdbg.diagnose.gradients import loss_scale, missing_regularization
+from xentdbg.diagnose.labels import label_smoothing
 from xentdbg.diagnose.noise import float_precision, numeric_noise
 from xentdbg.diagnose.nonfinite import nonfinite_origin
 from xentdbg.diagnose.optimizer import optimizer_update
@@ -31,8 +32,8 @@ Probe = Callable[[Context], list[Finding]]
 
 # In the order of the causes; ties in fit keep this order.
 PROBES: tuple[Probe, ...] = (
-    logits_vs_probabilities, nonfinite_origin, fused_softmax_xent, training_flag, batchnorm_state, rescaled_input,
-    loss_scale, missing_regularization, optimizer_update, float_precision, numeric_noise,
+    logits_vs_probabilities, nonfinite_origin, fused_softmax_xent, label_smoothing, training_flag, batchnorm_state,
+    rescaled_input, loss_scale, missing_regularization, optimizer_update, float_precision, numeric_noise,
 )
 
 
@@ -54,7 +55,9 @@ def diagnose(ctx: Context, dataset_sums: np.ndarray | None = None, batch_start: 
 
 
 def _raw(ctx: Context) -> list[str]:
-    """What the step shows, for a reader, when no probe fits."""
+    """What the step shows, for a reader, when no probe fits: per divergent tensor its
+    size, cosine and best constant ratio B/A (``c`` minimising ``|B - c A|``, with the
+    residual left), then the tensors that agree."""
     lines = ["no probe's pattern fits the captured numbers; the raw evidence:"]
     by_phase: dict[str, int] = {}
     for t in ctx.step.divergences:
@@ -68,4 +71,25 @@ def _raw(ctx: Context) -> list[str]:
         over = f" (over the {m.finite_pairs} of {m.size} elements finite on both sides)" if m.partial else ""
         lines.append(f"first divergence {ctx.first.label}: max abs diff {fmt(m.max_abs, 4)}{over}, "
                      f"cosine {cosine}, non-finite A/B {m.nonfinite_a}/{m.nonfinite_b}")
+    decisive = [t for t in ctx.step.divergences if t.phase not in ("activations", "flags", "inputs")]
+    for t in decisive[:8]:
+        tm = t.metrics
+        if tm is None or not tm.same_shape:
+            continue
+        a, b = dict(ctx.a.tensors(t.phase)).get(t.name_a), dict(ctx.b.tensors(t.phase)).get(t.name_b)
+        c, residual = ratio(b, a) if a is not None and b is not None and np.size(a) > 1 else (float("nan"), 0.0)
+        size = tm.max_abs / tm.scale if tm.scale else float("nan")
+        cosine = "n/a" if tm.cosine is None else f"{tm.cosine:.6f}"
+        fitted = f", B ≈ {fmt(c, 4)}·A (residual {residual:.2g})" if np.isfinite(c) else ""
+        lines.append(f"  {t.label}: max|A−B| {fmt(tm.max_abs, 3)} = {fmt(size, 3)} of the scale, cosine {cosine}"
+                     + fitted)
+    if len(decisive) > 8:
+        lines.append(f"  ... and {len(decisive) - 8} more")
+    agree: dict[str, list[str]] = {}
+    for t in ctx.step.tensors:
+        if t.ok and t.phase not in ("activations", "inputs", "flags"):
+            agree.setdefault(t.phase, []).append(t.name_a)
+    if agree:
+        lines.append("within tolerance: " + "; ".join(
+            f"{p} {', '.join(names[:6])}{' ...' if len(names) > 6 else ''}" for p, names in agree.items()))
     return lines

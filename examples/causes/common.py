@@ -17,10 +17,10 @@ LEARNING_RATE = 0.1
 L2 = 1e-2  # large enough that 2*L2*W exceeds the default tolerance on the kernel's gradient
 
 
-def build(l2=None, front=()):
+def build(l2=None, front=(), seed=0):
     """The model, seeded. ``l2`` puts an L2 penalty on the hidden layer's kernel; ``front``:
     layers without weights put before it."""
-    keras.utils.set_random_seed(0)
+    keras.utils.set_random_seed(seed)
     regularizer = keras.regularizers.L2(l2) if l2 else None
     return keras.Sequential([
         keras.Input((784,)),
@@ -34,9 +34,9 @@ def sgd():
     return keras.optimizers.SGD(learning_rate=LEARNING_RATE)
 
 
-def fit(optimizer=None, l2=None, front=(), loss="categorical_crossentropy", **fit_kwargs):
+def fit(optimizer=None, l2=None, front=(), loss="categorical_crossentropy", seed=0, **fit_kwargs):
     """``model.compile(optimizer, loss)`` then ``model.fit(**fit_kwargs)``."""
-    model = build(l2, front)
+    model = build(l2, front, seed)
     model.compile(optimizer=sgd() if optimizer is None else optimizer, loss=loss)
     return xentdbg.KerasFit(model, **fit_kwargs)
 

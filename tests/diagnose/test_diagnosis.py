@@ -67,6 +67,16 @@ def test_cause11_label_smoothing_on_one_side_recovers_the_factor(session_tmp):
     assert top["numbers"]["epsilon"] == pytest.approx(0.1, rel=1e-3) and top["numbers"]["residual"] < 1e-4
 
 
+def test_cause12_different_initial_weights_with_init_own(session_tmp):
+    # the pair's args add --init own (shared with tests/cli/test_examples.py)
+    run = run_compare(CAUSES / "fit.py", CAUSES / "fit_seed1.py", *OPTS, "--init", "own", tmp_path=session_tmp)
+    assert run.code == 1, run.output
+    top = run.report["diagnosis"]["findings"][0]
+    assert top["cause"] == "initial-weights", top
+    assert top["numbers"]["differ"] == ["sequential/dense/kernel", "sequential/dense_1/kernel"]  # biases start at 0
+    assert any("same initializer" in line for line in top["evidence"])
+
+
 def test_cause7_sum_instead_of_mean(session_tmp):
     run, diagnosis = _run(session_tmp, "fit.py", "loop_sum.py")
     assert run.code == 1, run.output  # examples/causes/README.md: exit 1, step 0 · loss

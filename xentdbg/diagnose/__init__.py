@@ -18,6 +18,7 @@ import numpy as np
 from xentdbg.diagnose.context import Context, Side, fmt, ratio
 from xentdbg.diagnose.data import different_data, rescaled_input
 from xentdbg.diagnose.gradients import loss_scale, missing_regularization
+from xentdbg.diagnose.initial import initial_weights
 from xentdbg.diagnose.labels import label_smoothing
 from xentdbg.diagnose.noise import float_precision, numeric_noise
 from xentdbg.diagnose.nonfinite import nonfinite_origin
@@ -32,8 +33,9 @@ Probe = Callable[[Context], list[Finding]]
 
 # In the order of the causes; ties in fit keep this order.
 PROBES: tuple[Probe, ...] = (
-    logits_vs_probabilities, nonfinite_origin, fused_softmax_xent, label_smoothing, training_flag, batchnorm_state,
-    rescaled_input, loss_scale, missing_regularization, optimizer_update, float_precision, numeric_noise,
+    initial_weights, logits_vs_probabilities, nonfinite_origin, fused_softmax_xent, label_smoothing, training_flag,
+    batchnorm_state, rescaled_input, loss_scale, missing_regularization, optimizer_update, float_precision,
+    numeric_noise,
 )
 
 

@@ -15,13 +15,18 @@ import xentdbg
 LAYERS = [stax.Dense(64), stax.Relu, stax.Dense(10), stax.Softmax]
 
 
-def jax_loop(optimizer):
-    """Mean categorical cross-entropy on the logits, trained by ``optimizer`` (optax)."""
+def jax_loop(optimizer, probs_as_logits=False):
+    """Mean categorical cross-entropy on the logits, trained by ``optimizer`` (optax).
+    ``probs_as_logits``: the bug of cause 13, the network's softmax output given to the
+    loss as if it were the logits."""
     init_fun, _ = stax.serial(*LAYERS)
     _, params = init_fun(jax.random.PRNGKey(0), (-1, 784))
     _, logits_fn = stax.serial(*LAYERS[:-1])
+    _, probs_fn = stax.serial(*LAYERS)
 
     def loss_fn(params, x, y):
+        if probs_as_logits:
+            return jnp.mean(optax.softmax_cross_entropy(probs_fn(params, x), y))
         logits = logits_fn(params[:-1], x)
         return jnp.mean(optax.softmax_cross_entropy(logits, y))
 

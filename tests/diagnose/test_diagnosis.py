@@ -77,6 +77,14 @@ def test_cause12_different_initial_weights_with_init_own(session_tmp):
     assert any("same initializer" in line for line in top["evidence"])
 
 
+def test_cause13_probabilities_passed_as_logits(session_tmp):
+    run, diagnosis = _run(session_tmp, "fit.py", "jax_probs_as_logits.py")
+    assert run.code == 1, run.output
+    top = diagnosis["findings"][0]
+    assert top["cause"] == "probabilities-as-logits" and top["numbers"]["side"] == "B", top
+    assert top["numbers"]["loss_recomputed"] == pytest.approx(run.report["per_step"][0]["loss_b"], rel=2e-5)
+
+
 def test_cause7_sum_instead_of_mean(session_tmp):
     run, diagnosis = _run(session_tmp, "fit.py", "loop_sum.py")
     assert run.code == 1, run.output  # examples/causes/README.md: exit 1, step 0 · loss

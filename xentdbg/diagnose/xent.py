@@ -289,3 +289,42 @@ def fused_softmax_xent(ctx: Context) -> list[Finding]:
         "tf.nn.softmax_cross_entropy_with_logits' gradient is p - t, right only when sum(t) = 1.",
         numbers={"fused_side": fused, "residual": residual, "label_sums_by_class": per_class,
                  "classes_not_summing_to_1": list(unusual)})]
+
+
+def probabilities_as_logits(ctx: Context) -> list[Finding]:
+    """Cause 13: one side's loss is the cross-entropy of its *output* taken as logits (the
+    softmax or sigmoid applied twice), and the other side's loss is not.
+
+    Its output ``p`` is the last captured activation (rows summing to 1, or one sigmoid
+    column); the side's loss matching ``mean(CE_from_logits(y, p))`` to 2e-5 says the loss
+    received probabilities where it expects logits. Keras on TensorFlow hides this mistake
+    (``from_logits=True`` on a softmax output takes the logits cached on it and warns,
+    keras/src/backend/tensorflow/nn.py:1262-1295, Keras 3.15); optax and hand-written losses
+    do not."""
+    if ctx.agrees("loss") or ctx.y is None or not ctx.a.activations or not ctx.b.activations:
+        return []
+    y = np.asarray(ctx.y, np.float64)
+    outs = {s.label: np.asarray(s.activations[-1][1], np.float64) for s in ctx.sides}
+    if not all(np.all(np.isfinite(o)) for o in outs.values()):
+        return []
+    kind = _kind(outs["A"], y)
+    if kind is None or _kind(outs["B"], y) != kind:
+        return []
+    from_logits = binary_from_logits if kind == "binary" else categorical_from_logits
+    twice = {label: float(np.mean(from_logits(y, p))) for label, p in outs.items()}
+    hits = [s for s in ctx.sides if _same(twice[s.label], s.loss)]
+    if len(hits) != 1:
+        return []
+    side = hits[0]
+    other = ctx.b if side is ctx.a else ctx.a
+    link = "sigmoid" if kind == "binary" else "softmax"
+    ev = (f"side {side.label}'s loss {fmt(side.loss)} = the cross-entropy of its output taken as logits "
+          f"(recomputed {fmt(twice[side.label])}): a {link} applied twice",
+          f"side {other.label}'s loss {fmt(other.loss)}; the same formula on its output gives "
+          f"{fmt(twice[other.label])}",
+          f"side {side.label}'s output is {'probabilities in [0, 1]' if kind == 'binary' else 'rows summing to 1'}: "
+          f"the {link} is already applied")
+    return [Finding("probabilities-as-logits", f"Side {side.label} passes probabilities to a loss that expects logits",
+                    ev, f"Give side {side.label}'s loss the logits (the network without its final {link}), or use "
+                        "a loss on probabilities.",
+                    numbers={"side": side.label, "loss_recomputed": twice[side.label]})]

@@ -85,6 +85,16 @@ def test_cause13_probabilities_passed_as_logits(session_tmp):
     assert top["numbers"]["loss_recomputed"] == pytest.approx(run.report["per_step"][0]["loss_b"], rel=2e-5)
 
 
+def test_cause14_hand_written_log_p_plus_eps_on_raw_pixels(session_tmp):
+    raw = [("raw" if a == "unit" else a) for a in OPTS]  # pairs.json: --pixels raw
+    run = run_compare(CAUSES / "fit.py", CAUSES / "jax_log_eps.py", *raw, tmp_path=session_tmp)
+    assert run.code == 1, run.output
+    top = run.report["diagnosis"]["findings"][0]
+    assert top["cause"] == "logits-vs-probabilities" and top["numbers"]["prob_side"] == "B", top
+    assert top["numbers"]["clip"][0] == 1e-8
+    assert top["numbers"]["log_plus_eps"] == pytest.approx(run.report["per_step"][0]["loss_b"], rel=2e-5)
+
+
 def test_cause7_sum_instead_of_mean(session_tmp):
     run, diagnosis = _run(session_tmp, "fit.py", "loop_sum.py")
     assert run.code == 1, run.output  # examples/causes/README.md: exit 1, step 0 · loss

@@ -113,3 +113,22 @@ def test_label_smoothing_on_one_side_is_recovered_from_the_output_bias_gradients
     # another difference on the same bias (a constant shift) is not label smoothing
     shifted = _record(1.0, [G[0], g_plain + np.float32(0.01)], W0)
     assert label_smoothing(_context(_record(1.0, [G[0], g_plain], W0), shifted, y)) == []
+
+
+def test_a_hand_written_log_p_plus_eps_is_told_from_a_clip_where_the_loss_can_tell():
+    from xentdbg.diagnose.xent import _log_plus, log_plus_epsilon
+
+    k, n = 4, 32
+    y = np.eye(k, dtype=np.float32)[RNG.integers(0, k, n)]
+    # predictions for the true class between 1e-9 and 1e-6: log(p + 1e-8) differs from log(max(p, 1e-8))
+    p = RNG.dirichlet(np.ones(k), n).astype(np.float32)
+    p[y.astype(bool)] = np.float32(10) ** RNG.uniform(-9, -6, n).astype(np.float32)
+    p = (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
+    exact = float(np.mean(-np.sum(y * np.log(p.astype(np.float64)), axis=1)))
+    by_hand = _log_plus(p.astype(np.float64), y.astype(np.float64), "categorical", 1e-8)
+    acts = [("out", p)]
+    ra, rb = _record(exact, G, W0, acts=acts), _record(by_hand, G, W0, acts=acts)
+    found = log_plus_epsilon(_context(ra, rb, y))
+    assert found and found[0].numbers["side"] == "B" and found[0].numbers["epsilon"] == 1e-8
+    # the exact loss on both sides: nothing to find
+    assert log_plus_epsilon(_context(ra, _record(exact * 1.5, G, W0, acts=acts), y)) == []

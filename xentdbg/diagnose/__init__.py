@@ -24,7 +24,12 @@ from xentdbg.diagnose.noise import float_precision, numeric_noise
 from xentdbg.diagnose.nonfinite import nonfinite_origin
 from xentdbg.diagnose.optimizer import optimizer_update
 from xentdbg.diagnose.training import batchnorm_state, training_flag
-from xentdbg.diagnose.xent import fused_softmax_xent, logits_vs_probabilities, probabilities_as_logits
+from xentdbg.diagnose.xent import (
+    fused_softmax_xent,
+    log_plus_epsilon,
+    logits_vs_probabilities,
+    probabilities_as_logits,
+)
 from xentdbg.findings import Diagnosis, Finding
 
 __all__ = ["Context", "Diagnosis", "Finding", "Side", "diagnose", "PROBES"]
@@ -33,9 +38,9 @@ Probe = Callable[[Context], list[Finding]]
 
 # In the order of the causes; ties in fit keep this order.
 PROBES: tuple[Probe, ...] = (
-    initial_weights, logits_vs_probabilities, probabilities_as_logits, nonfinite_origin, fused_softmax_xent,
-    label_smoothing, training_flag, batchnorm_state, rescaled_input, loss_scale, missing_regularization,
-    optimizer_update, float_precision, numeric_noise,
+    initial_weights, logits_vs_probabilities, probabilities_as_logits, log_plus_epsilon, nonfinite_origin,
+    fused_softmax_xent, label_smoothing, training_flag, batchnorm_state, rescaled_input, loss_scale,
+    missing_regularization, optimizer_update, float_precision, numeric_noise,
 )
 
 

@@ -179,6 +179,11 @@ def logits_vs_probabilities(ctx: Context) -> list[Finding]:
                   f"[{EPSILON:g}, 1-{EPSILON:g}]; {exact} are exactly 0 or 1 in float32")
         numbers = {"prob_side": prob_side, "outside_share": outside / out.size, "exact_0_or_1": exact,
                    "clip": [lo, hi]}
+        plus = _log_plus(out.astype(np.float64), y, kind, lo) if lo > 0 else None
+        if plus is not None and _same(plus, prob.loss):
+            ev.append(f"a hand-written -mean(y·log(p + {lo:g})) gives {fmt(plus)} too: on this batch it and the clip "
+                      f"at {lo:g} cannot be told apart by the loss (both put {lo:g} where p is 0)")
+            numbers["log_plus_eps"] = plus
         if "logits" in prob_models:
             found = logits[prob_side]  # found: "logits" is among its candidates
             z_from = found[1] if found else ""
@@ -328,3 +333,49 @@ def probabilities_as_logits(ctx: Context) -> list[Finding]:
                     ev, f"Give side {side.label}'s loss the logits (the network without its final {link}), or use "
                         "a loss on probabilities.",
                     numbers={"side": side.label, "loss_recomputed": twice[side.label]})]
+
+
+def _log_plus(p: np.ndarray, y: np.ndarray, kind: str, eps: float) -> float:
+    """``-mean(y log(p + eps))`` (binary: ``+ (1 - y) log(1 - p + eps)``), a hand-written loss."""
+    with np.errstate(divide="ignore"):
+        if kind == "binary":
+            return float(np.mean(-(y * np.log(p + eps) + (1 - y) * np.log(1 - p + eps))))
+        return float(np.mean(-np.sum(y * np.log(p + eps), axis=1)))
+
+
+def log_plus_epsilon(ctx: Context) -> list[Finding]:
+    """A hand-written cross-entropy ``-sum(y log(p + eps))`` on one side (binary: also
+    ``log(1 - p + eps)``): its loss matches that formula for one epsilon, and neither the
+    logits formula nor a clipped one. Only where the formulas differ on this batch
+    (saturated predictions: away from 0 and 1, ``log(p + eps)`` is ``log p`` to ``eps/p``)."""
+    if ctx.agrees("loss") or ctx.y is None or not ctx.a.activations or not ctx.b.activations:
+        return []
+    y = np.asarray(ctx.y, np.float64)
+    outs = {s.label: np.asarray(s.activations[-1][1], np.float64) for s in ctx.sides}
+    if not all(np.all(np.isfinite(o)) for o in outs.values()):
+        return []
+    kind = _kind(outs["A"], y)
+    if kind is None or _kind(outs["B"], y) != kind:
+        return []
+    for side, other in ((ctx.a, ctx.b), (ctx.b, ctx.a)):
+        p = outs[side.label].astype(np.float32).astype(np.float64)  # as the framework holds it
+        found = find_logits(side, ctx.x, kind)
+        models = _models(outs[side.label], found[0] if found else None, y, kind)
+        if any(_same(v[0], side.loss) for v in models.values()):
+            continue  # a library formula explains this side's loss
+        for eps in _EPS:
+            value = _log_plus(p, y, kind, eps)
+            if not _same(value, side.loss):
+                continue
+            ev = (f"side {side.label}'s loss {fmt(side.loss)} = -mean(y·log(p + {eps:g})) recomputed from its output "
+                  f"({fmt(value)}); no library formula (logits, clipped probabilities) gives it",
+                  f"side {other.label}'s loss {fmt(other.loss)}",
+                  f"{int(np.count_nonzero(p < eps))} of {p.size} predictions are below {eps:g}, where log(p + "
+                  f"{eps:g}) departs from log p")
+            return [Finding("log-plus-epsilon", f"Side {side.label} computes the cross-entropy by hand as "
+                            f"log(p + {eps:g})", ev,
+                            f"Compute side {side.label}'s loss from the logits (optax.softmax_cross_entropy / "
+                            "sigmoid_binary_cross_entropy, or Keras from_logits=True): adding an epsilon inside the "
+                            "log changes the loss and its gradient wherever predictions saturate.",
+                            numbers={"side": side.label, "epsilon": eps, "loss_recomputed": value})]
+    return []

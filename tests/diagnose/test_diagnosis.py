@@ -95,6 +95,15 @@ def test_cause14_hand_written_log_p_plus_eps_on_raw_pixels(session_tmp):
     assert top["numbers"]["log_plus_eps"] == pytest.approx(run.report["per_step"][0]["loss_b"], rel=2e-5)
 
 
+def test_cause6d_affine_normalization_recovers_mean_and_std(session_tmp):
+    run, diagnosis = _run(session_tmp, "fit.py", "loop_normalize.py")
+    assert run.code == 1, run.output
+    top = diagnosis["findings"][0]
+    assert top["cause"] == "input-normalization", top
+    assert top["numbers"]["mean"] == pytest.approx(0.1307, rel=1e-3)
+    assert top["numbers"]["std"] == pytest.approx(0.3081, rel=1e-3)
+
+
 def test_cause7_sum_instead_of_mean(session_tmp):
     run, diagnosis = _run(session_tmp, "fit.py", "loop_sum.py")
     assert run.code == 1, run.output  # examples/causes/README.md: exit 1, step 0 · loss

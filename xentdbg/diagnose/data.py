@@ -100,3 +100,70 @@ def rescaled_input(ctx: Context) -> list[Finding]:
     return [Finding("different-data", "One side rescales its inputs inside the training step", ev,
                     "Preprocess the inputs once, the same way on both sides (remove the extra scaling).",
                     fit=1.0 if scale else 0.7, numbers={"factor": c, "residual": residual})]
+
+
+def normalized_input(ctx: Context) -> list[Finding]:
+    """Inputs agree but one side feeds its first Dense layer ``(x - m) / s``: an affine
+    normalization inside its own step, with ``m`` and ``s`` recovered.
+
+    From the same weights ``W, b`` (the cross-feed's view), ``z_B = z_A / s - (m / s) 1ᵀW +
+    b (1 - 1/s)`` for the first layer's pre-activations: per output unit ``j`` the two are
+    affine, with one shared slope ``α = 1/s`` and an intercept ``c_j = b_j (1 - α) - α m
+    Σ_i W_ij``. The captured outputs are after the activation (ReLU), so only elements
+    positive on both sides are used. ``α`` is the pooled within-unit slope, ``m`` the
+    least-squares solution of the intercepts; both fits must leave a residual at float32
+    rounding."""
+    inside = ctx.step.first_activation
+    if not ctx.agrees("inputs") or inside is None:
+        return []
+    first_pair = next((t for t in ctx.step.tensors if t.phase == "activations"), None)
+    if first_pair is not inside:
+        return []
+    ha_, hb_ = dict(ctx.a.activations).get(inside.name_a), dict(ctx.b.activations).get(inside.name_b)
+    if ha_ is None or hb_ is None or np.shape(ha_) != np.shape(hb_) or np.ndim(ha_) != 2:
+        return []
+    ha, hb = np.asarray(ha_, np.float64), np.asarray(hb_, np.float64)
+    width = ha.shape[1]
+    before = ctx.before_triples()
+    kernel = next((np.asarray(a, np.float64) for _, a, _ in before if np.ndim(a) == 2 and np.shape(a)[1] == width),
+                  None)
+    bias = next((np.asarray(a, np.float64) for _, a, _ in before if np.shape(a) == (width,)), None)
+    if kernel is None or bias is None:
+        return []
+    both = (ha > 0) & (hb > 0)
+    counts = both.sum(axis=0)
+    cols = counts >= 3
+    if cols.sum() < 3:
+        return []
+    num = den = 0.0
+    means_a, means_b = np.zeros(width), np.zeros(width)
+    for j in np.flatnonzero(cols):
+        za, zb = ha[both[:, j], j], hb[both[:, j], j]
+        means_a[j], means_b[j] = za.mean(), zb.mean()
+        num += float(((za - za.mean()) * (zb - zb.mean())).sum())
+        den += float(((za - za.mean()) ** 2).sum())
+    if den <= 0:
+        return []
+    alpha = num / den
+    fitted = np.where(both, alpha * ha + (means_b - alpha * means_a), hb)
+    residual = float(np.linalg.norm((fitted - hb)[both])) / max(float(np.linalg.norm(hb[both])), 1e-30)
+    intercept = (means_b - alpha * means_a)[cols]
+    sums = kernel.sum(axis=0)[cols]
+    target = intercept - bias[cols] * (1 - alpha)
+    if not np.any(sums) or alpha <= 0:
+        return []
+    mean = float(-(target @ sums) / (alpha * (sums @ sums)))
+    fit_residual = float(np.linalg.norm(target + alpha * mean * sums)) / max(float(np.linalg.norm(target)), 1e-30)
+    shift = abs(mean) * float(np.max(np.abs(sums))) > 1e-6 * float(np.max(np.abs(hb)))
+    if residual > 1e-4 or fit_residual > 1e-3 or not shift or abs(alpha - 1) < 1e-3:
+        return []  # no shift (a pure scale: rescaled_input), or not affine
+    std = 1 / alpha
+    ev = (f"inputs agree (same batch digests), but side B's {inside.name_b} pre-activations are side A's times "
+          f"{fmt(alpha, 5)} plus a per-unit shift (relative residual {residual:.1e} over {int(both.sum())} "
+          "elements positive on both sides)",
+          f"the shifts are -{fmt(alpha, 5)}·m·Σ_i W_ij + b_j (1 - {fmt(alpha, 5)}) with m = {fmt(mean, 5)} "
+          f"(relative residual {fit_residual:.1e}): B's step feeds (x - {fmt(mean, 4)}) / {fmt(std, 4)}",
+          f"losses A {fmt(ctx.a.loss)}, B {fmt(ctx.b.loss)}")
+    return [Finding("input-normalization", f"Side B normalizes its inputs inside its step: (x - {fmt(mean, 4)}) / "
+                    f"{fmt(std, 4)}", ev, "Normalize the inputs once, the same way on both sides.", fit=1.0,
+                    numbers={"mean": mean, "std": std, "residual": residual, "fit_residual": fit_residual})]

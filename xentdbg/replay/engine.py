@@ -90,7 +90,9 @@ def compare(config: CompareConfig, on_step: Callable[[StepComparison], None] | N
         from xentdbg.replay.calibrate import calibrate
 
         announce("calibrating", 0)
-        calibration = calibrate(config, lambda c: _replay(c, CaptureMode.FULL, None, on_status), on_status)
+        # A self-replay measures noise; no verdict is taken from it, so no float64 re-run.
+        calibration = calibrate(config, lambda c: _replay(replace(c, float64=False), CaptureMode.FULL, None,
+                                                          on_status), on_status)
         announce("replaying", config.steps)
         config = replace(config, tolerance=calibration.tolerance)
     noise = calibration.phase_noise if calibration else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -75,11 +76,34 @@ _COMPARE_RUNS: dict[tuple[str, ...], CliRun] = {}
 def run_compare(a: str | Path, b: str | Path, *args: str, tmp_path: Path) -> CliRun:
     """``xentdbg compare A B ARGS`` (absolute setup paths), run once per session: the test
     that checks an example pair's exit code and the tests that read its report share it.
-    Only for deterministic runs whose report the tests just read."""
+    Only for deterministic runs whose report the tests just read.
+
+    Under pytest-xdist the run is shared across the worker processes too: the first to
+    ask runs it, holding an exclusive ``flock`` on the run's lock file in the session's
+    base temporary folder (common to the workers, new each session); the others wait
+    for it and read its result."""
     key = (str(a), str(b), *args)
-    if key not in _COMPARE_RUNS:
+    if key in _COMPARE_RUNS:
+        return _COMPARE_RUNS[key]
+    if "PYTEST_XDIST_WORKER" not in os.environ:
         _COMPARE_RUNS[key] = run_cli("compare", *key, tmp_path=tmp_path)
-    return _COMPARE_RUNS[key]
+        return _COMPARE_RUNS[key]
+    import fcntl
+    import hashlib
+
+    shared = tmp_path.parent.parent / "shared-compare-runs"  # pytest-N/, above the workers' popen-gwK/
+    shared.mkdir(exist_ok=True)
+    name = hashlib.sha1(json.dumps(key).encode()).hexdigest()
+    with open(shared / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        done = shared / f"{name}.json"
+        if done.exists():
+            run = CliRun(**json.loads(done.read_text()))
+        else:
+            run = run_cli("compare", *key, tmp_path=tmp_path)
+            done.write_text(json.dumps(run.__dict__))
+    _COMPARE_RUNS[key] = run
+    return run
 
 
 def run_pair(topic: str, name: str, tmp_path: Path) -> CliRun:

@@ -67,6 +67,8 @@ def _check_tree(path: Path, root: Any) -> None:
                 raise _bad(path, f"{where} is a soft link (refused)")
             obj = group[key]
             if isinstance(obj, h5py.Group):
+                if group.name == "/steps" and not bool(obj.attrs.get("complete", False)):
+                    continue  # the writer stopped inside this step (a dataset may lack its name yet): never read
                 stack.append(obj)
             elif isinstance(obj, h5py.Dataset):
                 _check_dataset(path, where, obj)
@@ -210,6 +212,8 @@ def _check_shapes(path: Path, f: Any, info: SideInfo) -> None:
             if tuple(f[group][key].shape) != spec.shape:
                 raise _bad(path, f"/{group}/{key} has shape {f[group][key].shape}, the table says {spec.shape}")
     for key in f["steps"]:
+        if not bool(f["steps"][key].attrs.get("complete", False)):
+            continue  # cut short: never read (and not walked by _check_tree)
         for phase, table in (("gradients", info.params), ("weights", info.params), ("state", info.state)):
             if phase in f["steps"][key]:
                 group = f["steps"][key][phase]

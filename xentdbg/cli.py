@@ -164,6 +164,8 @@ def compare(
                                           help="Re-run a small difference a step introduced in float64 on both "
                                                "sides (two more workers, started on first need) to tell float32 "
                                                "rounding from a real difference.")] = True,
+    pair: Annotated[str | None, typer.Option(help="A JSON or TOML file mapping A's tensor names to B's, for "
+                                                  "parameters automatic pairing leaves ambiguous.")] = None,
 ) -> None:
     """Replay two setups in lockstep on identical weights and batches; report the first divergent tensor."""
     from xentdbg.compare.result import CompareConfig
@@ -177,7 +179,7 @@ def compare(
             env_a=_env(env_a, "--env-a"), env_b=_env(env_b, "--env-b"),
             tolerance=Tolerance(rtol=rtol, atol=atol), step_timeout=step_timeout, save_traces=save_traces,
             capture=CaptureMode.FINGERPRINT if fingerprint else CaptureMode.FULL, calibrate=calibrate,
-            float64=float64)
+            float64=float64, pair=pair)
         progress, bar = _progress(err, steps)
         with progress:
             result = run_compare(config, on_status=lambda s: progress.update(bar, description=s),

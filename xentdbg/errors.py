@@ -43,8 +43,10 @@ class ParameterMismatch(UsageError):
 
     def __init__(self, message: str, *, table_a: list, table_b: list, problems: list[str],
                  labels: tuple[str, str] = ("A", "B")):
-        super().__init__(message, hint="Both setups must build the same architecture: the same parameters "
-                                       "in the same order with the same shapes.")
+        super().__init__(message, hint="Parameters pair layer by layer, kernel with kernel, with shapes equal up to "
+                                       "axes of size 1. Map what stays unpaired or ambiguous explicitly with "
+                                       "--pair FILE (JSON: {\"A name\": \"B name\"}); or build the same "
+                                       "architecture on both sides.")
         self.table_a, self.table_b, self.problems, self.labels = table_a, table_b, problems, labels
 
 

@@ -10,6 +10,7 @@ from xentdbg.compare.fingerprint import fingerprint, fingerprints_agree
 from xentdbg.compare.matching import Matching, match_activations
 from xentdbg.compare.metrics import Summary, TensorMetrics, Tolerance, screen_metrics, summarize, tensor_metrics
 from xentdbg.compare.oracle import Float64Check
+from xentdbg.compare.params import Frozen, compatible
 from xentdbg.records import StepRecord, effective_training
 
 PHASE_LABELS = {"flags": "training flag", "updates": "update"}
@@ -207,6 +208,17 @@ class Pairing:
     state: list[tuple[int, int]]
     activations: Matching | None = None
     flags: list[tuple[str, str]] | None = None
+    frozen: list[Frozen] = field(default_factory=list)  # a parameter one side trains, the other holds as state
+
+    @staticmethod
+    def frozen_pair(f: Frozen, a: StepRecord, b: StepRecord) -> tuple[tuple[str, object], tuple[str, object]] | None:
+        """``((A name, A's tensor), (B name, B's tensor))`` of a frozen pair: the trainer's
+        ``weights`` against the holder's ``state``; None where either is not recorded."""
+        trainer, holder = (a, b) if f.trainer == "A" else (b, a)
+        w, s = trainer.tensors.get("weights", []), holder.tensors.get("state", [])
+        if f.param >= len(w) or f.state >= len(s):
+            return None
+        return (w[f.param], s[f.state]) if f.trainer == "A" else (s[f.state], w[f.param])
 
     def settle(self, a: StepRecord, b: StepRecord) -> None:
         if self.activations is None:
@@ -251,22 +263,28 @@ def compare_step(a: StepRecord, b: StepRecord, pairing: Pairing, tol: Tolerance,
         if not ta or not tb:
             return  # light capture (``--fingerprint``) has no gradients on some sides
         for i, j in (reversed(pairs) if reverse else pairs):
-            (na, xa), (nb, xb) = ta[i], tb[j]
-            xa, xb = np.asarray(xa), np.asarray(xb)  # reads lazily stored tensors (traces) one pair at a time
-            fa, fb = (phase, na) in a.fingerprinted, (phase, nb) in b.fingerprinted
-            if fa or fb:
-                ok = fingerprints_agree(xa if fa else fingerprint(xa), xb if fb else fingerprint(xb),
-                                        tol.for_phase(phase))
-                out.append(TensorComparison(step, phase, na, nb, ok, note="fingerprints (sum, norm, max|x|) differ"
-                                            if not ok else "fingerprint"))
-                continue
-            m = screen_metrics(xa, xb)
-            ok = m.within(tol.for_phase(phase))
-            sa = sb = None
-            if detail and not ok:  # the report shows these for divergent tensors only
-                m, sa, sb = tensor_metrics(xa, xb), summarize(xa), summarize(xb)
-            out.append(TensorComparison(step, phase, na, nb, ok, m, sa, sb,
-                                        note="" if m.same_shape else "shapes differ"))
+            one(phase, *ta[i], *tb[j])
+
+    def one(phase: str, na: str, xa: object, nb: str, xb: object, held: tuple[str, str] | None = None) -> None:
+        """Compare A's ``na`` with B's ``nb``; ``held``: the phases each was recorded in (a
+        frozen pair: one side's weights, the other's state)."""
+        xa, xb = np.asarray(xa), np.asarray(xb)  # reads lazily stored tensors (traces) one pair at a time
+        pa, pb = held or (phase, phase)
+        fa, fb = (pa, na) in a.fingerprinted, (pb, nb) in b.fingerprinted
+        if fa or fb:
+            ok = fingerprints_agree(xa if fa else fingerprint(xa), xb if fb else fingerprint(xb),
+                                    tol.for_phase(phase))
+            out.append(TensorComparison(step, phase, na, nb, ok, note="fingerprints (sum, norm, max|x|) differ"
+                                        if not ok else "fingerprint"))
+            return
+        xb = _as_shape(xb, xa.shape)
+        m = screen_metrics(xa, xb)
+        ok = m.within(tol.for_phase(phase))
+        sa = sb = None
+        if detail and not ok:  # the report shows these for divergent tensors only
+            m, sa, sb = tensor_metrics(xa, xb), summarize(xa), summarize(xb)
+        out.append(TensorComparison(step, phase, na, nb, ok, m, sa, sb,
+                                    note="" if m.same_shape else "shapes differ"))
 
     # inputs: exact identity (digests); per-sample sums give the metrics
     ia, ib = dict(a.tensors.get("inputs", [])), dict(b.tensors.get("inputs", []))
@@ -305,6 +323,10 @@ def compare_step(a: StepRecord, b: StepRecord, pairing: Pairing, tol: Tolerance,
     if updates and before is not None and before[0] is not None and before[1] is not None:
         _updates(out, step, a, b, before[0], before[1], pairing, tol, detail)
     tensors("weights", pairing.params)
+    for f in pairing.frozen:
+        pair = pairing.frozen_pair(f, a, b)
+        if pair is not None:
+            one("weights", *pair[0], *pair[1], held=_held(f))
     return StepComparison(step, out, a.loss, b.loss, skipped, dict(a.flags), dict(b.flags))
 
 
@@ -317,13 +339,19 @@ def _updates(out: list[TensorComparison], step: int, a: StepRecord, b: StepRecor
     wa, wb, va, vb = (r.tensors.get("weights", []) for r in (a, b, pa, pb))
     if not (wa and wb and va and vb):
         return
-    for i, j in pairing.params:
-        (na, xa), (nb, xb), (_, ba), (_, bb) = wa[i], wb[j], va[i], vb[j]
-        if any(("weights", n) in r.fingerprinted for n, r in ((na, a), (nb, b), (na, pa), (nb, pb))):
+    quads: list[tuple] = [(wa[i], wb[j], va[i], vb[j], "weights", "weights") for i, j in pairing.params]
+    for f in pairing.frozen:  # the trainer's weights against the holder's state
+        after, before = pairing.frozen_pair(f, a, b), pairing.frozen_pair(f, pa, pb)
+        if after is not None and before is not None:
+            quads.append((*after, *before, *_held(f)))
+    for (na, xa), (nb, xb), (_, ba), (_, bb), phase_a, phase_b in quads:
+        if any((p, n) in r.fingerprinted for n, r, p in ((na, a, phase_a), (nb, b, phase_b), (na, pa, phase_a),
+                                                          (nb, pb, phase_b))):
             continue
         xa, xb, ba, bb = (np.asarray(t) for t in (xa, xb, ba, bb))
         if xa.shape != ba.shape or xb.shape != bb.shape:
             continue
+        xb, bb = _as_shape(xb, xa.shape), _as_shape(bb, xa.shape)
         with np.errstate(invalid="ignore", over="ignore"):
             da, db = np.subtract(xa, ba), np.subtract(xb, bb)
         m = screen_metrics(da, db)
@@ -334,6 +362,17 @@ def _updates(out: list[TensorComparison], step: int, a: StepRecord, b: StepRecor
             m, sa, sb = tensor_metrics(da, db), summarize(da), summarize(db)
         out.append(TensorComparison(step, "updates", na, nb, ok, m, sa, sb,
                                     note="" if m.same_shape else "shapes differ"))
+
+
+def _held(f: Frozen) -> tuple[str, str]:
+    """The phases A's and B's tensor of a frozen pair are recorded in."""
+    return ("weights", "state") if f.trainer == "A" else ("state", "weights")
+
+
+def _as_shape(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``x`` viewed in ``shape`` when the two differ only by axes of size 1 (a stax conv
+    bias ``(1, 1, 1, C)`` paired with Keras's ``(C,)``); else ``x`` unchanged."""
+    return x.reshape(shape) if x.shape != shape and compatible(x.shape, shape) else x
 
 
 def _absmax(x: np.ndarray) -> float:

@@ -1,11 +1,9 @@
-"""Pair up the tensors of two setups: parameters by order and shape, activations by structure."""
+"""Pair up the layer outputs of two setups by structure (parameters: :mod:`xentdbg.compare.params`)."""
 
 from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
-
-from xentdbg.records import TensorSpec
 
 
 @dataclass(frozen=True)
@@ -19,19 +17,6 @@ class Matching:
     @property
     def ok(self) -> bool:
         return not self.problems
-
-
-def match_by_order(a: list[TensorSpec], b: list[TensorSpec]) -> Matching:
-    """Pair the i-th tensor of A with the i-th of B; shapes must agree (dtypes may differ:
-    a float64 vs float32 mismatch is compared, and reported, not refused)."""
-    problems = []
-    if len(a) != len(b):
-        problems.append(f"A has {len(a)} tensors, B has {len(b)}")
-    for i, (ta, tb) in enumerate(zip(a, b)):
-        if ta.shape != tb.shape:
-            problems.append(f"#{i}: {ta.name} {ta.shape} vs {tb.name} {tb.shape}")
-    pairs = [(i, i) for i in range(min(len(a), len(b)))]
-    return Matching(pairs=pairs if not problems else [], problems=problems)
 
 
 def match_activations(a: list[tuple[str, tuple]], b: list[tuple[str, tuple]]) -> Matching:

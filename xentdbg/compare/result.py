@@ -34,7 +34,8 @@ class CompareConfig:
     difference, then with full capture up to it. ``calibrate``: first replay each side
     against itself and set per-phase tolerances from its noise. ``float64``: re-run a
     small difference a step introduced in float64 on both sides, to tell float32
-    rounding from a real difference (:mod:`xentdbg.compare.oracle`)."""
+    rounding from a real difference (:mod:`xentdbg.compare.oracle`). ``pair``: a file
+    mapping A's tensor names to B's (:mod:`xentdbg.replay.pairfile`)."""
 
     setup_a: str
     setup_b: str
@@ -49,6 +50,7 @@ class CompareConfig:
     capture: CaptureMode = CaptureMode.FULL
     calibrate: bool = False
     float64: bool = True
+    pair: str | None = None  # --pair FILE: explicit {A name: B name} for what automatic pairing leaves ambiguous
 
 
 @dataclass(frozen=True)

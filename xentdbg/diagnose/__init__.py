@@ -17,6 +17,7 @@ import numpy as np
 
 from xentdbg.diagnose.context import Context, Side, fmt, ratio
 from xentdbg.diagnose.data import different_data, normalized_input, rescaled_input
+from xentdbg.diagnose.frozen import frozen_parameter
 from xentdbg.diagnose.gradients import loss_scale, missing_regularization
 from xentdbg.diagnose.initial import initial_weights
 from xentdbg.diagnose.labels import label_smoothing
@@ -38,9 +39,9 @@ Probe = Callable[[Context], list[Finding]]
 
 # In the order of the causes; ties in fit keep this order.
 PROBES: tuple[Probe, ...] = (
-    initial_weights, logits_vs_probabilities, probabilities_as_logits, log_plus_epsilon, nonfinite_origin,
-    fused_softmax_xent, label_smoothing, training_flag, batchnorm_state, rescaled_input, normalized_input, loss_scale,
-    missing_regularization, optimizer_update, float_precision, numeric_noise,
+    initial_weights, frozen_parameter, logits_vs_probabilities, probabilities_as_logits, log_plus_epsilon,
+    nonfinite_origin, fused_softmax_xent, label_smoothing, training_flag, batchnorm_state, rescaled_input,
+    normalized_input, loss_scale, missing_regularization, optimizer_update, float_precision, numeric_noise,
 )
 
 

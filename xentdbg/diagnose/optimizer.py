@@ -20,6 +20,9 @@ from xentdbg.diagnose.context import Context, Finding, fmt, ratio
 
 _TOL = 1e-3
 _MOMENTA = (0.9, 0.99, 0.95, 0.8, 0.5)
+# Two fitted learning rates this close are one: each is -<dw, g>/<g, g> over float32 updates
+# rounded at the weights' ulp, good to about 1e-6 relative at the sizes seen here.
+_SAME_LR = 1e-5
 
 
 def _sgd(dws, gs):
@@ -74,12 +77,17 @@ def optimizer_update(ctx: Context) -> list[Finding]:
     wb = [np.asarray(w, np.float64) for _, _, w in before]
     dwa = [np.asarray(w1, np.float64) - w0 for (_, w1, _), w0 in zip(after, wa)]
     dwb = [np.asarray(w1, np.float64) - w0 for (_, _, w1), w0 in zip(after, wb)]
-    moved = ctx.divergent("updates") or ctx.divergent("weights")
+    paired = {name for name, _, _ in after}
+    moved = [t for t in ctx.divergent("updates") or ctx.divergent("weights") if t.name_a in paired]
+    if not moved:
+        return []  # only tensors paired across trainable and frozen differ (diagnose/frozen.py)
     ev = [f"gradients agree in step {ctx.step.step}; the {moved[0].phase} differ "
           f"({', '.join(t.name_a for t in moved)})"]
     lr_a, lr_b = _sgd(dwa, gs), _sgd(dwb, gs)
     if lr_a is not None and lr_b is not None:
         q = lr_b / lr_a
+        if abs(q - 1) < _SAME_LR:
+            return []  # the same learning rate: this is not what differs
         ev.append(f"each side's update is -lr * gradient on every tensor: effective lr A {fmt(lr_a, 4)}, "
                   f"B {fmt(lr_b, 4)} (B / A = {fmt(q, 6)})")
         momentum = next((m for m in _MOMENTA if ctx.step.step == 0 and

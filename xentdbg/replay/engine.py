@@ -20,8 +20,8 @@ import numpy as np
 from xentdbg.compare.crossfeed import CROSS_FED_PHASES, CrossFeed, judge
 from xentdbg.compare.divergence import Pairing, StepComparison, compare_step
 from xentdbg.compare.fingerprint import FULL_BELOW
-from xentdbg.compare.matching import match_by_order
 from xentdbg.compare.oracle import Float64Check
+from xentdbg.compare.params import ParamMatching, match_parameters, transfer
 from xentdbg.compare.result import Calibration, CompareConfig, CompareResult, FingerprintPass
 from xentdbg.compare.stream import PreviousPair, RecordPair, compare_stream
 from xentdbg.data import DataInfo
@@ -32,6 +32,7 @@ from xentdbg.findings import Diagnosis, jsonable
 from xentdbg.records import CaptureMode, SideInfo, StepRecord, start_record
 from xentdbg.replay.loading import SetupRef
 from xentdbg.replay.oracle import Float64Oracle, worth_checking
+from xentdbg.replay.pairfile import load_pair_file
 from xentdbg.replay.process import WorkerProcess, load_timeout, start_worker, wait_ready
 from xentdbg.trace.meta import trace_meta
 from xentdbg.trace.writer import TraceWriter
@@ -47,13 +48,17 @@ def _start(config: CompareConfig, capture: CaptureMode) -> tuple[tuple[WorkerPro
     for ref in refs:
         ref.check()
     data = load_data(config.data)  # fail fast on bad data options, before starting two frameworks
+    if config.pair:
+        load_pair_file(config.pair)  # and on a bad pair file
     return (start_worker("A", refs[0], config.env_a, config.data, config.steps, capture),
             start_worker("B", refs[1], config.env_b, config.data, config.steps, capture)), data
 
 
 def _send_init(config: CompareConfig, workers: tuple[WorkerProcess, WorkerProcess], values: Starts,
-               state_ok: bool) -> Starts:
-    """Send the chosen side's initial weights (and state, when it pairs) to the other side.
+               infos: tuple[SideInfo, SideInfo], m: ParamMatching) -> Starts:
+    """Send the chosen side's initial weights (and the state that pairs) to the other side,
+    laid out as that side's (:func:`~xentdbg.compare.params.transfer`: paired by
+    structure, reshaped over size-1 axes, a frozen layer's values into the state slot).
 
     Returns the initial parameters and state each side starts from."""
     src = {"a": 0, "b": 1}.get(config.init)
@@ -63,10 +68,24 @@ def _send_init(config: CompareConfig, workers: tuple[WorkerProcess, WorkerProces
             w.send({"type": "init", "params": False, "state": False})
             starts.append(values[k])
             continue
-        params, state = values[src]
-        w.send({"type": "init", "params": True, "state": state_ok}, params + (state if state_ok else []))
-        starts.append((params, state if state_ok else values[k][1]))
+        info = infos[k]
+        params, state = transfer(m, *values[src], info.params, info.state, to_b=k == 1, own_state=values[k][1])
+        assert params is not None and state is not None  # every parameter pairs; state falls back to its own
+        send_state = bool(state) and any(a is not b for a, b in zip(state, values[k][1]))
+        w.send({"type": "init", "params": True, "state": send_state}, params + (state if send_state else []))
+        starts.append((params, state if send_state else values[k][1]))
     return starts
+
+
+def _match(config: CompareConfig, infos: tuple[SideInfo, SideInfo]) -> ParamMatching:
+    """Pair the two sides' parameters and state (:func:`~xentdbg.compare.params.match_parameters`);
+    raises :class:`ParameterMismatch` when the parameters do not all pair."""
+    explicit = load_pair_file(config.pair) if config.pair else None
+    m = match_parameters(infos[0].params, infos[1].params, infos[0].state, infos[1].state, explicit)
+    if not m.ok:
+        raise ParameterMismatch("The two setups' parameters cannot be paired by layer, role and shape.",
+                                table_a=infos[0].params, table_b=infos[1].params, problems=m.problems)
+    return m
 
 
 def compare(config: CompareConfig, on_step: Callable[[StepComparison], None] | None = None,
@@ -151,18 +170,14 @@ def _replay(config: CompareConfig, capture: CaptureMode, on_step: Callable[[Step
         status("loading setups")
         ready = [wait_ready(w, load_timeout(config.step_timeout)) for w in workers]
         infos = (ready[0][0], ready[1][0])
-        params = match_by_order(infos[0].params, infos[1].params)
-        if not params.ok:
-            raise ParameterMismatch("The two setups' parameters cannot be paired by order and shape.",
-                                    table_a=infos[0].params, table_b=infos[1].params, problems=params.problems)
-        state = match_by_order(infos[0].state, infos[1].state)
-        notes = []
-        if not state.ok and (infos[0].state or infos[1].state):
-            notes.append("non-trainable state not compared: " + "; ".join(state.problems))
-        starts = _send_init(config, workers, [(r[1], r[2]) for r in ready], state.ok)
+        matched = _match(config, infos)
+        notes = list(matched.notes)
+        if matched.state_problems:
+            notes.append("non-trainable state not compared: " + "; ".join(matched.state_problems))
+        starts = _send_init(config, workers, [(r[1], r[2]) for r in ready], infos, matched)
         if config.save_traces:
             traces = _open_traces(config, infos, starts)
-        pairing = Pairing(params=params.pairs, state=state.pairs)
+        pairing = Pairing(params=matched.params, state=matched.state, frozen=matched.frozen)
 
         start = (start_record(infos[0], *starts[0]), start_record(infos[1], *starts[1]))
 
@@ -245,17 +260,6 @@ def _lockstep(workers: tuple[WorkerProcess, WorkerProcess], config: CompareConfi
                 w.send({"type": "next"})
 
 
-def _in_order(values: list[np.ndarray], pairs: list[tuple[int, int]], size: int, to_b: bool) -> list[np.ndarray] | None:
-    """One side's tensors in the other side's table order (None unless the pairs cover every slot)."""
-    out: list[np.ndarray | None] = [None] * size
-    for i, j in pairs:
-        src, dst = (i, j) if to_b else (j, i)
-        if src >= len(values):
-            return None
-        out[dst] = values[src]
-    return None if any(v is None for v in out) else [v for v in out if v is not None]
-
-
 class _CrossFeeder:
     """The cross-feed of a flagged step (:mod:`xentdbg.compare.crossfeed`): each worker
     re-runs the step from the other side's pre-step weights, state and gradients."""
@@ -287,16 +291,9 @@ class _CrossFeeder:
             return judge(cmp, None, None, set(), "each side started from its own initial weights (--init own)")
         self.status(f"cross-feeding step {cmp.step}")
         ra, rb = records
-        pairs, spairs = self.pairing.params, self.pairing.state
-        na, nb = len(self.infos[0].params), len(self.infos[1].params)
         ma, mb = len(self.infos[0].state), len(self.infos[1].state)
-        # A's values in B's order (for B's probe) and B's in A's order (for A's)
-        a_for_b = _Values(_in_order(pre_a.arrays("weights"), pairs, nb, True),
-                          _in_order(pre_a.arrays("state"), spairs, mb, True) if mb else None,
-                          _in_order(ra.arrays("gradients"), pairs, nb, True))
-        b_for_a = _Values(_in_order(pre_b.arrays("weights"), pairs, na, False),
-                          _in_order(pre_b.arrays("state"), spairs, ma, False) if ma else None,
-                          _in_order(rb.arrays("gradients"), pairs, na, False))
+        # A's values laid out as B's (for B's probe) and B's as A's (for A's)
+        a_for_b, b_for_a = self._laid_out(pre_a, ra, to_b=True), self._laid_out(pre_b, rb, to_b=False)
         if a_for_b.params is None or b_for_a.params is None:
             return judge(cmp, None, None, set(), "the parameters do not pair one to one")
         timeout = self.config.step_timeout
@@ -349,6 +346,16 @@ class _CrossFeeder:
         for trace in self.traces:
             trace.write_verdict(cmp.step, jsonable(cf.to_dict()))
         return cf
+
+    def _laid_out(self, pre: StepRecord, record: StepRecord, to_b: bool) -> _Values:
+        """One side's pre-step weights and state and its step's gradients, laid out as the
+        other side's (:func:`~xentdbg.compare.params.transfer`); each None unless every
+        slot of the other side is covered (state: None where that side holds none)."""
+        dst = self.infos[1 if to_b else 0]
+        params, state = transfer(self.pairing, pre.arrays("weights"), pre.arrays("state"), dst.params, dst.state,
+                                 to_b)
+        grads, _ = transfer(self.pairing, record.arrays("gradients"), [], dst.params, [], to_b)
+        return _Values(params, state if dst.state else None, grads)
 
     def _optimizers(self, step: int) -> tuple[list[np.ndarray] | None, list[np.ndarray] | None]:
         """The optimizer states to re-run B's and A's update from: each side's own

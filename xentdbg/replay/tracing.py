@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from xentdbg.compare.matching import match_by_order
+from xentdbg.compare.params import match_parameters, transfer
 from xentdbg.data import DataSpec
 from xentdbg.data import load as load_data
 from xentdbg.errors import ParameterMismatch, UsageError
@@ -52,17 +52,20 @@ class TraceSummary:
     steps_written: int
 
 
-def _initial_from(path: str, info: SideInfo):
-    """Initial parameters (and state, when it pairs) of another trace, in this setup's order."""
+def _initial_from(path: str, info: SideInfo, own_state: list):
+    """Initial parameters and state of another trace, laid out as this setup's
+    (:func:`~xentdbg.compare.params.transfer`); state that does not pair keeps ``own_state``."""
     with load_trace(path) as other:
-        params = match_by_order(other.info.params, info.params)
-        if not params.ok:
+        matched = match_parameters(other.info.params, info.params, other.info.state, info.state)
+        if not matched.ok:
             raise ParameterMismatch(f"--init-from {path}: its parameters cannot be paired with this setup's.",
-                                    table_a=other.info.params, table_b=info.params, problems=params.problems,
+                                    table_a=other.info.params, table_b=info.params, problems=matched.problems,
                                     labels=("trace", "setup"))
         init_params, init_state = other.initial()
-        state_ok = match_by_order(other.info.state, info.state).ok
-        return init_params, (init_state if state_ok else None)
+        params, state = transfer(matched, init_params, init_state, info.params, info.state, to_b=True,
+                                 own_state=own_state)
+        assert params is not None and state is not None  # every parameter pairs; state falls back to its own
+        return params, state
 
 
 def record_trace(config: TraceConfig, on_step: Callable[[int], None] | None = None,
@@ -80,10 +83,8 @@ def record_trace(config: TraceConfig, on_step: Callable[[int], None] | None = No
         status("loading setup")
         info, params, state = wait_ready(worker, load_timeout(config.step_timeout))
         if config.init_from:
-            init_params, init_state = _initial_from(config.init_from, info)
-            worker.send({"type": "init", "params": True, "state": init_state is not None},
-                        init_params + (init_state or []))
-            params, state = init_params, init_state if init_state is not None else state
+            params, state = _initial_from(config.init_from, info, state)
+            worker.send({"type": "init", "params": True, "state": bool(state)}, params + state)
         else:
             worker.send({"type": "init", "params": False, "state": False})
         meta = trace_meta(str(ref), ref.content_hash(), config.env, config.data, info, config.steps, config.every)

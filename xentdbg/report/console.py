@@ -268,20 +268,23 @@ def render_result(result, console: Console, title: str = "xentdbg compare") -> N
 
 
 def _param_table(err: ParameterMismatch) -> Table:
-    tab = Table(title="Parameters, paired by order", box=box.SIMPLE_HEAD)
+    """Both parameter tables side by side, each in its own order; a row whose name a
+    problem mentions (unpaired, ambiguous) is marked."""
+    tab = Table(title="Parameters, each side in its own order", box=box.SIMPLE_HEAD)
     tab.add_column("#", justify="right")
     tab.add_column(f"{err.labels[0]} name")
     tab.add_column(f"{err.labels[0]} shape")
     tab.add_column(f"{err.labels[1]} name")
     tab.add_column(f"{err.labels[1]} shape")
     tab.add_column("")
+    text = " ".join(err.problems)
     for i in range(max(len(err.table_a), len(err.table_b))):
         a = err.table_a[i] if i < len(err.table_a) else None
         b = err.table_b[i] if i < len(err.table_b) else None
-        ok = a is not None and b is not None and a.shape == b.shape
+        flagged = [t.name for t in (a, b) if t is not None and t.name in text]
         tab.add_row(str(i), a.name if a else "", str(a.shape) if a else "—", b.name if b else "",
-                    str(b.shape) if b else "—", Text("ok", "green") if ok else Text("MISMATCH", "bold red"),
-                    style=None if ok else "red")
+                    str(b.shape) if b else "—", Text("see below", "bold red") if flagged else Text(""),
+                    style="red" if flagged else None)
     return tab
 
 

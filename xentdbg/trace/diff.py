@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 from xentdbg.compare.divergence import Pairing, StepComparison
-from xentdbg.compare.matching import match_by_order
 from xentdbg.compare.metrics import Tolerance
+from xentdbg.compare.params import match_parameters
 from xentdbg.compare.result import CompareConfig, CompareResult
 from xentdbg.compare.stream import PreviousPair, RecordPair, compare_stream
 from xentdbg.data import DataInfo, DataSpec
@@ -21,20 +21,19 @@ def diff_traces(path_a: str, path_b: str, tolerance: Tolerance | None = None,
     """Compare the steps two traces have in common. Holds one tensor pair in memory at a time."""
     tolerance = tolerance or Tolerance()
     with load_trace(path_a) as a, load_trace(path_b) as b:
-        params = match_by_order(a.info.params, b.info.params)
-        if not params.ok:
-            raise ParameterMismatch("The two traces' parameters cannot be paired by order and shape.",
-                                    table_a=a.info.params, table_b=b.info.params, problems=params.problems)
-        state = match_by_order(a.info.state, b.info.state)
-        notes = []
-        if not state.ok and (a.info.state or b.info.state):
-            notes.append("non-trainable state not compared: " + "; ".join(state.problems))
+        matched = match_parameters(a.info.params, b.info.params, a.info.state, b.info.state)
+        if not matched.ok:
+            raise ParameterMismatch("The two traces' parameters cannot be paired by layer, role and shape.",
+                                    table_a=a.info.params, table_b=b.info.params, problems=matched.problems)
+        notes = list(matched.notes)
+        if matched.state_problems:
+            notes.append("non-trainable state not compared: " + "; ".join(matched.state_problems))
         if a.meta.get("data") != b.meta.get("data"):
             notes.append(f"the traces were recorded on different data: A {a.meta.get('data')}, B {b.meta.get('data')}")
         common = sorted(set(a.steps) & set(b.steps))
         if len(common) < max(len(a.steps), len(b.steps)):
             notes.append(f"compared the {len(common)} steps both traces hold (A {len(a.steps)}, B {len(b.steps)})")
-        pairing = Pairing(params=params.pairs, state=state.pairs)
+        pairing = Pairing(params=matched.params, state=matched.state, frozen=matched.frozen)
 
         def pairs() -> Iterator[RecordPair]:
             for k in common:

@@ -25,6 +25,7 @@ from xentdbg.diagnose.noise import float_precision, numeric_noise
 from xentdbg.diagnose.nonfinite import nonfinite_origin
 from xentdbg.diagnose.optimizer import optimizer_update
 from xentdbg.diagnose.training import batchnorm_state, training_flag
+from xentdbg.diagnose.weights import sample_weights
 from xentdbg.diagnose.xent import (
     fused_softmax_xent,
     log_plus_epsilon,
@@ -40,7 +41,8 @@ Probe = Callable[[Context], list[Finding]]
 # In the order of the causes; ties in fit keep this order.
 PROBES: tuple[Probe, ...] = (
     initial_weights, frozen_parameter, logits_vs_probabilities, probabilities_as_logits, log_plus_epsilon,
-    nonfinite_origin, fused_softmax_xent, label_smoothing, training_flag, batchnorm_state, rescaled_input,
+    nonfinite_origin, fused_softmax_xent, label_smoothing, sample_weights, training_flag, batchnorm_state,
+    rescaled_input,
     normalized_input, loss_scale, missing_regularization, optimizer_update, float_precision, numeric_noise,
 )
 

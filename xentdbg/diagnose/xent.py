@@ -141,17 +141,30 @@ def _explain_loss(side: Side, models) -> tuple[str, tuple] | None:
     return match, models[match]
 
 
-def logits_vs_probabilities(ctx: Context) -> list[Finding]:
-    """Causes 1 and 2: which formula and which epsilon reproduce each side's loss."""
+def _outputs(ctx: Context) -> tuple[np.ndarray, dict[str, np.ndarray], str] | None:
+    """What the loss-formula probes start from: the labels, both sides' outputs (the last
+    captured activation, by side label) and their kind (``"binary"`` or ``"categorical"``),
+    when the losses differ and both outputs are finite and of the same kind for these
+    labels; None otherwise (non-finite predictions: no loss formula explains them, see
+    diagnose.nonfinite)."""
     if ctx.agrees("loss") or ctx.y is None or not ctx.a.activations or not ctx.b.activations:
-        return []
+        return None
     y = np.asarray(ctx.y, np.float64)
     outs = {s.label: np.asarray(s.activations[-1][1], np.float64) for s in ctx.sides}
     if not all(np.all(np.isfinite(o)) for o in outs.values()):
-        return []  # non-finite predictions: no loss formula explains them (see diagnose.nonfinite)
+        return None
     kind = _kind(outs["A"], y)
     if kind is None or _kind(outs["B"], y) != kind:
+        return None
+    return y, outs, kind
+
+
+def logits_vs_probabilities(ctx: Context) -> list[Finding]:
+    """Causes 1 and 2: which formula and which epsilon reproduce each side's loss."""
+    start = _outputs(ctx)
+    if start is None:
         return []
+    y, outs, kind = start
     explained, logits = {}, {}
     for side in ctx.sides:
         found = find_logits(side, ctx.x, kind)
@@ -306,15 +319,10 @@ def probabilities_as_logits(ctx: Context) -> list[Finding]:
     (``from_logits=True`` on a softmax output takes the logits cached on it and warns,
     keras/src/backend/tensorflow/nn.py:1262-1295, Keras 3.15); optax and hand-written losses
     do not."""
-    if ctx.agrees("loss") or ctx.y is None or not ctx.a.activations or not ctx.b.activations:
+    start = _outputs(ctx)
+    if start is None:
         return []
-    y = np.asarray(ctx.y, np.float64)
-    outs = {s.label: np.asarray(s.activations[-1][1], np.float64) for s in ctx.sides}
-    if not all(np.all(np.isfinite(o)) for o in outs.values()):
-        return []
-    kind = _kind(outs["A"], y)
-    if kind is None or _kind(outs["B"], y) != kind:
-        return []
+    y, outs, kind = start
     from_logits = binary_from_logits if kind == "binary" else categorical_from_logits
     twice = {label: float(np.mean(from_logits(y, p))) for label, p in outs.items()}
     hits = [s for s in ctx.sides if _same(twice[s.label], s.loss)]
@@ -348,15 +356,10 @@ def log_plus_epsilon(ctx: Context) -> list[Finding]:
     ``log(1 - p + eps)``): its loss matches that formula for one epsilon, and neither the
     logits formula nor a clipped one. Only where the formulas differ on this batch
     (saturated predictions: away from 0 and 1, ``log(p + eps)`` is ``log p`` to ``eps/p``)."""
-    if ctx.agrees("loss") or ctx.y is None or not ctx.a.activations or not ctx.b.activations:
+    start = _outputs(ctx)
+    if start is None:
         return []
-    y = np.asarray(ctx.y, np.float64)
-    outs = {s.label: np.asarray(s.activations[-1][1], np.float64) for s in ctx.sides}
-    if not all(np.all(np.isfinite(o)) for o in outs.values()):
-        return []
-    kind = _kind(outs["A"], y)
-    if kind is None or _kind(outs["B"], y) != kind:
-        return []
+    y, outs, kind = start
     for side, other in ((ctx.a, ctx.b), (ctx.b, ctx.a)):
         p = outs[side.label].astype(np.float32).astype(np.float64)  # as the framework holds it
         found = find_logits(side, ctx.x, kind)

@@ -42,8 +42,8 @@ Probe = Callable[[Context], list[Finding]]
 PROBES: tuple[Probe, ...] = (
     initial_weights, frozen_parameter, logits_vs_probabilities, probabilities_as_logits, log_plus_epsilon,
     nonfinite_origin, fused_softmax_xent, label_smoothing, sample_weights, training_flag, batchnorm_state,
-    rescaled_input,
-    normalized_input, loss_scale, missing_regularization, optimizer_update, float_precision, numeric_noise,
+    rescaled_input, normalized_input, loss_scale, missing_regularization, optimizer_update, float_precision,
+    numeric_noise,
 )
 
 

@@ -47,6 +47,7 @@ import numpy as np
 
 from xentdbg.adapters import _keras_private as private
 from xentdbg.adapters._keras_hooks import LayerHooks, leaf_layers
+from xentdbg.adapters._keras_oracle import check_float64_model
 from xentdbg.adapters.base import Adapter, Emit, StopReplay, python_info
 from xentdbg.data import DataInfo
 from xentdbg.errors import UsageError
@@ -185,14 +186,8 @@ class KerasFitAdapter(Adapter):
         differentiates, :meth:`_FitCapture._stateless_loss`), in a worker whose model the
         setup built under ``floatx`` float64 (see :meth:`Adapter.oracle`)."""
         keras, model = self.keras, self.model
-        if keras.config.floatx() != "float64":
-            raise ValueError(f"Keras floatx is {keras.config.floatx()} in the float64 worker "
-                             "(the setup sets it)")
+        check_float64_model(keras, model, self.state_index)
         nt = model.non_trainable_variables
-        seeds = [v.path for k, v in enumerate(nt) if k not in self.state_index]
-        if seeds:
-            raise ValueError(f"the model has integer state ({', '.join(seeds[:3])}; a Dropout's seed state, "
-                             "say): a float64 re-run cannot draw the masks the step drew")
         if self._oracle is None:
             self._oracle = _FitCapture(self, 0, lambda record: None, CaptureMode.FINGERPRINT)
         tv = [np.asarray(a, dtype=np.dtype(v.dtype)) for v, a in zip(model.trainable_variables, params, strict=True)]

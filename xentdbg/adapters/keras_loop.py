@@ -45,6 +45,7 @@ import numpy as np
 
 from xentdbg.adapters import _keras_private as private
 from xentdbg.adapters._keras_hooks import LayerHooks, leaf_layers
+from xentdbg.adapters._keras_oracle import check_float64_model
 from xentdbg.adapters.base import Adapter, Emit, python_info
 from xentdbg.data import DataInfo
 from xentdbg.errors import UsageError
@@ -211,14 +212,8 @@ class KerasLoopAdapter(Adapter):
         import tensorflow as tf
 
         keras = self.keras
-        if keras.config.floatx() != "float64":
-            raise ValueError(f"Keras floatx is {keras.config.floatx()} in the float64 worker "
-                             "(the setup sets it)")
+        check_float64_model(keras, self.model, self._state_index)
         nt = self.model.non_trainable_variables
-        seeds = [v.path for k, v in enumerate(nt) if k not in self._state_index]
-        if seeds:
-            raise ValueError(f"the model has integer state ({', '.join(seeds[:3])}; a Dropout's seed state, "
-                             "say): a float64 re-run cannot draw the masks the step drew")
         if self._dry is None:
             self._dry = _DryStep(self)
         self.set_initial_values(params, state)

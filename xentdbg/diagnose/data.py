@@ -93,13 +93,25 @@ def rescaled_input(ctx: Context) -> list[Finding]:
     c, residual = ratio(hb, ha)
     if residual > 1e-3:
         return []
-    scale = next((name for s, name in _SCALES.items() if abs(c / s - 1) < 1e-3), None)
-    ev = (f"inputs agree (same batch digests), but side B's {inside.name_b} output is side A's times {fmt(c)} "
-          f"(relative residual {residual:.1e})" + (f": B's inputs are scaled {scale} inside its step" if scale else ""),
-          f"losses A {fmt(ctx.a.loss)}, B {fmt(ctx.b.loss)}")
-    return [Finding("different-data", "One side rescales its inputs inside the training step", ev,
+    # Which side scales: the one with a layer the other lacks (a Rescaling), when only one has.
+    extra = ctx.pairing.activations.unpaired if ctx.pairing.activations else []
+    owners = {u.split(" ", 1)[0] for u in extra}
+    who = owners.pop() if len(owners) == 1 else None
+    factor = c if who != "A" else 1 / c  # what the scaling side multiplies its inputs by
+    scale = next((name for s, name in _SCALES.items() if abs(factor / s - 1) < 1e-3), None)
+    ev = [f"inputs agree (same batch digests), but side B's {inside.name_b} output is side A's times {fmt(c)} "
+          f"(relative residual {residual:.1e})"]
+    if who is not None:
+        ev.append(f"side {who} has layers the other lacks ({', '.join(u.split(' ', 1)[1] for u in extra)}): side "
+                  f"{who} multiplies its inputs by {fmt(factor)}" + (f" ({scale}) inside its step" if scale else ""))
+    elif scale:
+        ev.append(f"one side's inputs reach its first layer {scale} relative to the other's")
+    ev.append(f"losses A {fmt(ctx.a.loss)}, B {fmt(ctx.b.loss)}")
+    title = (f"Side {who} rescales its inputs inside the training step" if who else
+             "One side rescales its inputs inside the training step")
+    return [Finding("different-data", title, tuple(ev),
                     "Preprocess the inputs once, the same way on both sides (remove the extra scaling).",
-                    fit=1.0 if scale else 0.7, numbers={"factor": c, "residual": residual})]
+                    fit=1.0 if scale else 0.7, numbers={"factor": c, "residual": residual, "side": who})]
 
 
 def normalized_input(ctx: Context) -> list[Finding]:
@@ -145,8 +157,9 @@ def normalized_input(ctx: Context) -> list[Finding]:
     if den <= 0:
         return []
     alpha = num / den
-    fitted = np.where(both, alpha * ha + (means_b - alpha * means_a), hb)
-    residual = float(np.linalg.norm((fitted - hb)[both])) / max(float(np.linalg.norm(hb[both])), 1e-30)
+    used = both & cols[None, :]  # the units fitted: a unit positive on both sides < 3 times has no mean
+    fitted = np.where(used, alpha * ha + (means_b - alpha * means_a), hb)
+    residual = float(np.linalg.norm((fitted - hb)[used])) / max(float(np.linalg.norm(hb[used])), 1e-30)
     intercept = (means_b - alpha * means_a)[cols]
     sums = kernel.sum(axis=0)[cols]
     target = intercept - bias[cols] * (1 - alpha)
@@ -159,7 +172,7 @@ def normalized_input(ctx: Context) -> list[Finding]:
         return []  # no shift (a pure scale: rescaled_input), or not affine
     std = 1 / alpha
     ev = (f"inputs agree (same batch digests), but side B's {inside.name_b} pre-activations are side A's times "
-          f"{fmt(alpha, 5)} plus a per-unit shift (relative residual {residual:.1e} over {int(both.sum())} "
+          f"{fmt(alpha, 5)} plus a per-unit shift (relative residual {residual:.1e} over {int(used.sum())} "
           "elements positive on both sides)",
           f"the shifts are -{fmt(alpha, 5)}·m·Σ_i W_ij + b_j (1 - {fmt(alpha, 5)}) with m = {fmt(mean, 5)} "
           f"(relative residual {fit_residual:.1e}): B's step feeds (x - {fmt(mean, 4)}) / {fmt(std, 4)}",

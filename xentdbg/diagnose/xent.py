@@ -20,6 +20,8 @@ A side's loss *matches* a candidate when they agree to 2e-5 relative (float32 lo
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from xentdbg.diagnose.context import Context, Finding, Side, fmt
@@ -141,22 +143,52 @@ def _explain_loss(side: Side, models) -> tuple[str, tuple] | None:
     return match, models[match]
 
 
-def _outputs(ctx: Context) -> tuple[np.ndarray, dict[str, np.ndarray], str] | None:
-    """What the loss-formula probes start from: the labels, both sides' outputs (the last
-    captured activation, by side label) and their kind (``"binary"`` or ``"categorical"``),
-    when the losses differ and both outputs are finite and of the same kind for these
-    labels; None otherwise (non-finite predictions: no loss formula explains them, see
-    diagnose.nonfinite)."""
-    if ctx.agrees("loss") or ctx.y is None or not ctx.a.activations or not ctx.b.activations:
+@dataclass(frozen=True)
+class _Outputs:
+    """What the loss-formula probes start from: the labels ``y``, each side's output
+    ``outs[label]`` (its last captured activation), their ``kind`` (``"binary"`` or
+    ``"categorical"``), the side whose record holds each output (``source[label]``: the
+    other side's when this one records no layer outputs) and the evidence line saying so."""
+
+    y: np.ndarray
+    outs: dict[str, np.ndarray]
+    kind: str
+    source: dict[str, Side]
+    note: str = ""
+
+
+def _outputs(ctx: Context) -> _Outputs | None:
+    """:class:`_Outputs` when the losses differ and both outputs are finite and of the same
+    kind for these labels; None otherwise (non-finite predictions: no loss formula explains
+    them, see diagnose.nonfinite).
+
+    A side that records no layer outputs (a JAX loss function without stax ``layers``)
+    takes the other side's, when the two held bitwise the same weights before the step
+    and trained on the same batch: then both models computed the same output, and a loss
+    formula reproducing the side's loss from it is the evidence."""
+    if ctx.agrees("loss") or ctx.y is None:
+        return None
+    source = {s.label: s for s in ctx.sides if s.activations}
+    note = ""
+    if len(source) == 1:
+        (label, side), = source.items()
+        missing = "B" if label == "A" else "A"
+        same = ctx.agrees("inputs") and all(np.array_equal(a, b) for _, a, b in ctx.before_triples())
+        if not same or not ctx.before_triples():
+            return None
+        source[missing] = side
+        note = (f"side {missing} records no layer outputs; its output is side {label}'s: both held bitwise the same "
+                "weights before the step and trained on the same batch")
+    elif not source:
         return None
     y = np.asarray(ctx.y, np.float64)
-    outs = {s.label: np.asarray(s.activations[-1][1], np.float64) for s in ctx.sides}
+    outs = {label: np.asarray(side.activations[-1][1], np.float64) for label, side in source.items()}
     if not all(np.all(np.isfinite(o)) for o in outs.values()):
         return None
     kind = _kind(outs["A"], y)
     if kind is None or _kind(outs["B"], y) != kind:
         return None
-    return y, outs, kind
+    return _Outputs(y, outs, kind, source, note)
 
 
 def logits_vs_probabilities(ctx: Context) -> list[Finding]:
@@ -164,10 +196,10 @@ def logits_vs_probabilities(ctx: Context) -> list[Finding]:
     start = _outputs(ctx)
     if start is None:
         return []
-    y, outs, kind = start
+    y, outs, kind = start.y, start.outs, start.kind
     explained, logits = {}, {}
     for side in ctx.sides:
-        found = find_logits(side, ctx.x, kind)
+        found = find_logits(start.source[side.label], ctx.x, kind)
         logits[side.label] = found
         models = _models(outs[side.label], found[0] if found else None, y, kind)
         explained[side.label] = (_explain_loss(side, models), models)
@@ -176,7 +208,7 @@ def logits_vs_probabilities(ctx: Context) -> list[Finding]:
         return []
     loss_name = "binary" if kind == "binary" else "categorical"
     ev = [f"side {s.label}'s loss {fmt(s.loss)} = {loss_name} cross-entropy {e[1][1]} (recomputed {fmt(e[1][0])})"
-          for s, e in ((ctx.a, ea), (ctx.b, eb))]
+          for s, e in ((ctx.a, ea), (ctx.b, eb))] + ([start.note] if start.note else [])
     findings = []
     keys = {"A": ea[0], "B": eb[0]}
     if "logits" in keys.values():
@@ -322,7 +354,7 @@ def probabilities_as_logits(ctx: Context) -> list[Finding]:
     start = _outputs(ctx)
     if start is None:
         return []
-    y, outs, kind = start
+    y, outs, kind = start.y, start.outs, start.kind
     from_logits = binary_from_logits if kind == "binary" else categorical_from_logits
     twice = {label: float(np.mean(from_logits(y, p))) for label, p in outs.items()}
     hits = [s for s in ctx.sides if _same(twice[s.label], s.loss)]
@@ -336,7 +368,7 @@ def probabilities_as_logits(ctx: Context) -> list[Finding]:
           f"side {other.label}'s loss {fmt(other.loss)}; the same formula on its output gives "
           f"{fmt(twice[other.label])}",
           f"side {side.label}'s output is {'probabilities in [0, 1]' if kind == 'binary' else 'rows summing to 1'}: "
-          f"the {link} is already applied")
+          f"the {link} is already applied") + ((start.note,) if start.note else ())
     return [Finding("probabilities-as-logits", f"Side {side.label} passes probabilities to a loss that expects logits",
                     ev, f"Give side {side.label}'s loss the logits (the network without its final {link}), or use "
                         "a loss on probabilities.",
@@ -359,10 +391,10 @@ def log_plus_epsilon(ctx: Context) -> list[Finding]:
     start = _outputs(ctx)
     if start is None:
         return []
-    y, outs, kind = start
+    y, outs, kind = start.y, start.outs, start.kind
     for side, other in ((ctx.a, ctx.b), (ctx.b, ctx.a)):
         p = outs[side.label].astype(np.float32).astype(np.float64)  # as the framework holds it
-        found = find_logits(side, ctx.x, kind)
+        found = find_logits(start.source[side.label], ctx.x, kind)
         models = _models(outs[side.label], found[0] if found else None, y, kind)
         if any(_same(v[0], side.loss) for v in models.values()):
             continue  # a library formula explains this side's loss
@@ -374,7 +406,7 @@ def log_plus_epsilon(ctx: Context) -> list[Finding]:
                   f"({fmt(value)}); no library formula (logits, clipped probabilities) gives it",
                   f"side {other.label}'s loss {fmt(other.loss)}",
                   f"{int(np.count_nonzero(p < eps))} of {p.size} predictions are below {eps:g}, where log(p + "
-                  f"{eps:g}) departs from log p")
+                  f"{eps:g}) departs from log p") + ((start.note,) if start.note else ())
             return [Finding("log-plus-epsilon", f"Side {side.label} computes the cross-entropy by hand as "
                             f"log(p + {eps:g})", ev,
                             f"Compute side {side.label}'s loss from the logits (optax.softmax_cross_entropy / "

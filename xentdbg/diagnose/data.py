@@ -59,6 +59,7 @@ def different_data(ctx: Context, dataset_sums: np.ndarray | None = None,
             elif np.all(pos >= 0):
                 ev.append(f"side {label}'s batch is dataset samples {', '.join(map(str, pos[:5]))}, … "
                           f"(from {pos.min()} to {pos.max()})")
+    ev += _after_alignment(ctx)
     if kind == "scale":
         fix = "Preprocess the inputs the same way on both sides (e.g. divide by 255 exactly once)."
         title = "The two sides feed differently scaled inputs"
@@ -73,6 +74,26 @@ def different_data(ctx: Context, dataset_sums: np.ndarray | None = None,
             fix = "Feed both sides the same batches in the same order (same subset, shuffling and preprocessing)."
         title = "The two sides train on different batches" + (" (same samples, other order)" if kind == "order" else "")
     return [Finding("different-data", title, tuple(ev), fix, numbers={"kind": kind, "step": k})]
+
+
+def _after_alignment(ctx: Context) -> list[str]:
+    """What the re-run of each side on the other side's batch showed (``step.realigned``)."""
+    realigned = ctx.step.realigned
+    if realigned is None:
+        return []
+    if not realigned.ran:
+        return [f"not re-run on the other side's batch ({realigned.unavailable}): what else differs is not known"]
+    k = ctx.step.step
+    first = realigned.first
+    if first is not None:
+        return [f"re-run on the same batch from the same pre-step weights, the two sides still differ: first at "
+                f"{first.label}, the divergence that remains after alignment (diagnosed below)"]
+    if realigned.uncovered:
+        return ["re-run on the other side's batch from the same pre-step weights, the two sides agree, but "
+                f"{', '.join(realigned.uncovered)} could not be re-run"]
+    return [f"re-run on the other side's batch from the same pre-step weights, each side agrees with the other's "
+            f"record in every decisive tensor (loss, gradients, state, updates, weights): the data order is the "
+            f"whole story at step {k}"]
 
 
 def rescaled_input(ctx: Context) -> list[Finding]:

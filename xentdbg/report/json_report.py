@@ -12,9 +12,17 @@ from xentdbg.compare.result import CompareResult
 from xentdbg.errors import XentdbgError
 from xentdbg.findings import jsonable
 from xentdbg.records import SideInfo
+from xentdbg.report.data_order import data_order
 
-SCHEMA_VERSION = 4
-"""4: ``per_step[].crossfeed`` records both cross-fed views of every flagged step and,
+SCHEMA_VERSION = 5
+"""5: ``data_order`` (null when every batch agreed) accounts for batches that differ:
+``reordered_steps`` (the same samples in another order, compared aligned: a mean loss
+does not depend on the order, so such a step alone is no divergence), ``step``/``kind``
+(the first step whose sides trained on other samples), ``remaining`` (the first
+divergence left after alignment), ``whole_story``, ``realigned`` (each side re-run on the
+other's batch from the same weights: both views' first divergences) and ``lines``;
+``per_step[].alignment`` and ``per_step[].realigned`` carry the same per step.
+4: ``per_step[].crossfeed`` records both cross-fed views of every flagged step and,
 for a small difference a step introduced, the float64 oracle's check
 (``crossfeed.float64``: per tensor the float32 and float64 gaps and each side's float32
 error); ``drift.rounded`` lists the steps the oracle showed to be float32 rounding.
@@ -80,11 +88,15 @@ def result_dict(result: CompareResult) -> dict[str, Any]:
                       "training_flags": {"a": s.flags_a, "b": s.flags_b},
                       "first": s.first.label if s.first else None,
                       "flagged": s.flagged.label if s.flagged else None, "drift": s.drift,
-                      "crossfeed": s.crossfeed.to_dict() if s.crossfeed is not None else None}
+                      "crossfeed": s.crossfeed.to_dict() if s.crossfeed is not None else None,
+                      "alignment": s.alignment.to_dict() if s.alignment is not None else None,
+                      "reordered": s.reordered,
+                      "realigned": s.realigned.to_dict() if s.realigned is not None else None}
                      for s in result.steps],
         "verdict": ({"view": crossfeed.view, "crossfeed": crossfeed.to_dict()} if crossfeed is not None
                     else {"view": "recorded", "crossfeed": None}) if first else None,
         "drift": result.drift.to_dict() if result.drift else None,
+        "data_order": data_order(result),
         "all_bitwise_equal": result.all_bitwise_equal,
         "nonfinite_loss_from": result.nonfinite_loss_from,
         "diagnosis": result.diagnosis.to_dict() if result.diagnosis else None,

@@ -132,11 +132,15 @@ def first_divergence(t: TensorComparison, tol: Tolerance, kinds: dict[str, str])
                  title_align="left", border_style="red")
 
 
-def diagnosis_panel(diagnosis) -> Panel:
-    """The likely cause with its evidence and fix, then other causes that fit."""
+def diagnosis_panel(diagnosis, after_alignment: bool = False) -> Panel:
+    """The likely cause with its evidence and fix, then other causes that fit.
+    ``after_alignment``: the first finding is the data order, and the next one the likely
+    cause of the divergence that remains after alignment (:func:`xentdbg.diagnose.build.diagnose_step`)."""
     parts: list = []
     for k, f in enumerate(diagnosis.findings):
         head = "Likely cause: " if k == 0 else "Also fits: "
+        if after_alignment and k == 1:
+            head = "After alignment, likely cause: "
         parts.append(Text.assemble((head, "bold"), (f.title, "bold yellow" if k == 0 else "yellow")))
         for e in f.evidence:
             parts.append(Text(f"  • {e}"))
@@ -269,7 +273,8 @@ def render_result(result, console: Console, title: str = "xentdbg compare") -> N
         if order is not None:
             console.print(order)
         if result.diagnosis is not None:
-            console.print(diagnosis_panel(result.diagnosis))
+            realigned = next(s for s in result.steps if s.first is first).realigned
+            console.print(diagnosis_panel(result.diagnosis, realigned is not None and realigned.first is not None))
     if result.drift is not None:
         console.print(Text(result.drift.describe(), style="yellow"))
     console.print(_per_step(result))

@@ -103,8 +103,12 @@ def render_markdown(result, commands: list[str] | None = None) -> str:
         diagnosis = result.diagnosis
         if diagnosis is not None:
             lines += ["## Diagnosis", ""]
+            realigned = next(s for s in result.steps if s.first is first).realigned
+            aligned = realigned is not None and realigned.first is not None
             for k, f in enumerate(diagnosis.findings):
-                lines += [f"**{'Likely cause' if k == 0 else 'Also fits'}: {f.title}**", ""]
+                head = ("Likely cause" if k == 0 else "After alignment, likely cause" if aligned and k == 1
+                        else "Also fits")
+                lines += [f"**{head}: {f.title}**", ""]
                 lines += [f"- {e}" for e in f.evidence]
                 lines += [f"- **fix:** {f.fix}", ""]
             lines += [f"- {line}" for line in diagnosis.unexplained]

@@ -80,3 +80,12 @@ def test_cause_6_keeps_its_verdict_and_finds_nothing_else(session_tmp):
     assert report["first_divergence"]["phase"] == "inputs"
     assert report["data_order"]["whole_story"] is True
     assert "shuffle=False" in report["diagnosis"]["findings"][0]["fix"]
+
+
+def test_a_side_that_cannot_rerun_its_update_leaves_the_weights_unknown(session_tmp):
+    run = run_pair("shuffle", "samples: fit shuffles, tf_keras K.function in order", session_tmp)
+    assert run.code == 1, run.output[-3000:]
+    order = run.report["data_order"]
+    assert order["realigned"]["ran"] and order["realigned"]["uncovered"] == ["weights"], order
+    assert order["whole_story"] is False and order["remaining"] is None
+    assert any("could not re-run weights" in line for line in order["lines"])

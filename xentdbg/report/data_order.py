@@ -65,7 +65,9 @@ def data_order(result: CompareResult) -> dict[str, Any] | None:
                 lines.append("Re-run on each other's batch from the same pre-step weights, the two sides agree in "
                              f"every decisive tensor: the data order is the whole story at step {other.step}.")
             else:
-                lines.append(r.view + ".")
+                lines.append(f"Re-run on each other's batch from the same pre-step weights, the two sides agree, but "
+                             f"the probes could not re-run {', '.join(r.uncovered)}: what else differs there is not "
+                             "known.")
         elif r is not None:
             lines.append(f"Not re-run on the other side's batch ({r.unavailable}).")
     if fits:

@@ -89,3 +89,14 @@ def test_a_side_that_cannot_rerun_its_update_leaves_the_weights_unknown(session_
     assert order["realigned"]["ran"] and order["realigned"]["uncovered"] == ["weights"], order
     assert order["whole_story"] is False and order["remaining"] is None
     assert any("could not re-run weights" in line for line in order["lines"])
+
+
+def test_both_sides_shuffled_alike_still_give_the_probes_their_batch(session_tmp):
+    run = run_pair("shuffle", "shuffled alike: both fit, and label smoothing", session_tmp)
+    assert run.code == 1, run.output[-3000:]
+    report = run.report
+    assert report["data_order"] is None  # the same batches: nothing to align
+    top = report["diagnosis"]["findings"][0]
+    assert top["cause"] == "label-smoothing" and top["numbers"]["side"] == "B", report["diagnosis"]
+    # fitted to the class frequencies of fit's shuffled batch: those of samples 0..99 leave no fit
+    assert abs(top["numbers"]["epsilon"] - 0.1) < 1e-4 and top["numbers"]["residual"] < 1e-4

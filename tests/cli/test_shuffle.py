@@ -63,7 +63,7 @@ def test_other_samples_report_the_data_order_and_still_name_the_second_bug(sessi
 
 
 def test_when_the_order_is_the_whole_story_the_report_says_so(session_tmp):
-    run = run_pair("shuffle", "samples: fit shuffles, JAX port in order", session_tmp)
+    run = run_pair("shuffle", "samples: fit on JAX shuffles, JAX port in order", session_tmp)
     assert run.code == 1, run.output[-3000:]
     report = run.report
     order = report["data_order"]

@@ -101,6 +101,8 @@ def alignment_of(a: StepRecord, b: StepRecord) -> Alignment | None:
     ia, ib = dict(a.tensors.get("inputs", [])), dict(b.tensors.get("inputs", []))
     if not all(k in ia and k in ib for k in ("x", "y")):
         return None
+    if any(("inputs", k) in r.fingerprinted for r in (a, b) for k in ("x", "y")):
+        return None  # not per-sample sums (capture keeps them: xentdbg.compare.fingerprint.KEPT)
     return align(np.asarray(ia["x"]), np.asarray(ia["y"]), np.asarray(ib["x"]), np.asarray(ib["y"]))
 
 

@@ -317,7 +317,13 @@ def compare_step(a: StepRecord, b: StepRecord, pairing: Pairing, tol: Tolerance,
 
     ``before``: both sides' weights before the step (the previous records, or records
     holding the initial weights), for the ``updates`` phase (``updates=False`` skips it:
-    the fingerprint pass)."""
+    the fingerprint pass).
+
+    When the batches' digests differ but they hold the same samples in another order
+    (:mod:`xentdbg.compare.alignment`), A's per-sample tensors (the inputs' sums, layer
+    outputs whose leading axis is the batch) are compared in B's sample order, and the
+    loss, gradients, state and weights as they are: a mean over the batch does not depend
+    on its order. ``StepComparison.alignment`` says how the batches relate."""
     pairing.settle(a, b)
     out: list[TensorComparison] = []
     skipped: list[str] = []

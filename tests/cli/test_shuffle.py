@@ -53,6 +53,8 @@ def test_other_samples_report_the_data_order_and_still_name_the_second_bug(sessi
     order = report["data_order"]
     assert order["kind"] == "samples" and order["realigned"]["ran"] and not order["whole_story"]
     assert order["remaining"] == "step 0 · loss · loss"
+    remaining = order["remaining_divergence"]
+    assert remaining["phase"] == "loss" and remaining["metrics"]["max_abs"] > 1e-3, remaining
     causes = _causes(report)
     assert causes[:2] == ["different-data", "label-smoothing"], causes
     data, smoothing = report["diagnosis"]["findings"][:2]

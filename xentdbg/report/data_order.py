@@ -73,9 +73,9 @@ def data_order(result: CompareResult) -> dict[str, Any] | None:
     if fits:
         lines.append(f"model.fit shuffles by default (side {' and '.join(fits)}): pass shuffle=False to compare "
                      "batch by batch.")
+    shown = (other if other is not None else reordered[0]).alignment
     return {"reordered_steps": [s.step for s in reordered],
             "step": other.step if other is not None else None,
-            "kind": (other.alignment.kind if other is not None and other.alignment is not None
-                     else ORDER),
-            "alignment": (other or reordered[0]).alignment.to_dict() if (other or reordered[0]).alignment else None,
+            "kind": shown.kind if shown is not None else ORDER,
+            "alignment": shown.to_dict() if shown is not None else None,
             "remaining": remaining, "whole_story": whole, "realigned": realigned, "lines": lines}

@@ -15,6 +15,12 @@ Two samples are taken to be the same when both their sums are bitwise equal: the
 float32 values summed by the same numpy code give the same float64 bits. Distinct
 samples with equal sums (a duplicate image, or a coincidence) are paired in batch
 order; a wrong pairing of distinct samples shows as a difference, never hides one.
+
+One-hot labels all sum to 1, so for them ``Σy_i`` cannot tell one label from another:
+the same images with their labels mixed up align too. Such a step still differs where
+it matters (the loss and gradients of other labels), and the diagnosis, which has the
+dataset, checks each side's labels sample by sample
+(:func:`xentdbg.diagnose.data.different_data`).
 """
 
 from __future__ import annotations
@@ -57,7 +63,8 @@ class Alignment:
     def describe(self) -> str:
         if self.kind == ORDER:
             return (f"the two sides trained on the same {self.size_b} samples in another order "
-                    f"({self.moved} of {self.size_b} at another position)")
+                    f"({self.moved} of {self.size_b} at another position; matched by their per-sample sums of x "
+                    "and y)")
         if self.kind == SIZES:
             return f"the batches hold {self.size_a} (A) and {self.size_b} (B) samples"
         return f"{self.common} of {self.size_b} samples are in both batches"

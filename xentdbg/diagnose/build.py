@@ -17,7 +17,7 @@ from xentdbg.diagnose.data import _positions
 from xentdbg.findings import Diagnosis
 from xentdbg.records import SideInfo, StepRecord, batch_fingerprint
 
-Batch = tuple[np.ndarray, np.ndarray]
+Batch = tuple[np.ndarray, np.ndarray | None]
 
 
 def _before(info: SideInfo, previous: StepRecord | None, start: tuple[list, list] | None):
@@ -30,28 +30,34 @@ def _before(info: SideInfo, previous: StepRecord | None, start: tuple[list, list
             [(s.name, np.asarray(a)) for s, a in zip(info.state, state)])
 
 
-def _matches(record: StepRecord, x: np.ndarray, y: np.ndarray) -> bool:
-    _, digests = batch_fingerprint(x, y)
-    return record.digests.get("x") == digests["x"] and record.digests.get("y") == digests["y"]
+def _digest_of(a: np.ndarray) -> str:
+    return batch_fingerprint(a, np.zeros((len(a), 1), np.float32))[1]["x"]
 
 
 def located_batch(record: StepRecord, data: DataInfo, dataset_sums: np.ndarray) -> Batch | None:
-    """The batch ``record``'s step trained on, taken from the dataset: the in-order slice
-    of its step when the digests say so, else the samples found at its per-sample sums of
-    ``x`` (:func:`~xentdbg.diagnose.data._positions`: fit's shuffled batch, say), when every
-    one is found and the batch so rebuilt has the record's exact digests; else None (a
-    side that preprocesses its inputs before the step)."""
+    """The batch ``record``'s step trained on, taken from the dataset: ``(x, y)``.
+
+    ``x``: the in-order slice of its step when its digest says so, else the samples
+    found at the record's per-sample sums of ``x`` (:func:`~xentdbg.diagnose.data._positions`:
+    fit's shuffled batch, say), when every one is found and the images so rebuilt have the
+    record's exact ``x`` digest; else None (a side that preprocesses its inputs before the
+    step). ``y``: those samples' labels when they have the record's exact ``y`` digest,
+    else None: the side fed its images with other labels."""
     sl = data.spec.batch_slice(record.step)
-    if _matches(record, data.x[sl], data.y[sl]):
-        return data.x[sl], data.y[sl]
-    sums = dict(record.tensors.get("inputs", [])).get("x")
-    if sums is None:
-        return None
-    pos = _positions(np.asarray(sums, np.float64), dataset_sums)
-    if pos is None or pos.size == 0 or np.any(pos < 0):
-        return None
+    want_x, want_y = record.digests.get("x"), record.digests.get("y")
+    if _digest_of(data.x[sl]) == want_x:
+        pos: np.ndarray | slice = sl
+    else:
+        sums = dict(record.tensors.get("inputs", [])).get("x")
+        if sums is None:
+            return None
+        found = _positions(np.asarray(sums, np.float64), dataset_sums)
+        if found is None or found.size == 0 or np.any(found < 0) or _digest_of(data.x[found]) != want_x:
+            return None
+        pos = found
     bx, by = data.x[pos], data.y[pos]
-    return (bx, by) if _matches(record, bx, by) else None
+    labels = batch_fingerprint(bx, by)[1]["y"] == want_y
+    return bx, by if labels else None
 
 
 def _context(step: StepComparison, history: list[StepComparison], records: tuple[StepRecord, StepRecord],
@@ -70,16 +76,17 @@ def _context(step: StepComparison, history: list[StepComparison], records: tuple
     if perm is not None:
         recs[0] = aligned_record(recs[0], perm)
         a = batches[0]
-        batches[0] = (a[0][perm], a[1][perm]) if a is not None else None
+        batches[0] = (a[0][perm], a[1][perm] if a[1] is not None else None) if a is not None else None
     sides = []
     for k, label in enumerate("AB"):
         weights, state = _before(infos[k], previous[k], starts[k] if starts else None)
         bx, by = batches[k] or (None, None)
         sides.append(Side(label, infos[k], recs[k], weights, state, bx, by))
     x = y = None
-    ba, bb = batches
-    if ba is not None and bb is not None and np.array_equal(ba[0], bb[0]) and np.array_equal(ba[1], bb[1]):
-        x, y = bb  # both sides trained on this batch (in the records' order)
+    (xa, ya), (xb, yb) = batches[0] or (None, None), batches[1] or (None, None)
+    if (xa is not None and xb is not None and ya is not None and yb is not None
+            and np.array_equal(xa, xb) and np.array_equal(ya, yb)):
+        x, y = xb, yb  # both sides trained on this batch (in the records' order)
     return Context(step, sides[0], sides[1], pairing, tolerance, x, y, history, noise, float64)
 
 

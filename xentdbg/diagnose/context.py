@@ -24,7 +24,9 @@ Named = list[tuple[str, np.ndarray]]
 class Side:
     """One side's view of the step: its record, its weights and state before it, and
     the batch it trained on (``x``, ``y``: located in the dataset by the record's
-    per-sample sums and checked against its digests; None when not found).
+    per-sample sums and checked against its digests, :func:`xentdbg.diagnose.build.located_batch`;
+    ``x`` None when not found, ``y`` None too when the side fed those images with labels
+    other than the dataset's).
 
     When the two sides trained on the same samples in another order, side A's record
     and batch are given in B's sample order (:func:`xentdbg.compare.alignment.aligned_record`):

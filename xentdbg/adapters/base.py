@@ -67,13 +67,15 @@ class Adapter(abc.ABC):
         """Parameters after :meth:`train`, in table order."""
 
     def evaluate(self, step: int, params: list[np.ndarray], state: list[np.ndarray] | None,
-                 grads: list[np.ndarray] | None = None,
-                 optimizer: list[np.ndarray] | None = None) -> dict[str, list[tuple[str, np.ndarray]]]:
+                 grads: list[np.ndarray] | None = None, optimizer: list[np.ndarray] | None = None,
+                 batch: list[np.ndarray] | None = None) -> dict[str, list[tuple[str, np.ndarray]]]:
         """The cross-feed probe: re-run step ``step``'s computation from given pre-step values.
 
         From ``params`` (and ``state`` when given, else the side's own state before the
-        step), both in table order, on the batch step ``step`` trained on, compute what
-        the step computes, without changing anything the training will use afterwards:
+        step), both in table order, on the batch step ``step`` trained on (or ``batch``,
+        when given: ``[x, y]`` as the other side's :meth:`held_batch` returned them, for a
+        step whose two sides trained on other samples; see :func:`given_batch`), compute
+        what the step computes, without changing anything the training will use afterwards:
 
         - ``"loss"``: ``[("loss", scalar)]``;
         - ``"gradients"``: ``d loss / d params`` in table order, named as in the records;
@@ -136,3 +138,23 @@ def _devices() -> str:
         tf = sys.modules["tensorflow"]
         found += [f"tf:{d.name}" for d in tf.config.list_logical_devices()]
     return ", ".join(found)
+
+
+def given_batch(batch: list[np.ndarray], x: object, y: object) -> tuple[np.ndarray, np.ndarray]:
+    """Another side's batch (``[x, y]``, or ``[x, y, sample_weight]``, from its
+    :meth:`Adapter.held_batch`) as this side's step receives its own ``x``, ``y`` (numpy,
+    TensorFlow or JAX arrays): the same per-sample shapes, cast to their dtypes.
+
+    Raises :class:`ValueError` when the per-sample shapes differ or the batch carries
+    sample weights other than 1 (the step re-run here takes none)."""
+    out = []
+    for given, own in zip(batch[:2], (x, y), strict=True):
+        dtype = np.dtype(getattr(own.dtype, "as_numpy_dtype", own.dtype))  # type: ignore[attr-defined]
+        shape = tuple(int(d) for d in own.shape)  # type: ignore[attr-defined]
+        a = np.asarray(given)
+        if a.shape[1:] != shape[1:]:
+            raise ValueError(f"the other side's batch has samples of shape {a.shape[1:]}, this side's {shape[1:]}")
+        out.append(a.astype(dtype, copy=False))
+    if len(batch) > 2 and not np.all(np.asarray(batch[2]) == 1):
+        raise ValueError("the other side's batch carries sample weights; this side's step takes none")
+    return out[0], out[1]

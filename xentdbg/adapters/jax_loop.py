@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from xentdbg.adapters.base import Adapter, Emit, python_info
+from xentdbg.adapters.base import Adapter, Emit, given_batch, python_info
 from xentdbg.data import DataInfo
 from xentdbg.errors import UsageError
 from xentdbg.records import CaptureMode, SideInfo, StepRecord, TensorSpec, batch_fingerprint
@@ -203,14 +203,16 @@ class JaxLoopAdapter(Adapter):
             emit(StepRecord(step=i, tensors=tensors, digests=digests))
         self.params, self.state = params, state
 
-    def evaluate(self, step, params, state, grads=None, optimizer=None):
+    def evaluate(self, step, params, state, grads=None, optimizer=None, batch=None):
         """Step ``step`` re-run by the same jitted step function from ``params`` (and
         ``state``) with the optimizer state held from before that step (or ``optimizer``,
-        leaves in :meth:`held_optimizer` order); with ``grads``, the optimizer step is
-        applied to them instead (see :meth:`Adapter.evaluate`)."""
+        leaves in :meth:`held_optimizer` order), on its batch or ``batch``; with ``grads``,
+        the optimizer step is applied to them instead (see :meth:`Adapter.evaluate`)."""
         if step not in self._held:
             raise ValueError(f"step {step} is no longer held (steps held: {sorted(self._held)})")
         x, y, own_state, opt_state = self._held[step]
+        if batch is not None:
+            x, y = given_batch(batch, x, y)
 
         def tree(like, values):
             leaves, treedef = jax.tree_util.tree_flatten(like)

@@ -48,7 +48,7 @@ import numpy as np
 from xentdbg.adapters import _keras_private as private
 from xentdbg.adapters._keras_hooks import LayerHooks, leaf_layers
 from xentdbg.adapters._keras_oracle import check_float64_model
-from xentdbg.adapters.base import Adapter, Emit, StopReplay, python_info
+from xentdbg.adapters.base import Adapter, Emit, StopReplay, given_batch, python_info
 from xentdbg.data import DataInfo
 from xentdbg.errors import UsageError
 from xentdbg.records import CaptureMode, SideInfo, StepRecord, TensorSpec, batch_fingerprint
@@ -152,9 +152,10 @@ class KerasFitAdapter(Adapter):
             private.jax_state_sync(self.model)
 
     def evaluate(self, step: int, params: list[np.ndarray], state: list[np.ndarray] | None,
-                 grads: list[np.ndarray] | None = None,
-                 optimizer: list[np.ndarray] | None = None) -> dict[str, list[tuple[str, np.ndarray]]]:
-        """Step ``step`` re-run from ``params`` (and ``state``): see :meth:`Adapter.evaluate`.
+                 grads: list[np.ndarray] | None = None, optimizer: list[np.ndarray] | None = None,
+                 batch: list[np.ndarray] | None = None) -> dict[str, list[tuple[str, np.ndarray]]]:
+        """Step ``step`` re-run from ``params`` (and ``state``), on the batch fit gave it or
+        ``batch``: see :meth:`Adapter.evaluate`.
 
         Loss, gradients and activations come from the very function the records' come
         from; ``"state"`` and, when ``grads`` is None, ``"weights"`` from fit's own train
@@ -164,7 +165,7 @@ class KerasFitAdapter(Adapter):
         full-capture :meth:`train` are held; any other step raises :class:`ValueError`."""
         if self._capture is None:
             raise ValueError(f"step {step} is no longer held: evaluate needs a train() with full capture")
-        return self._capture.evaluate(step, params, state, grads, optimizer)
+        return self._capture.evaluate(step, params, state, grads, optimizer, batch)
 
     def held_optimizer(self, step: int) -> list[np.ndarray]:
         """``optimizer.variables`` before step ``step`` (iterations, moments), held for the last two steps."""
@@ -568,16 +569,27 @@ class _FitCapture:
 
     # The cross-feed probe ---------------------------------------------------------
     def evaluate(self, step: int, params: list[np.ndarray], state: list[np.ndarray] | None,
-                 grads: list[np.ndarray] | None,
-                 optimizer: list[np.ndarray] | None = None) -> dict[str, list[tuple[str, np.ndarray]]]:
+                 grads: list[np.ndarray] | None, optimizer: list[np.ndarray] | None = None,
+                 batch: list[np.ndarray] | None = None) -> dict[str, list[tuple[str, np.ndarray]]]:
         """:meth:`KerasFitAdapter.evaluate`: the held step re-run with the records' own
-        recompute and fit's own train step. Nothing here changes a variable training reads
-        afterwards: the JAX functions are stateless; the TF ones write back every
-        variable they load (``swap`` in :meth:`_install_tf`)."""
+        recompute and fit's own train step, on the batch fit gave it or on ``batch``.
+        Nothing here changes a variable training reads afterwards: the JAX functions are
+        stateless; the TF ones write back every variable they load (``swap`` in
+        :meth:`_install_tf`)."""
         held = self._held.get(step)
         if held is None:
             raise ValueError(f"step {step} is no longer held: evaluate keeps the last two steps "
                              f"({', '.join(map(str, sorted(self._held))) or 'none yet'})")
+        if batch is not None:
+            if held.sw is not None:
+                raise ValueError("fit weighted this step's samples (sample_weight or class_weight): "
+                                 "it cannot be re-run on the other side's batch")
+            bx, by = given_batch(batch, held.x, held.y)
+            if self.adapter.backend == "tensorflow":
+                import tensorflow as tf
+
+                bx, by = tf.convert_to_tensor(bx), tf.convert_to_tensor(by)
+            held = _Held(held.non_trainable, held.metrics, held.optimizer, bx, by, None)
         model = self.model
         tvars, ntvars = model.trainable_variables, model.non_trainable_variables
         if len(params) != len(tvars):

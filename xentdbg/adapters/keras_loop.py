@@ -46,7 +46,7 @@ import numpy as np
 from xentdbg.adapters import _keras_private as private
 from xentdbg.adapters._keras_hooks import LayerHooks, leaf_layers
 from xentdbg.adapters._keras_oracle import check_float64_model
-from xentdbg.adapters.base import Adapter, Emit, python_info
+from xentdbg.adapters.base import Adapter, Emit, given_batch, python_info
 from xentdbg.data import DataInfo
 from xentdbg.errors import UsageError
 from xentdbg.records import CaptureMode, SideInfo, StepRecord, TensorSpec, batch_fingerprint
@@ -152,15 +152,20 @@ class KerasLoopAdapter(Adapter):
 
     # -- the cross-feed probe -------------------------------------------------
     def evaluate(self, step: int, params: list[np.ndarray], state: list[np.ndarray] | None,
-                 grads: list[np.ndarray] | None = None,
-                 optimizer: list[np.ndarray] | None = None) -> dict[str, list[tuple[str, np.ndarray]]]:
+                 grads: list[np.ndarray] | None = None, optimizer: list[np.ndarray] | None = None,
+                 batch: list[np.ndarray] | None = None) -> dict[str, list[tuple[str, np.ndarray]]]:
         """Re-run step ``step`` from ``params`` (and ``state``, and ``optimizer``: values of
-        ``optimizer.variables``); see the module docstring and
+        ``optimizer.variables``), on its batch or ``batch``; see the module docstring and
         :meth:`xentdbg.adapters.base.Adapter.evaluate`. Every phase is computed."""
         kept, dry = self._retained.get(step), self._dry
         if kept is None or dry is None:
             raise ValueError(f"KerasLoop cannot re-run step {step}: it keeps the last two steps of a "
                              f"fully captured train() (kept: {sorted(self._retained)}).")
+        x, y = kept.x, kept.y
+        if batch is not None:
+            import tensorflow as tf
+
+            x, y = (tf.convert_to_tensor(a) for a in given_batch(batch, x, y))
         model_vars, opt_vars = self.model.variables, self.optimizer.variables
         now_model = [v.numpy() for v in model_vars]
         now_opt = [v.numpy() for v in opt_vars]
@@ -168,7 +173,7 @@ class KerasLoopAdapter(Adapter):
             for v, value in zip(model_vars, kept.model_values, strict=True):
                 v.assign(value)
             self.set_initial_values(params, state)
-            loss, computed, acts = dry.forward(kept.x, kept.y)
+            loss, computed, acts = dry.forward(x, y)
             trainable, nt = self.model.trainable_variables, self.model.non_trainable_variables
             result: dict[str, list[tuple[str, np.ndarray]]] = {
                 "loss": [("loss", _loss_of(loss))],

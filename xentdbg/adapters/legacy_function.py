@@ -34,7 +34,7 @@ import numpy as np
 
 from xentdbg.adapters import _tf_keras_private as private
 from xentdbg.adapters._keras_hooks import reads_training
-from xentdbg.adapters.base import Adapter, Emit, python_info
+from xentdbg.adapters.base import Adapter, Emit, given_batch, python_info
 from xentdbg.data import DataInfo
 from xentdbg.errors import UsageError
 from xentdbg.records import CaptureMode, SideInfo, StepRecord, TensorSpec, batch_fingerprint
@@ -182,16 +182,20 @@ class LegacyFunctionAdapter(Adapter):
                 "gradients": [(_name(v), np.asarray(g)) for v, g in zip(weights, rest[:len(weights)], strict=True)]}
 
     def evaluate(self, step: int, params: list[np.ndarray], state: list[np.ndarray] | None,
-                 grads: list[np.ndarray] | None = None,
-                 optimizer: list[np.ndarray] | None = None) -> dict[str, list[tuple[str, np.ndarray]]]:
+                 grads: list[np.ndarray] | None = None, optimizer: list[np.ndarray] | None = None,
+                 batch: list[np.ndarray] | None = None) -> dict[str, list[tuple[str, np.ndarray]]]:
         """Loss, gradients and layer outputs of step ``step`` from ``params`` (and
-        ``state``, else this side's state before that step); see the module docstring.
-        ``grads`` and ``optimizer`` are not used: without ``"weights"`` nothing applies gradients."""
+        ``state``, else this side's state before that step), on its feed or the setup's
+        ``feed`` of ``batch``; see the module docstring. ``grads`` and ``optimizer`` are
+        not used: without ``"weights"`` nothing applies gradients."""
         kept = self._retained.get(step)
         if kept is None or self._observer is None:
             raise ValueError(f"LegacyKerasFunction cannot re-run step {step}: it keeps the last two steps of a "
                              f"fully captured train() (kept: {sorted(self._retained)}).")
         feed, own_state = kept
+        if batch is not None:
+            sl = self.data.spec.batch_slice(step)
+            feed = self.feed(*given_batch(batch, self.data.x[sl], self.data.y[sl]))
         K, weights = self.K, self.model.trainable_weights
         variables = [*weights, *self.state_vars]
         now = [np.array(a) for a in K.batch_get_value(variables)]

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from xentdbg.compare.alignment import Alignment, aligned_record, alignment_of
 from xentdbg.compare.fingerprint import fingerprint, fingerprints_agree
 from xentdbg.compare.matching import Matching, match_activations
 from xentdbg.compare.metrics import Summary, TensorMetrics, Tolerance, screen_metrics, summarize, tensor_metrics
@@ -72,6 +73,15 @@ class StepComparison:
     flags_a: dict = field(default_factory=dict)  # training value each layer received
     flags_b: dict = field(default_factory=dict)
     crossfeed: CrossFeed | None = None  # set when the step was flagged and re-run cross-fed
+    alignment: Alignment | None = None  # the batches' digests differ: how A's samples relate to B's
+    realigned: Realigned | None = None  # other samples: each side re-run on the other's batch
+
+    @property
+    def reordered(self) -> bool:
+        """The two sides trained on the same samples in another order, and after
+        alignment (:mod:`xentdbg.compare.alignment`) the inputs agree."""
+        return (self.alignment is not None and self.alignment.perm is not None
+                and all(t.ok for t in self.tensors if t.phase == "inputs"))
 
     @property
     def divergences(self) -> list[TensorComparison]:
@@ -196,6 +206,73 @@ class CrossFeed:
                 "float64": self.float64.to_dict() if self.float64 is not None else None}
 
 
+@dataclass
+class Realigned:
+    """What remains once the data are lined up, at a step whose two sides trained on
+    other samples (:data:`xentdbg.compare.alignment.SAMPLES`): each side's step re-run on
+    the batch the other side used, from that side's pre-step weights, state and gradients
+    (the engine's cross-feed with batches, :meth:`xentdbg.adapters.base.Adapter.evaluate`).
+
+    - **view A**: A's record against B re-run on A's batch from A's pre-step values;
+    - **view B**: A re-run on B's batch from B's pre-step values against B's record.
+
+    Both sides of a view ran one batch from one set of weights, so a decisive tensor
+    that still differs is a difference the data order does not explain (:attr:`first`).
+    ``uncovered``: decisive phases differing in the records that a probe could not re-run
+    (``LegacyKerasFunction`` has no optimizer step); ``unavailable``: why no probe ran."""
+
+    view_a: StepComparison | None
+    view_b: StepComparison | None
+    uncovered: list[str] = field(default_factory=list)
+    unavailable: str | None = None
+    # the deciding view's records and the pre-step values both its sides ran from (for the diagnosis)
+    records: tuple[StepRecord, StepRecord] | None = field(default=None, repr=False)
+    before: tuple[StepRecord, StepRecord] | None = field(default=None, repr=False)
+
+    @property
+    def ran(self) -> bool:
+        return self.view_a is not None and self.view_b is not None
+
+    @property
+    def first(self) -> TensorComparison | None:
+        """The first divergence remaining after alignment: view A's, else view B's."""
+        for view in (self.view_a, self.view_b):
+            if view is not None and view.first is not None:
+                return view.first
+        return None
+
+    @property
+    def deciding(self) -> StepComparison | None:
+        """The view :attr:`first` comes from (view A when neither has one)."""
+        for view in (self.view_a, self.view_b):
+            if view is not None and view.first is not None:
+                return view
+        return self.view_a
+
+    @property
+    def whole_story(self) -> bool:
+        """The data order explains the step: both views agree in every decisive tensor, and
+        every phase that differs in the records was re-run."""
+        return self.ran and not self.uncovered and self.first is None
+
+    @property
+    def view(self) -> str:
+        if not self.ran:
+            return f"not re-run on the other side's batch ({self.unavailable})"
+        if self.view_a is not None and self.view_a.first is not None:
+            return "aligned: A's record against B re-run on A's batch from A's pre-step weights, state and gradients"
+        if self.view_b is not None and self.view_b.first is not None:
+            return "aligned: A re-run on B's batch from B's pre-step weights, state and gradients against B's record"
+        if self.uncovered:
+            return "aligned: both views agree, but the probes could not re-run " + ", ".join(self.uncovered)
+        return "aligned: each side re-run on the other's batch from the same weights agrees in every decisive tensor"
+
+    def to_dict(self) -> dict:
+        return {"ran": self.ran, "whole_story": self.whole_story, "view": self.view, "uncovered": self.uncovered,
+                "unavailable": self.unavailable, "first": self.first.label if self.first is not None else None,
+                "view_a_first": _label(self.view_a), "view_b_first": _label(self.view_b)}
+
+
 def _label(view: StepComparison | None) -> str | None:
     return view.first.label if view is not None and view.first is not None else None
 
@@ -252,7 +329,13 @@ def compare_step(a: StepRecord, b: StepRecord, pairing: Pairing, tol: Tolerance,
 
     ``before``: both sides' weights before the step (the previous records, or records
     holding the initial weights), for the ``updates`` phase (``updates=False`` skips it:
-    the fingerprint pass)."""
+    the fingerprint pass).
+
+    When the batches' digests differ but they hold the same samples in another order
+    (:mod:`xentdbg.compare.alignment`), A's per-sample tensors (the inputs' sums, layer
+    outputs whose leading axis is the batch) are compared in B's sample order, and the
+    loss, gradients, state and weights as they are: a mean over the batch does not depend
+    on its order. ``StepComparison.alignment`` says how the batches relate."""
     pairing.settle(a, b)
     out: list[TensorComparison] = []
     skipped: list[str] = []
@@ -286,18 +369,11 @@ def compare_step(a: StepRecord, b: StepRecord, pairing: Pairing, tol: Tolerance,
         out.append(TensorComparison(step, phase, na, nb, ok, m, sa, sb,
                                     note="" if m.same_shape else "shapes differ"))
 
-    # inputs: exact identity (digests); per-sample sums give the metrics
-    ia, ib = dict(a.tensors.get("inputs", [])), dict(b.tensors.get("inputs", []))
-    for key in ("x", "y"):
-        if key in ia and key in ib:
-            same = a.digests.get(key) == b.digests.get(key)
-            xa, xb = np.asarray(ia[key]), np.asarray(ib[key])
-            m, sa, sb = screen_metrics(xa, xb), None, None
-            if detail and not same:
-                m, sa, sb = tensor_metrics(xa, xb), summarize(xa), summarize(xb)
-            out.append(TensorComparison(step, "inputs", key, key, same, m, sa, sb,
-                                        a.digests.get(key), b.digests.get(key),
-                                        note="" if same else "different batch (per-sample sums compared)"))
+    # inputs: exact identity (digests), or the same samples in another order (alignment)
+    alignment = alignment_of(a, b)
+    out += _inputs(a, b, alignment, detail)
+    if alignment is not None and alignment.perm is not None:
+        a = aligned_record(a, alignment.perm)  # from here on A's per-sample tensors in B's sample order
     # training flags: exact
     if pairing.flags:
         for la, lb in pairing.flags:
@@ -327,7 +403,34 @@ def compare_step(a: StepRecord, b: StepRecord, pairing: Pairing, tol: Tolerance,
         pair = pairing.frozen_pair(f, a, b)
         if pair is not None:
             one("weights", *pair[0], *pair[1], held=_held(f))
-    return StepComparison(step, out, a.loss, b.loss, skipped, dict(a.flags), dict(b.flags))
+    return StepComparison(step, out, a.loss, b.loss, skipped, dict(a.flags), dict(b.flags), alignment=alignment)
+
+
+def _inputs(a: StepRecord, b: StepRecord, alignment: Alignment | None, detail: bool) -> list[TensorComparison]:
+    """The ``inputs`` phase: ``x`` and ``y`` agree when their digests do (exact identity),
+    or when the two batches hold the same samples in another order
+    (:func:`~xentdbg.compare.alignment.align`): then the per-sample sums are compared in
+    the aligned order, ``A[perm]`` against ``B``. Otherwise they differ, and the
+    per-sample sums in batch order give the metrics."""
+    out = []
+    ia, ib = dict(a.tensors.get("inputs", [])), dict(b.tensors.get("inputs", []))
+    perm = alignment.perm if alignment is not None else None
+    for key in ("x", "y"):
+        if key in ia and key in ib:
+            same = a.digests.get(key) == b.digests.get(key)
+            xa, xb = np.asarray(ia[key]), np.asarray(ib[key])
+            note = "" if same else "different batch (per-sample sums compared)"
+            if not same and perm is not None:
+                xa = xa[perm]
+                same = bool(np.array_equal(xa, xb))
+                note = ("same samples in another order: per-sample sums compared aligned" if same
+                        else "aligned per-sample sums differ")
+            m, sa, sb = screen_metrics(xa, xb), None, None
+            if detail and not same:
+                m, sa, sb = tensor_metrics(xa, xb), summarize(xa), summarize(xb)
+            out.append(TensorComparison(a.step, "inputs", key, key, same, m, sa, sb,
+                                        a.digests.get(key), b.digests.get(key), note=note))
+    return out
 
 
 def _updates(out: list[TensorComparison], step: int, a: StepRecord, b: StepRecord, pa: StepRecord,

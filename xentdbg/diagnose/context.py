@@ -23,13 +23,23 @@ Named = list[tuple[str, np.ndarray]]
 
 @dataclass
 class Side:
-    """One side's view of the step: its record, and its weights and state before it."""
+    """One side's view of the step: its record, its weights and state before it, and
+    the batch it trained on (``x``, ``y``: located in the dataset by the record's
+    per-sample sums and checked against its digests, :func:`xentdbg.diagnose.build.located_batch`;
+    ``x`` None when not found, ``y`` None too when the side fed those images with labels
+    other than the dataset's).
+
+    When the two sides trained on the same samples in another order, side A's record
+    and batch are given in B's sample order (:func:`xentdbg.compare.alignment.aligned_record`):
+    every per-sample tensor of both sides then lines up with the same rows of the batch."""
 
     label: str  # "A" or "B"
     info: SideInfo
     record: StepRecord
     weights_before: Named
     state_before: Named
+    x: np.ndarray | None = None
+    y: np.ndarray | None = None
 
     def tensors(self, phase: str) -> Named:
         return [(n, np.asarray(a)) for n, a in self.record.tensors.get(phase, [])]
@@ -46,7 +56,8 @@ class Side:
 @dataclass
 class Context:
     """Everything the probes read. ``x``/``y``: the batch of the step when both sides
-    trained on the same one (None otherwise); ``history``: every compared step so far."""
+    trained on the same one, in the records' (aligned) order (None otherwise: each
+    side's own batch is :attr:`Side.x`, :attr:`Side.y`); ``history``: every compared step so far."""
 
     step: StepComparison
     a: Side

@@ -26,17 +26,25 @@ def _positions(sums: np.ndarray, dataset: np.ndarray | None) -> np.ndarray | Non
 
 def different_data(ctx: Context, dataset_sums: np.ndarray | None = None,
                    batch_start: int | None = None) -> list[Finding]:
-    """The inputs phase differs: same samples reordered, other samples, or rescaled."""
+    """The inputs phase differs: same samples reordered, other samples, or rescaled; or
+    the batches were aligned as the same samples in another order, yet pair the images
+    with other labels (:func:`mixed_labels`)."""
     diverged = ctx.divergent("inputs")
     if not diverged:
-        return []
+        return mixed_labels(ctx)
     ia, ib = dict(ctx.a.tensors("inputs")), dict(ctx.b.tensors("inputs"))
     xa, xb = np.asarray(ia["x"], np.float64), np.asarray(ib["x"], np.float64)
     k = ctx.step.step
     earlier = "" if k == 0 else f"; batches agree in steps 0..{k - 1}"
     ev = [f"step {k}: the batch digests differ{earlier}"]
+    al = ctx.step.alignment
     if xa.shape == xb.shape and np.allclose(np.sort(xa), np.sort(xb), rtol=1e-9, atol=1e-9):
-        ev.append("the two batches hold the same samples in a different order")
+        # the same images; with the same labels they would have been aligned (compare_step)
+        if al is None or al.perm is not None:
+            ev.append("the two batches hold the same samples in a different order")
+        else:
+            ev.append("the two batches hold the same images in a different order, but not with the same labels "
+                      f"(per-sample sums of x and y: {al.common} of {al.size_b} samples in both)")
         kind = "order"
     else:
         c, residual = ratio(xa, xb) if xa.shape == xb.shape else (float("nan"), float("inf"))
@@ -59,6 +67,7 @@ def different_data(ctx: Context, dataset_sums: np.ndarray | None = None,
             elif np.all(pos >= 0):
                 ev.append(f"side {label}'s batch is dataset samples {', '.join(map(str, pos[:5]))}, … "
                           f"(from {pos.min()} to {pos.max()})")
+    ev += _after_alignment(ctx)
     if kind == "scale":
         fix = "Preprocess the inputs the same way on both sides (e.g. divide by 255 exactly once)."
         title = "The two sides feed differently scaled inputs"
@@ -73,6 +82,52 @@ def different_data(ctx: Context, dataset_sums: np.ndarray | None = None,
             fix = "Feed both sides the same batches in the same order (same subset, shuffling and preprocessing)."
         title = "The two sides train on different batches" + (" (same samples, other order)" if kind == "order" else "")
     return [Finding("different-data", title, tuple(ev), fix, numbers={"kind": kind, "step": k})]
+
+
+def mixed_labels(ctx: Context) -> list[Finding]:
+    """A step aligned as the same samples in another order (``step.reordered``: the
+    per-sample sums of ``x`` and ``y`` match), where a side's images are the dataset's but
+    its labels are not theirs (:attr:`Side.x` found, :attr:`Side.y` not: the batch's ``y``
+    digest is not that of the dataset's labels of those images). One-hot rows all sum to
+    1, so the sums alone cannot tell labels apart. Nothing when no side's images are found."""
+    if not ctx.step.reordered:
+        return []
+    off = [s.label for s in ctx.sides if s.x is not None and s.y is None]
+    ok = [s.label for s in ctx.sides if s.x is not None and s.y is not None]
+    if not off:
+        return []
+    k = ctx.step.step
+    who = " and ".join(off)
+    ev = [f"step {k}: the two batches hold the same images in another order (per-sample pixel sums), and their "
+          "per-sample label sums agree, but one-hot rows all sum to 1: the sums cannot tell labels apart",
+          f"side {who}'s images are exact dataset samples (batch digest of x), but its labels are not those "
+          "samples' labels (digest of y)"]
+    if ok:
+        ev.append(f"side {' and '.join(ok)} feeds the dataset's labels of the same images")
+    ev.append(f"losses A {fmt(ctx.a.loss)}, B {fmt(ctx.b.loss)}")
+    return [Finding("different-data", f"Side {who} pairs the images with other labels", tuple(ev),
+                    "Shuffle the images and their labels with one permutation (x[p], y[p]), on both sides alike.",
+                    numbers={"kind": "labels", "step": k, "sides": off})]
+
+
+def _after_alignment(ctx: Context) -> list[str]:
+    """What the re-run of each side on the other side's batch showed (``step.realigned``)."""
+    realigned = ctx.step.realigned
+    if realigned is None:
+        return []
+    if not realigned.ran:
+        return [f"not re-run on the other side's batch ({realigned.unavailable}): what else differs is not known"]
+    k = ctx.step.step
+    first = realigned.first
+    if first is not None:
+        return [f"re-run on the same batch from the same pre-step weights, the two sides still differ: first at "
+                f"{first.label}, the divergence that remains after alignment (diagnosed below)"]
+    if realigned.uncovered:
+        return ["re-run on the other side's batch from the same pre-step weights, the two sides agree, but "
+                f"{', '.join(realigned.uncovered)} could not be re-run"]
+    return [f"re-run on the other side's batch from the same pre-step weights, each side agrees with the other's "
+            f"record in every decisive tensor (loss, gradients, state, updates, weights): the data order is the "
+            f"whole story at step {k}"]
 
 
 def rescaled_input(ctx: Context) -> list[Finding]:

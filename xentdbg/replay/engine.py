@@ -17,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from xentdbg.compare.alignment import SAMPLES
 from xentdbg.compare.crossfeed import CROSS_FED_PHASES, CrossFeed, judge
-from xentdbg.compare.divergence import Pairing, StepComparison, compare_step
+from xentdbg.compare.divergence import Pairing, Realigned, StepComparison, compare_step
 from xentdbg.compare.fingerprint import FULL_BELOW
 from xentdbg.compare.oracle import Float64Check
 from xentdbg.compare.params import ParamMatching, match_parameters, transfer
@@ -278,6 +279,8 @@ class _CrossFeeder:
     def __call__(self, cmp: StepComparison, records: RecordPair, before: PreviousPair) -> CrossFeed:
         flagged = cmp.flagged
         assert flagged is not None
+        if flagged.phase == "inputs" and cmp.alignment is not None and cmp.alignment.kind == SAMPLES:
+            cmp.realigned = self._realign(cmp, records, before)
         if flagged.phase not in CROSS_FED_PHASES:
             return judge(cmp, None, None, set())
         if self._broken:
@@ -292,8 +295,7 @@ class _CrossFeeder:
         self.status(f"cross-feeding step {cmp.step}")
         ra, rb = records
         ma, mb = len(self.infos[0].state), len(self.infos[1].state)
-        # A's values laid out as B's (for B's probe) and B's as A's (for A's)
-        a_for_b, b_for_a = self._laid_out(pre_a, ra, to_b=True), self._laid_out(pre_b, rb, to_b=False)
+        a_for_b, b_for_a = self._values(records, (pre_a, pre_b))
         if a_for_b.params is None or b_for_a.params is None:
             return judge(cmp, None, None, set(), "the parameters do not pair one to one")
         timeout = self.config.step_timeout
@@ -356,6 +358,62 @@ class _CrossFeeder:
                                  to_b)
         grads, _ = transfer(self.pairing, record.arrays("gradients"), [], dst.params, [], to_b)
         return _Values(params, state if dst.state else None, grads)
+    def _values(self, records: RecordPair, before: tuple[StepRecord, StepRecord]) -> tuple[_Values, _Values]:
+        """A's pre-step values and gradients laid out as B's (for B's probe) and B's as A's
+        (for A's): :meth:`_laid_out`."""
+        (ra, rb), (pre_a, pre_b) = records, before
+        return self._laid_out(pre_a, ra, to_b=True), self._laid_out(pre_b, rb, to_b=False)
+
+    def _realign(self, cmp: StepComparison, records: RecordPair, before: PreviousPair) -> Realigned:
+        """A step whose sides trained on other samples, re-run on each side on the batch
+        the other side used (:meth:`~xentdbg.adapters.base.Adapter.held_batch`), from the
+        other side's pre-step weights, state, gradients and optimizer state: B on A's
+        batch from A's values against A's record, A on B's batch from B's values against
+        B's record (:class:`~xentdbg.compare.divergence.Realigned`). What still differs in
+        a view is not the data order. (Not re-run in float64, not written to traces.)"""
+        pre_a, pre_b = before
+        if self._broken:
+            return Realigned(None, None, unavailable=self._broken)
+        if pre_a is None or pre_b is None:
+            return Realigned(None, None, unavailable="no pre-step values")
+        self.status(f"re-running step {cmp.step} on each other's batch")
+        timeout = self.config.step_timeout
+        batches = []
+        for side, w in zip("AB", self.workers):
+            header, arrays = w.reply(w.request({"type": "batch", "step": cmp.step}), "batch", timeout)
+            if "error" in header:
+                return Realigned(None, None, unavailable=f"side {side} does not give its batch: {header['error']}")
+            batches.append(arrays)
+        ra, rb = records
+        a_for_b, b_for_a = self._values(records, (pre_a, pre_b))
+        if a_for_b.params is None or b_for_a.params is None:
+            return Realigned(None, None, unavailable="the parameters do not pair one to one")
+        wa, wb = self.workers
+        opt_for_b, opt_for_a = self._optimizers(cmp.step) if self.updates else (None, None)
+        writers = (wb.request_probe(cmp.step, a_for_b.params, a_for_b.state, a_for_b.grads, opt_for_b, batches[0]),
+                   wa.request_probe(cmp.step, b_for_a.params, b_for_a.state, b_for_a.grads, opt_for_a, batches[1]))
+        (hb, xb), (ha, xa) = wb.reply(writers[0], "probed", timeout), wa.reply(writers[1], "probed", timeout)
+        errors = [f"side {s}: {h['error']}" for s, h in (("A", ha), ("B", hb)) if "error" in h]
+        if errors:
+            return Realigned(None, None, unavailable="; ".join(errors))
+        b_on_a = _fed_on(StepRecord.from_wire(hb, xb), rb, ra)  # B's step on A's batch, from A's values
+        a_on_b = _fed_on(StepRecord.from_wire(ha, xa), ra, rb)
+        pre_a_as_b, pre_b_as_a = _named(self.infos[1], a_for_b), _named(self.infos[0], b_for_a)
+        tol = self.config.tolerance
+        view_a = compare_step(ra, b_on_a, self.pairing, tol, before=(pre_a, pre_a_as_b), updates=self.updates)
+        view_b = compare_step(a_on_b, rb, self.pairing, tol, before=(pre_b_as_a, pre_b), updates=self.updates)
+        covered = {p for p in CROSS_FED_PHASES if a_on_b.tensors.get(p) and b_on_a.tensors.get(p)}
+        if not (a_for_b.grads and b_for_a.grads):
+            covered.discard("weights")
+        if "state" in covered and (a_for_b.state is None or b_for_a.state is None):
+            covered.discard("state")
+        if "weights" in covered:
+            covered.add("updates")
+        differing = {t.phase for t in cmp.tensors if not t.ok and t.phase in CROSS_FED_PHASES}
+        from_a = view_a.first is not None or view_b.first is None
+        held = ((ra.owned(), b_on_a), (pre_a.owned(), pre_a_as_b)) if from_a else \
+            ((a_on_b, rb.owned()), (pre_b_as_a, pre_b.owned()))
+        return Realigned(view_a, view_b, sorted(differing - covered), records=held[0], before=held[1])
 
     def _optimizers(self, step: int) -> tuple[list[np.ndarray] | None, list[np.ndarray] | None]:
         """The optimizer states to re-run B's and A's update from: each side's own
@@ -415,6 +473,13 @@ def _fed(probe: StepRecord, own: StepRecord) -> StepRecord:
     those are the step's facts and agree on both sides whenever a cross-feed runs."""
     tensors = {"inputs": own.tensors.get("inputs", []), **probe.tensors}
     return StepRecord(own.step, tensors, dict(own.flags), dict(own.digests))
+
+
+def _fed_on(probe: StepRecord, own: StepRecord, batch_owner: StepRecord) -> StepRecord:
+    """A re-run on the other side's batch, completed as :func:`_fed` does: the inputs and
+    digests of the side whose batch it ran on, its own side's training flags."""
+    tensors = {"inputs": batch_owner.tensors.get("inputs", []), **probe.tensors}
+    return StepRecord(own.step, tensors, dict(own.flags), dict(batch_owner.digests))
 
 
 def _named(info: SideInfo, values: _Values) -> StepRecord:

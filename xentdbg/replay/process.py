@@ -107,13 +107,16 @@ class WorkerProcess:
         return writer
 
     def request_probe(self, step: int, params: list[np.ndarray], state: list[np.ndarray] | None,
-                      grads: list[np.ndarray] | None, optimizer: list[np.ndarray] | None = None) -> threading.Thread:
+                      grads: list[np.ndarray] | None, optimizer: list[np.ndarray] | None = None,
+                      batch: list[np.ndarray] | None = None) -> threading.Thread:
         """Ask the worker to re-run ``step`` from ``params``/``state`` (and ``optimizer``, an
-        optimizer state) (the cross-feed, :meth:`xentdbg.adapters.base.Adapter.evaluate`);
+        optimizer state), on its own batch or ``batch`` (the other side's ``held_batch``)
+        (the cross-feed, :meth:`xentdbg.adapters.base.Adapter.evaluate`);
         ``reply(writer, "probed")`` waits."""
-        parts = [list(params), list(state or []), list(grads or []), list(optimizer or [])]
+        parts = [list(params), list(state or []), list(grads or []), list(optimizer or []), list(batch or [])]
         return self.request({"type": "probe", "step": step, "params": len(parts[0]), "state": len(parts[1]),
-                             "grads": len(parts[2]), "optimizer": len(parts[3])}, [a for p in parts for a in p])
+                             "grads": len(parts[2]), "optimizer": len(parts[3]), "batch": len(parts[4])},
+                            [a for p in parts for a in p])
 
     def reply(self, writer: threading.Thread, kind: str, timeout: float | None = None
               ) -> tuple[dict, list[np.ndarray]]:

@@ -11,8 +11,9 @@ Protocol (see :mod:`xentdbg.replay.wire`), coordinator -> worker then worker -> 
 
 While it waits for ``next`` or ``stop``, and after ``done`` until the coordinator closes
 the channel, the worker answers cross-feed probes:
-``probe`` {step, params: n, state: n, grads: n, optimizer: n} + arrays  ->  ``probed`` + a step record
-of what :meth:`xentdbg.adapters.base.Adapter.evaluate` returned, or ``probed`` {error}
+``probe`` {step, params: n, state: n, grads: n, optimizer: n, batch: n} + arrays  ->  ``probed`` + a
+step record of what :meth:`xentdbg.adapters.base.Adapter.evaluate` returned (on ``batch``, the other
+side's, when one was sent: the realignment of a step whose sides trained on other samples), or ``probed`` {error}
 when the adapter cannot (the probe's failure is the coordinator's to report; training
 goes on untouched). It also answers ``batch`` {step} -> ``batch`` + the arrays step
 ``step`` trained on (:meth:`~xentdbg.adapters.base.Adapter.held_batch`), and
@@ -55,12 +56,16 @@ def _answer_probe(fd_out: int, adapter, header: dict, arrays: list) -> None:
     from xentdbg.records import StepRecord
 
     n, m, k = int(header["params"]), int(header["state"]), int(header["grads"])
+    o, b = int(header.get("optimizer", 0)), int(header.get("batch", 0))
     params, state = arrays[:n], arrays[n:n + m]
     grads = arrays[n + m:n + m + k] or None
-    optimizer = arrays[n + m + k:n + m + k + int(header.get("optimizer", 0))] or None
+    optimizer = arrays[n + m + k:n + m + k + o] or None
+    batch = arrays[n + m + k + o:n + m + k + o + b]
     step = int(header["step"])
     try:
-        tensors = adapter.evaluate(step, params, state if m else None, grads, optimizer)
+        # a batch only when one was sent: the step re-run on the other side's batch
+        extra = {"batch": batch} if b else {}
+        tensors = adapter.evaluate(step, params, state if m else None, grads, optimizer, **extra)
     except Exception as e:  # noqa: BLE001  (the probe failing must not end the replay)
         wire.send(fd_out, {"type": "probed", "step": step, "error": f"{type(e).__name__}: {e}"})
         return

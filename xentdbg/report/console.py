@@ -15,6 +15,7 @@ from xentdbg.compare.metrics import Summary, Tolerance
 from xentdbg.data import BUNDLED
 from xentdbg.errors import ParameterMismatch, SetupFailed, XentdbgError
 from xentdbg.records import CaptureMode, effective_training
+from xentdbg.report.data_order import data_order
 from xentdbg.report.numbers import coverage, fmt_cosine, fmt_difference, fmt_number
 
 MAX_OTHER = 12
@@ -131,21 +132,33 @@ def first_divergence(t: TensorComparison, tol: Tolerance, kinds: dict[str, str])
                  title_align="left", border_style="red")
 
 
-def diagnosis_panel(diagnosis) -> Panel:
-    """The likely cause with its evidence and fix, then other causes that fit."""
+def diagnosis_panel(diagnosis, after_alignment: bool = False) -> Panel:
+    """The likely cause with its evidence and fix, then other causes that fit.
+    ``after_alignment``: the first finding is the data order, and the next one the likely
+    cause of the divergence that remains after alignment (:func:`xentdbg.diagnose.build.diagnose_step`)."""
     parts: list = []
-    if diagnosis.top is None:
-        for line in diagnosis.unexplained:
-            parts.append(Text(line))
     for k, f in enumerate(diagnosis.findings):
         head = "Likely cause: " if k == 0 else "Also fits: "
+        if after_alignment and k == 1:
+            head = "After alignment, likely cause: "
         parts.append(Text.assemble((head, "bold"), (f.title, "bold yellow" if k == 0 else "yellow")))
         for e in f.evidence:
             parts.append(Text(f"  • {e}"))
         parts.append(Text.assemble(("  fix: ", "bold green"), f.fix))
+    for line in diagnosis.unexplained:  # no probe fits (after alignment, when a data finding comes first)
+        parts.append(Text(line))
     for e in diagnosis.errors:
         parts.append(Text(f"probe error (a bug in xentdbg, please report): {e}", style="dim"))
     return Panel(Group(*parts), title=Text("Diagnosis", style="bold"), title_align="left", border_style="yellow")
+
+
+def data_order_panel(result) -> Panel | None:
+    """The data order (:func:`xentdbg.report.data_order.data_order`), when a batch differed."""
+    account = data_order(result)
+    if account is None:
+        return None
+    return Panel(Group(*(Text(line) for line in account["lines"])), title=Text("Data order", style="bold"),
+                 title_align="left", border_style="cyan")
 
 
 def _difference(t: TensorComparison) -> str:
@@ -237,6 +250,9 @@ def render_result(result, console: Console, title: str = "xentdbg compare") -> N
     if first is None:
         equal = " Every captured tensor is bitwise equal." if result.all_bitwise_equal else ""
         console.print(Text(f"No divergence in {len(result.steps)} steps.{equal}", style="bold green"))
+        order = data_order_panel(result)
+        if order is not None:
+            console.print(order)
     else:
         console.print(first_divergence(first, tol, {"A": result.info_a.kind, "B": result.info_b.kind}))
         step = next(s for s in result.steps if s.first is first)
@@ -253,8 +269,12 @@ def render_result(result, console: Console, title: str = "xentdbg compare") -> N
         others = _others(step, first)
         if others is not None:
             console.print(others)
+        order = data_order_panel(result)
+        if order is not None:
+            console.print(order)
         if result.diagnosis is not None:
-            console.print(diagnosis_panel(result.diagnosis))
+            realigned = next(s for s in result.steps if s.first is first).realigned
+            console.print(diagnosis_panel(result.diagnosis, realigned is not None and realigned.first is not None))
     if result.drift is not None:
         console.print(Text(result.drift.describe(), style="yellow"))
     console.print(_per_step(result))

@@ -12,9 +12,18 @@ from xentdbg.compare.result import CompareResult
 from xentdbg.errors import XentdbgError
 from xentdbg.findings import jsonable
 from xentdbg.records import SideInfo
+from xentdbg.report.data_order import data_order
 
-SCHEMA_VERSION = 4
-"""4: ``per_step[].crossfeed`` records both cross-fed views of every flagged step and,
+SCHEMA_VERSION = 5
+"""5: ``data_order`` (null when every batch agreed) accounts for batches that differ:
+``reordered_steps`` (the same samples in another order, compared aligned: a mean loss
+does not depend on the order, so such a step alone is no divergence), ``step``/``kind``
+(the first step whose sides trained on other samples), ``remaining`` (the label of the
+first divergence left after alignment; ``remaining_divergence`` it in full for other
+samples), ``whole_story``, ``realigned`` (each side re-run on the
+other's batch from the same weights: both views' first divergences) and ``lines``;
+``per_step[].alignment`` and ``per_step[].realigned`` carry the same per step.
+4: ``per_step[].crossfeed`` records both cross-fed views of every flagged step and,
 for a small difference a step introduced, the float64 oracle's check
 (``crossfeed.float64``: per tensor the float32 and float64 gaps and each side's float32
 error); ``drift.rounded`` lists the steps the oracle showed to be float32 rounding.
@@ -80,11 +89,15 @@ def result_dict(result: CompareResult) -> dict[str, Any]:
                       "training_flags": {"a": s.flags_a, "b": s.flags_b},
                       "first": s.first.label if s.first else None,
                       "flagged": s.flagged.label if s.flagged else None, "drift": s.drift,
-                      "crossfeed": s.crossfeed.to_dict() if s.crossfeed is not None else None}
+                      "crossfeed": s.crossfeed.to_dict() if s.crossfeed is not None else None,
+                      "alignment": s.alignment.to_dict() if s.alignment is not None else None,
+                      "reordered": s.reordered,
+                      "realigned": s.realigned.to_dict() if s.realigned is not None else None}
                      for s in result.steps],
         "verdict": ({"view": crossfeed.view, "crossfeed": crossfeed.to_dict()} if crossfeed is not None
                     else {"view": "recorded", "crossfeed": None}) if first else None,
         "drift": result.drift.to_dict() if result.drift else None,
+        "data_order": _data_order(result, tol),
         "all_bitwise_equal": result.all_bitwise_equal,
         "nonfinite_loss_from": result.nonfinite_loss_from,
         "diagnosis": result.diagnosis.to_dict() if result.diagnosis else None,
@@ -93,6 +106,18 @@ def result_dict(result: CompareResult) -> dict[str, Any]:
         "fingerprint_pass": result.fingerprint_pass.to_dict() if result.fingerprint_pass else None,
         "notes": result.notes,
     })
+
+
+def _data_order(result: CompareResult, tol: Tolerance) -> dict[str, Any] | None:
+    """:func:`~xentdbg.report.data_order.data_order`, with ``remaining_divergence``: the
+    divergence left after each side was re-run on the other's batch, in full (a reordered
+    batch's is ``first_divergence`` itself)."""
+    account = data_order(result)
+    if account is None:
+        return None
+    step = next((s for s in result.steps if s.step == account["step"] and s.realigned is not None), None)
+    remaining = step.realigned.first if step is not None and step.realigned is not None else None
+    return {**account, "remaining_divergence": tensor_dict(remaining, tol) if remaining is not None else None}
 
 
 def error_dict(err: XentdbgError) -> dict[str, Any]:

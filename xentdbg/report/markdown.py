@@ -6,6 +6,7 @@ import shlex
 
 from xentdbg.compare.divergence import PHASE_LABELS
 from xentdbg.records import CaptureMode
+from xentdbg.report.data_order import data_order
 from xentdbg.report.numbers import coverage, fmt_cosine, fmt_difference, fmt_number
 
 MAX_OTHER = 20
@@ -102,11 +103,18 @@ def render_markdown(result, commands: list[str] | None = None) -> str:
         diagnosis = result.diagnosis
         if diagnosis is not None:
             lines += ["## Diagnosis", ""]
-            lines += [f"- {line}" for line in diagnosis.unexplained]
+            realigned = next(s for s in result.steps if s.first is first).realigned
+            aligned = realigned is not None and realigned.first is not None
             for k, f in enumerate(diagnosis.findings):
-                lines += [f"**{'Likely cause' if k == 0 else 'Also fits'}: {f.title}**", ""]
+                head = ("Likely cause" if k == 0 else "After alignment, likely cause" if aligned and k == 1
+                        else "Also fits")
+                lines += [f"**{head}: {f.title}**", ""]
                 lines += [f"- {e}" for e in f.evidence]
                 lines += [f"- **fix:** {f.fix}", ""]
+            lines += [f"- {line}" for line in diagnosis.unexplained]
+    order = data_order(result)
+    if order is not None:
+        lines += ["## Data order", "", *[f"- {line}" for line in order["lines"]], ""]
     if result.drift is not None:
         lines += [result.drift.describe(), ""]
     lines += ["## Per step", "", _row("step", "loss A", "loss B", "max grad diff", "diverged", "first in step"),

@@ -19,7 +19,7 @@ from xentdbg.compare.matching import Matching
 from xentdbg.compare.metrics import Tolerance
 from xentdbg.diagnose.context import Context, Side
 from xentdbg.diagnose.data import normalized_input, rescaled_input
-from xentdbg.diagnose.xent import probabilities_as_logits
+from xentdbg.diagnose.xent import log_plus_epsilon, probabilities_as_logits
 from xentdbg.losses.models import categorical_from_logits, softmax
 from xentdbg.records import SideInfo, StepRecord, TensorSpec
 
@@ -94,3 +94,43 @@ def test_a_rescaling_layer_is_attributed_to_the_side_that_has_it():
     found = rescaled_input(ctx)
     assert found and found[0].title == "Side A rescales its inputs inside the training step"
     assert any("side A multiplies its inputs by 0.00392157 (/ 255)" in e for e in found[0].evidence)
+
+
+# From the second blind set: the other side's network ends in logits (rows not summing to 1).
+
+def _logits(x):
+    h = np.maximum(x @ W1 + B1, 0)
+    return h, h @ W2 + B2
+
+
+def test_probabilities_as_logits_against_a_side_whose_network_ends_in_logits():
+    h, z = _logits(X)
+    p = softmax(z)
+    loss_a = float(np.mean(categorical_from_logits(Y, p)))  # A: softmax output fed to a from-logits loss
+    loss_b = float(np.mean(categorical_from_logits(Y, z)))  # B: Dense(10) logits, from_logits=True
+    found = probabilities_as_logits(_context(_record(loss_a, [("hidden", h), ("out", p)]),
+                                             _record(loss_b, [("hidden", h), ("out", z)])))
+    assert found and found[0].numbers["side"] == "A"
+    assert any("network ends in logits" in e for e in found[0].evidence)
+
+
+def test_log_plus_epsilon_against_a_side_whose_network_ends_in_logits():
+    h, z = _logits(X * 40)  # saturated: some probabilities underflow below the epsilon
+    p = np.float32(softmax(z)).astype(np.float64)
+    loss_a = float(np.mean(categorical_from_logits(Y, z)))
+    loss_b = float(np.mean(-np.sum(Y * np.log(p + 1e-7), axis=1)))
+    found = log_plus_epsilon(_context(_record(loss_a, [("hidden", h), ("out", z)]),
+                                      _record(loss_b, [("hidden", h), ("out", p)])))
+    assert found and found[0].numbers == {"side": "B", "epsilon": 1e-7, "loss_recomputed": pytest.approx(loss_b)}
+
+
+def test_a_normalization_layer_is_attributed_to_the_side_that_has_it():
+    mean, std = 0.4, 0.7
+    ha, pa = _forward((X - mean) / std)  # A: a Normalization layer
+    hb, pb = _forward(X)
+    loss_a, loss_b = (float(np.mean(-np.sum(Y * np.log(p), axis=1))) for p in (pa, pb))
+    ctx = _context(_record(loss_a, [("hidden", ha), ("out", pa)]), _record(loss_b, [("hidden", hb), ("out", pb)]),
+                   unpaired=["A normalization (60, 20)"])
+    found = normalized_input(ctx)
+    assert found and found[0].title == "Side A normalizes its inputs inside its step: (x - 0.4) / 0.7"
+    assert found[0].numbers["mean"] == pytest.approx(mean, rel=1e-3) and found[0].numbers["side"] == "A"

@@ -130,6 +130,17 @@ def _after_alignment(ctx: Context) -> list[str]:
             f"whole story at step {k}"]
 
 
+def _extra_layers(ctx: Context) -> list[str]:
+    """The layer outputs left out of the activation alignment, ``"A rescaling (100, 784)"``."""
+    return ctx.pairing.activations.unpaired if ctx.pairing.activations else []
+
+
+def _extra_layers_side(ctx: Context) -> str | None:
+    """The side all unpaired layer outputs belong to (a layer only it has), or None."""
+    owners = {u.split(" ", 1)[0] for u in _extra_layers(ctx)}
+    return owners.pop() if len(owners) == 1 else None
+
+
 def rescaled_input(ctx: Context) -> list[Finding]:
     """Inputs agree but the first layer's outputs differ by a constant factor such as 1/255:
     one side rescales inside its own step."""
@@ -149,15 +160,13 @@ def rescaled_input(ctx: Context) -> list[Finding]:
     if residual > 1e-3:
         return []
     # Which side scales: the one with a layer the other lacks (a Rescaling), when only one has.
-    extra = ctx.pairing.activations.unpaired if ctx.pairing.activations else []
-    owners = {u.split(" ", 1)[0] for u in extra}
-    who = owners.pop() if len(owners) == 1 else None
+    who = _extra_layers_side(ctx)
     factor = c if who != "A" else 1 / c  # what the scaling side multiplies its inputs by
     scale = next((name for s, name in _SCALES.items() if abs(factor / s - 1) < 1e-3), None)
     ev = [f"inputs agree (same batch digests), but side B's {inside.name_b} output is side A's times {fmt(c)} "
           f"(relative residual {residual:.1e})"]
     if who is not None:
-        ev.append(f"side {who} has layers the other lacks ({', '.join(u.split(' ', 1)[1] for u in extra)}): side "
+        ev.append(f"side {who} has layers the other lacks ({', '.join(_extra_layers(ctx))}): side "
                   f"{who} multiplies its inputs by {fmt(factor)}" + (f" ({scale}) inside its step" if scale else ""))
     elif scale:
         ev.append(f"one side's inputs reach its first layer {scale} relative to the other's")
@@ -226,12 +235,25 @@ def normalized_input(ctx: Context) -> list[Finding]:
     if residual > 1e-4 or fit_residual > 1e-3 or not shift or abs(alpha - 1) < 1e-3:
         return []  # no shift (a pure scale: rescaled_input), or not affine
     std = 1 / alpha
-    ev = (f"inputs agree (same batch digests), but side B's {inside.name_b} pre-activations are side A's times "
+    # Relative to A, B sees (x - m) / s; the same numbers say A sees (x - m_A) / s_A relative
+    # to B, with m_A = -m / s and s_A = 1 / s. Which side normalizes: the one with a layer
+    # the other lacks (a Normalization), when only one has; else both readings are given.
+    mean_a, std_a = -mean / std, 1 / std
+    who = _extra_layers_side(ctx)
+    ev = [f"inputs agree (same batch digests), but side B's {inside.name_b} pre-activations are side A's times "
           f"{fmt(alpha, 5)} plus a per-unit shift (relative residual {residual:.1e} over {int(used.sum())} "
           "elements positive on both sides)",
           f"the shifts are -{fmt(alpha, 5)}·m·Σ_i W_ij + b_j (1 - {fmt(alpha, 5)}) with m = {fmt(mean, 5)} "
-          f"(relative residual {fit_residual:.1e}): B's step feeds (x - {fmt(mean, 4)}) / {fmt(std, 4)}",
-          f"losses A {fmt(ctx.a.loss)}, B {fmt(ctx.b.loss)}")
-    return [Finding("input-normalization", f"Side B normalizes its inputs inside its step: (x - {fmt(mean, 4)}) / "
-                    f"{fmt(std, 4)}", ev, "Normalize the inputs once, the same way on both sides.", fit=1.0,
-                    numbers={"mean": mean, "std": std, "residual": residual, "fit_residual": fit_residual})]
+          f"(relative residual {fit_residual:.1e}): relative to A, B feeds (x - {fmt(mean, 4)}) / {fmt(std, 4)}; "
+          f"relative to B, A feeds (x - {fmt(mean_a, 4)}) / {fmt(std_a, 4)}"]
+    if who is not None:
+        ev.append(f"side {who} has layers the other lacks ({', '.join(_extra_layers(ctx))}): side {who} normalizes")
+    ev.append(f"losses A {fmt(ctx.a.loss)}, B {fmt(ctx.b.loss)}")
+    m, sd = (mean_a, std_a) if who == "A" else (mean, std)
+    title = (f"Side {who} normalizes its inputs inside its step: (x - {fmt(m, 4)}) / {fmt(sd, 4)}" if who else
+             f"One side normalizes its inputs inside its step: B's are (x - {fmt(mean, 4)}) / {fmt(std, 4)} of A's "
+             f"(or A's (x - {fmt(mean_a, 4)}) / {fmt(std_a, 4)} of B's)")
+    return [Finding("input-normalization", title, tuple(ev), "Normalize the inputs once, the same way on both sides.",
+                    fit=1.0,
+                    numbers={"mean": m, "std": sd, "side": who, "residual": residual, "fit_residual": fit_residual,
+                             "b_relative_to_a": [mean, std]})]

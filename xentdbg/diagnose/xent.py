@@ -145,8 +145,10 @@ def _explain_loss(side: Side, models) -> tuple[str, tuple] | None:
 
 @dataclass(frozen=True)
 class _Outputs:
-    """What the loss-formula probes start from: the labels ``y``, each side's output
-    ``outs[label]`` (its last captured activation), their ``kind`` (``"binary"`` or
+    """What the loss-formula probes start from: the labels ``y``, each side's output as
+    probabilities ``outs[label]`` (its last captured activation; a side whose network
+    ends in logits, rows not summing to 1, has them put through softmax or sigmoid and
+    its logits kept in ``logits[label]``), their ``kind`` (``"binary"`` or
     ``"categorical"``), the side whose record holds each output (``source[label]``: the
     other side's when this one records no layer outputs) and the evidence line saying so."""
 
@@ -154,7 +156,28 @@ class _Outputs:
     outs: dict[str, np.ndarray]
     kind: str
     source: dict[str, Side]
+    logits: dict[str, np.ndarray]
     note: str = ""
+
+    def find_logits(self, label: str, x: np.ndarray | None) -> tuple[np.ndarray, str] | None:
+        """The logits behind side ``label``'s probabilities: its output itself when the
+        network ends in logits, else :func:`find_logits` on its record."""
+        if label in self.logits:
+            return self.logits[label], "its output (the network ends in logits)"
+        return find_logits(self.source[label], x, self.kind)
+
+
+def _as_probabilities(out: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(probabilities, logits or None)`` of a side's output for labels ``y``: rows that
+    do not sum to 1 (categorical) or values outside [0, 1] (one column) are logits, put
+    through softmax or sigmoid. One column inside [0, 1] is taken as probabilities."""
+    if out.ndim != 2 or out.shape != y.shape:
+        return out, None
+    if out.shape[1] == 1:
+        if out.min() >= 0 and out.max() <= 1:
+            return out, None
+        return sigmoid(out), out
+    return (out, None) if _kind(out, y) is not None else (softmax(out), out)
 
 
 def _outputs(ctx: Context) -> _Outputs | None:
@@ -182,13 +205,18 @@ def _outputs(ctx: Context) -> _Outputs | None:
     elif not source:
         return None
     y = np.asarray(ctx.y, np.float64)
-    outs = {label: np.asarray(side.activations[-1][1], np.float64) for label, side in source.items()}
-    if not all(np.all(np.isfinite(o)) for o in outs.values()):
-        return None
+    outs, logits = {}, {}
+    for label, side in source.items():
+        out = np.asarray(side.activations[-1][1], np.float64)
+        if not np.all(np.isfinite(out)):
+            return None
+        outs[label], z = _as_probabilities(out, y)
+        if z is not None:
+            logits[label] = z
     kind = _kind(outs["A"], y)
     if kind is None or _kind(outs["B"], y) != kind:
         return None
-    return _Outputs(y, outs, kind, source, note)
+    return _Outputs(y, outs, kind, source, logits, note)
 
 
 def logits_vs_probabilities(ctx: Context) -> list[Finding]:
@@ -199,7 +227,7 @@ def logits_vs_probabilities(ctx: Context) -> list[Finding]:
     y, outs, kind = start.y, start.outs, start.kind
     explained, logits = {}, {}
     for side in ctx.sides:
-        found = find_logits(start.source[side.label], ctx.x, kind)
+        found = start.find_logits(side.label, ctx.x)
         logits[side.label] = found
         models = _models(outs[side.label], found[0] if found else None, y, kind)
         explained[side.label] = (_explain_loss(side, models), models)
@@ -357,7 +385,8 @@ def probabilities_as_logits(ctx: Context) -> list[Finding]:
     y, outs, kind = start.y, start.outs, start.kind
     from_logits = binary_from_logits if kind == "binary" else categorical_from_logits
     twice = {label: float(np.mean(from_logits(y, p))) for label, p in outs.items()}
-    hits = [s for s in ctx.sides if _same(twice[s.label], s.loss)]
+    # a side whose network ends in logits gives its loss logits: it cannot be the one
+    hits = [s for s in ctx.sides if s.label not in start.logits and _same(twice[s.label], s.loss)]
     if len(hits) != 1:
         return []
     side = hits[0]
@@ -365,8 +394,9 @@ def probabilities_as_logits(ctx: Context) -> list[Finding]:
     link = "sigmoid" if kind == "binary" else "softmax"
     ev = (f"side {side.label}'s loss {fmt(side.loss)} = the cross-entropy of its output taken as logits "
           f"(recomputed {fmt(twice[side.label])}): a {link} applied twice",
-          f"side {other.label}'s loss {fmt(other.loss)}; the same formula on its output gives "
-          f"{fmt(twice[other.label])}",
+          (f"side {other.label}'s network ends in logits; its loss {fmt(other.loss)}" if other.label in start.logits
+           else f"side {other.label}'s loss {fmt(other.loss)}; the same formula on its output gives "
+                f"{fmt(twice[other.label])}"),
           f"side {side.label}'s output is {'probabilities in [0, 1]' if kind == 'binary' else 'rows summing to 1'}: "
           f"the {link} is already applied") + ((start.note,) if start.note else ())
     return [Finding("probabilities-as-logits", f"Side {side.label} passes probabilities to a loss that expects logits",
@@ -394,7 +424,7 @@ def log_plus_epsilon(ctx: Context) -> list[Finding]:
     y, outs, kind = start.y, start.outs, start.kind
     for side, other in ((ctx.a, ctx.b), (ctx.b, ctx.a)):
         p = outs[side.label].astype(np.float32).astype(np.float64)  # as the framework holds it
-        found = find_logits(start.source[side.label], ctx.x, kind)
+        found = start.find_logits(side.label, ctx.x)
         models = _models(outs[side.label], found[0] if found else None, y, kind)
         if any(_same(v[0], side.loss) for v in models.values()):
             continue  # a library formula explains this side's loss

@@ -181,7 +181,8 @@ def _exit(code: int) -> None:
     waits for each worker to exit. Everything the worker had to say went through the
     channel before this. The ``atexit`` handlers still run (the setup's and the
     libraries' own), and stdout and stderr (the worker's log) are flushed; only module
-    finalization and garbage collection are skipped."""
+    finalization and garbage collection are skipped (a file the setup opened and
+    neither flushed nor closed would lose its buffered tail)."""
     import atexit
     import os
 

@@ -6,8 +6,10 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -70,40 +72,49 @@ def _bench_module(name: str):
 LONG_PAIRS: dict[str, tuple[str, str, tuple[str, ...]]] = _bench_module("fingerprint_agreement").LONG_PAIRS
 """The long pairs ``bench/fingerprint_agreement.py`` runs both ways (relative to ROOT)."""
 
-_COMPARE_RUNS: dict[tuple[str, ...], CliRun] = {}
+_SHARED: dict[str, Any] = {}
 
 
-def run_compare(a: str | Path, b: str | Path, *args: str, tmp_path: Path) -> CliRun:
-    """``xentdbg compare A B ARGS`` (absolute setup paths), run once per session: the test
-    that checks an example pair's exit code and the tests that read its report share it.
-    Only for deterministic runs whose report the tests just read.
+def shared(key: str, compute: Callable[[], Any], tmp_path: Path) -> Any:
+    """``compute()`` once per session, for every test that asks with the same ``key``; the
+    result must survive a JSON round trip (it is returned as read back from JSON, within
+    one process too, so every caller sees the same thing).
 
-    Under pytest-xdist the run is shared across the worker processes too: the first to
-    ask runs it, holding an exclusive ``flock`` on the run's lock file in the session's
-    base temporary folder (common to the workers, new each session); the others wait
-    for it and read its result."""
-    key = (str(a), str(b), *args)
-    if key in _COMPARE_RUNS:
-        return _COMPARE_RUNS[key]
+    Under pytest-xdist the result is shared across the worker processes too: the first to
+    ask computes it, holding an exclusive ``flock`` on the key's lock file in the session's
+    base temporary folder (common to the workers, new each session); the others wait for
+    it and read its result. If ``compute`` raises, nothing is stored: the next caller
+    computes it again (and fails the same way, with its own message)."""
+    if key in _SHARED:
+        return _SHARED[key]
     if "PYTEST_XDIST_WORKER" not in os.environ:
-        _COMPARE_RUNS[key] = run_cli("compare", *key, tmp_path=tmp_path)
-        return _COMPARE_RUNS[key]
+        _SHARED[key] = json.loads(json.dumps(compute()))
+        return _SHARED[key]
     import fcntl
     import hashlib
 
-    shared = tmp_path.parent.parent / "shared-compare-runs"  # pytest-N/, above the workers' popen-gwK/
-    shared.mkdir(exist_ok=True)
-    name = hashlib.sha1(json.dumps(key).encode()).hexdigest()
-    with open(shared / f"{name}.lock", "w") as lock:
+    folder = tmp_path.parent.parent / "shared-results"  # pytest-N/, above the workers' popen-gwK/
+    folder.mkdir(exist_ok=True)
+    name = hashlib.sha1(key.encode()).hexdigest()
+    with open(folder / f"{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
-        done = shared / f"{name}.json"
-        if done.exists():
-            run = CliRun(**json.loads(done.read_text()))
-        else:
-            run = run_cli("compare", *key, tmp_path=tmp_path)
-            done.write_text(json.dumps(run.__dict__))
-    _COMPARE_RUNS[key] = run
-    return run
+        done = folder / f"{name}.json"
+        if not done.exists():
+            text = json.dumps(compute())
+            done.write_text(text)
+        _SHARED[key] = json.loads(done.read_text())
+    return _SHARED[key]
+
+
+def run_compare(a: str | Path, b: str | Path, *args: str, tmp_path: Path) -> CliRun:
+    """``xentdbg compare A B ARGS`` (absolute setup paths), run once per session (also across
+    xdist workers: :func:`shared`): the test that checks an example pair's exit code and the
+    tests that read its report share it. Only for deterministic runs whose report the tests
+    just read."""
+    key = (str(a), str(b), *args)
+    run = shared(json.dumps(["compare", *key]), lambda: run_cli("compare", *key, tmp_path=tmp_path).__dict__,
+                 tmp_path)
+    return CliRun(**run)
 
 
 def run_pair(topic: str, name: str, tmp_path: Path) -> CliRun:

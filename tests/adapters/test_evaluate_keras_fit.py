@@ -24,7 +24,7 @@ from xentdbg.adapters import _keras_private as private
 from xentdbg.adapters.keras_fit import KerasFitAdapter
 from xentdbg.errors import UnsupportedLibrary
 
-from conftest import ROOT, SETUPS
+from conftest import ROOT, SETUPS, shared
 
 BACKENDS = ("tensorflow", "jax")
 SETUP_FILES = {"keras_bn": str(SETUPS / "keras_bn.py"),
@@ -33,23 +33,26 @@ SETUP_FILES = {"keras_bn": str(SETUPS / "keras_bn.py"),
 ARGS = ["300", "100", "4", "digits", "unit"]
 PHASES = ("loss", "gradients", "activations", "state", "weights")
 
-_RESULTS: dict[str, dict[str, Any]] = {}
+def _run_both() -> dict[str, dict[str, Any]]:
+    """Both backends' checks, started together, each in its own process."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    procs = {b: subprocess.Popen([sys.executable, str(SETUPS / "evaluate_check.py"), *ARGS,
+                                  *SETUP_FILES.values()], cwd=ROOT, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True, env={**env, "KERAS_BACKEND": b})
+             for b in BACKENDS}
+    results = {}
+    for b, proc in procs.items():
+        out, err = proc.communicate(timeout=240)
+        assert proc.returncode == 0, f"{b}: {err[-3000:]}"
+        by_file = json.loads(out.strip().splitlines()[-1])
+        results[b] = {name: by_file[ref] for name, ref in SETUP_FILES.items()}
+    return results
 
 
-def _results(backend: str) -> dict[str, Any]:
-    """Both backends' checks, started together on first use, each in its own process."""
-    if not _RESULTS:
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-        procs = {b: subprocess.Popen([sys.executable, str(SETUPS / "evaluate_check.py"), *ARGS,
-                                      *SETUP_FILES.values()], cwd=ROOT, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, env={**env, "KERAS_BACKEND": b})
-                 for b in BACKENDS}
-        for b, proc in procs.items():
-            out, err = proc.communicate(timeout=240)
-            assert proc.returncode == 0, f"{b}: {err[-3000:]}"
-            by_file = json.loads(out.strip().splitlines()[-1])
-            _RESULTS[b] = {name: by_file[ref] for name, ref in SETUP_FILES.items()}
-    return _RESULTS[backend]
+@pytest.fixture(scope="module")
+def results(session_tmp) -> dict[str, dict[str, Any]]:
+    """Run once per session, on first use, also under xdist (``conftest.shared``)."""
+    return shared("tests/setups/evaluate_check.py " + json.dumps([ARGS, SETUP_FILES]), _run_both, session_tmp)
 
 
 # -- real frameworks ---------------------------------------------------------------------
@@ -57,12 +60,12 @@ def _results(backend: str) -> dict[str, Any]:
 @pytest.mark.slow
 @pytest.mark.parametrize("setup", list(SETUP_FILES))
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_evaluate_from_own_values_reproduces_the_records(backend: str, setup: str) -> None:
+def test_evaluate_from_own_values_reproduces_the_records(results, backend: str, setup: str) -> None:
     """At step k's emit, evaluate(k) and evaluate(k-1) from the pre-step weights and state
     give the record's loss, gradients, activations, state and weights, bitwise: loss,
     gradients and activations come from the records' own recompute, state and weights
     from fit's own train step, compiled as fit compiles it."""
-    result = _results(backend)[setup]
+    result = results[backend][setup]
     assert result["problems"] == [] and result["records"] == 4
     stats = result["stats"]
     for phase in PHASES:
@@ -73,11 +76,11 @@ def test_evaluate_from_own_values_reproduces_the_records(backend: str, setup: st
 @pytest.mark.slow
 @pytest.mark.parametrize("setup", list(SETUP_FILES))
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_evaluate_with_given_gradients(backend: str, setup: str) -> None:
+def test_evaluate_with_given_gradients(results, backend: str, setup: str) -> None:
     """Given the recorded gradients, the optimizer applies them as fit did. Bitwise for SGD
     and on TF; on JAX with Adam the update is compiled apart from the gradients, so XLA
     fuses Adam's moments into it differently than in fit's step: measured 1 ulp (3e-8)."""
-    stats = _results(backend)[setup]["stats"]
+    stats = results[backend][setup]["stats"]
     for phase in PHASES:
         entry = stats[f"{phase} (given grads)"]
         assert entry["compared"] > 0, phase
@@ -90,23 +93,23 @@ def test_evaluate_with_given_gradients(backend: str, setup: str) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("setup", list(SETUP_FILES))
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_evaluate_changes_nothing_training_uses(backend: str, setup: str) -> None:
+def test_evaluate_changes_nothing_training_uses(results, backend: str, setup: str) -> None:
     """The run with evaluate calls at every step ends bitwise where the plain run ends:
     every model variable (RNG seed states included), optimizer variable and metrics
     variable; evaluate after train() returned changes none either."""
-    result = _results(backend)[setup]
+    result = results[backend][setup]
     assert result["final_equal_plain"], result
     assert result["unchanged_by_late_evaluate"], result
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_evaluate_other_values_and_after_train(backend: str) -> None:
+def test_evaluate_other_values_and_after_train(results, backend: str) -> None:
     """Other weights give another loss and other weights; other BatchNorm statistics leave
     the training loss alone but are carried into the state; after train() returned the
     last two steps are held (the last one's weights are the final weights), older ones
     raise ValueError."""
-    result = _results(backend)["keras_bn"]
+    result = results[backend]["keras_bn"]
     assert result["loss_changed"] and result["weights_changed"]
     assert result["state_follows"] and result["loss_same_with_other_state"]
     assert result["after_train_weights_equal_final"]

@@ -16,7 +16,7 @@ import sys
 
 import pytest
 
-from conftest import EXAMPLES, ROOT, SETUPS
+from conftest import EXAMPLES, ROOT, SETUPS, shared
 
 pytestmark = pytest.mark.slow  # two framework subprocesses, about 10 s together
 
@@ -26,8 +26,7 @@ LEGACY = str(EXAMPLES / "case2_batchnorm" / "legacy_complete.py")
 DATA = ["300", "100", "4", "digits", "unit"]  # 3 batches: step 3 starts a second epoch
 
 
-@pytest.fixture(scope="module")
-def results() -> dict:
+def _run_both() -> dict:
     env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2"}
     procs = [subprocess.Popen([sys.executable, str(SETUPS / "evaluate_loop_check.py"), *DATA, *setups], cwd=ROOT,
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -38,6 +37,12 @@ def results() -> dict:
         assert proc.returncode == 0, stderr[-3000:]
         out.update(json.loads(stdout.strip().splitlines()[-1]))
     return out
+
+
+@pytest.fixture(scope="module")
+def results(session_tmp) -> dict:
+    """Run once per session, on first use, also under xdist (``conftest.shared``)."""
+    return shared("tests/setups/evaluate_loop_check.py " + json.dumps([DATA, LOOPS, LEGACY]), _run_both, session_tmp)
 
 
 @pytest.mark.parametrize("setup", LOOPS)

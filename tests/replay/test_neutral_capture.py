@@ -11,75 +11,87 @@ import sys
 
 import pytest
 
-from conftest import CASE1, ROOT, SETUPS
+from conftest import CASE1, ROOT, SETUPS, shared
 
 pytestmark = pytest.mark.slow  # every test here runs the CLI or a framework in a subprocess
 
+KERAS_BN, LOOPS = str(SETUPS / "keras_bn.py"), str(SETUPS / "keras_loops.py")
+# 500 samples, batch 100: 12 steps cross an epoch boundary.
+DATA = {"subset": 500, "batch": 100, "task": "digits", "pixels": "unit"}
+CHECKS = {
+    "fit tensorflow": {"check": "neutral", "setup": KERAS_BN, **DATA, "steps": 12, "mode": "full"},
+    "fit fingerprint tensorflow": {"check": "neutral", "setup": KERAS_BN, **DATA, "steps": 12, "mode": "fingerprint"},
+    "loop eager": {"check": "neutral", "setup": f"{LOOPS}:eager", **DATA, "steps": 12, "mode": "full"},
+    "loop compiled": {"check": "neutral", "setup": f"{LOOPS}:compiled", **DATA, "steps": 12, "mode": "full"},
+    # examples/case1_bce/keras_fit.py: plain SGD(0.01), no momentum
+    "gradients tensorflow": {"check": "gradients", "setup": str(CASE1 / "keras_fit.py"), "subset": 1000,
+                             "batch": 250, "pixels": "unit", "steps": 5, "lr": 0.01},
+    "fit jax": {"check": "neutral", "setup": KERAS_BN, **DATA, "steps": 12, "mode": "full"},
+    "gradients jax": {"check": "gradients", "setup": str(CASE1 / "keras_fit.py"), "subset": 1000,
+                      "batch": 250, "pixels": "unit", "steps": 5, "lr": 0.01},
+    "legacy": {"check": "neutral", "setup": str(CASE1.parent / "case2_batchnorm" / "legacy_complete.py"),
+               **DATA, "steps": 8, "mode": "full"},
+}
+# One process per Keras backend (the backend is fixed per process); the graph-mode tf_keras
+# setup in a process of its own. The three run at once.
+PROCESSES = {("tensorflow", "keras 3"): ["fit tensorflow", "fit fingerprint tensorflow", "loop eager", "loop compiled",
+                                         "gradients tensorflow"],
+             ("jax", "keras 3"): ["fit jax", "gradients jax"],
+             ("tensorflow", "tf_keras"): ["legacy"]}
 
-def _neutral(setup: str, backend: str, *args: str) -> dict:
-    proc = subprocess.run([sys.executable, str(SETUPS / "neutral_check.py"), setup, *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=240,
-                          env={**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"})
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+def _run_all() -> dict:
+    procs = {tuple(names): subprocess.Popen([sys.executable, str(SETUPS / "neutral_check.py"),
+                                      *(json.dumps(CHECKS[n]) for n in names)], cwd=ROOT,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     env={**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"})
+             for (backend, _), names in PROCESSES.items()}
+    results = {}
+    for names, proc in procs.items():
+        out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err[-3000:]
+        results.update(zip(names, json.loads(out.strip().splitlines()[-1]), strict=True))
+    return results
+
+
+@pytest.fixture(scope="module")
+def neutral(session_tmp) -> dict:
+    """Every check's result, run once per session on first use, also under xdist (``conftest.shared``)."""
+    return shared("tests/setups/neutral_check.py " + json.dumps(CHECKS), _run_all, session_tmp)
 
 
 @pytest.mark.parametrize("backend", ["tensorflow", "jax"])
-def test_captured_fit_ends_bitwise_equal_to_plain_fit(backend):
-    # 500 samples, batch 100: 12 steps cross an epoch boundary.
-    result = _neutral(str(SETUPS / "keras_bn.py"), backend, "500", "100", "12", "digits", "unit")
+def test_captured_fit_ends_bitwise_equal_to_plain_fit(neutral, backend):
+    result = neutral[f"fit {backend}"]
     assert result["records"] == 12
     assert all(result["equal"]), result
     assert result["last_weights_equal"]
 
 
-def test_light_capture_of_fit_is_neutral_too():
+def test_light_capture_of_fit_is_neutral_too(neutral):
     """--fingerprint's first pass stores fit's loss in a variable inside compute_loss (TF backend)."""
-    result = _neutral(str(SETUPS / "keras_bn.py"), "tensorflow", "500", "100", "12", "digits", "unit", "fingerprint")
+    result = neutral["fit fingerprint tensorflow"]
     assert result["records"] == 12
     assert all(result["equal"]), result
 
 
 @pytest.mark.parametrize("variant", ["eager", "compiled"])
-def test_captured_keras_loop_ends_bitwise_equal_to_plain_loop(variant):
-    result = _neutral(f"{SETUPS / 'keras_loops.py'}:{variant}", "tensorflow", "500", "100", "12", "digits", "unit")
+def test_captured_keras_loop_ends_bitwise_equal_to_plain_loop(neutral, variant):
+    result = neutral[f"loop {variant}"]
     assert result["records"] == 12
     assert all(result["equal"]), result
 
 
-def test_captured_legacy_function_ends_bitwise_equal_to_plain():
-    legacy = CASE1.parent / "case2_batchnorm" / "legacy_complete.py"
-    result = _neutral(str(legacy), "tensorflow", "500", "100", "8", "digits", "unit")
+def test_captured_legacy_function_ends_bitwise_equal_to_plain(neutral):
+    result = neutral["legacy"]
     assert all(result["equal"]), result
 
 
-GRADIENT_CHECK = """
-import sys, numpy as np
-from xentdbg.data import DataSpec
-from xentdbg.replay.single import run_setup
-fused = sys.argv[1] == "jax"  # XLA fuses w - lr*g into one FMA; TF does two roundings
-lr = np.float32(0.01)  # examples/case1_bce/keras_fit.py: plain SGD, no momentum
-run = run_setup(sys.argv[2], DataSpec(subset=1000, batch_size=250, pixels="unit"), 5)
-assert len(run.records) == 5, len(run.records)
-checked = 0
-for prev, rec in zip(run.records, run.records[1:]):
-    for (_, w0), (_, g), (_, w1) in zip(prev.tensors["weights"], rec.tensors["gradients"], rec.tensors["weights"],
-                                        strict=True):
-        checked += 1
-        if fused:
-            expected = (w0.astype(np.float64) - np.float64(lr) * g.astype(np.float64)).astype(np.float32)
-        else:
-            expected = w0 - lr * g
-        assert expected.tobytes() == w1.tobytes(), (rec.step, float(np.abs(expected - w1).max()))
-assert checked == 4 * 4, checked  # steps 1-4, each with the kernel and bias of both Dense layers
-print("ok")
-"""
-
-
 @pytest.mark.parametrize("backend", ["tensorflow", "jax"])
-def test_captured_gradients_are_the_applied_gradients(backend):
-    """w_after == w_before - lr * captured_gradient, bitwise, at every step."""
-    proc = subprocess.run([sys.executable, "-c", GRADIENT_CHECK, backend, str(CASE1 / "keras_fit.py")], cwd=ROOT,
-                          capture_output=True, text=True, timeout=240,
-                          env={**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"})
-    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-3000:]
+def test_captured_gradients_are_the_applied_gradients(neutral, backend):
+    """w_after == w_before - lr * captured_gradient, bitwise, at every step (on JAX the update
+    w - lr*g is one fused multiply-add; on TF two roundings)."""
+    result = neutral[f"gradients {backend}"]
+    assert result["records"] == 5
+    assert result["mismatches"] == [], result  # (step, parameter, max|expected - w_after|)
+    assert result["checked"] == 4 * 4  # steps 1-4, each with the kernel and bias of both Dense layers

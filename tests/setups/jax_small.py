@@ -109,16 +109,27 @@ def raises_while_building(data):
 
 
 def slow(data):
-    """Sleeps 0.1 s inside every (jitted) step: long enough to interrupt or kill a run in the middle."""
+    """Sleeps 0.1 s inside every (jitted) step: long enough to interrupt or kill a run in the middle.
+
+    With ``XENTDBG_TEST_PROGRESS`` set to a folder, each call of the loss (one per step)
+    also appends a line to the file named by the process id there, so a test can wait for
+    a number of steps instead of a guessed time."""
     import time
 
     import jax
 
     loop = _loop(data)
     loss_fn = loop.loss_fn
+    progress = os.environ.get("XENTDBG_TEST_PROGRESS")
+
+    def tick():
+        if progress:
+            with open(os.path.join(progress, str(os.getpid())), "a") as f:
+                f.write("step\n")
+        time.sleep(0.1)
 
     def sleepy(params, x, y):
-        jax.debug.callback(lambda: time.sleep(0.1))
+        jax.debug.callback(tick)
         return loss_fn(params, x, y)
 
     loop.loss_fn = sleepy

@@ -1,9 +1,24 @@
-"""Run a setup plain and captured in this process; print whether final weights are bitwise equal.
+"""Capture-neutrality checks, several in one process (one Keras backend per process); print
+one JSON line: the list of each check's result, in order.
 
-Usage: python neutral_check.py SETUP SUBSET BATCH STEPS TASK PIXELS [full|fingerprint]
+Usage: python neutral_check.py CHECK [CHECK ...], each CHECK a JSON object:
+
+- ``{"check": "neutral", "setup", "subset", "batch", "steps", "task", "pixels", "mode"}``
+  (``mode``: ``full`` or ``fingerprint``): run the setup plain and captured in this
+  process from the same initial weights; ``equal``: whether each final weight is bitwise
+  equal, ``last_weights_equal``: whether the last record's weights are the final ones.
+- ``{"check": "gradients", "setup", "subset", "batch", "steps", "pixels", "lr"}``: a plain
+  SGD setup (no momentum) with full capture; at every step after the first, whether
+  ``w_after == w_before - lr * captured_gradient`` bitwise, for every parameter.
+
+Each check builds its own models (Keras seeds them in the setup), so a check does not
+depend on the checks before it in the process; the plain and captured runs of one check
+start from the plain run's initial weights (a second graph-mode model in one process
+draws different ones).
 """
 
 import json
+import os
 import sys
 
 import numpy as np
@@ -12,15 +27,43 @@ from xentdbg.data import DataSpec
 from xentdbg.records import CaptureMode
 from xentdbg.replay.single import run_setup
 
-setup, subset, batch, steps, task, pixels = sys.argv[1:7]
-mode = CaptureMode(sys.argv[7]) if len(sys.argv) > 7 else CaptureMode.FULL
-spec = DataSpec(subset=int(subset), batch_size=int(batch), task=task, pixels=pixels)
-plain = run_setup(setup, spec, int(steps), capture=None)
-# Same initial weights: a second graph-mode model in one process draws different ones.
-captured = run_setup(setup, spec, int(steps), capture=mode, init_params=plain.initial_weights)
-equal = [a.tobytes() == b.tobytes() for a, b in zip(plain.final_weights, captured.final_weights, strict=True)]
-max_diff = max(float(np.max(np.abs(a - b))) for a, b in zip(plain.final_weights, captured.final_weights))
-last_weights_equal = all(r.tobytes() == w.tobytes() for (_, r), w in
-                         zip(captured.records[-1].tensors["weights"], captured.final_weights, strict=True))
-print(json.dumps({"equal": equal, "records": len(captured.records),
-                  "max_diff": max_diff, "last_weights_equal": last_weights_equal}))
+
+def neutral(job: dict) -> dict:
+    spec = DataSpec(subset=job["subset"], batch_size=job["batch"], task=job["task"], pixels=job["pixels"])
+    plain = run_setup(job["setup"], spec, job["steps"], capture=None)
+    captured = run_setup(job["setup"], spec, job["steps"], capture=CaptureMode(job["mode"]),
+                         init_params=plain.initial_weights)
+    equal = [a.tobytes() == b.tobytes() for a, b in zip(plain.final_weights, captured.final_weights, strict=True)]
+    max_diff = max(float(np.max(np.abs(a - b))) for a, b in zip(plain.final_weights, captured.final_weights))
+    last_weights_equal = all(r.tobytes() == w.tobytes() for (_, r), w in
+                             zip(captured.records[-1].tensors["weights"], captured.final_weights, strict=True))
+    return {"equal": equal, "records": len(captured.records), "max_diff": max_diff,
+            "last_weights_equal": last_weights_equal}
+
+
+def gradients(job: dict) -> dict:
+    fused = os.environ.get("KERAS_BACKEND") == "jax"  # XLA fuses w - lr*g into one FMA; TF does two roundings
+    lr = np.float32(job["lr"])
+    run = run_setup(job["setup"], DataSpec(subset=job["subset"], batch_size=job["batch"], pixels=job["pixels"]),
+                    job["steps"])
+    checked, mismatches = 0, []
+    for prev, rec in zip(run.records, run.records[1:]):
+        for (name, w0), (_, g), (_, w1) in zip(prev.tensors["weights"], rec.tensors["gradients"],
+                                               rec.tensors["weights"], strict=True):
+            checked += 1
+            if fused:
+                expected = (w0.astype(np.float64) - np.float64(lr) * g.astype(np.float64)).astype(np.float32)
+            else:
+                expected = w0 - lr * g
+            if expected.tobytes() != w1.tobytes():
+                mismatches.append([rec.step, name, float(np.abs(expected - w1).max())])
+    return {"records": len(run.records), "checked": checked, "mismatches": mismatches}
+
+
+CHECKS = {"neutral": neutral, "gradients": gradients}
+
+if __name__ == "__main__":
+    jobs = [json.loads(arg) for arg in sys.argv[1:]]
+    print(json.dumps([CHECKS[job["check"]](job) for job in jobs]))
+    sys.stdout.flush()
+    os._exit(0)  # the result is printed: skip unloading the frameworks (~1 s of CPU)

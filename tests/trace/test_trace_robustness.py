@@ -38,10 +38,25 @@ def _workers_of(marker: str) -> list[int]:
     return pids
 
 
-def _start(args: list[str], marker: str) -> subprocess.Popen:
-    env = {**os.environ, "XENTDBG_TEST_MARKER": marker}  # inherited by the workers, to find them
+def _start(args: list[str], marker: str, progress: Path) -> subprocess.Popen:
+    progress.mkdir()
+    env = {**os.environ, "XENTDBG_TEST_MARKER": marker,  # inherited by the workers, to find them
+           "XENTDBG_TEST_PROGRESS": str(progress)}  # where SLOW's workers count their steps
     return subprocess.Popen([sys.executable, "-m", "xentdbg", *args], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_steps(proc: subprocess.Popen, progress: Path, steps: int, timeout: float = 240) -> None:
+    """Until a worker of ``proc`` has started step ``steps`` (SLOW counts one loss call per
+    step; nothing here cross-feeds, which would add calls). Waits on progress, not on a
+    guessed time: JAX may take anything to start on a loaded machine."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        counts = [len(f.read_text().splitlines()) for f in progress.iterdir()]
+        if counts and max(counts) > steps:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"no worker started step {steps} within {timeout:g} s (exit code {proc.poll()})")
 
 
 def _wait_for_workers_to_go(marker: str, timeout: float = 20) -> list[int]:
@@ -53,8 +68,11 @@ def _wait_for_workers_to_go(marker: str, timeout: float = 20) -> list[int]:
 
 def test_killed_writer_leaves_a_readable_trace(tmp_path):
     out = tmp_path / "killed.h5"
-    proc = _start(["trace", SLOW, "--out", str(out), "--steps", "500", *SMALL_ARGS], "killed-writer")
-    time.sleep(8)  # JAX starts in ~2 s, then 10 steps a second
+    proc = _start(["trace", SLOW, "--out", str(out), "--steps", "500", *SMALL_ARGS], "killed-writer",
+                  tmp_path / "progress")
+    # The worker starts step k+1 only after the writer wrote and flushed step k: with step 5
+    # started, steps 0-4 are on disk.
+    _wait_for_steps(proc, tmp_path / "progress", 5)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     with load_trace(out) as t:
@@ -74,8 +92,10 @@ def test_ctrl_c_stops_workers_and_leaves_readable_traces(tmp_path, command):
     else:
         args = ["compare", SLOW, SLOW, "--steps", "500", *SMALL_ARGS, "--save-traces", str(tmp_path)]
         traces = [tmp_path / "a.h5", tmp_path / "b.h5"]
-    proc = _start(args, marker)
-    time.sleep(8)
+    proc = _start(args, marker, tmp_path / "progress")
+    # compare lets a worker run one step ahead of the traces: a worker in step 5 means the
+    # coordinator received step 4 and so wrote steps 0-3; trace, steps 0-4.
+    _wait_for_steps(proc, tmp_path / "progress", 5)
     assert _workers_of(marker), proc.stderr
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from xentdbg.data import DataSpec
 from xentdbg.records import SideInfo, StepRecord, TensorSpec
 from xentdbg.trace import TraceWriter, load_trace
 
-from conftest import CASE1, SETUPS, run_cli
+from conftest import CASE1, SETUPS, run_cli, shared
 
 SMALL = str(SETUPS / "jax_small.py")
 FAST = ["--steps", "4", "--subset", "64", "--batch-size", "16"]
@@ -49,13 +50,20 @@ def test_roundtrip_is_bitwise(tmp_path):
 
 @pytest.fixture(scope="module")
 def case1_traces(session_tmp):
-    keras = session_tmp / "keras.h5"
-    jax = session_tmp / "jax.h5"
-    r1 = run_cli("trace", str(CASE1 / "keras_fit.py"), "--out", str(keras), "--steps", "4", tmp_path=session_tmp)
-    r2 = run_cli("trace", str(CASE1 / "jax_stable.py"), "--out", str(jax), "--steps", "4", "--init-from", str(keras),
-                 tmp_path=session_tmp)
-    assert r1.code == 0 and r2.code == 0, r1.output + r2.output
-    return keras, jax
+    """Two traces, written once per session (also under xdist: ``conftest.shared``; the
+    other workers read the files where the first one wrote them)."""
+
+    def record() -> list[str]:
+        keras = session_tmp / "keras.h5"
+        jax = session_tmp / "jax.h5"
+        r1 = run_cli("trace", str(CASE1 / "keras_fit.py"), "--out", str(keras), "--steps", "4", tmp_path=session_tmp)
+        r2 = run_cli("trace", str(CASE1 / "jax_stable.py"), "--out", str(jax), "--steps", "4", "--init-from",
+                     str(keras), tmp_path=session_tmp)
+        assert r1.code == 0 and r2.code == 0, r1.output + r2.output
+        return [str(keras), str(jax)]
+
+    keras, jax = shared("tests/trace/test_traces.py case1_traces", record, session_tmp)
+    return Path(keras), Path(jax)
 
 
 @pytest.mark.slow

@@ -36,22 +36,7 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def _exit(code: int) -> None:
-    """End without the interpreter's teardown: unloading TensorFlow or JAX module by
-    module costs ~1 s of CPU, which the parent waits for. The results are on disk by
-    now; the ``atexit`` handlers still run and stdout and stderr are flushed (as in
-    :func:`xentdbg.replay.worker._exit`)."""
-    import atexit
-    import os
-
-    atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
-    os._exit(code)
-
-
 if __name__ == "__main__":
-    _exit(main(sys.argv[1:]))
+    from xentdbg._exit import fast_exit
+
+    fast_exit(main(sys.argv[1:]))

@@ -11,7 +11,7 @@ from xentdbg.compare.fingerprint import fingerprint, fingerprints_agree
 from xentdbg.compare.matching import Matching, match_activations
 from xentdbg.compare.metrics import Summary, TensorMetrics, Tolerance, screen_metrics, summarize, tensor_metrics
 from xentdbg.compare.oracle import Float64Check
-from xentdbg.compare.params import Frozen, compatible
+from xentdbg.compare.params import Frozen, as_shape
 from xentdbg.records import StepRecord, effective_training
 
 PHASE_LABELS = {"flags": "training flag", "updates": "update"}
@@ -360,7 +360,7 @@ def compare_step(a: StepRecord, b: StepRecord, pairing: Pairing, tol: Tolerance,
             out.append(TensorComparison(step, phase, na, nb, ok, note="fingerprints (sum, norm, max|x|) differ"
                                         if not ok else "fingerprint"))
             return
-        xb = _as_shape(xb, xa.shape)
+        xb = as_shape(xb, xa.shape)
         m = screen_metrics(xa, xb)
         ok = m.within(tol.for_phase(phase))
         sa = sb = None
@@ -454,7 +454,7 @@ def _updates(out: list[TensorComparison], step: int, a: StepRecord, b: StepRecor
         xa, xb, ba, bb = (np.asarray(t) for t in (xa, xb, ba, bb))
         if xa.shape != ba.shape or xb.shape != bb.shape:
             continue
-        xb, bb = _as_shape(xb, xa.shape), _as_shape(bb, xa.shape)
+        xb, bb = as_shape(xb, xa.shape), as_shape(bb, xa.shape)
         with np.errstate(invalid="ignore", over="ignore"):
             da, db = np.subtract(xa, ba), np.subtract(xb, bb)
         m = screen_metrics(da, db)
@@ -470,12 +470,6 @@ def _updates(out: list[TensorComparison], step: int, a: StepRecord, b: StepRecor
 def _held(f: Frozen) -> tuple[str, str]:
     """The phases A's and B's tensor of a frozen pair are recorded in."""
     return ("weights", "state") if f.trainer == "A" else ("state", "weights")
-
-
-def _as_shape(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """``x`` viewed in ``shape`` when the two differ only by axes of size 1 (a stax conv
-    bias ``(1, 1, 1, C)`` paired with Keras's ``(C,)``); else ``x`` unchanged."""
-    return x.reshape(shape) if x.shape != shape and compatible(x.shape, shape) else x
 
 
 def _absmax(x: np.ndarray) -> float:

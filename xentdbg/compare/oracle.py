@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from xentdbg.compare.params import compatible
+from xentdbg.compare.params import as_shape
 from xentdbg.records import StepRecord
 
 RHO = 1e-4
@@ -163,8 +163,7 @@ def check_float64(flagged: list[tuple[str, str, str]], a32: StepRecord, b32: Ste
         if any(x is None for x in arrays):
             return Float64Check(unavailable=f"{phase} {name_a} is missing from a re-run", start=start)
         x32a, x32b, x64a, x64b = (np.asarray(x) for x in arrays)
-        if x32b.shape != x32a.shape and compatible(x32b.shape, x32a.shape):  # paired up to size-1 axes
-            x32b, x64b = x32b.reshape(x32a.shape), x64b.reshape(x32a.shape)
+        x32b, x64b = as_shape(x32b, x32a.shape), as_shape(x64b, x32a.shape)  # paired up to size-1 axes
         for side, x in (("A", x64a), ("B", x64b)):
             if x.dtype != np.float64:
                 return Float64Check(unavailable=f"side {side} computed {phase} {name_a} in {x.dtype} with float64 "

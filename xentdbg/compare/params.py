@@ -56,6 +56,13 @@ def compatible(a: Sequence[int], b: Sequence[int]) -> bool:
     return tuple(a) == tuple(b) or squeezed(a) == squeezed(b)
 
 
+def as_shape(x: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """``x`` viewed in ``shape`` when the two differ only by axes of size 1 (a stax conv
+    bias ``(1, 1, 1, C)`` paired with Keras's ``(C,)``); else ``x`` unchanged."""
+    x, shape = np.asarray(x), tuple(shape)
+    return x.reshape(shape) if x.shape != shape and compatible(x.shape, shape) else x
+
+
 @dataclass(frozen=True)
 class Frozen:
     """A parameter side ``trainer`` trains (index ``param`` in its parameters) that the

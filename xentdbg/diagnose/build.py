@@ -13,7 +13,7 @@ from xentdbg.compare.oracle import Float64Check
 from xentdbg.data import DataInfo
 from xentdbg.diagnose import diagnose
 from xentdbg.diagnose.context import Context, Side
-from xentdbg.diagnose.data import _positions
+from xentdbg.diagnose.data import dataset_positions
 from xentdbg.findings import Diagnosis
 from xentdbg.records import SideInfo, StepRecord, batch_fingerprint
 
@@ -38,7 +38,7 @@ def located_batch(record: StepRecord, data: DataInfo, dataset_sums: np.ndarray) 
     """The batch ``record``'s step trained on, taken from the dataset: ``(x, y)``.
 
     ``x``: the in-order slice of its step when its digest says so, else the samples
-    found at the record's per-sample sums of ``x`` (:func:`~xentdbg.diagnose.data._positions`:
+    found at the record's per-sample sums of ``x`` (:func:`~xentdbg.diagnose.data.dataset_positions`:
     fit's shuffled batch, say), when every one is found and the images so rebuilt have the
     record's exact ``x`` digest; else None (a side that preprocesses its inputs before the
     step). ``y``: those samples' labels when they have the record's exact ``y`` digest,
@@ -51,7 +51,7 @@ def located_batch(record: StepRecord, data: DataInfo, dataset_sums: np.ndarray) 
         sums = dict(record.tensors.get("inputs", [])).get("x")
         if sums is None:
             return None
-        found = _positions(np.asarray(sums, np.float64), dataset_sums)
+        found = dataset_positions(np.asarray(sums, np.float64), dataset_sums)
         if found is None or found.size == 0 or np.any(found < 0) or _digest_of(data.x[found]) != want_x:
             return None
         pos = found

@@ -12,7 +12,7 @@ import numpy as np
 from xentdbg.compare.divergence import Pairing, StepComparison, TensorComparison
 from xentdbg.compare.metrics import Tolerance
 from xentdbg.compare.oracle import Float64Check
-from xentdbg.compare.params import compatible
+from xentdbg.compare.params import as_shape
 from xentdbg.findings import Finding
 from xentdbg.records import SideInfo, StepRecord
 
@@ -92,11 +92,12 @@ class Context:
         ta, tb = self.a.tensors(phase), self.b.tensors(phase)
         if not ta or not tb:
             return []
-        return [(ta[i][0], ta[i][1], _like(tb[j][1], ta[i][1])) for i, j in self.pairing.params]
+        return [(ta[i][0], ta[i][1], as_shape(tb[j][1], np.shape(ta[i][1]))) for i, j in self.pairing.params]
 
     def before_triples(self) -> list[tuple[str, np.ndarray, np.ndarray]]:
         wa, wb = self.a.weights_before, self.b.weights_before
-        return [(wa[i][0], np.asarray(wa[i][1]), _like(wb[j][1], wa[i][1])) for i, j in self.pairing.params]
+        return [(wa[i][0], np.asarray(wa[i][1]), as_shape(wb[j][1], np.shape(wa[i][1])))
+                for i, j in self.pairing.params]
 
     def state_triples(self) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
         """``(name, A before, A after, B before, B after)`` for paired state tensors."""
@@ -106,13 +107,6 @@ class Context:
             return []
         return [(sa[i][0], np.asarray(ba[i][1]), sa[i][1], np.asarray(bb[j][1]), sb[j][1])
                 for i, j in self.pairing.state]
-
-
-def _like(b: np.ndarray, a: np.ndarray) -> np.ndarray:
-    """B's tensor in A's shape where the two differ by axes of size 1 only (parameters pair
-    up to those: :func:`~xentdbg.compare.params.compatible`)."""
-    xb, shape = np.asarray(b), tuple(np.shape(a))
-    return xb.reshape(shape) if xb.shape != shape and compatible(xb.shape, shape) else xb
 
 
 def ratio(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from xentdbg.compare.divergence import TensorComparison
 from xentdbg.diagnose.context import Context, Finding, fmt, ratio
 
 _SCALES = {255.0: "x 255", 1 / 255.0: "/ 255"}
 
 
-def _positions(sums: np.ndarray, dataset: np.ndarray | None) -> np.ndarray | None:
+def dataset_positions(sums: np.ndarray, dataset: np.ndarray | None) -> np.ndarray | None:
     """Index in the dataset of each sample of a batch (matched by per-sample sum), -1 if absent."""
     if dataset is None:
         return None
@@ -57,7 +58,7 @@ def different_data(ctx: Context, dataset_sums: np.ndarray | None = None,
             common = np.intersect1d(np.round(xa, 6), np.round(xb, 6)).size
             ev.append(f"{common} of {xa.size} samples are in both batches")
             kind = "samples"
-    pa, pb = _positions(xa, dataset_sums), _positions(xb, dataset_sums)
+    pa, pb = dataset_positions(xa, dataset_sums), dataset_positions(xb, dataset_sums)
     natural = None
     if pa is not None and pb is not None and batch_start is not None:
         natural = np.arange(batch_start, batch_start + xa.size)
@@ -141,21 +142,29 @@ def _extra_layers_side(ctx: Context) -> str | None:
     return owners.pop() if len(owners) == 1 else None
 
 
+def _first_layer_outputs(ctx: Context) -> tuple[TensorComparison, np.ndarray, np.ndarray] | None:
+    """Where the inputs agree and the sides part first at the first pair of aligned layer
+    outputs (a layer without weights one side adds, a Rescaling say, is left out of the
+    alignment: xentdbg.compare.matching): that comparison and both outputs in float64."""
+    inside = ctx.step.first_activation  # where inside the step the sides part
+    if not ctx.agrees("inputs") or inside is None:
+        return None
+    first_pair = next((t for t in ctx.step.tensors if t.phase == "activations"), None)
+    if first_pair is not inside:
+        return None
+    ha, hb = dict(ctx.a.activations).get(inside.name_a), dict(ctx.b.activations).get(inside.name_b)
+    if ha is None or hb is None:
+        return None
+    return inside, np.asarray(ha, np.float64), np.asarray(hb, np.float64)
+
+
 def rescaled_input(ctx: Context) -> list[Finding]:
     """Inputs agree but the first layer's outputs differ by a constant factor such as 1/255:
     one side rescales inside its own step."""
-    inside = ctx.step.first_activation  # where inside the step the sides part
-    if not ctx.agrees("inputs") or inside is None:
+    first = _first_layer_outputs(ctx)
+    if first is None:
         return []
-    # the first pair of aligned layer outputs (a layer without weights one side adds, a
-    # Rescaling say, is left out of the alignment: xentdbg.compare.matching)
-    first_pair = next((t for t in ctx.step.tensors if t.phase == "activations"), None)
-    if first_pair is not inside:
-        return []
-    ha_, hb_ = (dict(ctx.a.activations).get(inside.name_a), dict(ctx.b.activations).get(inside.name_b))
-    if ha_ is None or hb_ is None:
-        return []
-    ha, hb = np.asarray(ha_, np.float64), np.asarray(hb_, np.float64)
+    inside, ha, hb = first
     c, residual = ratio(hb, ha)
     if residual > 1e-3:
         return []
@@ -189,16 +198,10 @@ def normalized_input(ctx: Context) -> list[Finding]:
     positive on both sides are used. ``α`` is the pooled within-unit slope, ``m`` the
     least-squares solution of the intercepts; both fits must leave a residual at float32
     rounding."""
-    inside = ctx.step.first_activation
-    if not ctx.agrees("inputs") or inside is None:
+    first = _first_layer_outputs(ctx)
+    if first is None or first[1].shape != first[2].shape or first[1].ndim != 2:
         return []
-    first_pair = next((t for t in ctx.step.tensors if t.phase == "activations"), None)
-    if first_pair is not inside:
-        return []
-    ha_, hb_ = dict(ctx.a.activations).get(inside.name_a), dict(ctx.b.activations).get(inside.name_b)
-    if ha_ is None or hb_ is None or np.shape(ha_) != np.shape(hb_) or np.ndim(ha_) != 2:
-        return []
-    ha, hb = np.asarray(ha_, np.float64), np.asarray(hb_, np.float64)
+    inside, ha, hb = first
     width = ha.shape[1]
     before = ctx.before_triples()
     kernel = next((np.asarray(a, np.float64) for _, a, _ in before if np.ndim(a) == 2 and np.shape(a)[1] == width),

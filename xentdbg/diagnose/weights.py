@@ -38,14 +38,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from xentdbg.diagnose.context import Context, Finding, Side, fmt, ratio
-from xentdbg.diagnose.xent import find_logits
+from xentdbg.diagnose.xent import as_probabilities, find_logits
 from xentdbg.losses.models import (
     binary_clipped,
     binary_from_logits,
     categorical_clipped,
     categorical_from_logits,
-    sigmoid,
-    softmax,
 )
 
 RESIDUAL = 1e-3
@@ -124,15 +122,10 @@ def _output(side: Side, x: np.ndarray | None, y: np.ndarray) -> _Output | None:
     if out.shape != (n, k) or not np.all(np.isfinite(out)):
         return None
     binary = k == 1
-    kind = "binary" if binary else "categorical"
-    is_p = bool(np.all((out >= 0) & (out <= 1))) and (binary or np.allclose(out.sum(axis=1), 1.0, atol=1e-3))
-    if is_p:
-        p = out
-        found = find_logits(side, x, kind)
+    p, z = as_probabilities(out, y)
+    if z is None:
+        found = find_logits(side, x, "binary" if binary else "categorical")
         z = found[0] if found else None
-    else:
-        z = out
-        p = sigmoid(z) if binary else softmax(z)
     if z is not None:
         losses = (binary_from_logits(y, z) if binary else categorical_from_logits(y, z)).reshape(n, -1).mean(axis=1)
     else:

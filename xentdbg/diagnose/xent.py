@@ -167,17 +167,16 @@ class _Outputs:
         return find_logits(self.source[label], x, self.kind)
 
 
-def _as_probabilities(out: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    """``(probabilities, logits or None)`` of a side's output for labels ``y``: rows that
-    do not sum to 1 (categorical) or values outside [0, 1] (one column) are logits, put
-    through softmax or sigmoid. One column inside [0, 1] is taken as probabilities."""
+def as_probabilities(out: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(probabilities, logits or None)`` of a side's output for labels ``y``: an output in
+    [0, 1] whose rows sum to 1 (one column: any in [0, 1]) is probabilities; any other is
+    logits, put through softmax (sigmoid)."""
     if out.ndim != 2 or out.shape != y.shape:
         return out, None
-    if out.shape[1] == 1:
-        if out.min() >= 0 and out.max() <= 1:
-            return out, None
-        return sigmoid(out), out
-    return (out, None) if _kind(out, y) is not None else (softmax(out), out)
+    inside = bool(np.all((out >= 0) & (out <= 1)))
+    if inside and (out.shape[1] == 1 or _kind(out, y) is not None):
+        return out, None
+    return (sigmoid(out) if out.shape[1] == 1 else softmax(out)), out
 
 
 def _outputs(ctx: Context) -> _Outputs | None:
@@ -210,7 +209,7 @@ def _outputs(ctx: Context) -> _Outputs | None:
         out = np.asarray(side.activations[-1][1], np.float64)
         if not np.all(np.isfinite(out)):
             return None
-        outs[label], z = _as_probabilities(out, y)
+        outs[label], z = as_probabilities(out, y)
         if z is not None:
             logits[label] = z
     kind = _kind(outs["A"], y)

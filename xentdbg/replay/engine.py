@@ -43,16 +43,17 @@ Status = Callable[[str], None]
 Starts = list[tuple[list, list]]
 
 
-def _start(config: CompareConfig, capture: CaptureMode) -> tuple[tuple[WorkerProcess, WorkerProcess], DataInfo]:
-    """Both workers, loading their setups, and the data (for the diagnosis)."""
+def _start(config: CompareConfig, capture: CaptureMode
+           ) -> tuple[tuple[WorkerProcess, WorkerProcess], DataInfo, dict[str, str] | None]:
+    """Both workers, loading their setups, the data (for the diagnosis) and the ``--pair``
+    file's mapping (read before any worker starts, so a bad file fails fast)."""
     refs = [SetupRef.parse(config.setup_a), SetupRef.parse(config.setup_b)]
     for ref in refs:
         ref.check()
     data = load_data(config.data)  # fail fast on bad data options, before starting two frameworks
-    if config.pair:
-        load_pair_file(config.pair)  # and on a bad pair file
+    explicit = load_pair_file(config.pair) if config.pair else None  # and on a bad pair file
     return (start_worker("A", refs[0], config.env_a, config.data, config.steps, capture),
-            start_worker("B", refs[1], config.env_b, config.data, config.steps, capture)), data
+            start_worker("B", refs[1], config.env_b, config.data, config.steps, capture)), data, explicit
 
 
 def _send_init(config: CompareConfig, workers: tuple[WorkerProcess, WorkerProcess], values: Starts,
@@ -78,10 +79,10 @@ def _send_init(config: CompareConfig, workers: tuple[WorkerProcess, WorkerProces
     return starts
 
 
-def _match(config: CompareConfig, infos: tuple[SideInfo, SideInfo]) -> ParamMatching:
-    """Pair the two sides' parameters and state (:func:`~xentdbg.compare.params.match_parameters`);
-    raises :class:`ParameterMismatch` when the parameters do not all pair."""
-    explicit = load_pair_file(config.pair) if config.pair else None
+def _match(infos: tuple[SideInfo, SideInfo], explicit: dict[str, str] | None) -> ParamMatching:
+    """Pair the two sides' parameters and state (:func:`~xentdbg.compare.params.match_parameters`;
+    ``explicit``: the ``--pair`` file's mapping); raises :class:`ParameterMismatch` when the
+    parameters do not all pair."""
     m = match_parameters(infos[0].params, infos[1].params, infos[0].state, infos[1].state, explicit)
     if not m.ok:
         raise ParameterMismatch("The two setups' parameters cannot be paired by layer, role and shape.",
@@ -164,14 +165,14 @@ def _replay(config: CompareConfig, capture: CaptureMode, on_step: Callable[[Step
     ``noise``: the calibrated noise floor per phase, for the diagnosis."""
     status = on_status or (lambda s: None)
     status("starting workers")
-    workers, data = _start(config, capture)
+    workers, data, explicit = _start(config, capture)
     traces: list[TraceWriter] = []
     oracle: Float64Oracle | None = None
     try:
         status("loading setups")
         ready = [wait_ready(w, load_timeout(config.step_timeout)) for w in workers]
         infos = (ready[0][0], ready[1][0])
-        matched = _match(config, infos)
+        matched = _match(infos, explicit)
         notes = list(matched.notes)
         if matched.state_problems:
             notes.append("non-trainable state not compared: " + "; ".join(matched.state_problems))
@@ -298,31 +299,20 @@ class _CrossFeeder:
         a_for_b, b_for_a = self._values(records, (pre_a, pre_b))
         if a_for_b.params is None or b_for_a.params is None:
             return judge(cmp, None, None, set(), "the parameters do not pair one to one")
-        timeout = self.config.step_timeout
-        wa, wb = self.workers
-        opt_for_b, opt_for_a = self._optimizers(cmp.step) if self.updates else (None, None)
-        writers = (wb.request_probe(cmp.step, a_for_b.params, a_for_b.state, a_for_b.grads, opt_for_b),
-                   wa.request_probe(cmp.step, b_for_a.params, b_for_a.state, b_for_a.grads, opt_for_a))
-        (hb, xb), (ha, xa) = wb.reply(writers[0], "probed", timeout), wa.reply(writers[1], "probed", timeout)
-        errors = [f"side {s}: {h['error']}" for s, h in (("A", ha), ("B", hb)) if "error" in h]
-        if errors:
-            self._broken = "; ".join(errors)
+        reran = self._rerun(cmp.step, a_for_b, b_for_a)
+        if isinstance(reran, str):
+            self._broken = reran
             self.notes.append(f"cross-feed unavailable ({self._broken}): steps are judged on their recorded "
                               "values, so float32 drift cannot be told from a difference a step introduces.")
             return judge(cmp, None, None, set(), self._broken)
-        fed_b = _fed(StepRecord.from_wire(hb, xb), rb)
-        fed_a = _fed(StepRecord.from_wire(ha, xa), ra)
+        fed_b, fed_a = _fed(reran[0], rb), _fed(reran[1], ra)
         # "before" of each re-run: the values it was fed, under its own side's names
         pre_a_as_b = _named(self.infos[1], a_for_b)
         pre_b_as_a = _named(self.infos[0], b_for_a)
         tol = self.config.tolerance
         view_a = compare_step(ra, fed_b, self.pairing, tol, before=(pre_a, pre_a_as_b), updates=self.updates)
         view_b = compare_step(fed_a, rb, self.pairing, tol, before=(pre_b_as_a, pre_b), updates=self.updates)
-        covered = {p for p in CROSS_FED_PHASES if fed_a.tensors.get(p) and fed_b.tensors.get(p)}
-        if not (a_for_b.grads and b_for_a.grads):
-            covered.discard("weights")  # no gradients recorded: the update was not re-run on the same ones
-        if "state" in covered and (a_for_b.state is None or b_for_a.state is None):
-            covered.discard("state")  # the state does not pair: each re-ran from its own
+        covered = _covered(fed_a, fed_b, a_for_b, b_for_a)
         # only the latest step's views are kept: the diagnosis runs right after its cross-feed
         from_a = view_a.first is not None or view_b.first is None
         self._views = {cmp.step: ((ra, fed_b), (pre_a, pre_a_as_b)) if from_a else ((fed_a, rb), (pre_b_as_a, pre_b))}
@@ -349,20 +339,38 @@ class _CrossFeeder:
             trace.write_verdict(cmp.step, jsonable(cf.to_dict()))
         return cf
 
-    def _laid_out(self, pre: StepRecord, record: StepRecord, to_b: bool) -> _Values:
-        """One side's pre-step weights and state and its step's gradients, laid out as the
-        other side's (:func:`~xentdbg.compare.params.transfer`); each None unless every
-        slot of the other side is covered (state: None where that side holds none)."""
-        dst = self.infos[1 if to_b else 0]
-        params, state = transfer(self.pairing, pre.arrays("weights"), pre.arrays("state"), dst.params, dst.state,
-                                 to_b)
-        grads, _ = transfer(self.pairing, record.arrays("gradients"), [], dst.params, [], to_b)
-        return _Values(params, state if dst.state else None, grads)
     def _values(self, records: RecordPair, before: tuple[StepRecord, StepRecord]) -> tuple[_Values, _Values]:
-        """A's pre-step values and gradients laid out as B's (for B's probe) and B's as A's
-        (for A's): :meth:`_laid_out`."""
-        (ra, rb), (pre_a, pre_b) = records, before
-        return self._laid_out(pre_a, ra, to_b=True), self._laid_out(pre_b, rb, to_b=False)
+        """A's pre-step weights and state and its step's gradients laid out as B's (for B's
+        re-run), and B's as A's (for A's): :func:`~xentdbg.compare.params.transfer`. Each is
+        None unless every slot of the other side is covered (state: None where that side
+        holds none)."""
+        out = []
+        for pre, record, dst, to_b in ((before[0], records[0], self.infos[1], True),
+                                       (before[1], records[1], self.infos[0], False)):
+            params, state = transfer(self.pairing, pre.arrays("weights"), pre.arrays("state"), dst.params,
+                                     dst.state, to_b)
+            grads, _ = transfer(self.pairing, record.arrays("gradients"), [], dst.params, [], to_b)
+            out.append(_Values(params, state if dst.state else None, grads))
+        return out[0], out[1]
+
+    def _rerun(self, step: int, a_for_b: _Values, b_for_a: _Values,
+               batches: tuple[list[np.ndarray], list[np.ndarray]] | None = None) -> tuple[StepRecord, StepRecord] | str:
+        """Re-run ``step`` on both workers: B from A's values, A from B's (each with the other
+        side's per-parameter optimizer state, :meth:`_optimizers`), on its own batch or, with
+        ``batches`` (A's, B's), on the other side's. Returns (B's re-run, A's re-run), or
+        what a side answered instead."""
+        assert a_for_b.params is not None and b_for_a.params is not None  # the callers check they pair
+        timeout = self.config.step_timeout
+        wa, wb = self.workers
+        opt_for_b, opt_for_a = self._optimizers(step) if self.updates else (None, None)
+        batch_for_b, batch_for_a = batches if batches is not None else (None, None)
+        writers = (wb.request_probe(step, a_for_b.params, a_for_b.state, a_for_b.grads, opt_for_b, batch_for_b),
+                   wa.request_probe(step, b_for_a.params, b_for_a.state, b_for_a.grads, opt_for_a, batch_for_a))
+        (hb, xb), (ha, xa) = wb.reply(writers[0], "probed", timeout), wa.reply(writers[1], "probed", timeout)
+        errors = [f"side {s}: {h['error']}" for s, h in (("A", ha), ("B", hb)) if "error" in h]
+        if errors:
+            return "; ".join(errors)
+        return StepRecord.from_wire(hb, xb), StepRecord.from_wire(ha, xa)
 
     def _realign(self, cmp: StepComparison, records: RecordPair, before: PreviousPair) -> Realigned:
         """A step whose sides trained on other samples, re-run on each side on the batch
@@ -388,25 +396,16 @@ class _CrossFeeder:
         a_for_b, b_for_a = self._values(records, (pre_a, pre_b))
         if a_for_b.params is None or b_for_a.params is None:
             return Realigned(None, None, unavailable="the parameters do not pair one to one")
-        wa, wb = self.workers
-        opt_for_b, opt_for_a = self._optimizers(cmp.step) if self.updates else (None, None)
-        writers = (wb.request_probe(cmp.step, a_for_b.params, a_for_b.state, a_for_b.grads, opt_for_b, batches[0]),
-                   wa.request_probe(cmp.step, b_for_a.params, b_for_a.state, b_for_a.grads, opt_for_a, batches[1]))
-        (hb, xb), (ha, xa) = wb.reply(writers[0], "probed", timeout), wa.reply(writers[1], "probed", timeout)
-        errors = [f"side {s}: {h['error']}" for s, h in (("A", ha), ("B", hb)) if "error" in h]
-        if errors:
-            return Realigned(None, None, unavailable="; ".join(errors))
-        b_on_a = _fed_on(StepRecord.from_wire(hb, xb), rb, ra)  # B's step on A's batch, from A's values
-        a_on_b = _fed_on(StepRecord.from_wire(ha, xa), ra, rb)
+        reran = self._rerun(cmp.step, a_for_b, b_for_a, (batches[0], batches[1]))
+        if isinstance(reran, str):
+            return Realigned(None, None, unavailable=reran)
+        b_on_a = _fed_on(reran[0], rb, ra)  # B's step on A's batch, from A's values
+        a_on_b = _fed_on(reran[1], ra, rb)
         pre_a_as_b, pre_b_as_a = _named(self.infos[1], a_for_b), _named(self.infos[0], b_for_a)
         tol = self.config.tolerance
         view_a = compare_step(ra, b_on_a, self.pairing, tol, before=(pre_a, pre_a_as_b), updates=self.updates)
         view_b = compare_step(a_on_b, rb, self.pairing, tol, before=(pre_b_as_a, pre_b), updates=self.updates)
-        covered = {p for p in CROSS_FED_PHASES if a_on_b.tensors.get(p) and b_on_a.tensors.get(p)}
-        if not (a_for_b.grads and b_for_a.grads):
-            covered.discard("weights")
-        if "state" in covered and (a_for_b.state is None or b_for_a.state is None):
-            covered.discard("state")
+        covered = _covered(a_on_b, b_on_a, a_for_b, b_for_a)
         if "weights" in covered:
             covered.add("updates")
         differing = {t.phase for t in cmp.tensors if not t.ok and t.phase in CROSS_FED_PHASES}
@@ -466,6 +465,18 @@ class _Values:
     params: list[np.ndarray] | None
     state: list[np.ndarray] | None
     grads: list[np.ndarray] | None
+
+
+def _covered(fed_a: StepRecord, fed_b: StepRecord, a_for_b: _Values, b_for_a: _Values) -> set[str]:
+    """The cross-fed phases both re-runs produced from the same values: without gradients
+    recorded the update was not re-run on the same ones, and state that does not pair
+    was re-run from each side's own."""
+    covered = {p for p in CROSS_FED_PHASES if fed_a.tensors.get(p) and fed_b.tensors.get(p)}
+    if not (a_for_b.grads and b_for_a.grads):
+        covered.discard("weights")
+    if "state" in covered and (a_for_b.state is None or b_for_a.state is None):
+        covered.discard("state")
+    return covered
 
 
 def _fed(probe: StepRecord, own: StepRecord) -> StepRecord:

@@ -46,8 +46,10 @@ class JaxLoop:
 
     Args:
         params: the initial parameters, any pytree of arrays.
-        loss_fn: ``loss_fn(params, x, y) -> loss``; with ``state`` given,
-            ``loss_fn(params, state, x, y) -> (loss, new_state)``.
+        loss_fn: ``loss_fn(params, x, y) -> loss``, or ``loss_fn(params, batch)`` with
+            ``batch = (x, y)``; with ``state`` given, ``loss_fn(params, state, x, y) ->
+            (loss, new_state)`` or ``loss_fn(params, state, batch)``. The form is read from
+            the number of positional parameters.
         optimizer: an ``optax.GradientTransformation`` or the
             ``(init_fun, update_fun, get_params)`` triple of
             ``jax.example_libraries.optimizers``.

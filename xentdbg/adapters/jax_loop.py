@@ -46,6 +46,31 @@ def _layer_name(index: int, layer: tuple) -> str:
     return f"layers[{index}]:{kind}"
 
 
+def _xy_loss(loss_fn: Any, stateful: bool) -> Any:
+    """``loss_fn`` in the form the step calls: ``(params, x, y)``, or with state
+    ``(params, state, x, y)``. A loss written ``loss_fn(params, batch)`` (or
+    ``loss_fn(params, state, batch)``) with ``batch = (x, y)``, as many public examples
+    write it, is wrapped; the wrapper only builds the tuple, so the traced computation
+    is the user's own. The form is read from the number of positional parameters (two,
+    or three with state, is the batch form); a signature that cannot be read, or one
+    with ``*args``, keeps the ``(params, x, y)`` form."""
+    import inspect
+
+    try:
+        sig = inspect.signature(loss_fn)  # follows __wrapped__, so jax.jit-wrapped losses read too
+    except (TypeError, ValueError):
+        return loss_fn
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    positional = [p for p in sig.parameters.values() if p.kind in kinds]
+    if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in sig.parameters.values()):
+        return loss_fn
+    if len(positional) != (3 if stateful else 2):
+        return loss_fn
+    if stateful:
+        return lambda params, state, x, y: loss_fn(params, state, (x, y))
+    return lambda params, x, y: loss_fn(params, (x, y))
+
+
 class _Optimizer:
     """Uniform face over optax and ``jax.example_libraries.optimizers``."""
 
@@ -104,6 +129,7 @@ class JaxLoopAdapter(Adapter):
         self.params = setup.params
         self.state = setup.state
         self.optimizer = _Optimizer(setup.optimizer)
+        self._loss = _xy_loss(setup.loss_fn, setup.state is not None)
         self._param_names = _path_names(self.params)
         self._state_names = _path_names(self.state) if self.state is not None else []
         self._step_fn = self._make_step()
@@ -147,7 +173,7 @@ class JaxLoopAdapter(Adapter):
 
     # -- training ----------------------------------------------------------
     def _make_step(self):
-        loss_fn, opt_step, stateful = self.setup.loss_fn, self.optimizer.step, self.state is not None
+        loss_fn, opt_step, stateful = self._loss, self.optimizer.step, self.state is not None
 
         def step(i, params, state, opt_state, x, y):
             if stateful:
@@ -271,7 +297,7 @@ class JaxLoopAdapter(Adapter):
 
         stateful = self.state is not None
         if self._grad_fn is None:
-            fn = jax.value_and_grad(self.setup.loss_fn, has_aux=stateful)
+            fn = jax.value_and_grad(self._loss, has_aux=stateful)
             self._grad_fn = jax.jit(fn) if self.setup.jit else fn
         p = tree(self.params, params)
         x, y = wide(batch[0]), wide(batch[1])

@@ -6,7 +6,7 @@ only inside the worker processes that run a setup.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from xentdbg.compare.metrics import Tolerance
 from xentdbg.compare.result import CompareConfig, CompareResult
@@ -28,6 +28,18 @@ def load_trace(path: str) -> Trace:
     return _load(path)
 
 
+def legacy_learning_phase() -> Any:
+    """The learning-phase tensor a TF1-style tf_keras ``K.function`` is fed (for
+    :class:`LegacyKerasFunction`): put it in ``K.function``'s inputs and feed ``True`` for a
+    training step. It is tf_keras' ``symbolic_learning_phase()`` (tf_keras/src/backend.py:384,
+    not exported by ``tf_keras.backend``), a ``placeholder_with_default(False)`` of the current
+    graph: left unfed, Dropout and BatchNormalization run in inference mode. Needs tf_keras
+    (``pip install 'xentdbg[legacy]'``); the tf_keras version is checked first."""
+    from xentdbg.adapters._tf_keras_private import symbolic_learning_phase
+
+    return symbolic_learning_phase()
+
+
 __all__ = ["CaptureMode", "CompareConfig", "CompareResult", "DataInfo", "DataSpec", "JaxLoop", "KerasFit", "KerasLoop",
-           "LegacyKerasFunction", "SetupFailed", "Tolerance", "UsageError", "XentdbgError", "compare", "load_trace",
-           "__version__"]
+           "LegacyKerasFunction", "SetupFailed", "Tolerance", "UsageError", "XentdbgError", "compare",
+           "legacy_learning_phase", "load_trace", "__version__"]

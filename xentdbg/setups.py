@@ -105,8 +105,8 @@ class LegacyKerasFunction:
         y_true = K.placeholder(shape=(None, 10))
         loss = K.mean(tf_keras.losses.categorical_crossentropy(y_true, model.output))
         updates = optimizer.get_updates(loss, model.trainable_weights) + model.updates
-        lp = tf_keras.src.backend.symbolic_learning_phase()
-        train = K.function([model.input, y_true, lp], [loss], updates=updates)
+        train = K.function([model.input, y_true, xentdbg.legacy_learning_phase()], [loss],
+                           updates=updates)
         return xentdbg.LegacyKerasFunction(model, train, feed=lambda x, y: [x, y, True])
 
     Args:

@@ -11,7 +11,6 @@ def legacy(feed_learning_phase: bool, with_model_updates: bool):
     tf.compat.v1.disable_eager_execution()  # process-global: xentdbg runs this side in its own worker
     import tf_keras
     from tf_keras import backend as K
-    from tf_keras.src.backend import symbolic_learning_phase  # not exported from tf_keras.backend
 
     tf_keras.utils.set_random_seed(0)
     model = tf_keras.Sequential([
@@ -28,7 +27,7 @@ def legacy(feed_learning_phase: bool, with_model_updates: bool):
     if with_model_updates:
         updates += model.updates  # BatchNormalization's moving mean/variance assignments
     if feed_learning_phase:
-        train = K.function([model.input, y_true, symbolic_learning_phase()], [loss], updates=updates)
+        train = K.function([model.input, y_true, xentdbg.legacy_learning_phase()], [loss], updates=updates)
         return xentdbg.LegacyKerasFunction(model, train, feed=lambda x, y: [x, y, True])
     train = K.function([model.input, y_true], [loss], updates=updates)
     return xentdbg.LegacyKerasFunction(model, train)

@@ -197,7 +197,9 @@ import json, tensorflow as tf
 tf.compat.v1.disable_eager_execution()
 from xentdbg.adapters import _tf_keras_private as p
 phase = p.symbolic_learning_phase()
-print(json.dumps({"op": phase.op.type, "dtype": phase.dtype.name, "same": phase is p.symbolic_learning_phase()}))
+import xentdbg
+print(json.dumps({"op": phase.op.type, "dtype": phase.dtype.name, "same": phase is p.symbolic_learning_phase(),
+                  "public": phase is xentdbg.legacy_learning_phase()}))
 """
 
 
@@ -227,7 +229,8 @@ def test_keras_accessors_on_real_objects() -> None:
 @pytest.mark.slow
 def test_tf_keras_symbolic_learning_phase_is_the_graph_placeholder() -> None:
     out = _run(TF_KERAS_CHECK)
-    assert out == {"op": "PlaceholderWithDefault", "dtype": "bool", "same": True}
+    # xentdbg.legacy_learning_phase() is the public face of the same tensor
+    assert out == {"op": "PlaceholderWithDefault", "dtype": "bool", "same": True, "public": True}
 
 
 def test_private_modules_import_no_framework() -> None:

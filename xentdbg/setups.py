@@ -70,6 +70,67 @@ class JaxLoop:
 
 
 @dataclass
+class JaxStep:
+    """Your own JAX training step, exactly as you wrote it, with its own training state.
+
+    xentdbg calls ``step`` once per batch and never changes it. To capture the loss and
+    gradients it differentiates ``loss_fn`` at the pre-step parameters in a separate
+    jitted function (the step's own outputs are not read), as it does for Keras.
+
+    Args:
+        step: ``step(state, x, y)`` or ``step(state, batch)`` with ``batch = (x, y)``;
+            returns the new state, or a tuple whose first item is the new state (for
+            example ``(state, loss)`` or ``(state, metrics)``). Jitted or not, as you wrote it.
+        state: the initial training state: the parameters themselves, a Flax
+            ``TrainState``, or any pytree that holds them.
+        loss_fn: the loss ``step`` minimises, ``loss_fn(params, x, y)`` or
+            ``loss_fn(params, batch)``.
+        params: ``params(state)``: the parameter pytree inside ``state`` (by default the
+            state itself). Its leaves must be leaves of ``state``: that is how xentdbg puts
+            the shared initial weights, and the other side's weights for a cross-feed, in
+            their place. The other leaves (optimizer moments, counters) are the optimizer state.
+        layers: optional ``stax`` layers (``params[i]`` feeds ``layers[i]``) for per-layer
+            activations, as for :class:`JaxLoop`.
+        indexed: the step takes the step number first, ``step(i, state, batch)``, as the
+            ``jax.example_libraries.optimizers`` pattern does; see :meth:`from_optimizers`.
+
+    Example (``flax.training.train_state.TrainState``)::
+
+        @jax.jit
+        def train_step(state, batch):
+            loss, grads = jax.value_and_grad(loss_fn)(state.params, batch)
+            return state.apply_gradients(grads=grads), loss
+
+        return xentdbg.JaxStep(train_step, state, loss_fn, params=lambda s: s.params)
+    """
+
+    step: Callable[..., Any]
+    state: Any
+    loss_fn: Callable[..., Any]
+    params: Callable[[Any], Any] | None = None
+    layers: Sequence[tuple[Callable, Callable]] | None = None
+    indexed: bool = False
+
+    @classmethod
+    def from_optimizers(cls, update: Callable[..., Any], opt_state: Any, get_params: Callable[[Any], Any],
+                        loss_fn: Callable[..., Any],
+                        layers: Sequence[tuple[Callable, Callable]] | None = None) -> JaxStep:
+        """The ``jax.example_libraries.optimizers`` pattern, as in JAX's
+        ``examples/mnist_classifier.py``::
+
+            opt_init, opt_update, get_params = optimizers.momentum(step_size, mass=0.9)
+
+            @jit
+            def update(i, opt_state, batch):
+                params = get_params(opt_state)
+                return opt_update(i, grad(loss)(params, batch), opt_state)
+
+            return xentdbg.JaxStep.from_optimizers(update, opt_init(init_params), get_params, loss)
+        """
+        return cls(update, opt_state, loss_fn, params=get_params, layers=layers, indexed=True)
+
+
+@dataclass
 class KerasLoop:
     """Your own Keras 3 / TensorFlow training step, exactly as you wrote it.
 

@@ -11,7 +11,7 @@ import pytest
 
 from xentdbg import JaxLoop
 from xentdbg.adapters import make_adapter
-from xentdbg.adapters.jax_loop import _xy_loss
+from xentdbg.adapters.jax_loop import xy_form
 from xentdbg.data import DataSpec, load
 from xentdbg.records import CaptureMode
 
@@ -55,11 +55,11 @@ def test_the_batch_form_trains_bit_for_bit_as_the_xy_form(xy, batch, state):
 
 
 def test_which_form_is_read_from_the_signature():
-    assert _xy_loss(_xy, False) is _xy
-    assert _xy_loss(_batch, False) is not _batch
-    assert _xy_loss(_stateful_xy, True) is _stateful_xy
-    assert _xy_loss(_stateful_batch, True) is not _stateful_batch
+    assert xy_form(_xy, 1) is _xy
+    assert xy_form(_batch, 1) is not _batch
+    assert xy_form(_stateful_xy, 2) is _stateful_xy
+    assert xy_form(_stateful_batch, 2) is not _stateful_batch
     jitted = jax.jit(_batch)  # signature read through __wrapped__
-    assert _xy_loss(jitted, False) is not jitted
+    assert xy_form(jitted, 1) is not jitted
     star = lambda *args: _xy(*args)  # noqa: E731 - *args keeps the (params, x, y) form
-    assert _xy_loss(star, False) is star
+    assert xy_form(star, 1) is star

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from xentdbg.data import DataInfo
 from xentdbg.errors import UsageError
-from xentdbg.setups import JaxLoop, KerasFit, KerasLoop, LegacyKerasFunction
+from xentdbg.setups import JaxLoop, JaxStep, KerasFit, KerasLoop, LegacyKerasFunction
 
 if TYPE_CHECKING:
     from xentdbg.adapters.base import Adapter
@@ -30,7 +30,12 @@ def make_adapter(setup: object, data: DataInfo) -> Adapter:
         from xentdbg.adapters.jax_loop import JaxLoopAdapter
 
         return JaxLoopAdapter(setup, data)
+    if isinstance(setup, JaxStep):
+        from xentdbg.adapters.jax_step import JaxStepAdapter
+
+        return JaxStepAdapter(setup, data)
     raise UsageError(
         f"The setup function returned a {type(setup).__name__}.",
-        hint="Return xentdbg.KerasFit(model, **fit_kwargs), xentdbg.KerasLoop(model, train_step, optimizer) "
-             "xentdbg.LegacyKerasFunction(model, function, feed) or xentdbg.JaxLoop(params, loss_fn, optimizer).")
+        hint="Return xentdbg.KerasFit(model, **fit_kwargs), xentdbg.KerasLoop(model, train_step, optimizer), "
+             "xentdbg.LegacyKerasFunction(model, function, feed), xentdbg.JaxLoop(params, loss_fn, optimizer) "
+             "or xentdbg.JaxStep(step, state, loss_fn).")

@@ -46,29 +46,43 @@ def _layer_name(index: int, layer: tuple) -> str:
     return f"layers[{index}]:{kind}"
 
 
-def _xy_loss(loss_fn: Any, stateful: bool) -> Any:
-    """``loss_fn`` in the form the step calls: ``(params, x, y)``, or with state
-    ``(params, state, x, y)``. A loss written ``loss_fn(params, batch)`` (or
-    ``loss_fn(params, state, batch)``) with ``batch = (x, y)``, as many public examples
-    write it, is wrapped; the wrapper only builds the tuple, so the traced computation
-    is the user's own. The form is read from the number of positional parameters (two,
-    or three with state, is the batch form); a signature that cannot be read, or one
-    with ``*args``, keeps the ``(params, x, y)`` form."""
+def xy_form(fn: Any, leading: int) -> Any:
+    """``fn`` in the form xentdbg calls it: ``fn(*first, x, y)`` with ``leading`` arguments
+    before the batch (a loss: ``params``, or ``params, state``; a user's step: ``state``,
+    or ``i, state``). A function written ``fn(*first, batch)`` with ``batch = (x, y)``,
+    as many public examples write it, is wrapped; the wrapper only builds the tuple, so
+    the traced computation is the user's own. The form is read from the number of
+    positional parameters (``leading + 1`` is the batch form); a signature that cannot
+    be read, or one with ``*args``, keeps the ``(..., x, y)`` form."""
     import inspect
 
     try:
-        sig = inspect.signature(loss_fn)  # follows __wrapped__, so jax.jit-wrapped losses read too
+        sig = inspect.signature(fn)  # follows __wrapped__, so jax.jit-wrapped functions read too
     except (TypeError, ValueError):
-        return loss_fn
+        return fn
     kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     positional = [p for p in sig.parameters.values() if p.kind in kinds]
     if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in sig.parameters.values()):
-        return loss_fn
-    if len(positional) != (3 if stateful else 2):
-        return loss_fn
-    if stateful:
-        return lambda params, state, x, y: loss_fn(params, state, (x, y))
-    return lambda params, x, y: loss_fn(params, (x, y))
+        return fn
+    if len(positional) != leading + 1:
+        return fn
+    return lambda *args: fn(*args[:-2], (args[-2], args[-1]))
+
+
+def as_float64(a: Any) -> Any:
+    """A float array as a float64 JAX array (the worker runs with ``JAX_ENABLE_X64``);
+    other dtypes unchanged."""
+    a = np.asarray(a)
+    return jnp.asarray(a, dtype=jnp.float64) if a.dtype.kind == "f" else jnp.asarray(a)
+
+
+def with_leaves(like: Any, values: Any, cast: Any = None) -> Any:
+    """The pytree ``like`` with its leaves replaced by ``values`` (in leaf order), each
+    cast to its old leaf's dtype, or put through ``cast`` when given."""
+    leaves, treedef = jax.tree_util.tree_flatten(like)
+    new = [cast(v) if cast is not None else jnp.asarray(v, dtype=jnp.asarray(old).dtype)
+           for old, v in zip(leaves, values, strict=True)]
+    return jax.tree_util.tree_unflatten(treedef, new)
 
 
 class _Optimizer:
@@ -129,7 +143,7 @@ class JaxLoopAdapter(Adapter):
         self.params = setup.params
         self.state = setup.state
         self.optimizer = _Optimizer(setup.optimizer)
-        self._loss = _xy_loss(setup.loss_fn, setup.state is not None)
+        self._loss = xy_form(setup.loss_fn, 2 if setup.state is not None else 1)
         self._param_names = _path_names(self.params)
         self._state_names = _path_names(self.state) if self.state is not None else []
         self._step_fn = self._make_step()
@@ -161,15 +175,10 @@ class JaxLoopAdapter(Adapter):
         return params, state
 
     def set_initial_values(self, params, state) -> None:
-        def replace(tree, values):
-            leaves, treedef = jax.tree_util.tree_flatten(tree)
-            new = [jnp.asarray(v, dtype=jnp.asarray(old).dtype) for old, v in zip(leaves, values, strict=True)]
-            return jax.tree_util.tree_unflatten(treedef, new)
-
         if params is not None:
-            self.params = replace(self.params, params)
+            self.params = with_leaves(self.params, params)
         if state is not None and self.state is not None:
-            self.state = replace(self.state, state)
+            self.state = with_leaves(self.state, state)
 
     # -- training ----------------------------------------------------------
     def _make_step(self):
@@ -240,15 +249,10 @@ class JaxLoopAdapter(Adapter):
         if batch is not None:
             x, y = given_batch(batch, x, y)
 
-        def tree(like, values):
-            leaves, treedef = jax.tree_util.tree_flatten(like)
-            return jax.tree_util.tree_unflatten(
-                treedef, [jnp.asarray(v, dtype=jnp.asarray(old).dtype) for old, v in zip(leaves, values, strict=True)])
-
-        p = tree(self.params, params)
-        s = tree(own_state, state) if state is not None and own_state is not None else own_state
+        p = with_leaves(self.params, params)
+        s = with_leaves(own_state, state) if state is not None and own_state is not None else own_state
         if optimizer is not None:
-            opt_state = tree(opt_state, optimizer)
+            opt_state = with_leaves(opt_state, optimizer)
         opt_state = self.optimizer.with_params(opt_state, p)
         loss, g, new_params, new_state, _ = self._step_fn(step, p, s, opt_state, x, y)
         if grads is not None:
@@ -256,7 +260,7 @@ class JaxLoopAdapter(Adapter):
                 opt_step = self.optimizer.step
                 self._apply = jax.jit(lambda i, gr, o, pr: opt_step(i, gr, o, pr)[0]) if self.setup.jit else (
                     lambda i, gr, o, pr: opt_step(i, gr, o, pr)[0])
-            new_params = self._apply(step, tree(g, grads), opt_state, p)
+            new_params = self._apply(step, with_leaves(g, grads), opt_state, p)
         out = {
             "loss": [("loss", np.asarray(loss))],
             "gradients": list(zip(self._param_names, map(np.asarray, jax.tree_util.tree_leaves(g)))),
@@ -287,23 +291,16 @@ class JaxLoopAdapter(Adapter):
         if not jax.config.read("jax_enable_x64"):
             raise ValueError("JAX x64 is off in this worker")
 
-        def wide(a):
-            a = np.asarray(a)
-            return jnp.asarray(a, dtype=jnp.float64) if a.dtype.kind == "f" else jnp.asarray(a)
-
-        def tree(like, values):
-            leaves, treedef = jax.tree_util.tree_flatten(like)
-            return jax.tree_util.tree_unflatten(treedef, [wide(v) for _, v in zip(leaves, values, strict=True)])
-
         stateful = self.state is not None
         if self._grad_fn is None:
             fn = jax.value_and_grad(self._loss, has_aux=stateful)
             self._grad_fn = jax.jit(fn) if self.setup.jit else fn
-        p = tree(self.params, params)
-        x, y = wide(batch[0]), wide(batch[1])
+        p = with_leaves(self.params, params, as_float64)
+        x, y = as_float64(batch[0]), as_float64(batch[1])
         out: dict[str, list[tuple[str, np.ndarray]]] = {}
         if stateful:
-            s = tree(self.state, state) if state is not None else jax.tree_util.tree_map(wide, self.state)
+            s = (with_leaves(self.state, state, as_float64) if state is not None
+                 else jax.tree_util.tree_map(as_float64, self.state))
             (loss, new_state), g = self._grad_fn(p, s, x, y)
             out["state"] = list(zip(self._state_names, map(np.asarray, jax.tree_util.tree_leaves(new_state))))
         else:

@@ -42,11 +42,13 @@ def loss_scale(ctx: Context) -> list[Finding]:
     if named:
         ev += (f"{fmt(c)} is {named}",)
     title = f"The losses differ by a constant factor {fmt(c)}" + (f" ({named.split(':')[0]})" if named else "")
-    return [Finding("loss-scale", title,
-                    ev, "Use the same loss reduction on both sides: Keras' default is the mean over the batch "
-                        "('sum_over_batch_size'); a tf.reduce_sum or reduction='sum' multiplies loss and gradients "
-                        "by N.",
-                    numbers={"factor": c, "named": named})]
+    if named and "classes" in named:
+        fix = ("Sum the cross-entropy over classes and average over the batch, as Keras' categorical_crossentropy "
+               "does: -mean(sum(y * log_p, axis=-1)); a mean over the whole (N, C) array also divides by C.")
+    else:
+        fix = ("Use the same loss reduction on both sides: Keras' default is the mean over the batch "
+               "('sum_over_batch_size'); a tf.reduce_sum or reduction='sum' multiplies loss and gradients by N.")
+    return [Finding("loss-scale", title, ev, fix, numbers={"factor": c, "named": named})]
 
 
 def missing_regularization(ctx: Context) -> list[Finding]:

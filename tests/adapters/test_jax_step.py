@@ -1,0 +1,113 @@
+"""JaxStep runs the user's own step unchanged: a captured run ends bitwise where the same
+loop ends without xentdbg, for the optimizers pattern, a parameters-only step, an optax
+step on a dict state and the same step jitted with donate_argnums. The captured gradients
+are the ones the step applied, a re-run from the held state reproduces the step, and the
+shared initial weights land inside the user's state."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from xentdbg import JaxStep, UsageError
+from xentdbg.adapters import make_adapter
+from xentdbg.data import DataSpec, load
+from xentdbg.records import CaptureMode
+from xentdbg.replay.loading import SetupRef, load_function
+
+from conftest import ROOT, SETUPS
+
+pytestmark = pytest.mark.slow  # imports JAX and compiles
+
+REAL = ROOT / "examples" / "real"
+SETUP_FILES = {"optimizers pattern": f"{REAL / 'jax_mnist_classifier.py'}:fixed",
+               "parameters only": str(REAL / "jax_mnist_fromscratch.py"),
+               "optax dict state": f"{SETUPS / 'jax_steps.py'}:optax_dict",
+               "optax donated": f"{SETUPS / 'jax_steps.py'}:optax_donated"}
+STEPS = 3
+
+
+def _data():
+    return load(DataSpec(subset=96, batch_size=32, task="digits", pixels="unit"))
+
+
+def _setup(name: str, data) -> JaxStep:
+    return load_function(SetupRef.parse(SETUP_FILES[name]))(data)
+
+
+def _bytes(arrays) -> list[bytes]:
+    return [np.asarray(a).tobytes() for a in arrays]
+
+
+def _user_loop(setup: JaxStep, data) -> list[bytes]:
+    """The user's own loop, no xentdbg: the step called on the same batches."""
+    state = setup.state
+    for i in range(STEPS):
+        sl = data.spec.batch_slice(i)
+        batch = (data.x[sl], data.y[sl])
+        if setup.indexed:
+            state = setup.step(i, state, batch)
+        else:
+            import inspect
+
+            n = len(inspect.signature(setup.step).parameters)
+            out = setup.step(state, batch) if n == 2 else setup.step(state, *batch)
+            state = out[0] if isinstance(out, tuple) else out
+    params = setup.params(state) if setup.params else state
+    return _bytes(jax.tree_util.tree_leaves(params))
+
+
+@pytest.mark.parametrize("name", sorted(SETUP_FILES))
+def test_capture_is_bitwise_neutral(name):
+    data = _data()
+    plain = _user_loop(_setup(name, data), data)
+    for emit, mode in ((None, CaptureMode.FULL), ([].append, CaptureMode.FULL), ([].append, CaptureMode.FINGERPRINT)):
+        adapter = make_adapter(_setup(name, data), data)
+        adapter.train(STEPS, emit, capture=mode)
+        assert _bytes(adapter.final_weights()) == plain, (name, mode, emit is None)
+
+
+def test_captured_gradients_are_the_applied_ones_and_a_rerun_reproduces_the_step():
+    data = _data()
+    adapter = make_adapter(_setup("parameters only", data), data)
+    before = [w.copy() for w in adapter.initial_values()[0]]
+    records = []
+    adapter.train(2, records.append, capture=CaptureMode.FULL)
+    grads = [g for _, g in records[0].tensors["gradients"]]
+    after = [w for _, w in records[0].tensors["weights"]]
+    for w0, g, w1 in zip(before, grads, after, strict=True):  # plain SGD at 0.001
+        np.testing.assert_allclose(w1, w0.astype(np.float32) - np.float32(0.001) * g, rtol=1e-6, atol=1e-9)
+    # re-run step 1 from the weights recorded after step 0: the same loss, gradients, weights
+    rerun = adapter.evaluate(1, after, None)
+    for phase in ("loss", "gradients", "weights"):
+        assert _bytes(t for _, t in rerun[phase]) == _bytes(t for _, t in records[1].tensors[phase]), phase
+    # with given gradients, the user's step cannot apply them: weights are left out
+    assert "weights" not in adapter.evaluate(1, after, None, grads=grads)
+    assert len(adapter.held_optimizer(1)) == 0  # plain SGD: the state is the parameters
+
+
+def test_initial_weights_land_in_the_users_state():
+    data = _data()
+    adapter = make_adapter(_setup("optax dict state", data), data)
+    params, _ = adapter.initial_values()
+    zeros = [np.zeros_like(p) for p in params]
+    adapter.set_initial_values(zeros, None)
+    assert all(not np.any(p) for p in adapter.initial_values()[0])
+    records = []
+    adapter.train(1, records.append)
+    # the step started from zeros: zero hidden weights give zero hidden gradients
+    names = [n for n, _ in records[0].tensors["gradients"]]
+    assert names == ["['dense']['b']", "['dense']['w']", "['out']['b']", "['out']['w']"]
+    assert not np.any(records[0].tensors["gradients"][1][1])
+    # Adam's moments and the counter are the optimizer state (held_optimizer), not parameters
+    assert len(adapter.held_optimizer(0)) == 2 * len(params) + 2
+
+
+def test_parameters_that_are_not_the_states_own_arrays_are_refused():
+    data = _data()
+    setup = _setup("optax dict state", data)
+    setup.params = lambda s: jax.tree_util.tree_map(jnp.copy, s["params"])
+    with pytest.raises(UsageError, match="not a leaf of the state"):
+        make_adapter(setup, data)

@@ -1,0 +1,246 @@
+"""Adapter for :class:`xentdbg.JaxStep`: the user's own JAX training step, run unchanged.
+
+Each step, with capture::
+
+    params = params_of(state)                         # the pre-step parameters
+    loss, grads = value_and_grad(loss_fn)(params, x, y)   # xentdbg's own jitted function
+    state = step(state, x, y)                         # the user's step, as written
+
+The capture function is pure and reads immutable arrays, so the user's step sees the
+same inputs with or without it: a captured run ends bitwise where the plain run ends
+(``tests/adapters/test_jax_step.py``). The step's own outputs (its loss, metrics) are
+not read; what is recorded is the loss and gradients of ``loss_fn`` at the parameters
+the step started from, the parameters after the step (``weights``) and, with ``layers``,
+per-layer activations.
+
+Parameters live inside the user's state (a Flax ``TrainState``, an ``OptimizerState`` of
+``jax.example_libraries.optimizers``, or the parameters themselves). xentdbg finds each
+parameter leaf among the state's leaves by identity (``params(state)`` returns the
+state's own arrays: attribute access, or ``get_params``, which unpacks ``x0`` from the
+packed state, ``jax/example_libraries/optimizers.py:181-185``, JAX 0.10), and writes new
+values into those positions to set the shared initial weights and to re-run a step from
+the other side's weights. The other leaves are the optimizer state.
+
+Cross-feed (:meth:`JaxStepAdapter.evaluate`): the adapter holds, for the last two
+steps, the batch and a copy of the pre-step state (a copy, since a step jitted with
+``donate_argnums`` may free its input buffers), and re-runs the user's step from given
+parameters. Applying *given* gradients is not possible through a user's step, so that
+re-run leaves ``weights`` out.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from xentdbg.adapters.base import Adapter, Emit, given_batch, python_info
+from xentdbg.adapters.jax_loop import _layer_name, _path_names, as_float64, with_leaves, xy_form
+from xentdbg.data import DataInfo
+from xentdbg.errors import UsageError
+from xentdbg.records import CaptureMode, SideInfo, StepRecord, TensorSpec, batch_fingerprint
+from xentdbg.setups import JaxStep
+
+
+def param_positions(state: Any, params: Any) -> list[int]:
+    """For each leaf of ``params`` (in leaf order), its position among the leaves of
+    ``state``, found by identity. Raises :class:`UsageError` when a parameter is not a
+    leaf of the state, or is one several times (a state that holds the same array twice
+    cannot say which position is the parameter)."""
+    state_leaves = jax.tree_util.tree_leaves(state)
+    where: dict[int, list[int]] = {}
+    for i, leaf in enumerate(state_leaves):
+        where.setdefault(id(leaf), []).append(i)
+    positions = []
+    for leaf in jax.tree_util.tree_leaves(params):
+        found = where.get(id(leaf), [])
+        if len(found) != 1:
+            why = "is not a leaf of the state" if not found else f"appears {len(found)} times in the state"
+            raise UsageError(
+                f"JaxStep: a parameter of shape {np.shape(leaf)} that params(state) returns {why}.",
+                hint="params(state) must return the state's own arrays (e.g. lambda s: s.params for a "
+                     "Flax TrainState, get_params for jax.example_libraries.optimizers), not copies.")
+        positions.append(found[0])
+    return positions
+
+
+def _new_state(out: Any, like: Any) -> Any:
+    """The new state from what the user's step returned: the state itself, or the first
+    item of a tuple; told apart by the state's tree structure."""
+    structure: Any = jax.tree_util.tree_structure(like)
+    if structure == jax.tree_util.tree_structure(out):
+        return out
+    if isinstance(out, tuple) and out and structure == jax.tree_util.tree_structure(out[0]):
+        return out[0]
+    raise UsageError(
+        f"JaxStep: the step returned a {type(out).__name__} that is neither the state nor a tuple starting with it.",
+        hint="Return the new state, or (state, loss) / (state, metrics).")
+
+
+class JaxStepAdapter(Adapter):
+    """Runs :class:`xentdbg.JaxStep`; see the module docstring."""
+
+    PROBE_PHASES = ("loss", "gradients", "activations", "weights")
+    ORACLE_PHASES = ("loss", "gradients")
+
+    def __init__(self, setup: JaxStep, data: DataInfo):
+        self.setup, self.data = setup, data
+        self.state = setup.state
+        self._params_of = setup.params or (lambda s: s)
+        self._positions = param_positions(self.state, self._params_of(self.state))
+        self._treedef = jax.tree_util.tree_structure(self.state)
+        self._loss = xy_form(setup.loss_fn, 1)
+        self._step = xy_form(setup.step, 2 if setup.indexed else 1)
+        params = self._params_of(self.state)
+        self._param_names = _path_names(params)
+        self._grad_fn = jax.jit(jax.value_and_grad(self._loss))
+        self._loss_fn = jax.jit(self._loss)
+        self._forward = self._make_forward() if setup.layers is not None else None
+        self._held: dict[int, tuple] = {}  # step -> (x, y, copy of the pre-step state): the last two steps
+        self._grad64: Any = None
+
+    # -- the state's two parts -------------------------------------------------
+    def _params(self, state: Any) -> list[Any]:
+        leaves = jax.tree_util.tree_leaves(state)
+        return [leaves[i] for i in self._positions]
+
+    def _others(self, state: Any) -> list[Any]:
+        """The leaves that are not parameters: the optimizer state, in leaf order."""
+        taken = set(self._positions)
+        return [leaf for i, leaf in enumerate(jax.tree_util.tree_leaves(state)) if i not in taken]
+
+    def _with(self, state: Any, params: list | None = None, others: list | None = None) -> Any:
+        """``state`` with its parameter leaves (and other leaves) replaced, each cast to its old dtype."""
+        leaves = list(jax.tree_util.tree_leaves(state))
+        taken = set(self._positions)
+        if params is not None:
+            for i, v in zip(self._positions, params, strict=True):
+                leaves[i] = jnp.asarray(v, dtype=jnp.asarray(leaves[i]).dtype)
+        if others is not None:
+            rest = [i for i in range(len(leaves)) if i not in taken]
+            for i, v in zip(rest, others, strict=True):
+                leaves[i] = jnp.asarray(v, dtype=jnp.asarray(leaves[i]).dtype)
+        return jax.tree_util.tree_unflatten(self._treedef, leaves)
+
+    def _params_tree(self, state: Any) -> Any:
+        return self._params_of(state)
+
+    def _run_step(self, i: int, state: Any, x: Any, y: Any) -> Any:
+        args = (i, state, x, y) if self.setup.indexed else (state, x, y)
+        return _new_state(self._step(*args), self.state)
+
+    # -- description -----------------------------------------------------------
+    def describe(self) -> SideInfo:
+        params, _ = self.initial_values()
+        fw = {"jax": jax.__version__, "backend": jax.default_backend(), **python_info()}
+        return SideInfo(kind="JaxStep", framework=fw,
+                        params=[TensorSpec.of(n, a) for n, a in zip(self._param_names, params)], state=[],
+                        layers=self._layer_names())
+
+    def initial_values(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        return [np.asarray(a) for a in self._params(self.state)], []
+
+    def set_initial_values(self, params, state) -> None:
+        if params is not None:
+            self.state = self._with(self.state, params)
+
+    def _layer_names(self) -> list[str]:
+        return [_layer_name(i, layer) for i, layer in enumerate(self.setup.layers or [])]
+
+    def _make_forward(self):
+        assert self.setup.layers is not None
+        applies = [apply for _, apply in self.setup.layers]
+
+        def forward(params, x):
+            outs = []
+            for p, apply in zip(params, applies):
+                x = apply(p, x)
+                outs.append(x)
+            return outs
+
+        return jax.jit(forward)
+
+    # -- training --------------------------------------------------------------
+    def train(self, steps: int, emit: Emit | None, capture: CaptureMode = CaptureMode.FULL) -> None:
+        capture = CaptureMode(capture)
+        spec = self.data.spec
+        state = self.state
+        for i in range(steps):
+            sl = spec.batch_slice(i)
+            x, y = self.data.x[sl], self.data.y[sl]
+            if emit is not None:
+                params = self._params_tree(state)
+                if capture is CaptureMode.FULL:
+                    loss, grads = self._grad_fn(params, x, y)
+                    acts = self._forward(params, x) if self._forward is not None else []
+                    self._held[i] = (x, y, jax.tree_util.tree_map(jnp.copy, state))
+                    self._held.pop(i - 2, None)
+                else:
+                    loss, grads, acts = self._loss_fn(params, x, y), None, []
+            state = self._run_step(i, state, x, y)  # the user's step, unchanged
+            if emit is None:
+                continue
+            inputs, digests = batch_fingerprint(x, y)
+            tensors = {
+                "inputs": inputs,
+                "activations": [(n, np.asarray(a)) for n, a in zip(self._layer_names(), acts)],
+                "loss": [("loss", np.asarray(loss))],
+                "gradients": (list(zip(self._param_names, map(np.asarray, jax.tree_util.tree_leaves(grads))))
+                              if grads is not None else []),
+                "state": [],
+                "weights": list(zip(self._param_names, map(np.asarray, self._params(state)))),
+            }
+            emit(StepRecord(step=i, tensors=tensors, digests=digests))
+        self.state = state
+
+    def final_weights(self) -> list[np.ndarray]:
+        return [np.asarray(a) for a in self._params(self.state)]
+
+    # -- probes ----------------------------------------------------------------
+    def _held_step(self, step: int) -> tuple:
+        if step not in self._held:
+            raise ValueError(f"step {step} is no longer held (steps held: {sorted(self._held)})")
+        return self._held[step]
+
+    def evaluate(self, step, params, state, grads=None, optimizer=None, batch=None):
+        """Step ``step`` re-run by the user's step from ``params`` and the optimizer state
+        held from before it (or ``optimizer``, in :meth:`held_optimizer` order), on its
+        batch or ``batch``. With ``grads`` given, ``weights`` is left out: the user's step
+        computes its own gradients and cannot apply given ones."""
+        x, y, held = self._held_step(step)
+        if batch is not None:
+            x, y = given_batch(batch, x, y)
+        s = self._with(held, params, optimizer)
+        p = self._params_tree(s)
+        loss, g = self._grad_fn(p, x, y)
+        out = {"loss": [("loss", np.asarray(loss))],
+               "gradients": list(zip(self._param_names, map(np.asarray, jax.tree_util.tree_leaves(g))))}
+        if grads is None:
+            new = self._run_step(step, s, x, y)
+            out["weights"] = list(zip(self._param_names, map(np.asarray, self._params(new))))
+        if self._forward is not None:
+            out["activations"] = [(n, np.asarray(a)) for n, a in zip(self._layer_names(), self._forward(p, x))]
+        return out
+
+    def held_optimizer(self, step: int) -> list[np.ndarray]:
+        """The leaves of the state held from before step ``step`` that are not parameters."""
+        return [np.asarray(a) for a in self._others(self._held_step(step)[2])]
+
+    def held_batch(self, step: int) -> list[np.ndarray]:
+        x, y, _ = self._held_step(step)
+        return [np.asarray(x), np.asarray(y)]
+
+    def oracle(self, params, state, batch):
+        """``value_and_grad`` of ``loss_fn`` in float64 (see :meth:`Adapter.oracle`); the
+        worker runs with ``JAX_ENABLE_X64``, and the returned dtypes show what the loss
+        actually computed in."""
+        if not jax.config.read("jax_enable_x64"):
+            raise ValueError("JAX x64 is off in this worker")
+        if self._grad64 is None:
+            self._grad64 = jax.jit(jax.value_and_grad(self._loss))
+        p = with_leaves(self._params_tree(self.state), params, as_float64)
+        loss, g = self._grad64(p, as_float64(batch[0]), as_float64(batch[1]))
+        return {"loss": [("loss", np.asarray(loss))],
+                "gradients": list(zip(self._param_names, map(np.asarray, jax.tree_util.tree_leaves(g))))}

@@ -85,12 +85,14 @@ class JaxStep:
             ``TrainState``, or any pytree that holds them.
         loss_fn: the loss ``step`` minimises, ``loss_fn(params, x, y)`` or
             ``loss_fn(params, batch)``.
-        params: ``params(state)``: the parameter pytree inside ``state`` (by default the
-            state itself). Its leaves must be leaves of ``state``: that is how xentdbg puts
-            the shared initial weights, and the other side's weights for a cross-feed, in
-            their place. The other leaves (optimizer moments, counters) are the optimizer state.
+        params: ``params(state)``: the parameter pytree inside ``state`` (by default
+            ``state.params`` for a Flax ``TrainState``, else the state itself). Its leaves
+            must be leaves of ``state``: that is how xentdbg puts the shared initial
+            weights, and the other side's weights for a cross-feed, in their place. The
+            other leaves (optimizer moments, counters) are the optimizer state.
         layers: optional ``stax`` layers (``params[i]`` feeds ``layers[i]``) for per-layer
-            activations, as for :class:`JaxLoop`.
+            activations, as for :class:`JaxLoop`. A Flax linen ``TrainState`` needs none:
+            each submodule's output is read with linen's ``capture_intermediates``.
         indexed: the step takes the step number first, ``step(i, state, batch)``, as the
             ``jax.example_libraries.optimizers`` pattern does; see :meth:`from_optimizers`.
 
@@ -101,7 +103,7 @@ class JaxStep:
             loss, grads = jax.value_and_grad(loss_fn)(state.params, batch)
             return state.apply_gradients(grads=grads), loss
 
-        return xentdbg.JaxStep(train_step, state, loss_fn, params=lambda s: s.params)
+        return xentdbg.JaxStep(train_step, state, loss_fn)
     """
 
     step: Callable[..., Any]

@@ -17,7 +17,7 @@ from jax.scipy.special import logsumexp
 import xentdbg
 
 
-def init_random_params(scale, layer_sizes, rng=npr.RandomState(0)):
+def init_random_params(scale, layer_sizes, rng=npr.RandomState(0)):  # noqa: B008 - the public code's default
     return [(scale * rng.randn(m, n), scale * rng.randn(n))
             for m, n, in zip(layer_sizes[:-1], layer_sizes[1:])]
 

@@ -13,6 +13,10 @@ not read; what is recorded is the loss and gradients of ``loss_fn`` at the param
 the step started from, the parameters after the step (``weights``) and, with ``layers``,
 per-layer activations.
 
+Per-layer activations come from the stax ``layers`` the setup lists or, for a Flax linen
+``TrainState``, from linen's ``capture_intermediates`` (:func:`linen_forward`), in a
+separate jitted forward pass at the pre-step parameters.
+
 Parameters live inside the user's state (a Flax ``TrainState``, an ``OptimizerState`` of
 ``jax.example_libraries.optimizers``, or the parameters themselves). xentdbg finds each
 parameter leaf among the state's leaves by identity (``params(state)`` returns the
@@ -79,6 +83,72 @@ def _new_state(out: Any, like: Any) -> Any:
         hint="Return the new state, or (state, loss) / (state, metrics).")
 
 
+def default_params(state: Any) -> Any:
+    """``params(state)`` when the setup gives none: ``state.params`` for a Flax
+    ``TrainState`` (``flax/training/train_state.py``: a pytree with ``params`` and
+    ``apply_fn`` fields), else the state itself."""
+    if hasattr(state, "params") and hasattr(state, "apply_fn"):
+        return lambda s: s.params
+    return lambda s: s
+
+
+def linen_forward(state: Any, params: Any, x: np.ndarray) -> tuple[list[str], Any] | None:
+    """Per-module outputs of a Flax linen model, without a hand-written layer list: when
+    ``state.apply_fn`` is a bound ``flax.linen.Module.apply``, its public
+    ``capture_intermediates=True`` collects every submodule's ``__call__`` output in the
+    ``intermediates`` collection (``flax/linen/module.py:2099``, flax 0.12). One eager
+    call on one sample reads the modules in call order (a jitted call would return the
+    collection with its keys sorted); returns the names and a jitted
+    ``forward(params, x) -> [outputs]``, or None when the model is not linen or needs more
+    than ``{"params": ...}`` to run (other collections, RNGs, a ``train`` argument)."""
+    import sys
+
+    apply_fn = getattr(state, "apply_fn", None)
+    module = getattr(apply_fn, "__self__", None)
+    if "flax" not in sys.modules or module is None:
+        return None
+    import flax.linen as nn
+
+    if not isinstance(module, nn.Module):
+        return None
+
+    def collect(p, xs):
+        _, found = apply_fn({"params": p}, xs, capture_intermediates=True, mutable=["intermediates"])
+        return found["intermediates"]
+
+    try:
+        sample = collect(params, x[:1])
+    except Exception:  # noqa: BLE001 - activations only localize; a model that needs more runs without them
+        return None
+    paths: list[tuple] = []
+
+    def walk(tree: Any, path: tuple) -> None:
+        for key, value in tree.items():  # insertion order: the order the modules ran
+            if key == "__call__":
+                paths.extend((*path, i) for i in range(len(value)))
+            elif hasattr(value, "items"):
+                walk(value, (*path, key))
+
+    walk(sample, ())
+
+    def name(path: tuple) -> str:
+        *modules, i = path
+        base = "/".join(modules) or type(module).__name__
+        return base if i == 0 else f"{base}[{i}]"
+
+    def forward(p, xs):
+        found = collect(p, xs)
+        outs = []
+        for path in paths:
+            node = found
+            for key in path[:-1]:
+                node = node[key]
+            outs.append(node["__call__"][path[-1]])
+        return outs
+
+    return [name(path) for path in paths], jax.jit(forward)
+
+
 class JaxStepAdapter(Adapter):
     """Runs :class:`xentdbg.JaxStep`; see the module docstring."""
 
@@ -88,7 +158,7 @@ class JaxStepAdapter(Adapter):
     def __init__(self, setup: JaxStep, data: DataInfo):
         self.setup, self.data = setup, data
         self.state = setup.state
-        self._params_of = setup.params or (lambda s: s)
+        self._params_of = setup.params or default_params(self.state)
         self._positions = param_positions(self.state, self._params_of(self.state))
         self._treedef = jax.tree_util.tree_structure(self.state)
         self._loss = xy_form(setup.loss_fn, 1)
@@ -98,6 +168,11 @@ class JaxStepAdapter(Adapter):
         self._grad_fn = jax.jit(jax.value_and_grad(self._loss))
         self._loss_fn = jax.jit(self._loss)
         self._forward = self._make_forward() if setup.layers is not None else None
+        self._names = [_layer_name(i, layer) for i, layer in enumerate(setup.layers or [])]
+        if setup.layers is None:
+            found = linen_forward(self.state, params, data.x)
+            if found is not None:
+                self._names, self._forward = found
         self._held: dict[int, tuple] = {}  # step -> (x, y, copy of the pre-step state): the last two steps
         self._grad64: Any = None
 
@@ -147,7 +222,7 @@ class JaxStepAdapter(Adapter):
             self.state = self._with(self.state, params)
 
     def _layer_names(self) -> list[str]:
-        return [_layer_name(i, layer) for i, layer in enumerate(self.setup.layers or [])]
+        return self._names
 
     def _make_forward(self):
         assert self.setup.layers is not None

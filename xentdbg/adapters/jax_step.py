@@ -103,7 +103,7 @@ def linen_forward(state: Any, params: Any, x: np.ndarray) -> tuple[list[str], An
     than ``{"params": ...}`` to run (other collections, RNGs, a ``train`` argument)."""
     import sys
 
-    apply_fn = getattr(state, "apply_fn", None)
+    apply_fn: Any = getattr(state, "apply_fn", None)
     module = getattr(apply_fn, "__self__", None)
     if "flax" not in sys.modules or module is None:
         return None

@@ -14,7 +14,7 @@ from xentdbg.data import DataInfo, DataSpec
 from xentdbg.errors import SetupFailed, UsageError, XentdbgError
 from xentdbg.records import CaptureMode
 from xentdbg.replay.engine import compare
-from xentdbg.setups import JaxLoop, JaxStep, KerasFit, KerasLoop, LegacyKerasFunction
+from xentdbg.setups import JaxLoop, JaxStep, KerasFit, KerasLoop, LegacyKerasFunction, NnxStep
 from xentdbg.version import __version__
 
 if TYPE_CHECKING:
@@ -41,5 +41,5 @@ def legacy_learning_phase() -> Any:
 
 
 __all__ = ["CaptureMode", "CompareConfig", "CompareResult", "DataInfo", "DataSpec", "JaxLoop", "JaxStep", "KerasFit",
-           "KerasLoop", "LegacyKerasFunction", "SetupFailed", "Tolerance", "UsageError", "XentdbgError", "compare",
-           "legacy_learning_phase", "load_trace", "__version__"]
+           "KerasLoop", "LegacyKerasFunction", "NnxStep", "SetupFailed", "Tolerance", "UsageError", "XentdbgError",
+           "compare", "legacy_learning_phase", "load_trace", "__version__"]

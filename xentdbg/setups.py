@@ -133,6 +133,40 @@ class JaxStep:
 
 
 @dataclass
+class NnxStep:
+    """A Flax NNX model trained by your own step, exactly as you wrote it.
+
+    xentdbg calls ``step`` once per batch; it updates ``model`` and ``optimizer`` in place
+    (``optimizer.update(model, grads)`` inside ``nnx.jit``), and its return value is not
+    read. To capture the loss and gradients xentdbg differentiates ``loss_fn`` at the
+    pre-step parameters on a copy of the model, in its own jitted function.
+
+    Args:
+        model: the ``flax.nnx.Module``. Its ``nnx.Param`` variables are the parameters,
+            its ``nnx.BatchStat`` variables (BatchNorm statistics) the recorded state.
+        optimizer: the ``flax.nnx.Optimizer`` the step updates.
+        step: ``step(model, optimizer, x, y)`` or ``step(model, optimizer, batch)`` with
+            ``batch = (x, y)``.
+        loss_fn: ``loss_fn(model, x, y)`` or ``loss_fn(model, batch)``, returning the loss
+            or ``(loss, aux)``.
+
+    Example::
+
+        @nnx.jit
+        def train_step(model, optimizer, batch):
+            (loss, logits), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model, batch)
+            optimizer.update(model, grads)
+
+        return xentdbg.NnxStep(model, optimizer, train_step, loss_fn)
+    """
+
+    model: Any
+    optimizer: Any
+    step: Callable[..., Any]
+    loss_fn: Callable[..., Any]
+
+
+@dataclass
 class KerasLoop:
     """Your own Keras 3 / TensorFlow training step, exactly as you wrote it.
 

@@ -48,3 +48,53 @@ def test_linen_train_state_capture_is_neutral_and_records_module_outputs():
 def test_linen_against_the_same_model_in_keras_is_clean(tmp_path):
     run = run_cli("compare", f"{SETUPS / 'flax_steps.py'}:keras_mlp", LINEN, *ARGS, tmp_path=tmp_path)
     assert run.code == 0, run.output
+
+
+NNX = f"{SETUPS / 'flax_steps.py'}:nnx_adam"
+
+
+def _nnx_user_loop(data, steps: int) -> list[bytes]:
+    import jax
+    from flax import nnx
+
+    setup = load_function(SetupRef.parse(NNX))(data)
+    for i in range(steps):  # the user's loop, without xentdbg
+        sl = data.spec.batch_slice(i)
+        setup.step(setup.model, setup.optimizer, (data.x[sl], data.y[sl]))
+    state = nnx.as_pure(nnx.state(setup.model, nnx.Param))
+    return [np.asarray(a).tobytes() for a in jax.tree_util.tree_leaves(state)]
+
+
+def test_nnx_capture_is_neutral_with_batchnorm_and_dropout():
+    data = _data()
+    plain = _nnx_user_loop(data, 3)
+    for emit, mode in ((None, CaptureMode.FULL), ([].append, CaptureMode.FULL), ([].append, CaptureMode.FINGERPRINT)):
+        adapter = make_adapter(load_function(SetupRef.parse(NNX))(data), data)
+        adapter.train(3, emit, capture=mode)
+        assert [np.asarray(a).tobytes() for a in adapter.final_weights()] == plain, mode
+
+
+def test_nnx_records_params_batch_stats_and_module_outputs_and_reruns_a_step():
+    data = _data()
+    adapter = make_adapter(load_function(SetupRef.parse(NNX))(data), data)
+    info = adapter.describe()
+    assert [p.name for p in info.params] == ["['bn']['bias']", "['bn']['scale']", "['dense']['bias']",
+                                            "['dense']['kernel']", "['out']['bias']", "['out']['kernel']"]
+    assert [s.name for s in info.state] == ["['bn']['mean']", "['bn']['var']"]
+    records = []
+    adapter.train(2, records.append, capture=CaptureMode.FULL)
+    assert info.layers and all(a.shape[0] == 32 for _, a in records[0].tensors["activations"])
+    # BatchNorm's statistics moved in step 0 (training mode)
+    assert not np.array_equal(records[0].tensors["state"][0][1], adapter.initial_values()[1][0])
+    rerun = adapter.evaluate(1, [w for _, w in records[0].tensors["weights"]],
+                             [s for _, s in records[0].tensors["state"]])
+    for phase in ("loss", "gradients", "weights", "state"):
+        assert [np.asarray(t).tobytes() for _, t in rerun[phase]] == \
+               [np.asarray(t).tobytes() for _, t in records[1].tensors[phase]], phase
+
+
+def test_nnx_batchnorm_momentum_is_the_first_divergence(tmp_path):
+    run = run_cli("compare", NNX, f"{SETUPS / 'flax_steps.py'}:nnx_adam_bn_momentum", *ARGS, tmp_path=tmp_path)
+    assert run.code == 1, run.output
+    first = run.report["first_divergence"]
+    assert (first["step"], first["phase"], first["name_a"]) == (0, "state", "['bn']['mean']"), first

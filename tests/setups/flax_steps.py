@@ -55,3 +55,55 @@ def keras_mlp(data):
                               keras.layers.Dense(data.y.shape[1], activation="softmax")])
     model.compile(keras.optimizers.SGD(0.1, momentum=0.9), "categorical_crossentropy")
     return xentdbg.KerasFit(model, shuffle=False)
+
+
+class NnxMLP:
+    """Dense 32, BatchNorm, ReLU, Dropout 0.1, Dense(classes) in flax.nnx (built lazily: nnx
+    is imported only by the setups that use it)."""
+
+    @staticmethod
+    def build(data, seed=0):
+        from flax import nnx
+
+        class Model(nnx.Module):
+            def __init__(self, rngs):
+                self.dense = nnx.Linear(data.input_shape[0], 32, rngs=rngs)
+                self.bn = nnx.BatchNorm(32, rngs=rngs)
+                self.dropout = nnx.Dropout(0.1, rngs=rngs)
+                self.out = nnx.Linear(32, data.y.shape[1], rngs=rngs)
+
+            def __call__(self, x):
+                return self.out(self.dropout(nnx.relu(self.bn(self.dense(x)))))
+
+        return Model(nnx.Rngs(seed))
+
+
+def _nnx(data, momentum_of_bn=None):
+    from flax import nnx
+
+    model = NnxMLP.build(data)
+    if momentum_of_bn is not None:
+        model.bn.momentum = momentum_of_bn
+    optimizer = nnx.Optimizer(model, optax.adam(1e-3), wrt=nnx.Param)
+
+    def loss_fn(model, batch):
+        x, y = batch
+        logits = model(x)
+        return optax.softmax_cross_entropy(logits, y).mean(), logits
+
+    @nnx.jit
+    def train_step(model, optimizer, batch):
+        (loss, _), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model, batch)
+        optimizer.update(model, grads)
+        return loss
+
+    return xentdbg.NnxStep(model, optimizer, train_step, loss_fn)
+
+
+def nnx_adam(data):
+    return _nnx(data)
+
+
+def nnx_adam_bn_momentum(data):
+    """The same with BatchNorm's momentum 0.9 for the default 0.99."""
+    return _nnx(data, momentum_of_bn=0.9)

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from xentdbg.data import DataInfo
 from xentdbg.errors import UsageError
-from xentdbg.setups import JaxLoop, JaxStep, KerasFit, KerasLoop, LegacyKerasFunction
+from xentdbg.setups import JaxLoop, JaxStep, KerasFit, KerasLoop, LegacyKerasFunction, NnxStep
 
 if TYPE_CHECKING:
     from xentdbg.adapters.base import Adapter
@@ -34,8 +34,12 @@ def make_adapter(setup: object, data: DataInfo) -> Adapter:
         from xentdbg.adapters.jax_step import JaxStepAdapter
 
         return JaxStepAdapter(setup, data)
+    if isinstance(setup, NnxStep):
+        from xentdbg.adapters.flax_nnx import NnxStepAdapter
+
+        return NnxStepAdapter(setup, data)
     raise UsageError(
         f"The setup function returned a {type(setup).__name__}.",
         hint="Return xentdbg.KerasFit(model, **fit_kwargs), xentdbg.KerasLoop(model, train_step, optimizer), "
              "xentdbg.LegacyKerasFunction(model, function, feed), xentdbg.JaxLoop(params, loss_fn, optimizer) "
-             "or xentdbg.JaxStep(step, state, loss_fn).")
+             "xentdbg.JaxStep(step, state, loss_fn) or xentdbg.NnxStep(model, optimizer, step, loss_fn).")

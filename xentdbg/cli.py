@@ -177,8 +177,8 @@ def compare(
     trace_only: Annotated[str | None, typer.Option(help="With --save-traces: the phases to keep, as trace --only. "
                                                         "Default all.")] = None,
     trace_every: Annotated[int, typer.Option(min=1, help="With --save-traces: keep steps 0, K, 2K, ... "
-                                                         "(as trace --every). Default 1.")] = 1,
-    trace_budget: Annotated[str | None, typer.Option(help="With --save-traces: " + _BUDGET_HELP)] = None,
+                                                         "(as trace --every).")] = 1,
+    trace_budget: Annotated[str | None, typer.Option(help="With --save-traces. " + _BUDGET_HELP)] = None,
     all_steps: AllSteps = False,
 ) -> None:
     """Replay two setups in lockstep on identical weights and batches; report the first divergent tensor."""

@@ -126,6 +126,8 @@ def test_names_are_cut_from_the_left_never_into_layer_and_variable():
     assert cell.fit(16) == "gradients ·\n…/dense_1/kernel"
     assert cell.fit(5) == "gradients ·\n…/dense_1/kernel"  # never cut: the column folds it
     assert Names([KERNEL, OUTPUT]).fit(40) == "…/dense_1/kernel | …/dense_3/kernel"
+    title = next(line for line in render(result(10, 5), 64).splitlines() if "First divergence" in line)
+    assert "First divergence: step 5 · gradients · …/dense_3/kernel ─" in title  # of functional/block_2/…
 
 
 @pytest.mark.parametrize("width", [80, 120])

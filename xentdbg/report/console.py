@@ -161,7 +161,15 @@ def _hint(t: TensorComparison, kinds: dict[str, str]) -> str | None:
     return None
 
 
-def first_divergence(t: TensorComparison, tol: Tolerance, kinds: dict[str, str]) -> Panel:
+def _divergence_title(t: TensorComparison, width: int) -> str:
+    """``First divergence: step 3 · gradients · sequential/dense_1/kernel``, its names
+    shortened from the left (:class:`Names`) to fit a panel ``width`` columns wide."""
+    head = f"First divergence: step {t.step} · {PHASE_LABELS.get(t.phase, t.phase)} · "
+    names = Names([t.name_a] if t.name_a == t.name_b else [t.name_a, t.name_b])
+    return head + names.fit(width - 6 - cell_len(head)).replace("\n", " | ")
+
+
+def first_divergence(t: TensorComparison, tol: Tolerance, kinds: dict[str, str], width: int = 200) -> Panel:
     parts: list = []
     if t.phase == "flags":
         parts.append(Text(f"training A={_flag(t.value_a)}, B={_flag(t.value_b)}"))
@@ -174,7 +182,7 @@ def first_divergence(t: TensorComparison, tol: Tolerance, kinds: dict[str, str])
     hint = _hint(t, kinds)
     if hint:
         parts.append(Text("hint: " + hint, style="yellow"))
-    return Panel(Group(*parts), title=Text(f"First divergence: {t.label}", style="bold red"),
+    return Panel(Group(*parts), title=Text(_divergence_title(t, width), style="bold red"),
                  title_align="left", border_style="red")
 
 
@@ -326,7 +334,7 @@ def render_result(result, console: Console, title: str = "xentdbg compare", all_
         if order is not None:
             console.print(order)
     else:
-        console.print(first_divergence(first, tol, {"A": result.info_a.kind, "B": result.info_b.kind}))
+        console.print(first_divergence(first, tol, {"A": result.info_a.kind, "B": result.info_b.kind}, console.width))
         step = next(s for s in result.steps if s.first is first)
         if step.crossfeed is not None:
             console.print(Text(f"verdict from: {step.crossfeed.view}", style="bold"))

@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from xentdbg.compare.metrics import DEFAULT_ATOL, DEFAULT_RTOL, Tolerance
+from xentdbg.compare.result import DEFAULT_TRACE_BUDGET
 from xentdbg.data import DataSpec
 from xentdbg.data import Pixels as PixelsChoice
 from xentdbg.data import Task as TaskChoice
@@ -64,6 +65,13 @@ MarkdownPath = Annotated[str | None, typer.Option("--markdown", help="Also write
 SvgPath = Annotated[str | None, typer.Option("--svg", help="Also write the terminal report as SVG to this path.")]
 StepTimeout = Annotated[float | None, typer.Option(min=0.1, help="Stop a side that takes longer than "
                                                                   "this many seconds for one step (exit 3).")]
+AllSteps = Annotated[bool, typer.Option("--all-steps", help="Print every step in the per-step table (terminal, "
+                                                             "--svg and --markdown). By default: the first steps, "
+                                                             "those around the first divergence, the last ones and "
+                                                             "a summary line of the rest. --json always has all.")]
+_BUDGET_HELP = ("Refuse to start (exit 2) when the traces would take more than this, estimated after the setups "
+                "load and before any step trains: e.g. 500MB, 2GB (powers of 1000; KiB, MiB, GiB of 1024), or "
+                f"'none'. Default {DEFAULT_TRACE_BUDGET // 10**9}GB.")
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -166,6 +174,12 @@ def compare(
                                                "rounding from a real difference.")] = True,
     pair: Annotated[str | None, typer.Option(help="A JSON or TOML file mapping A's tensor names to B's, for "
                                                   "parameters automatic pairing leaves ambiguous.")] = None,
+    trace_only: Annotated[str | None, typer.Option(help="With --save-traces: the phases to keep, as trace --only. "
+                                                        "Default all.")] = None,
+    trace_every: Annotated[int, typer.Option(min=1, help="With --save-traces: keep steps 0, K, 2K, ... "
+                                                         "(as trace --every).")] = 1,
+    trace_budget: Annotated[str | None, typer.Option(help="With --save-traces. " + _BUDGET_HELP)] = None,
+    all_steps: AllSteps = False,
 ) -> None:
     """Replay two setups in lockstep on identical weights and batches; report the first divergent tensor."""
     from xentdbg.compare.result import CompareConfig
@@ -179,13 +193,26 @@ def compare(
             env_a=_env(env_a, "--env-a"), env_b=_env(env_b, "--env-b"),
             tolerance=Tolerance(rtol=rtol, atol=atol), step_timeout=step_timeout, save_traces=save_traces,
             capture=CaptureMode.FINGERPRINT if fingerprint else CaptureMode.FULL, calibrate=calibrate,
-            float64=float64, pair=pair)
+            float64=float64, pair=pair, **_trace_options(save_traces, trace_only, trace_every, trace_budget))
         progress, bar = _progress(err, steps)
         with progress:
             result = run_compare(config, on_status=lambda s: progress.update(bar, description=s),
                                  on_step=lambda s: progress.advance(bar),
                                  on_pass=lambda d, n: progress.reset(bar, total=n, description=d))
-    _finish(result, json_path, markdown, svg)
+    _finish(result, json_path, markdown, svg, all_steps=all_steps)
+
+
+def _trace_options(save_traces: str | None, only: str | None, every: int, budget: str | None) -> dict[str, Any]:
+    """compare's --trace-* options as :class:`~xentdbg.compare.result.CompareConfig` fields."""
+    from xentdbg.replay.tracing import parse_phases, parse_size
+
+    given = [flag for flag, value in (("--trace-only", only), ("--trace-every", every != 1),
+                                      ("--trace-budget", budget)) if value]
+    if given and not save_traces:
+        raise UsageError(f"{', '.join(given)} without --save-traces: no traces are written.",
+                         hint="Add --save-traces DIR.")
+    return {"trace_phases": parse_phases(only, "--trace-only"), "trace_every": every,
+            "trace_budget": parse_size(budget, "--trace-budget")}
 
 
 @app.command()
@@ -204,22 +231,23 @@ def trace(
     init_from: Annotated[str | None, typer.Option(help="Start from the initial weights "
                                                        "recorded in this trace.")] = None,
     step_timeout: StepTimeout = None,
+    budget: Annotated[str | None, typer.Option(help=_BUDGET_HELP)] = None,
 ) -> None:
     """Run one setup and record every captured tensor, per step, into an HDF5 trace."""
-    from xentdbg.records import PHASES
-    from xentdbg.replay.tracing import TraceConfig, record_trace
+    from xentdbg.replay.tracing import TraceConfig, fmt_size, parse_phases, parse_size, record_trace
 
     err = Console(stderr=True)
     with _errors(None):
         config = TraceConfig(setup, out, data=spec, steps=steps,
                              env=_env(env, "--env"),
-                             phases=tuple(p.strip() for p in only.split(",")) if only else PHASES,
+                             phases=parse_phases(only), budget=parse_size(budget, "--budget"),
                              every=every, compression=compression, init_from=init_from, step_timeout=step_timeout)
         progress, bar = _progress(err, steps)
         with progress:
             summary = record_trace(config, on_status=lambda s: progress.update(bar, description=s),
                                    on_step=lambda k: progress.advance(bar))
-    Console().print(f"wrote {summary.path}: {summary.steps_written} steps of {summary.info.kind} ({setup})")
+    Console().print(f"wrote {summary.path}: {summary.steps_written} steps of {summary.info.kind} ({setup}), "
+                    f"{fmt_size(summary.bytes)} (estimated {fmt_size(summary.estimate.bytes)} before the run)")
 
 
 @app.command()
@@ -231,6 +259,7 @@ def diff(
     json_path: JsonPath = None,
     markdown: MarkdownPath = None,
     svg: SvgPath = None,
+    all_steps: AllSteps = False,
 ) -> None:
     """Compare two traces as compare compares two live setups (same report and exit codes)."""
     from xentdbg.trace.diff import diff_traces
@@ -243,7 +272,7 @@ def diff(
             with load_trace(path) as t:
                 commands.append(str(t.meta.get("command") or f"# {path}: command not recorded"))
         commands.append(f"xentdbg diff {trace_a} {trace_b} --rtol {rtol:g} --atol {atol:g}")
-    _finish(result, json_path, markdown, svg, commands, title="xentdbg diff")
+    _finish(result, json_path, markdown, svg, commands, title="xentdbg diff", all_steps=all_steps)
 
 
 @app.command()
@@ -281,20 +310,20 @@ def _errors(json_path: str | None) -> Iterator[None]:
 
 
 def _finish(result: CompareResult, json_path: str | None, markdown: str | None, svg: str | None,
-            commands: list[str] | None = None, title: str = "xentdbg compare") -> None:
+            commands: list[str] | None = None, title: str = "xentdbg compare", all_steps: bool = False) -> None:
     """Print the report, write the requested files, exit with the result's code."""
     from xentdbg.report import console as report
     from xentdbg.report import json_report
     from xentdbg.report.markdown import render_markdown
 
-    report.render_result(result, Console(), title=title)
+    report.render_result(result, Console(), title=title, all_steps=all_steps)
     if json_path:
         json_report.write(json_path, json_report.result_dict(result))
     if markdown:
-        Path(markdown).write_text(render_markdown(result, commands))
+        Path(markdown).write_text(render_markdown(result, commands, all_steps=all_steps))
     if svg:
         recorder = Console(record=True, width=130, file=io.StringIO())
-        report.render_result(result, recorder, title=title)
+        report.render_result(result, recorder, title=title, all_steps=all_steps)
         recorder.save_svg(svg, title=title)
     raise typer.Exit(result.exit_code)
 

@@ -22,6 +22,9 @@ from xentdbg.records import PHASES, CaptureMode, SideInfo
 
 Init = Literal["a", "b", "own", "traces"]
 
+DEFAULT_TRACE_BUDGET = 2 * 10**9
+"""Bytes a run's traces may take unless told otherwise (``--trace-budget``, ``trace --budget``)."""
+
 
 @dataclass(frozen=True)
 class CompareConfig:
@@ -35,7 +38,10 @@ class CompareConfig:
     against itself and set per-phase tolerances from its noise. ``float64``: re-run a
     small difference a step introduced in float64 on both sides, to tell float32
     rounding from a real difference (:mod:`xentdbg.compare.oracle`). ``pair``: a file
-    mapping A's tensor names to B's (:mod:`xentdbg.replay.pairfile`)."""
+    mapping A's tensor names to B's (:mod:`xentdbg.replay.pairfile`). ``save_traces``: a
+    folder for both sides' traces, which keep ``trace_phases`` of steps 0, ``trace_every``,
+    2 ``trace_every``, ...; the run is refused before any step when they would exceed
+    ``trace_budget`` bytes (None: no limit)."""
 
     setup_a: str
     setup_b: str
@@ -51,6 +57,9 @@ class CompareConfig:
     calibrate: bool = False
     float64: bool = True
     pair: str | None = None  # --pair FILE: explicit {A name: B name} for what automatic pairing leaves ambiguous
+    trace_phases: tuple[str, ...] = PHASES
+    trace_every: int = 1
+    trace_budget: int | None = DEFAULT_TRACE_BUDGET
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from xentdbg.replay.loading import SetupRef
 from xentdbg.replay.oracle import Float64Oracle, worth_checking
 from xentdbg.replay.pairfile import load_pair_file
 from xentdbg.replay.process import WorkerProcess, load_timeout, start_worker, wait_ready
+from xentdbg.replay.tracing import KeptSteps, check_budget, estimate_traces, written
 from xentdbg.trace.meta import trace_meta
 from xentdbg.trace.writer import TraceWriter
 from xentdbg.version import runtime_versions
@@ -166,7 +167,7 @@ def _replay(config: CompareConfig, capture: CaptureMode, on_step: Callable[[Step
     status = on_status or (lambda s: None)
     status("starting workers")
     workers, data, explicit = _start(config, capture)
-    traces: list[TraceWriter] = []
+    traces: list[KeptSteps] = []
     oracle: Float64Oracle | None = None
     try:
         status("loading setups")
@@ -176,6 +177,10 @@ def _replay(config: CompareConfig, capture: CaptureMode, on_step: Callable[[Step
         notes = list(matched.notes)
         if matched.state_problems:
             notes.append("non-trainable state not compared: " + "; ".join(matched.state_problems))
+        if config.save_traces:  # before _send_init: the workers train once they have their initial values
+            estimate = estimate_traces(infos, data, config.steps, config.trace_every, config.trace_phases)
+            check_budget(estimate, config.trace_budget, ("--trace-budget", "--trace-only", "--trace-every"),
+                         f"--save-traces {config.save_traces}")
         starts = _send_init(config, workers, [(r[1], r[2]) for r in ready], infos, matched)
         if config.save_traces:
             traces = _open_traces(config, infos, starts)
@@ -221,6 +226,8 @@ def _replay(config: CompareConfig, capture: CaptureMode, on_step: Callable[[Step
             while w.recv(config.step_timeout)[0].get("type") != "done":
                 pass  # full capture: the step the worker ran ahead
         notes += feeder.notes
+        if traces:
+            notes.append(written(traces, estimate))
         return CompareResult(config, infos[0], infos[1], found.steps, notes + found.notes, runtime_versions(),
                              capture=capture, diagnosis=found.diagnosis, drift=found.drift)
     except BaseException:
@@ -237,7 +244,7 @@ def _replay(config: CompareConfig, capture: CaptureMode, on_step: Callable[[Step
 
 
 def _lockstep(workers: tuple[WorkerProcess, WorkerProcess], config: CompareConfig, capture: CaptureMode,
-              traces: list[TraceWriter], status: Status) -> Iterator[RecordPair]:
+              traces: list[KeptSteps], status: Status) -> Iterator[RecordPair]:
     """Both sides' record of each step, in order; writes them to the traces.
 
     Full capture lets both sides run the next step while this one is compared. A
@@ -274,7 +281,7 @@ class _CrossFeeder:
         self._broken: str | None = None  # a probe failed once: later steps are not probed again
         self.updates = True  # whether updates decide (both sides re-run their optimizer step)
         self.oracle: Float64Oracle | None = None  # float64 re-runs of small introduced differences
-        self.traces: list[TraceWriter] = []  # --save-traces: each side's re-runs go to its trace
+        self.traces: list[KeptSteps] = []  # --save-traces: each side's re-runs go to its trace
         self._optimizer_unpaired = False  # the optimizer states did not pair once: never asked again
 
     def __call__(self, cmp: StepComparison, records: RecordPair, before: PreviousPair) -> CrossFeed:
@@ -498,7 +505,7 @@ def _named(info: SideInfo, values: _Values) -> StepRecord:
     return start_record(info, values.params, values.state or [])
 
 
-def _open_traces(config: CompareConfig, infos: tuple[SideInfo, SideInfo], starts: Starts) -> list[TraceWriter]:
+def _open_traces(config: CompareConfig, infos: tuple[SideInfo, SideInfo], starts: Starts) -> list[KeptSteps]:
     assert config.save_traces is not None
     folder = Path(config.save_traces)
     folder.mkdir(parents=True, exist_ok=True)
@@ -506,6 +513,7 @@ def _open_traces(config: CompareConfig, infos: tuple[SideInfo, SideInfo], starts
     for side, setup, env, info, start in zip("ab", (config.setup_a, config.setup_b), (config.env_a, config.env_b),
                                               infos, starts):
         ref = SetupRef.parse(setup)
-        meta = trace_meta(str(ref), ref.content_hash(), env, config.data, info, config.steps)
-        writers.append(TraceWriter(folder / f"{side}.h5", meta, info, start))
+        meta = trace_meta(str(ref), ref.content_hash(), env, config.data, info, config.steps, config.trace_every)
+        writers.append(KeptSteps(TraceWriter(folder / f"{side}.h5", meta, info, start, config.trace_phases),
+                                 config.trace_every))
     return writers

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
 
 from xentdbg.compare.params import match_parameters, transfer
-from xentdbg.data import DataSpec
+from xentdbg.compare.result import DEFAULT_TRACE_BUDGET
+from xentdbg.data import DataInfo, DataSpec
 from xentdbg.data import load as load_data
 from xentdbg.errors import ParameterMismatch, UsageError
-from xentdbg.records import PHASES, SideInfo, StepRecord
+from xentdbg.records import PHASES, SideInfo, StepRecord, TensorSpec
 from xentdbg.replay.loading import SetupRef
 from xentdbg.replay.process import load_timeout, start_worker, wait_ready
 from xentdbg.trace.meta import trace_meta
@@ -18,11 +24,212 @@ from xentdbg.trace.writer import TraceWriter
 
 COMPRESSIONS = ("none", "gzip", "lzf")
 
+DATASET_OVERHEAD = 800
+"""Bytes HDF5 adds to a trace per tensor written (object header, chunk index, name
+attribute), measured with h5py 3 on the traces of tests/setups/jax_small.py."""
+STEP_OVERHEAD = 1_500
+"""Bytes per step beyond its tensors (the step's and its phases' groups, attributes)."""
+
+
+def check_phases(phases: Sequence[str], flag: str = "--only") -> None:
+    unknown = sorted(set(phases) - set(PHASES))
+    if unknown:
+        raise UsageError(f"{flag} {','.join(unknown)}: unknown phase(s).", hint=f"Phases: {', '.join(PHASES)}.")
+
+
+def parse_phases(only: str | None, flag: str = "--only") -> tuple[str, ...]:
+    """The phases a comma-separated ``--only`` names (every phase when it is not given)."""
+    if not only:
+        return PHASES
+    phases = tuple(p.strip() for p in only.split(",") if p.strip())
+    check_phases(phases, flag)
+    return phases
+
+
+_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
+          "t": 10**12, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def parse_size(text: str | None, flag: str) -> int | None:
+    """A budget in bytes: ``500MB``, ``2GB``, ``1.5GiB`` (kB, MB, GB, TB are powers of 1000;
+    KiB, MiB, GiB, TiB of 1024), or a plain number of bytes; ``none`` for no limit, and
+    :data:`~xentdbg.compare.result.DEFAULT_TRACE_BUDGET` when not given."""
+    if text is None:
+        return DEFAULT_TRACE_BUDGET
+    t = text.strip().lower()
+    if t in ("none", "unlimited"):
+        return None
+    m = re.fullmatch(r"(\d+(?:\.\d*)?|\.\d+)\s*([a-z]*)", t)
+    if not m or m.group(2) not in _UNITS:
+        raise UsageError(f"{flag} {text!r} is not a size.", hint=f"Examples: {flag} 500MB, {flag} 2GB, {flag} none.")
+    return int(float(m.group(1)) * _UNITS[m.group(2)])
+
+
+def fmt_size(n: int) -> str:
+    """``250 MB``, ``4.1 GB``, ``812 bytes``: decimal units, as ``--trace-budget`` reads them."""
+    for unit, scale in (("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
+        if n >= scale:
+            value = n / scale
+            return f"{value:.1f}".removesuffix(".0") + f" {unit}" if value < 10 else f"{value:.0f} {unit}"
+    return f"{n} bytes"
+
+
+def _itemsize(dtype: str) -> int:
+    try:
+        return np.dtype(dtype).itemsize
+    except TypeError:  # bfloat16 and the like, where numpy does not know the name
+        bits = re.search(r"(\d+)$", dtype)
+        return int(bits.group(1)) // 8 if bits else 4
+
+
+def _nbytes(specs: Sequence[TensorSpec]) -> int:
+    return sum(math.prod(s.shape) * _itemsize(s.dtype) for s in specs)
+
+
+def _layer_tensors(layer: str, index: int, specs: Sequence[TensorSpec]) -> list[TensorSpec]:
+    """The parameters and state of leaf layer ``layer`` (the ``index``-th): a JAX loop's
+    layer ``layers[i]:Kind`` holds the leaves named ``[i]...``
+    (:mod:`xentdbg.adapters.jax_loop`); Keras names a variable ``model/layer/variable``."""
+    if layer.startswith("layers["):
+        return [s for s in specs if s.name.startswith(f"[{index}]")]
+    return [s for s in specs if layer in re.split(r"[/:]", s.name)]
+
+
+def activation_elements(info: SideInfo, features: int) -> int:
+    """Per sample, the elements of the layer outputs a step records, as far as the
+    handshake tells (it names the layers, not their output shapes): a layer with
+    parameters or state outputs the last axis of its largest one (a Dense kernel's units,
+    a convolution's filters, a normalization's features: a convolution's spatial axes are
+    not known, so convolutions are undercounted); a layer without (an activation, dropout,
+    flatten) outputs as many elements as it received."""
+    width, total = features, 0
+    for i, layer in enumerate(info.layers):
+        own = _layer_tensors(layer, i, [*info.params, *info.state])
+        if own:
+            largest = max(own, key=lambda s: (len(s.shape), math.prod(s.shape)))
+            width = largest.shape[-1] if largest.shape else width
+        total += width
+    return total
+
+
+def step_bytes(info: SideInfo, data: DataInfo, phases: Sequence[str]) -> int:
+    """About how many bytes one step of this side takes in a trace that keeps ``phases``
+    (the loss always), uncompressed: inputs are per-sample float64 sums of x and y
+    (:func:`xentdbg.records.batch_fingerprint`), layer outputs are float32
+    (:func:`activation_elements`), gradients and weights the parameters' size, state its own."""
+    batch = min(data.spec.batch_size, data.spec.subset)
+    features = math.prod(data.input_shape)
+    tensors = {"inputs": (2, 2 * batch * 8),
+               "activations": (len(info.layers), batch * activation_elements(info, features) * 4),
+               "loss": (1, 4),
+               "gradients": (len(info.params), _nbytes(info.params)),
+               "state": (len(info.state), _nbytes(info.state)),
+               "weights": (len(info.params), _nbytes(info.params))}
+    kept = set(phases) | {"loss"}
+    return STEP_OVERHEAD + sum(n * DATASET_OVERHEAD + size for p, (n, size) in tensors.items() if p in kept)
+
+
+@dataclass(frozen=True)
+class TraceEstimate:
+    """What a run will write to its traces, estimated after the workers' handshake and
+    before any of them trains (:func:`estimate_traces`); bytes of all files together."""
+
+    initial: int  # the initial parameters and state
+    per_step: int  # one written step
+    run: int  # steps run
+    every: int  # steps 0, every, 2 every, ... are written
+    files: int
+
+    @property
+    def steps(self) -> int:
+        """Steps written to each file."""
+        return len(range(0, self.run, self.every))
+
+    @property
+    def bytes(self) -> int:
+        return self.initial + self.steps * self.per_step
+
+    def describe(self) -> str:
+        files = "1 file" if self.files == 1 else f"{self.files} files"
+        return f"about {fmt_size(self.bytes)} ({files}, {self.steps:,} steps each)"
+
+
+def estimate_traces(infos: Sequence[SideInfo], data: DataInfo, steps: int, every: int,
+                    phases: Sequence[str]) -> TraceEstimate:
+    """One trace per side in ``infos``: its initial parameters and state, and each
+    written step (steps 0, ``every``, 2 ``every``, ...) as :func:`step_bytes` has it.
+    The re-runs ``compare`` adds to a flagged step are not counted."""
+    initial = sum(_nbytes(i.params) + _nbytes(i.state) + DATASET_OVERHEAD * (len(i.params) + len(i.state))
+                  for i in infos)
+    return TraceEstimate(initial, sum(step_bytes(i, data, phases) for i in infos), steps, every, len(infos))
+
+
+def check_budget(estimate: TraceEstimate, budget: int | None, flags: tuple[str, str, str],
+                 what: str) -> None:
+    """Refuse (exit 2) a run whose traces would exceed ``budget`` bytes, naming the options
+    that fit it; ``flags``: the run's budget, phases and thinning options (``--trace-budget``,
+    ``--trace-only``, ``--trace-every``). Nothing is written and no worker has trained yet."""
+    if budget is None or estimate.bytes <= budget:
+        return
+    flag_budget, flag_only, flag_every = flags
+    ways = [f"raise {flag_budget} (e.g. {flag_budget} {fmt_size(estimate.bytes * 11 // 10).replace(' ', '')} "
+            "or none)", f"keep fewer phases with {flag_only} (e.g. {flag_only} loss,gradients)"]
+    room = (budget - estimate.initial) // estimate.per_step  # written steps that fit
+    if room >= 1:
+        every = max(estimate.every, math.ceil(estimate.run / room))
+        ways.append(f"keep fewer steps with {flag_every} (e.g. {flag_every} {every} keeps steps 0, {every}, "
+                    f"{2 * every}, ...)")
+    else:
+        ways[-1] += f" ({flag_every} cannot help: the initial values and one step already take more)"
+    hint = ", ".join(ways[:-1]) + " or " + ways[-1] + "."
+    raise UsageError(
+        f"{what} would write {estimate.describe()}, over {flag_budget} {fmt_size(budget)}; nothing was written.",
+        hint=hint[0].upper() + hint[1:])
+
+
+class KeptSteps:
+    """A trace that keeps steps 0, ``every``, 2 ``every``, ... (``--every``): the other
+    steps, and their re-runs and verdicts, are not written."""
+
+    def __init__(self, writer: TraceWriter, every: int = 1):
+        self.writer, self.every = writer, every
+        self.path = str(writer.file.filename)
+        self.written = 0
+
+    def kept(self, step: int) -> bool:
+        return step % self.every == 0
+
+    def write(self, record: StepRecord) -> None:
+        if self.kept(record.step):
+            self.writer.write(record)
+            self.written += 1
+
+    def write_rerun(self, step: int, kind: str, tensors: dict[str, list[tuple[str, np.ndarray]]]) -> None:
+        if self.kept(step):
+            self.writer.write_rerun(step, kind, tensors)
+
+    def write_verdict(self, step: int, verdict: dict) -> None:
+        if self.kept(step):
+            self.writer.write_verdict(step, verdict)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def written(traces: Sequence[KeptSteps], estimate: TraceEstimate) -> str:
+    """Close ``traces`` and say what they hold, against the estimate made before the run."""
+    for trace in traces:
+        trace.close()
+    size = sum(Path(t.path).stat().st_size for t in traces)
+    return (f"traces: {fmt_size(size)} written to {' and '.join(t.path for t in traces)} "
+            f"({traces[0].written:,} steps each; estimated {fmt_size(estimate.bytes)} before the run)")
+
 
 @dataclass(frozen=True)
 class TraceConfig:
     """What ``record_trace`` runs. ``phases``: the phases to keep; ``every``: keep steps
-    0, k, 2k, ...; ``init_from``: a trace whose initial weights the setup starts from."""
+    0, k, 2k, ...; ``init_from``: a trace whose initial weights the setup starts from;
+    ``budget``: refuse to start when the trace would exceed this many bytes (None: no limit)."""
 
     setup: str
     out: str
@@ -34,11 +241,10 @@ class TraceConfig:
     compression: str = "none"
     init_from: str | None = None
     step_timeout: float | None = None
+    budget: int | None = DEFAULT_TRACE_BUDGET
 
     def check(self) -> None:
-        unknown = sorted(set(self.phases) - set(PHASES))
-        if unknown:
-            raise UsageError(f"--only {','.join(unknown)}: unknown phase(s).", hint=f"Phases: {', '.join(PHASES)}.")
+        check_phases(self.phases)
         if self.compression not in COMPRESSIONS:
             raise UsageError(f"--compression {self.compression!r}: choose one of {', '.join(COMPRESSIONS)}.")
         if self.every < 1:
@@ -50,6 +256,8 @@ class TraceSummary:
     path: str
     info: SideInfo
     steps_written: int
+    estimate: TraceEstimate
+    bytes: int  # the file's size once written
 
 
 def _initial_from(path: str, info: SideInfo, own_state: list):
@@ -75,13 +283,15 @@ def record_trace(config: TraceConfig, on_step: Callable[[int], None] | None = No
     config.check()
     ref = SetupRef.parse(config.setup)
     ref.check()
-    load_data(config.data)
+    data = load_data(config.data)
     status("starting worker")
     worker = start_worker("A", ref, config.env, config.data, config.steps)
-    writer = None
+    writer: KeptSteps | None = None
     try:
         status("loading setup")
         info, params, state = wait_ready(worker, load_timeout(config.step_timeout))
+        estimate = estimate_traces([info], data, config.steps, config.every, config.phases)
+        check_budget(estimate, config.budget, ("--budget", "--only", "--every"), f"trace --out {config.out}")
         if config.init_from:
             params, state = _initial_from(config.init_from, info, state)
             worker.send({"type": "init", "params": True, "state": bool(state)}, params + state)
@@ -91,20 +301,19 @@ def record_trace(config: TraceConfig, on_step: Callable[[int], None] | None = No
         if config.init_from:
             meta["init_from"] = config.init_from
         compression = None if config.compression == "none" else config.compression
-        writer = TraceWriter(config.out, meta, info, (params, state), config.phases, compression)
-        written = 0
+        writer = KeptSteps(TraceWriter(config.out, meta, info, (params, state), config.phases, compression),
+                           config.every)
         for k in range(config.steps):
             status(f"step {k}")
             worker.step = k
             header, arrays = worker.recv(config.step_timeout)
-            if k % config.every == 0:
-                writer.write(StepRecord.from_wire(header, arrays))
-                written += 1
+            writer.write(StepRecord.from_wire(header, arrays))
             worker.send({"type": "next"})
             if on_step:
                 on_step(k)
         worker.recv(config.step_timeout)  # "done"
-        return TraceSummary(config.out, info, written)
+        writer.close()
+        return TraceSummary(config.out, info, writer.written, estimate, Path(config.out).stat().st_size)
     except BaseException:
         worker.kill()
         raise

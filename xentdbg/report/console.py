@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Sequence
 
 from rich import box
-from rich.console import Console, Group
+from rich.cells import cell_len
+from rich.columns import Columns
+from rich.console import Console, ConsoleOptions, Group
+from rich.measure import Measurement
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -17,8 +21,51 @@ from xentdbg.errors import ParameterMismatch, SetupFailed, XentdbgError
 from xentdbg.records import CaptureMode, effective_training
 from xentdbg.report.data_order import data_order
 from xentdbg.report.numbers import coverage, fmt_cosine, fmt_difference, fmt_number
+from xentdbg.report.steps import Gap, shown_line, shown_rows
 
 MAX_OTHER = 12
+
+
+def identifying(name: str) -> str:
+    """The part of a tensor name a report never cuts: its layer and variable, the last two
+    ``/``-separated parts (``dense_1/kernel`` of ``sequential/dense_1/kernel``)."""
+    return "/".join(name.split("/")[-2:])
+
+
+def elisions(name: str) -> list[str]:
+    """``name`` and its shorter forms, longest first: leading path parts replaced by '…',
+    down to '…/' and :func:`identifying` (``sequential/dense_1/kernel``, ``…/dense_1/kernel``)."""
+    parts = name.split("/")
+    return [name] + ["…/" + "/".join(parts[k:]) for k in range(1, len(parts) - 1)]
+
+
+class Names:
+    """A cell of tensor names, after an optional ``prefix`` (a phase): as long as its column
+    allows, each name shortened from the left (:func:`elisions`) but never into the layer
+    and variable; where even that does not fit, the prefix and each name take a line."""
+
+    def __init__(self, names: Sequence[str], prefix: str = "", style: str | None = None):
+        self.names, self.prefix, self.style = list(names), prefix, style
+
+    def _line(self, level: int) -> str:
+        shortened = [forms[min(level, len(forms) - 1)] for forms in map(elisions, self.names)]
+        return self.prefix + " | ".join(shortened)
+
+    def fit(self, width: int) -> str:
+        """The text of the cell in ``width`` columns (lines separated by newlines)."""
+        levels = max(len(elisions(n)) for n in self.names) if self.names else 1
+        for level in range(levels):
+            if cell_len(self._line(level)) <= width:
+                return self._line(level)
+        shortest = [elisions(n)[-1] for n in self.names]
+        return "\n".join(([self.prefix.rstrip()] if self.prefix else []) + shortest)
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        least = max(cell_len(line) for line in self.fit(0).splitlines())
+        return Measurement(least, max(least, cell_len(self._line(0))))
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> Iterator[Text]:
+        yield Text(self.fit(options.max_width), style=self.style or "", overflow="fold")
 
 
 def _side_line(label: str, path: str, info, env: dict) -> Text:
@@ -71,8 +118,8 @@ def _summary_rows(a: Summary, b: Summary) -> Table:
 def _metrics_rows(t: TensorComparison, tol: Tolerance) -> Table:
     m = t.metrics
     tab = Table(box=box.SIMPLE, show_header=False, show_edge=False, pad_edge=False)
-    tab.add_column(style="bold")
-    tab.add_column(justify="right")
+    tab.add_column(style="bold", no_wrap=True)
+    tab.add_column(justify="right", no_wrap=True)
     if m is None:  # compared by fingerprints only
         tab.add_row("compared", t.note or "by fingerprint")
         return tab
@@ -114,21 +161,28 @@ def _hint(t: TensorComparison, kinds: dict[str, str]) -> str | None:
     return None
 
 
-def first_divergence(t: TensorComparison, tol: Tolerance, kinds: dict[str, str]) -> Panel:
+def _divergence_title(t: TensorComparison, width: int) -> str:
+    """``First divergence: step 3 · gradients · sequential/dense_1/kernel``, its names
+    shortened from the left (:class:`Names`) to fit a panel ``width`` columns wide."""
+    head = f"First divergence: step {t.step} · {PHASE_LABELS.get(t.phase, t.phase)} · "
+    names = Names([t.name_a] if t.name_a == t.name_b else [t.name_a, t.name_b])
+    return head + names.fit(width - 6 - cell_len(head)).replace("\n", " | ")
+
+
+def first_divergence(t: TensorComparison, tol: Tolerance, kinds: dict[str, str], width: int = 200) -> Panel:
     parts: list = []
     if t.phase == "flags":
         parts.append(Text(f"training A={_flag(t.value_a)}, B={_flag(t.value_b)}"))
     else:
         if t.phase == "inputs":
             parts.append(Text(f"batch digest A {str(t.value_a)[:12]}…, B {str(t.value_b)[:12]}…"))
-        grid = Table.grid(padding=(0, 4))
-        summaries = _summary_rows(t.summary_a, t.summary_b) if t.summary_a and t.summary_b else Text()
-        grid.add_row(_metrics_rows(t, tol), summaries)
-        parts.append(grid)
+        # side by side where they fit, else one under the other (80 columns)
+        summaries = [_summary_rows(t.summary_a, t.summary_b)] if t.summary_a and t.summary_b else []
+        parts.append(Columns([_metrics_rows(t, tol), *summaries], padding=(0, 4)))
     hint = _hint(t, kinds)
     if hint:
         parts.append(Text("hint: " + hint, style="yellow"))
-    return Panel(Group(*parts), title=Text(f"First divergence: {t.label}", style="bold red"),
+    return Panel(Group(*parts), title=Text(_divergence_title(t, width), style="bold red"),
                  title_align="left", border_style="red")
 
 
@@ -176,9 +230,12 @@ def _others(step, first: TensorComparison) -> Table | None:
     tab = Table(title=f"Also diverged in step {step.step} ({len(others)})", title_justify="left",
                 box=box.SIMPLE_HEAD)
     for col in ("phase", "tensor", "max abs diff", "cosine", "non-finite A/B"):
-        tab.add_column(col, justify="right" if col not in ("phase", "tensor") else "left")
+        if col == "tensor":
+            tab.add_column(col, min_width=len(col))
+        else:
+            tab.add_column(col, justify="left" if col == "phase" else "right", no_wrap=True)
     for t in others[:MAX_OTHER]:
-        name = t.name_a if t.name_a == t.name_b else f"{t.name_a} | {t.name_b}"
+        name = Names([t.name_a] if t.name_a == t.name_b else [t.name_a, t.name_b])
         if t.metrics is None:
             tab.add_row(t.phase, name, f"A={_flag(t.value_a)} B={_flag(t.value_b)}", "", "")
         else:
@@ -190,21 +247,43 @@ def _others(step, first: TensorComparison) -> Table | None:
     return tab
 
 
-def _per_step(result) -> Table:
-    tab = Table(title="Per step", title_justify="left", box=box.SIMPLE_HEAD)
-    for col in ("step", "loss A", "loss B", "|loss A - B|", "max grad diff", "diverged", "first in step"):
-        tab.add_column(col, justify="left" if col == "first in step" else "right")
-    for s in result.steps:
-        dl = abs(s.loss_a - s.loss_b)
+PER_STEP_COLUMNS = ("step", "loss A", "loss B", "|loss A - B|", "grad diff", "diverged", "first in step")
+"""``grad diff``: the largest max|A-B| over the step's gradients."""
+
+
+def _first_in_step(s) -> Names | str:
+    shown = s.first or (s.flagged if s.drift else None)
+    if shown is None:
+        return ""
+    phase = PHASE_LABELS.get(shown.phase, shown.phase)
+    return Names([shown.name_a], f"drift: {phase} · " if s.drift else f"{phase} · ")
+
+
+def _per_step(result, all_steps: bool = False) -> tuple[Table, str | None]:
+    """The per-step table (the rows of :func:`~xentdbg.report.steps.shown_rows`), and the
+    line that says which steps it leaves out."""
+    tab = Table(title="Per step", title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1, 0, 0))
+    for col in PER_STEP_COLUMNS:
+        if col == "first in step":
+            tab.add_column(col, min_width=len(col))
+        else:  # numbers and headers never wrap: the names column gives way
+            tab.add_column(col, justify="right", no_wrap=True)
+    # no gradient values, only fingerprints
+    fingerprints = result.capture is CaptureMode.FINGERPRINT
+    rows = shown_rows(result.steps, all_steps)
+    for s in rows:
+        if isinstance(s, Gap):
+            grad = "-" if fingerprints else fmt_number(s.grad_diff.value)
+            tab.add_row("…", "", "", fmt_number(s.loss_diff.value), grad, "", s.describe(), style="dim")
+            continue
         style = "red" if s.first else "yellow" if s.drift else None
-        shown = s.first or (s.flagged if s.drift else None)
-        first = f"{PHASE_LABELS.get(shown.phase, shown.phase)} · {shown.name_a}" if shown else ""
-        first = f"drift: {first}" if s.drift else first
-        # no gradient values, only fingerprints
-        grad = "-" if result.capture is CaptureMode.FINGERPRINT else fmt_number(s.max_grad_diff)
-        tab.add_row(str(s.step), fmt_number(s.loss_a), fmt_number(s.loss_b), fmt_number(dl), grad,
-                    str(len(s.divergences)), first, style=style)
-    return tab
+        grad = "-" if fingerprints else fmt_number(s.max_grad_diff)
+        tab.add_row(str(s.step), fmt_number(s.loss_a), fmt_number(s.loss_b), fmt_number(abs(s.loss_a - s.loss_b)),
+                    grad, str(len(s.divergences)), _first_in_step(s), style=style)
+    line = shown_line(rows, len(result.steps))
+    if line is not None:
+        line = "… rows: the largest |loss A - B| and grad diff among the steps left out. " + line
+    return tab, line
 
 
 def _flag_lines(result) -> list[Text]:
@@ -234,7 +313,8 @@ def _calibration_line(result) -> Text:
                 f"rtol per phase = max(default, {cal.safety:g} x noise)")
 
 
-def render_result(result, console: Console, title: str = "xentdbg compare") -> None:
+def render_result(result, console: Console, title: str = "xentdbg compare", all_steps: bool = False) -> None:
+    """The report; ``all_steps``: every step in the per-step table (else a window, :mod:`xentdbg.report.steps`)."""
     cfg, tol = result.config, result.config.tolerance
     head = Group(
         _side_line("A", cfg.setup_a, result.info_a, cfg.env_a),
@@ -254,7 +334,7 @@ def render_result(result, console: Console, title: str = "xentdbg compare") -> N
         if order is not None:
             console.print(order)
     else:
-        console.print(first_divergence(first, tol, {"A": result.info_a.kind, "B": result.info_b.kind}))
+        console.print(first_divergence(first, tol, {"A": result.info_a.kind, "B": result.info_b.kind}, console.width))
         step = next(s for s in result.steps if s.first is first)
         if step.crossfeed is not None:
             console.print(Text(f"verdict from: {step.crossfeed.view}", style="bold"))
@@ -277,7 +357,10 @@ def render_result(result, console: Console, title: str = "xentdbg compare") -> N
             console.print(diagnosis_panel(result.diagnosis, realigned is not None and realigned.first is not None))
     if result.drift is not None:
         console.print(Text(result.drift.describe(), style="yellow"))
-    console.print(_per_step(result))
+    table, left_out = _per_step(result, all_steps)
+    console.print(table)
+    if left_out is not None:
+        console.print(Text(left_out, style="dim"))
     for side, step in result.nonfinite_loss_from.items():
         if step is not None:
             console.print(Text(f"side {side}'s loss is non-finite from step {step}", style="bold red"))

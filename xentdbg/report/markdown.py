@@ -8,6 +8,7 @@ from xentdbg.compare.divergence import PHASE_LABELS
 from xentdbg.records import CaptureMode
 from xentdbg.report.data_order import data_order
 from xentdbg.report.numbers import coverage, fmt_cosine, fmt_difference, fmt_number
+from xentdbg.report.steps import Gap, shown_line, shown_rows
 
 MAX_OTHER = 20
 
@@ -47,8 +48,10 @@ def reproduce_command(result) -> str:
     return shlex.join(args)
 
 
-def render_markdown(result, commands: list[str] | None = None) -> str:
-    """The report as Markdown. ``commands`` overrides the reproduction commands (for ``diff``)."""
+def render_markdown(result, commands: list[str] | None = None, all_steps: bool = False) -> str:
+    """The report as Markdown. ``commands`` overrides the reproduction commands (for ``diff``);
+    ``all_steps``: every step in the per-step table (else the window the terminal shows,
+    :mod:`xentdbg.report.steps`)."""
     cfg, tol, first = result.config, result.config.tolerance, result.first
     verdict = f"**First divergence: {first.label}**" if first else f"**No divergence in {len(result.steps)} steps.**"
     d = cfg.data
@@ -119,10 +122,18 @@ def render_markdown(result, commands: list[str] | None = None) -> str:
         lines += [result.drift.describe(), ""]
     lines += ["## Per step", "", _row("step", "loss A", "loss B", "max grad diff", "diverged", "first in step"),
               _row("---:", "---:", "---:", "---:", "---:", "---")]
-    for s in result.steps:
+    rows = shown_rows(result.steps, all_steps)
+    for s in rows:
+        if isinstance(s, Gap):
+            lines.append(_row("…", "", "", fmt_number(s.grad_diff.value), "",
+                              f"{s.describe()} (largest max grad diff among them shown)"))
+            continue
         lines.append(_row(s.step, fmt_number(s.loss_a), fmt_number(s.loss_b), fmt_number(s.max_grad_diff),
                           len(s.divergences), s.first.label.split(" · ", 1)[1] if s.first
                           else f"drift: {s.flagged.label.split(' · ', 1)[1]}" if s.drift and s.flagged else ""))
+    left_out = shown_line(rows, len(result.steps))
+    if left_out is not None:
+        lines += ["", left_out]
     for side, step in result.nonfinite_loss_from.items():
         if step is not None:
             lines += ["", f"Side {side}'s loss is non-finite from step {step}."]

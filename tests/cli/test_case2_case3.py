@@ -54,7 +54,7 @@ def test_fit_vs_legacy_without_learning_phase(session_tmp):
     first = run.report["first_divergence"]
     assert (first["step"], first["phase"], first["name_b"]) == (0, "flags", "batch_normalization")
     assert (first["value_a"], first["value_b"]) == (True, False)
-    assert "symbolic_learning_phase() to the K.function inputs" in run.stdout  # the legacy hint
+    assert "legacy_learning_phase() to the K.function inputs" in run.stdout  # the legacy hint
 
 
 def test_fit_vs_legacy_without_model_updates_diverges_only_in_batchnorm_state(session_tmp):

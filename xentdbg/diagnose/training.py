@@ -33,7 +33,7 @@ def training_flag(ctx: Context) -> list[Finding]:
     elif kind == "LegacyKerasFunction":
         how = ("the K.function is not fed the learning phase, so tf_keras runs the graph with learning phase 0 "
                "(tf_keras/src/backend.py learning_phase() ~L325)")
-        fix = (f"Add tf_keras.src.backend.symbolic_learning_phase() to side {off}'s K.function inputs and feed True, "
+        fix = (f"Add xentdbg.legacy_learning_phase() to side {off}'s K.function inputs and feed True, "
                "and pass model.updates to its updates.")
     else:
         how = f"side {off} ({kind}) runs these layers in inference mode"

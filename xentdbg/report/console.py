@@ -78,7 +78,9 @@ def _side_line(label: str, path: str, info, env: dict) -> Text:
     if "tensorflow" in fw:
         parts.append(f"TensorFlow {fw['tensorflow']}")
     if "jax" in fw:
-        parts.append(f"JAX {fw['jax']}" + (f" on {fw['backend']}" if info.kind == "JaxLoop" else ""))
+        parts.append(f"JAX {fw['jax']}" + (f" on {fw['backend']}" if "keras" not in fw else ""))
+    if "flax" in fw:
+        parts.append(f"Flax {fw['flax']}")
     if env:
         parts.append(" ".join(f"{k}={v}" for k, v in env.items()))
     t = Text.assemble((f"{label} ", "bold"), (path, "cyan"), "  ", " · ".join(parts))
@@ -149,7 +151,7 @@ def _hint(t: TensorComparison, kinds: dict[str, str]) -> str | None:
         layer = t.name_a if off == "A" else t.name_b
         if kinds[off] == "LegacyKerasFunction":
             return (f"Side {off}'s {layer} ran with the learning phase False: add "
-                    f"tf_keras.src.backend.symbolic_learning_phase() to the K.function inputs and feed True.")
+                    f"xentdbg.legacy_learning_phase() to the K.function inputs and feed True.")
         how = "was called without training=True (it received None)" if value is None else f"received training={value}"
         return f"Side {off}'s {layer} {how}, so it ran in inference mode: call the model with training=True."
     if t.phase == "inputs":

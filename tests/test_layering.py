@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "xentdbg"
 
 # Lowest first. A module may import from its own package and from lower layers only.
 LAYERS: tuple[frozenset[str], ...] = (
-    frozenset({"version", "errors", "findings", "setups", "_exit"}),
+    frozenset({"version", "errors", "findings", "setups", "_exit", "paths"}),
     frozenset({"records", "data"}),
     frozenset({"compare", "losses"}),
     frozenset({"diagnose"}),

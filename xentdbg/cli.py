@@ -13,18 +13,19 @@ import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn, TypeVar, get_args
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 from xentdbg.compare.metrics import DEFAULT_ATOL, DEFAULT_RTOL, Tolerance
 from xentdbg.compare.result import DEFAULT_TRACE_BUDGET
 from xentdbg.data import DataSpec
 from xentdbg.data import Pixels as PixelsChoice
 from xentdbg.data import Task as TaskChoice
-from xentdbg.errors import UsageError, XentdbgError
+from xentdbg.errors import OutputError, UsageError, XentdbgError
 from xentdbg.losses.implementations import DEFAULT_TIMEOUT as LOSS_TIMEOUT
 from xentdbg.losses.implementations import IMPLEMENTATIONS as LOSS_IMPLEMENTATIONS
 from xentdbg.losses.inputs import PRESETS as LOSS_PRESETS
@@ -184,9 +185,14 @@ def compare(
     """Replay two setups in lockstep on identical weights and batches; report the first divergent tensor."""
     from xentdbg.compare.result import CompareConfig
     from xentdbg.replay.engine import compare as run_compare
+    from xentdbg.replay.preflight import preflight
 
     err = Console(stderr=True)
     with _errors(json_path):
+        preflight(numbers={"--rtol": rtol, "--atol": atol}, timeouts={"--step-timeout": step_timeout},
+                  outputs={"--json": json_path, "--markdown": markdown, "--svg": svg},
+                  trace_folders={"--save-traces": save_traces},
+                  keep={"setup A": setup_a, "setup B": setup_b, "--pair": pair, "--data": spec.source})
         config = CompareConfig(
             setup_a, setup_b, data=spec, steps=steps,
             init=_choice(init, Literal["a", "b", "own"], "--init"),
@@ -234,10 +240,13 @@ def trace(
     budget: Annotated[str | None, typer.Option(help=_BUDGET_HELP)] = None,
 ) -> None:
     """Run one setup and record every captured tensor, per step, into an HDF5 trace."""
+    from xentdbg.replay.preflight import preflight
     from xentdbg.replay.tracing import TraceConfig, fmt_size, parse_phases, parse_size, record_trace
 
     err = Console(stderr=True)
     with _errors(None):
+        preflight(timeouts={"--step-timeout": step_timeout}, inputs={"--init-from": init_from}, outputs={"--out": out},
+                  keep={"the setup": setup, "--data": spec.source})
         config = TraceConfig(setup, out, data=spec, steps=steps,
                              env=_env(env, "--env"),
                              phases=parse_phases(only), budget=parse_size(budget, "--budget"),
@@ -262,10 +271,13 @@ def diff(
     all_steps: AllSteps = False,
 ) -> None:
     """Compare two traces as compare compares two live setups (same report and exit codes)."""
+    from xentdbg.replay.preflight import preflight
     from xentdbg.trace.diff import diff_traces
     from xentdbg.trace.reader import load_trace
 
     with _errors(json_path):
+        preflight(numbers={"--rtol": rtol, "--atol": atol}, inputs={"trace A": trace_a, "trace B": trace_b},
+                  outputs={"--json": json_path, "--markdown": markdown, "--svg": svg})
         result = diff_traces(trace_a, trace_b, Tolerance(rtol=rtol, atol=atol))
         commands = []
         for path in (trace_a, trace_b):
@@ -281,17 +293,21 @@ def show(
     step: Annotated[int | None, typer.Option(help="Which step's tensors to list. Defaults to the last one.")] = None,
 ) -> None:
     """What a trace holds: metadata, steps, tensors with shapes, dtypes, norms, non-finite counts, and the loss."""
+    from xentdbg.replay.preflight import preflight
     from xentdbg.report.trace_view import render_trace
     from xentdbg.trace.reader import load_trace
 
     with _errors(None):
+        preflight(inputs={"trace": trace_path})
         with load_trace(trace_path) as t:
             render_trace(t, Console(), step)
 
 
 @contextmanager
 def _errors(json_path: str | None) -> Iterator[None]:
-    """Render xentdbg's errors (exit 2 or 3) without a traceback; write them to --json too."""
+    """Render xentdbg's errors (exit 2 or 3) without a traceback; write them to --json too (unless
+    the outputs were refused)."""
+    from xentdbg.paths import output_problem, write_outputs
     from xentdbg.report import console as report
     from xentdbg.report import json_report
 
@@ -299,8 +315,11 @@ def _errors(json_path: str | None) -> Iterator[None]:
         yield
     except XentdbgError as e:
         report.render_error(e, Console(stderr=True))
-        if json_path:
-            json_report.write(json_path, json_report.error_dict(e))
+        # not when the outputs were refused (--json may be the problem, or an input)
+        if json_path and not isinstance(e, OutputError) and output_problem(json_path) is None:
+            error = json_report.error_dict(e)
+            for line in write_outputs([("--json", json_path, lambda p: json_report.write(p, error))]):
+                Console(stderr=True, soft_wrap=True).print(Text(line, style="red"))
         raise typer.Exit(e.exit_code) from None
     except KeyboardInterrupt:
         # The workers are already stopped and traces closed (engine, tracing); click would
@@ -312,20 +331,46 @@ def _errors(json_path: str | None) -> Iterator[None]:
 def _finish(result: CompareResult, json_path: str | None, markdown: str | None, svg: str | None,
             commands: list[str] | None = None, title: str = "xentdbg compare", all_steps: bool = False) -> None:
     """Print the report, write the requested files, exit with the result's code."""
+    from xentdbg.paths import write_outputs
     from xentdbg.report import console as report
     from xentdbg.report import json_report
     from xentdbg.report.markdown import render_markdown
 
     report.render_result(result, Console(), title=title, all_steps=all_steps)
-    if json_path:
-        json_report.write(json_path, json_report.result_dict(result))
-    if markdown:
-        Path(markdown).write_text(render_markdown(result, commands, all_steps=all_steps))
-    if svg:
+
+    def write_svg(path: str) -> None:
         recorder = Console(record=True, width=130, file=io.StringIO())
         report.render_result(result, recorder, title=title, all_steps=all_steps)
-        recorder.save_svg(svg, title=title)
-    raise typer.Exit(result.exit_code)
+        recorder.save_svg(path, title=title)
+
+    failed = write_outputs([
+        ("--json", json_path, lambda p: json_report.write(p, json_report.result_dict(result))),
+        ("--markdown", markdown, lambda p: Path(p).write_text(render_markdown(result, commands, all_steps=all_steps),
+                                                             encoding="utf-8")),
+        ("--svg", svg, write_svg)])
+    _exit_after_writing(result.exit_code, failed)
+
+
+def _exit_after_writing(code: int, failed: list[str], verdicts: dict[int, str] | None = None) -> NoReturn:
+    """Exit with ``code``, or, when a requested report could not be written (checked before
+    the run, so something changed meanwhile: a full disk, a removed folder), say so and exit
+    2 (:func:`xentdbg.replay.preflight.exit_after_writing`): the printed report is complete and the
+    message names the exit code the run had."""
+    from xentdbg.replay.preflight import exit_after_writing
+
+    if failed:
+        err = Console(stderr=True, soft_wrap=True)
+        for line in failed:
+            err.print(Text(f"error: {line}", style="bold red"))
+        final = exit_after_writing(code, failed)
+        if final != code:
+            err.print(Text(f"hint: the run finished and its report is printed above; without this error it would "
+                           f"have exited {code}{(verdicts or _VERDICTS).get(code, '')}.", style="yellow"))
+        err.print(Text(f"exit {final}", style="bold"))
+    raise typer.Exit(exit_after_writing(code, failed))
+
+
+_VERDICTS = {0: " (no divergence)", 1: " (divergence found)"}
 
 
 _VALUE_HELP = ("Inline JSON ('[[0,1],[1,0]]'), FILE.npy, FILE.npz[:KEY], or a preset: "
@@ -355,18 +400,21 @@ def loss(
     """
     from xentdbg.losses import evaluate_inputs, parse_implementations
     from xentdbg.losses.inputs import canonical_loss, read_inputs
+    from xentdbg.paths import write_outputs
+    from xentdbg.replay.preflight import preflight
     from xentdbg.report.loss_view import render_loss
 
     with _errors(json_path):
+        preflight(timeouts={"--timeout": timeout}, outputs={"--json": json_path})
         loss_name = canonical_loss(name)
         keys = parse_implementations(only)
         inputs = read_inputs(loss_name, y_true, y_pred, from_logits)
         with Console(stderr=True).status(f"evaluating {loss_name} in {len(keys)} implementations"):
             report = evaluate_inputs(inputs, keys, timeout)
     render_loss(report, Console())
-    if json_path:
-        Path(json_path).write_text(json.dumps(report.to_dict(), indent=2))
-    raise typer.Exit(report.exit_code)
+    text = json.dumps(report.to_dict(), indent=2)
+    failed = write_outputs([("--json", json_path, lambda p: Path(p).write_text(text))])
+    _exit_after_writing(report.exit_code, failed, {0: " (evaluated)"})
 
 
 @app.command()

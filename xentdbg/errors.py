@@ -26,6 +26,11 @@ class UsageError(XentdbgError):
     exit_code = EXIT_USAGE
 
 
+class OutputError(UsageError):
+    """An output that cannot or must not be written, found before the run (exit 2). Nothing
+    is written then, not even the error to ``--json``."""
+
+
 class SetupFailed(XentdbgError):
     """A setup raised, crashed, or its worker died (exit 3)."""
 

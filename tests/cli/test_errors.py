@@ -121,3 +121,104 @@ def test_a_bug_in_xentdbg_is_one_message_and_a_saved_traceback(monkeypatch, caps
     with open(path) as f:
         saved = f.read()
     assert "Traceback" in saved and "broken" in saved
+
+
+# -- hostile input: exit 2 with a message, never 70 (in-process, no framework) -----------
+
+def _cli(*args: str):
+    from typer.testing import CliRunner
+
+    from xentdbg.cli import app
+
+    result = CliRunner().invoke(app, list(args))
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result.exit_code, " ".join(result.output.split())
+
+
+def _npy_header(f, shape, descr="<f4") -> None:
+    from numpy.lib import format as npy_format
+
+    npy_format.write_array_header_1_0(f, {"descr": descr, "fortran_order": False, "shape": shape})
+
+
+def test_deeply_nested_json_for_loss():
+    code, out = _cli("loss", "cce", "--y-true", "[" * 100_000, "--y-pred", "saturated")
+    assert code == 2 and "--y-true: JSON nested 100000 levels deep; at most 32 are read." in out
+
+
+def test_loss_npy_declaring_a_huge_shape(tmp_path):
+    path = tmp_path / "huge.npy"
+    with open(path, "wb") as f:
+        _npy_header(f, (10**12,))
+    code, out = _cli("loss", "bce", "--y-true", str(path), "--y-pred", "[[0.5]]")
+    assert code == 2 and "shape (1000000000000,) of float32" in out and "more than the 256 MiB xentdbg reads" in out
+
+
+def _zip_with(path, members: dict[str, bytes]):
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return path
+
+
+def test_data_npz_declaring_a_huge_shape(tmp_path):
+    """numpy.load would allocate 7 TB for this 200-byte file (MemoryError); the header is read first."""
+    import io
+
+    x, y = io.BytesIO(), io.BytesIO()
+    _npy_header(x, (10**10, 28, 28), "|u1")
+    _npy_header(y, (10**10,), "|u1")
+    path = _zip_with(tmp_path / "mnist.npz", {"x_train.npy": x.getvalue(), "y_train.npy": y.getvalue()})
+    code, out = _cli("compare", SMALL, SMALL, "--data", str(path))
+    assert code == 2, out
+    assert f"Cannot read MNIST file {path}: x_train: shape (10000000000, 28, 28) of uint8" in out
+    assert "more than the 1 GiB xentdbg reads" in out
+
+
+def test_data_npz_holding_an_object_array_is_refused_without_unpickling(tmp_path):
+    import io
+
+    x, y = io.BytesIO(), io.BytesIO()
+    _npy_header(x, (1, 28, 28), "|O")
+    _npy_header(y, (1,), "|u1")
+    path = _zip_with(tmp_path / "mnist.npz", {"x_train.npy": x.getvalue() + b"\x80\x04.", "y_train.npy": y.getvalue()})
+    code, out = _cli("compare", SMALL, SMALL, "--data", str(path))
+    assert code == 2 and "an object array" in out and "never unpickles" in out
+
+
+@pytest.mark.parametrize("kind,message", [("dir", "is a directory"), ("fifo", "is a FIFO, not a regular file")])
+def test_data_that_is_not_a_file(tmp_path, kind, message):
+    import os
+
+    odd = tmp_path / "mnist.npz"
+    (odd.mkdir() if kind == "dir" else os.mkfifo(odd))
+    code, out = _cli("compare", SMALL, SMALL, "--data", str(odd))
+    assert code == 2 and f"--data {odd}: {message}." in out
+
+
+@pytest.mark.parametrize("name,text", [("deep.json", "[" * 100_000), ("deep.toml", "a = " + "[" * 100_000)])
+def test_deeply_nested_pair_file(tmp_path, name, text):
+    (tmp_path / name).write_text(text)
+    code, out = _cli("compare", SMALL, SMALL, "--pair", str(tmp_path / name))
+    assert code == 2 and "nested too deeply; a pair file is a flat mapping" in out
+
+
+def test_pair_file_that_is_a_directory(tmp_path):
+    code, out = _cli("compare", SMALL, SMALL, "--pair", str(tmp_path))
+    assert code == 2 and f"--pair {tmp_path}: is a directory." in out
+
+
+@pytest.mark.parametrize("name,text", [("big.json", '{"a": ' + "9" * 5000 + "}"), ("big.toml", "a = " + "9" * 5000)])
+def test_pair_file_with_a_huge_integer(tmp_path, name, text):
+    """Python refuses to convert more than 4300 digits to an int (a ValueError, not a decode error)."""
+    (tmp_path / name).write_text(text)
+    code, out = _cli("compare", SMALL, SMALL, "--pair", str(tmp_path / name))
+    assert code == 2 and "not valid" in out
+
+
+def test_loss_json_with_a_huge_integer():
+    code, out = _cli("loss", "bce", "--y-true", "[[1]]", "--y-pred", "[[-" + "9" * 5000 + "]]", "--from-logits",
+                     "--only", "reference")
+    assert code == 0 and "inf" in out  # the float it rounds to

@@ -21,7 +21,9 @@ from typing import Literal
 
 import numpy as np
 
+from xentdbg.data.npy import npz_keys, read_npz
 from xentdbg.errors import UsageError
+from xentdbg.paths import describe_not_file
 
 Task = Literal["binary", "digits"]
 Pixels = Literal["raw", "unit"]
@@ -87,19 +89,20 @@ class DataInfo:
 
 
 def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Images and labels from the bundled file or a Keras ``mnist.npz``, without pickle."""
+    """Images and labels from the bundled file or a Keras ``mnist.npz``, without pickle,
+    each array's header checked before it is read (:mod:`xentdbg.data.npy`)."""
+    hint = "--data expects the mnist.npz that keras.datasets.mnist.load_data() caches."
     try:
-        with np.load(path, allow_pickle=False) as f:
-            keys = set(f.files)
-            if {"x", "y"} <= keys:
-                return f["x"], f["y"]
-            if {"x_train", "y_train"} <= keys:
-                return f["x_train"], f["y_train"]
-    except (OSError, ValueError, zipfile.BadZipFile) as e:
-        raise UsageError(f"Cannot read MNIST file {path}: {e}",
-                         hint="--data expects the mnist.npz that keras.datasets.mnist.load_data() caches.") from None
-    raise UsageError(f"{path} holds {sorted(keys)}, not x_train/y_train.",
-                     hint="--data expects the mnist.npz that keras.datasets.mnist.load_data() caches.")
+        keys = set(npz_keys(str(path)))
+        pair = next((p for p in (("x", "y"), ("x_train", "y_train")) if set(p) <= keys), None)
+        if pair is None:
+            raise UsageError(f"{path} holds {sorted(keys)}, not x_train/y_train.", hint=hint)
+        images, digits = read_npz(str(path), list(pair))
+    except (OSError, ValueError, zipfile.BadZipFile) as e:  # ArrayFileError is a ValueError
+        raise UsageError(f"Cannot read MNIST file {path}: {e}", hint=hint) from None
+    except MemoryError:
+        raise UsageError(f"Cannot read MNIST file {path}: its arrays do not fit in memory.", hint=hint) from None
+    return images, digits
 
 
 def load(spec: DataSpec) -> DataInfo:
@@ -109,7 +112,7 @@ def load(spec: DataSpec) -> DataInfo:
     else:
         path = Path(spec.source).expanduser()
         if not path.is_file():
-            raise UsageError(f"--data {spec.source}: no such file.",
+            raise UsageError(f"--data {spec.source}: {describe_not_file(path)}.",
                              hint="Use --data mnist for the bundled 5000 samples.")
     images, digits = _read_npz(path)
     if images.ndim != 3 or images.shape[1:] != (28, 28) or digits.shape != images.shape[:1]:

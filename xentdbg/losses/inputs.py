@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from dataclasses import dataclass
 
 import numpy as np
 
+from xentdbg.data.npy import ArrayFileError, npz_keys, read_npy, read_npz
 from xentdbg.errors import UsageError
+from xentdbg.paths import describe_not_file
 
 BCE, CCE, SCCE = "binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy"
 LOSSES = (BCE, CCE, SCCE)
@@ -33,6 +36,11 @@ PRESETS = {
     "random": "4 samples, 3 classes (1 output for binary), logits ~ N(0, 3^2), numpy default_rng(0)",
     "weighted": "categorical only: one-hot labels times class weights [1, 1, 0.1] (rows do not sum to 1)",
 }
+
+MAX_BYTES = 1 << 28
+"""The largest array read from a file: 256 MiB (each implementation gets its own copy)."""
+MAX_DEPTH = 32
+"""The deepest nesting of inline JSON: numpy arrays have at most 64 axes, a loss needs a few."""
 
 
 @dataclass(frozen=True)
@@ -145,8 +153,15 @@ def _read_one(text: str, role: str, loss: str, from_logits: bool) -> np.ndarray:
     path, key = _file_ref(text)
     if path is not None:
         return _load_file(path, key, role)
+    depth = _nesting(text)
+    if depth > MAX_DEPTH:
+        raise UsageError(f"--{role.replace('_', '-')}: JSON nested {depth} levels deep; at most {MAX_DEPTH} are read.",
+                         hint="Write a nested list of numbers with one level per axis, e.g. '[[0, 1], [1, 0]]'.")
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_int=_integer)
+    except RecursionError:  # not expected after _nesting; never a traceback
+        raise UsageError(f"--{role.replace('_', '-')}: JSON nested too deeply.",
+                         hint="Write a nested list of numbers, e.g. '[[0, 1], [1, 0]]'.") from None
     except json.JSONDecodeError as e:
         if text.replace("_", "").replace("-", "").isalnum() and not text[:1].isdigit():
             raise UsageError(f"--{role.replace('_', '-')} {text!r} is neither a preset nor a file.",
@@ -155,6 +170,31 @@ def _read_one(text: str, role: str, loss: str, from_logits: bool) -> np.ndarray:
                          hint="Write a nested list of numbers, e.g. '[[0, 1], [1, 0]]' (quote it for the shell).") \
             from None
     return _numeric(value, role, source="JSON")
+
+
+def _integer(digits: str) -> int | float:
+    """A JSON integer: an int within int64's range, else the float it rounds to (``inf``
+    past 1e308). Python refuses to convert more than 4300 digits to an int, and numpy
+    turns ints past int64 into object arrays."""
+    return int(digits) if len(digits.lstrip("-")) <= 18 else float(digits)
+
+
+def _nesting(text: str) -> int:
+    """The deepest ``[`` nesting of JSON ``text`` (brackets inside strings not counted),
+    counted without recursion: :func:`json.loads` recurses once per level."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            escaped, in_string = (False, True) if escaped else (char == "\\", char != '"')
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
 
 
 def _file_ref(text: str) -> tuple[str | None, str | None]:
@@ -171,28 +211,28 @@ def _file_ref(text: str) -> tuple[str | None, str | None]:
 
 
 def _load_file(path: str, key: str | None, role: str) -> np.ndarray:
-    if not os.path.isfile(path):
-        raise UsageError(f"{path}: no such file.", hint=f"Check the path given to --{role.replace('_', '-')}.")
+    flag = f"--{role.replace('_', '-')}"
+    if not os.path.isfile(path) or not os.access(path, os.R_OK):
+        raise UsageError(f"{path}: {describe_not_file(path)}.", hint=f"Check the path given to {flag}.")
     if path.endswith(".npy") and key is not None:
         raise UsageError(f"{path}:{key}: only .npz files hold named arrays.")
     try:
-        loaded = np.load(path, allow_pickle=False)
-        if isinstance(loaded, np.ndarray):
-            return _numeric(loaded, role, source=path)
-        with loaded:
-            names = list(loaded.files)
-            chosen = key or (names[0] if len(names) == 1 else role if role in names else None)
-            if chosen is None or chosen not in names:
-                what = f"has no array {chosen!r}" if chosen else f"holds {len(names)} arrays"
-                raise UsageError(f"{path} {what}: {', '.join(names) or 'none'}.",
-                                 hint=f"Name one: --{role.replace('_', '-')} {path}:KEY.")
-            return _numeric(loaded[chosen], role, source=f"{path}:{chosen}")
+        if not zipfile.is_zipfile(path):  # a .npy file (whatever its name says)
+            return _numeric(read_npy(path, MAX_BYTES), role, source=path)
+        names = npz_keys(path)
+        chosen = key or (names[0] if len(names) == 1 else role if role in names else None)
+        if chosen is None or chosen not in names:
+            what = f"has no array {chosen!r}" if chosen else f"holds {len(names)} arrays"
+            raise UsageError(f"{path} {what}: {', '.join(names) or 'none'}.", hint=f"Name one: {flag} {path}:KEY.")
+        return _numeric(read_npz(path, [chosen], MAX_BYTES)[0], role, source=f"{path}:{chosen}")
     except UsageError:
         raise
-    except ValueError as e:  # object arrays refuse to load without pickle
-        raise UsageError(f"{path}: cannot read it without pickle ({e}).",
-                         hint="xentdbg never unpickles: save plain numeric arrays.") from None
-    except (OSError, EOFError) as e:
+    except ArrayFileError as e:
+        raise UsageError(f"{path}: {e}.", hint=f"Save plain numeric arrays of at most {MAX_BYTES >> 20} MiB "
+                                               "with numpy.save or numpy.savez; xentdbg never unpickles.") from None
+    except MemoryError:
+        raise UsageError(f"{path}: the array does not fit in memory.") from None
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as e:
         raise UsageError(f"{path}: not a readable .npy/.npz file ({e}).") from None
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from xentdbg.errors import UsageError
+from xentdbg.paths import file_problem
 
 DEFAULT_FUNCTION = "setup"
 
@@ -41,9 +42,14 @@ class SetupRef:
 
     def check(self) -> None:
         """Cheap checks the coordinator runs before starting any worker."""
-        if self.is_file and not Path(self.target).is_file():
+        problem = file_problem(self.target) if self.is_file else None
+        if problem == "no such file":
             raise UsageError(f"Setup file {self.target} does not exist.",
                              hint="Give a path relative to the current directory, "
+                                  "e.g. examples/case1_bce/keras_fit.py.")
+        if problem is not None:
+            raise UsageError(f"Setup file {self.target} {problem}.",
+                             hint="Give the .py file that defines the setup function, "
                                   "e.g. examples/case1_bce/keras_fit.py.")
 
     def content_hash(self) -> str | None:

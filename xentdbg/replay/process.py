@@ -18,6 +18,7 @@ from xentdbg.errors import SetupFailed, UsageError
 from xentdbg.records import CaptureMode, SideInfo, side_info_from_dict
 from xentdbg.replay import ring, wire
 from xentdbg.replay.loading import SetupRef
+from xentdbg.replay.worker import PARENT_ENV
 
 LOAD_TIMEOUT_FLOOR = 300.0  # seconds: loading imports a framework and builds a model
 
@@ -46,7 +47,11 @@ class WorkerProcess:
 
     The worker gets the coordinator's environment plus ``env`` overrides (e.g.
     ``KERAS_BACKEND=jax``), so framework global state never crosses sides. Its
-    stdout/stderr go to a log file shown when it fails.
+    stdout/stderr go to a log shown when it fails: an anonymous temporary file (unlinked
+    before the worker starts, ``O_TMPFILE`` on Linux) that the coordinator reads through
+    its own descriptor, so no log stays behind whatever ends the coordinator, SIGKILL
+    included. The worker ends with the coordinator (:func:`xentdbg.replay.worker.tie_to_parent`);
+    it learns the coordinator's pid from :data:`PARENT_ENV`.
     """
 
     def __init__(self, side: str, env: dict[str, str]):
@@ -57,8 +62,8 @@ class WorkerProcess:
         _widen(self._from_worker)
         shm_fd = ring.create(side)  # step records' arrays go through shared memory where there is some
         self._ring = ring.RingReader(shm_fd) if shm_fd is not None else None
-        self.log = tempfile.NamedTemporaryFile(prefix=f"xentdbg-{side}-", suffix=".log", delete=False)
-        full_env = {**os.environ, **DEFAULT_WORKER_ENV, **self.env_overrides}
+        self.log = tempfile.TemporaryFile(prefix=f"xentdbg-{side}-", suffix=".log")  # no name on disk
+        full_env = {**os.environ, **DEFAULT_WORKER_ENV, **self.env_overrides, PARENT_ENV: str(os.getpid())}
         fds = (to_worker_r, from_worker_w) + ((shm_fd,) if shm_fd is not None else ())
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "xentdbg.replay.worker", str(to_worker_r), str(from_worker_w),
@@ -169,12 +174,20 @@ class WorkerProcess:
         raise SetupFailed(f"Side {self.side}'s worker {how}{where}.", side=self.side, step=self.step,
                           detail=self.log_tail())
 
-    def log_tail(self, lines: int = 40) -> str:
+    def log_tail(self, lines: int = 40, window: int = 1 << 16) -> str:
+        """The last ``lines`` lines of the worker's output (of its last ``window`` bytes).
+        Read with ``pread``: the worker writes through the same open file, whose offset
+        must not move."""
         try:
-            with open(self.log.name, errors="replace") as f:
-                return "".join(f.readlines()[-lines:])
-        except OSError:
+            fd = self.log.fileno()
+            size = os.fstat(fd).st_size
+            data = os.pread(fd, window, max(0, size - window))
+        except (OSError, ValueError):  # closed
             return ""
+        text = data.decode(errors="replace")
+        if size > window:
+            text = text.partition("\n")[2]  # a cut first line
+        return "".join(text.splitlines(keepends=True)[-lines:])
 
     def kill(self) -> None:
         if self.proc.poll() is None:
@@ -185,7 +198,7 @@ class WorkerProcess:
             self.proc.wait()
 
     def close(self, grace: float = 10.0) -> None:
-        """Let a finished worker exit, kill it after ``grace`` seconds, remove its log."""
+        """Let a finished worker exit, kill it after ``grace`` seconds, drop its log."""
         for fd in (self._to_worker, self._from_worker):
             try:
                 os.close(fd)
@@ -198,10 +211,6 @@ class WorkerProcess:
             time.sleep(0.02)
         self.kill()
         self.log.close()
-        try:
-            os.unlink(self.log.name)
-        except OSError:
-            pass
         if self.keras_home is not None:
             self.keras_home.cleanup()
 

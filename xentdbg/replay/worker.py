@@ -33,11 +33,44 @@ setup function builds its model in float64. It answers
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 
 from xentdbg.errors import UsageError
 from xentdbg.replay import wire
+
+PARENT_ENV = "XENTDBG_COORDINATOR_PID"
+"""The coordinator's pid, set in a worker's environment by :class:`xentdbg.replay.process.WorkerProcess`."""
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def tie_to_parent() -> None:
+    """End this worker (SIGKILL) when its coordinator dies, however it dies.
+
+    A coordinator that exits or is killed normally closes the channel, and the worker
+    ends when it next reads it; but a worker in the middle of a step (a compilation, a
+    long step) reads nothing for a while, and one killed coordinator left its workers
+    running on. On Linux the kernel sends the parent-death signal the moment the parent
+    ends (``prctl(PR_SET_PDEATHSIG)``, kept across ``exec``; strictly, when the thread
+    that spawned the worker ends: the coordinator spawns workers from its main thread).
+    Asked for here, after the interpreter started: a coordinator that died before is
+    seen in ``os.getppid()``, no longer the pid the coordinator passed in
+    :data:`PARENT_ENV`. Elsewhere (no ``prctl``) the channel's closing ends the worker
+    as before."""
+    expected = os.environ.get(PARENT_ENV)
+    if not sys.platform.startswith("linux") or not expected:
+        return
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if str(os.getppid()) != expected:  # the coordinator died before the prctl
+        os._exit(0)
 
 
 def _send_error(fd: int, kind: str, exc: BaseException, step: int | None, stage: str) -> None:
@@ -180,6 +213,7 @@ def serve(fd_in: int, fd_out: int, shm_fd: int = -1) -> int:
 
 
 if __name__ == "__main__":
+    tie_to_parent()
     from xentdbg._exit import fast_exit
 
     fast_exit(serve(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else -1))

@@ -98,3 +98,7 @@ def test_nnx_batchnorm_momentum_is_the_first_divergence(tmp_path):
     assert run.code == 1, run.output
     first = run.report["first_divergence"]
     assert (first["step"], first["phase"], first["name_a"]) == (0, "state", "['bn']['mean']"), first
+    # the probe reads the batch mean from the activation before the module 'bn' ('dense')
+    found = {f["cause"]: f for f in run.report["diagnosis"]["findings"]}
+    assert found["batchnorm-momentum"]["numbers"] == pytest.approx({"momentum_a": 0.99, "momentum_b": 0.9},
+                                                                    abs=1e-4)

@@ -55,6 +55,38 @@ def _names(state: Any) -> list[str]:
     return [jax.tree_util.keystr(path).removesuffix(".value") for path, _ in leaves]
 
 
+def _keys(path: tuple) -> list:
+    """The plain keys of a JAX key path (dict keys, attribute names, sequence indices)."""
+    return [getattr(k, "key", getattr(k, "name", getattr(k, "idx", k))) for k in path]
+
+
+def _module_of(path: tuple) -> tuple:
+    """The module path of a captured output's key path ``(..., module, '__call__', i)``."""
+    keys = list(path)
+    return tuple(str(k) for k in keys[:keys.index("__call__")]) if "__call__" in keys else tuple(map(str, keys))
+
+
+def _definition_order(model: Any) -> dict[tuple, tuple]:
+    """Each submodule's path, ranked depth-first in the order its attributes were assigned
+    (``vars()`` keeps assignment order). NNX flattens modules with their attributes sorted,
+    so the captured outputs come sorted by name; for a model that calls its layers in the
+    order ``__init__`` creates them (a Sequential-like model) this ranks them in call order,
+    and the model's own output last. Activations only localize a divergence, so a model
+    that calls them in another order loses only the order of its activation rows."""
+    from flax import nnx
+
+    rank: dict[tuple, tuple] = {}
+
+    def walk(module: Any, path: tuple, at: tuple) -> None:
+        children = [(k, v) for k, v in vars(module).items() if isinstance(v, nnx.Module)]
+        for i, (key, child) in enumerate(children):
+            walk(child, (*path, key), (*at, i))
+        rank[path] = (*at, len(children))  # after its children: a container's output comes last
+
+    walk(model, (), ())
+    return rank
+
+
 def _loss_only(out: Any) -> Any:
     return out[0] if isinstance(out, tuple) else out
 
@@ -118,12 +150,21 @@ class NnxStepAdapter(Adapter):
             shapes = jax.eval_shape(run, params, rest, sample)
         except Exception:  # noqa: BLE001 - activations only localize; a model they break runs without them
             return None, []
-        names = _names(shapes)
+        paths = [tuple(_keys(path)) for path, _ in jax.tree_util.tree_flatten_with_path(shapes)[0]]
+        rank = _definition_order(self.model)
+        order = sorted(range(len(paths)), key=lambda i: rank.get(_module_of(paths[i]), (len(rank),)))
+        root = type(self.model).__name__
+
+        def name(path: tuple) -> str:
+            module, call = _module_of(path), path[-1]
+            base = "/".join(module) or root
+            return base if call in (0, "0") else f"{base}[{call}]"
 
         def forward(params, rest, x):
-            return jax.tree_util.tree_leaves(run(params, rest, x))
+            leaves = jax.tree_util.tree_leaves(run(params, rest, x))
+            return [leaves[i] for i in order]
 
-        return jax.jit(forward), names
+        return jax.jit(forward), [name(paths[i]) for i in order]
 
     # -- description ----------------------------------------------------------
     def describe(self) -> SideInfo:

@@ -130,6 +130,14 @@ def _split(name: str) -> tuple[tuple[str, ...], str, bool]:
     return tuple(tokens[:-1]), role, keyed
 
 
+def layer_and_role(name: str) -> tuple[tuple[str, ...], str]:
+    """The layer path and role of a variable name, in any library's spelling:
+    ``sequential/batch_normalization/moving_mean`` -> ``(("sequential",
+    "batch_normalization"), "moving_mean")``, ``['bn']['mean']`` -> ``(("bn",), "mean")``."""
+    path, role, _ = _split(name)
+    return path, role
+
+
 def _layers(specs: Sequence[TensorSpec], pool: Sequence[int]) -> list[_Layer]:
     """Group the tensors ``pool`` (indices into ``specs``) by layer, in the order of their
     first tensor; within a layer, by role (kernel, scale, bias, statistics, the rest in

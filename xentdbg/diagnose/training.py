@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from xentdbg.compare.params import layer_and_role
 from xentdbg.diagnose.context import Context, Finding, Side, fmt, ratio
 
 
@@ -51,14 +52,16 @@ def training_flag(ctx: Context) -> list[Finding]:
 
 
 def _batch_mean(side: Side, state_name: str) -> np.ndarray | None:
-    """Mean over the batch of the activation that feeds the layer owning ``state_name``."""
-    layer = state_name.split("/")[-2] if "/" in state_name else None
+    """Mean over the batch of the activation that feeds the layer owning ``state_name``
+    (the activation row before that layer's: Keras names rows by layer, ``bn`` for
+    ``sequential/bn/moving_mean``; NNX by module path, ``bn`` for ``['bn']['mean']``)."""
+    path, _ = layer_and_role(state_name)
+    if not path:
+        return None
     acts = side.activations
     names = [n for n, _ in acts]
-    if layer not in names:
-        return None
-    k = names.index(layer)
-    if k == 0:
+    k = next((i for i, n in enumerate(names) if n in ("/".join(path), path[-1])), None)
+    if k is None or k == 0:
         return None
     h = np.asarray(acts[k - 1][1], np.float64)
     return h.reshape(-1, h.shape[-1]).mean(axis=0)
@@ -68,7 +71,8 @@ def batchnorm_state(ctx: Context) -> list[Finding]:
     """Cause 5: moving statistics never updated on one side, or another momentum.
 
     Keras: ``moving = m * moving + (1 - m) * batch_stat`` (keras/src/layers/normalization/
-    batch_normalization.py ~L64). From the pre-step value ``s0``, post-step ``s1`` and
+    batch_normalization.py ~L64); Flax NNX the same (flax/nnx/nn/normalization.py:405-408,
+    flax 0.12.8). From the pre-step value ``s0``, post-step ``s1`` and
     the batch mean ``mu``: ``1 - m = <s1 - s0, mu - s0> / |mu - s0|^2``."""
     divergent = {t.name_a for t in ctx.divergent("state")} | {t.name_b for t in ctx.divergent("state")}
     triples = [t for t in ctx.state_triples() if t[0] in divergent]
@@ -80,7 +84,7 @@ def batchnorm_state(ctx: Context) -> list[Finding]:
         for label, s0, s1 in (("A", a0, a1), ("B", b0, b1)):
             if s1.tobytes() == s0.tobytes():
                 frozen[label].append(name)
-        if "mean" in name.split("/")[-1]:
+        if "mean" in layer_and_role(name)[1]:
             for label, side, s0, s1 in (("A", ctx.a, a0, a1), ("B", ctx.b, b0, b1)):
                 mu = _batch_mean(side, name)
                 if mu is not None and mu.shape == s0.shape and s1.tobytes() != s0.tobytes():

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from xentdbg.compare.metrics import Tolerance
 from xentdbg.compare.result import CompareConfig, CompareResult
 from xentdbg.data import DataInfo, DataSpec
+from xentdbg.data.declared import declare
 from xentdbg.errors import SetupFailed, UsageError, XentdbgError
 from xentdbg.records import CaptureMode
 from xentdbg.replay.engine import compare
@@ -42,4 +43,4 @@ def legacy_learning_phase() -> Any:
 
 __all__ = ["CaptureMode", "CompareConfig", "CompareResult", "DataInfo", "DataSpec", "JaxLoop", "JaxStep", "KerasFit",
            "KerasLoop", "LegacyKerasFunction", "NnxStep", "SetupFailed", "Tolerance", "UsageError", "XentdbgError",
-           "compare", "legacy_learning_phase", "load_trace", "__version__"]
+           "compare", "declare", "legacy_learning_phase", "load_trace", "__version__"]

@@ -23,8 +23,6 @@ from rich.text import Text
 from xentdbg.compare.metrics import DEFAULT_ATOL, DEFAULT_RTOL, Tolerance
 from xentdbg.compare.result import DEFAULT_TRACE_BUDGET
 from xentdbg.data import DataSpec
-from xentdbg.data import Pixels as PixelsChoice
-from xentdbg.data import Task as TaskChoice
 from xentdbg.errors import OutputError, UsageError, XentdbgError
 from xentdbg.losses.implementations import DEFAULT_TIMEOUT as LOSS_TIMEOUT
 from xentdbg.losses.implementations import IMPLEMENTATIONS as LOSS_IMPLEMENTATIONS
@@ -44,15 +42,24 @@ app = typer.Typer(
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
 )
 
-# Shared options, defined once.
-Steps = Annotated[int, typer.Option(min=1, help="Training steps to replay.")]
-Data = Annotated[str, typer.Option(help="'mnist' (bundled 5000 real samples) or a path to a Keras mnist.npz.")]
-Subset = Annotated[int, typer.Option(min=1, help="Use the first N samples.")]
-Task = Annotated[str, typer.Option(help="'binary' (label = digit >= 5, y shape (N,1)) or 'digits' "
-                                        "(one-hot, 10 classes).")]
-Pixels = Annotated[str, typer.Option(help="'raw' (0..255) or 'unit' (/255).")]
-BatchSize = Annotated[int | None, typer.Option(min=1, help="Batch size. "
-                                                            "Defaults to the full subset (one batch per step).")]
+# Shared options, defined once. The data options default to None: "not given", so that a
+# setup's @xentdbg.declare(...) can supply them (xentdbg/data/declared.py); the help states
+# the built-in default.
+_DECLARED = "A setup's @xentdbg.declare(...) may set it; this option overrides that. "
+Steps = Annotated[int | None, typer.Option(min=1, help=_DECLARED + "Training steps to replay. Default 10.")]
+Data = Annotated[str, typer.Option(help="'mnist' (bundled 5000 real samples), a Keras mnist.npz, or any .npz "
+                                        "holding MNIST-shaped x and y arrays.")]
+Subset = Annotated[int | None, typer.Option(min=1, help=_DECLARED + "Use the first N samples. Default 1000.")]
+Task = Annotated[str | None, typer.Option(help=_DECLARED + "'binary' (label = digit >= 5) or 'digits' "
+                                                           "(10 classes). Default binary.")]
+Pixels = Annotated[str | None, typer.Option(help=_DECLARED + "'raw' (0..255) or 'unit' (/255). Default raw.")]
+Layout = Annotated[str | None, typer.Option(help=_DECLARED + "Shape of x per sample: 'flat' (784), '28x28' or "
+                                                             "'28x28x1' (channels last). Default flat.")]
+Labels = Annotated[str | None, typer.Option(help=_DECLARED + "'onehot' (float32, (N, 10) for digits, (N, 1) for "
+                                                             "binary) or 'sparse' (int32 class index, (N,)). "
+                                                             "Default onehot.")]
+BatchSize = Annotated[int | None, typer.Option(min=1, help=_DECLARED + "Batch size. Default the whole "
+                                                                       "subset (one batch per step).")]
 Rtol = Annotated[float, typer.Option(min=0.0, help="Relative tolerance: a tensor matches when "
                                                    "max|A-B| <= atol + rtol*max(|A|,|B|). "
                                                    f"Default {DEFAULT_RTOL:g}.")]
@@ -79,9 +86,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 # The data options of every command that runs a setup (compare, trace), in --help order.
 _DATA_OPTIONS: tuple[tuple[str, Any, Any], ...] = (
-    ("steps", Steps, 10), ("data", Data, "mnist"), ("subset", Subset, 1000), ("task", Task, "binary"),
-    ("pixels", Pixels, "raw"), ("batch_size", BatchSize, None),
+    ("steps", Steps, None), ("data", Data, "mnist"), ("subset", Subset, None), ("task", Task, None),
+    ("pixels", Pixels, None), ("layout", Layout, None), ("labels", Labels, None), ("batch_size", BatchSize, None),
 )
+_SETUP_ARGS = {"setup_a": "setup A", "setup_b": "setup B", "setup": "the setup"}
 
 
 def data_options(command: F) -> F:
@@ -89,7 +97,9 @@ def data_options(command: F) -> F:
     and call it with ``steps`` and the :class:`DataSpec` they describe.
 
     Typer reads a command's options from its signature, so the wrapper's signature is the
-    command's with ``spec`` replaced by ``--steps --data --subset --task --pixels --batch-size``."""
+    command's with ``spec`` replaced by ``--steps --data --subset --task --pixels --layout
+    --labels --batch-size``. Options not given come from the setups' declarations
+    (:func:`xentdbg.data.declared.resolve`), else from the built-in defaults."""
     sig = inspect.signature(command, eval_str=True)
     params: list[inspect.Parameter] = []
     for p in sig.parameters.values():
@@ -102,9 +112,9 @@ def data_options(command: F) -> F:
     @functools.wraps(command)
     def wrapper(**kwargs: Any) -> Any:
         values = {n: kwargs.pop(n) for n, _, _ in _DATA_OPTIONS}
-        steps = values.pop("steps")
-        with _errors(kwargs.get("json_path")):  # a bad --task or --pixels is a usage error (exit 2)
-            spec = _data_spec(**values)
+        with _errors(kwargs.get("json_path")):  # a bad --task, or two declarations that disagree (exit 2)
+            steps, spec = _data_spec(values, {label: kwargs[arg] for arg, label in _SETUP_ARGS.items()
+                                              if isinstance(kwargs.get(arg), str)})
         return command(steps=steps, spec=spec, **kwargs)
 
     wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
@@ -130,9 +140,23 @@ def _choice(value: str, choices: Any, flag: str) -> Any:
     return value
 
 
-def _data_spec(data: str, subset: int, task: str, pixels: str, batch_size: int | None) -> DataSpec:
-    return DataSpec(source=data, subset=subset, task=_choice(task, TaskChoice, "--task"),
-                    pixels=_choice(pixels, PixelsChoice, "--pixels"), batch_size=batch_size or subset)
+def _data_spec(given: dict[str, Any], setups: dict[str, str]) -> tuple[int, DataSpec]:
+    """The steps and data: each option from the command line, else the setups'
+    declarations (which must agree), else the default."""
+    from xentdbg.data.declared import CHOICES, flag, resolve
+    from xentdbg.replay.loading import SetupRef, declared_data
+
+    for key, choices in CHOICES.items():
+        if given.get(key) is not None and given[key] not in choices:
+            raise UsageError(f"{flag(key)} {given[key]!r}: choose one of {', '.join(choices)}.")
+    declared = {}
+    for label, text in setups.items():
+        ref = SetupRef.parse(text)
+        ref.check()
+        declared[label] = declared_data(ref, label)
+    v = resolve(given, declared)
+    return v["steps"], DataSpec(source=given["data"], subset=v["subset"], task=v["task"], pixels=v["pixels"],
+                                batch_size=v["batch_size"] or v["subset"], layout=v["layout"], labels=v["labels"])
 
 
 def _progress(console: Console, steps: int) -> tuple[Progress, Any]:

@@ -27,7 +27,12 @@ from xentdbg.paths import describe_not_file
 
 Task = Literal["binary", "digits"]
 Pixels = Literal["raw", "unit"]
+Layout = Literal["flat", "28x28", "28x28x1"]
+Labels = Literal["onehot", "sparse"]
 BUNDLED = "mnist"
+LAYOUT_SHAPES: dict[str, tuple[int, ...]] = {"flat": (784,), "28x28": (28, 28), "28x28x1": (28, 28, 1)}
+"""Per-sample shape of ``x`` for each layout (channels last for ``28x28x1``, as Keras'
+``Conv2D`` and Flax's ``Conv`` expect by default)."""
 
 
 @dataclass(frozen=True)
@@ -39,12 +44,16 @@ class DataSpec:
     task: Task = "binary"
     pixels: Pixels = "raw"
     batch_size: int = 1000
+    layout: Layout = "flat"
+    labels: Labels = "onehot"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> DataSpec:
+        """From :meth:`to_dict`'s output (older traces' ``meta.data`` lacks ``layout`` and
+        ``labels``: the defaults, what those versions trained on)."""
         return cls(**d)
 
     @property
@@ -61,9 +70,12 @@ class DataSpec:
 class DataInfo:
     """What a setup function receives: the arrays and their description.
 
-    ``x`` is float32 ``(N, 784)`` (flattened 28x28 images, 0..255 for ``pixels="raw"``,
-    0..1 for ``"unit"``). ``y`` is float32: ``(N, 1)`` with 1.0 for digits >= 5 for
-    ``task="binary"``, one-hot ``(N, 10)`` for ``task="digits"``.
+    ``x`` is float32, 0..255 for ``pixels="raw"``, 0..1 for ``"unit"``, shaped by
+    ``layout``: ``(N, 784)`` (``"flat"``, the default), ``(N, 28, 28)`` or ``(N, 28, 28, 1)``.
+    ``y`` with ``labels="onehot"`` (the default) is float32: ``(N, 1)`` with 1.0 for digits
+    >= 5 for ``task="binary"``, one-hot ``(N, 10)`` for ``task="digits"``; with
+    ``labels="sparse"`` it is the class index, int32 ``(N,)``: 0/1 for ``binary``, the digit
+    for ``digits`` (for ``sparse_categorical_crossentropy``).
     """
 
     x: np.ndarray
@@ -86,6 +98,28 @@ class DataInfo:
     @property
     def batch_size(self) -> int:
         return self.spec.batch_size
+
+    def shape_hint(self, message: str) -> str | None:
+        """A hint for a setup that failed on its first step with ``message``, when the
+        message speaks of shapes: what xentdbg fed, and the options that change it."""
+        if not any(word in message.lower() for word in ("shape", "dimension", "rank", "incompatible", "size")):
+            return None
+        s = self.spec
+        return (f"xentdbg fed x {self.x.shape[1:]} per sample ({self.x.dtype}, --layout {s.layout}) and y "
+                f"{self.y.shape[1:] or '()'} per sample ({self.y.dtype}, --labels {s.labels}, --task {s.task}). "
+                "If the model expects other shapes, change --layout (flat, 28x28, 28x28x1), --labels (onehot, "
+                "sparse) or --task (binary, digits), or declare them next to the setup: "
+                "@xentdbg.declare(task=..., layout=..., labels=...).")
+
+    def dense_labels(self, y: np.ndarray) -> np.ndarray:
+        """Labels ``y`` in this data's label form as the one-hot (or ``(N, 1)`` binary) float32
+        array the ``onehot`` form gives: what the diagnosis reasons in, whatever the setup took."""
+        if self.spec.labels == "onehot":
+            return y
+        y = np.asarray(y)
+        if self.spec.task == "binary":
+            return y.astype(np.float32).reshape(-1, 1)
+        return np.eye(10, dtype=np.float32)[y.astype(np.int64)]
 
 
 def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -114,20 +148,43 @@ def load(spec: DataSpec) -> DataInfo:
         if not path.is_file():
             raise UsageError(f"--data {spec.source}: {describe_not_file(path)}.",
                              hint="Use --data mnist for the bundled 5000 samples.")
-    images, digits = _read_npz(path)
-    if images.ndim != 3 or images.shape[1:] != (28, 28) or digits.shape != images.shape[:1]:
-        raise UsageError(f"{path}: expected images (N, 28, 28) and labels (N,), "
-                         f"got {images.shape} and {digits.shape}.")
+    images, digits = _mnist_arrays(path, *_read_npz(path))
     if spec.subset < 1 or spec.subset > len(images):
         raise UsageError(f"--subset {spec.subset}: the data holds {len(images)} samples.")
     if spec.batch_size < 1:
         raise UsageError(f"--batch-size {spec.batch_size} must be at least 1.")
+    if spec.layout not in LAYOUT_SHAPES:
+        raise UsageError(f"--layout {spec.layout!r}: choose one of {', '.join(LAYOUT_SHAPES)}.")
     images, digits = images[: spec.subset], digits[: spec.subset].astype(np.uint8)
     x = images.reshape(len(images), -1).astype(np.float32)
     if spec.pixels == "unit":
         x = x / np.float32(255.0)
-    if spec.task == "binary":
-        y = (digits >= 5).astype(np.float32)[:, None]
+    x = x.reshape(len(x), *LAYOUT_SHAPES[spec.layout])
+    binary = (digits >= 5)
+    y: np.ndarray
+    if spec.labels == "sparse":
+        y = (binary if spec.task == "binary" else digits).astype(np.int32)
+    elif spec.task == "binary":
+        y = binary.astype(np.float32)[:, None]
     else:
         y = np.eye(10, dtype=np.float32)[digits]
     return DataInfo(x=x, y=y, labels=digits, spec=spec)
+
+
+def _mnist_arrays(path: Path, images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Images ``(N, 28, 28)`` and digits ``(N,)`` from a file's ``x``/``y``: images of MNIST's
+    shapes ``(N, 28, 28)``, ``(N, 28, 28, 1)`` or ``(N, 784)``; labels as digits ``(N,)``
+    or one-hot ``(N, 10)``. Anything else is a usage error naming the shapes found."""
+    n = len(images) if images.ndim else 0
+    shape_ok = images.ndim >= 2 and images.shape[1:] in ((28, 28), (28, 28, 1), (784,))
+    if labels.ndim == 2 and labels.shape[1:] == (10,) and len(labels) == n:
+        one_hot = np.isin(labels, (0, 1)).all() and np.all(labels.sum(axis=1) == 1)
+        labels = labels.argmax(axis=1) if one_hot else labels
+    labels_ok = labels.shape == (n,) and labels.dtype.kind in "iuf" and n > 0 and bool(
+        np.all((labels >= 0) & (labels <= 9) & (labels == np.floor(labels))))
+    if not shape_ok or not labels_ok or images.dtype.kind not in "iuf":
+        raise UsageError(f"{path}: expected MNIST images (N, 28, 28), (N, 28, 28, 1) or (N, 784) and digit labels "
+                         f"(N,) or one-hot (N, 10); got {images.shape} {images.dtype} and {labels.shape} "
+                         f"{labels.dtype}.",
+                         hint="--data takes a Keras mnist.npz (x_train, y_train) or any .npz with x and y arrays.")
+    return images.reshape(n, 28, 28), labels.astype(np.uint8)

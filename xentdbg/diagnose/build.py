@@ -60,6 +60,15 @@ def located_batch(record: StepRecord, data: DataInfo, dataset_sums: np.ndarray) 
     return bx, by if labels else None
 
 
+def _as_probes_see(batch: Batch | None, data: DataInfo) -> Batch | None:
+    """A batch as the probes reason about it, whatever layout and label form the setups
+    took: ``x`` flat ``(N, 784)``, ``y`` one-hot (or ``(N, 1)`` binary) float32."""
+    if batch is None:
+        return None
+    x, y = batch
+    return x.reshape(len(x), -1), data.dense_labels(y) if y is not None else None
+
+
 def _context(step: StepComparison, history: list[StepComparison], records: tuple[StepRecord, StepRecord],
              previous: tuple[StepRecord | None, StepRecord | None], starts: tuple | None,
              infos: tuple[SideInfo, SideInfo], pairing: Pairing, tolerance: Tolerance, data: DataInfo | None,
@@ -70,7 +79,7 @@ def _context(step: StepComparison, history: list[StepComparison], records: tuple
     and batch in B's sample order, so that ``ctx.x``, ``ctx.y`` serve both."""
     batches: list[Batch | None] = [None, None]
     if data is not None and dataset_sums is not None:
-        batches = [located_batch(r, data, dataset_sums) for r in records]
+        batches = [_as_probes_see(located_batch(r, data, dataset_sums), data) for r in records]
     recs = list(records)
     perm = step.alignment.perm if step.alignment is not None and step.reordered else None
     if perm is not None:

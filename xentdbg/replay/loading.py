@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib
 import importlib.util
@@ -9,7 +10,9 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from xentdbg.data.declared import check_declared
 from xentdbg.errors import UsageError
 from xentdbg.paths import file_problem
 
@@ -103,3 +106,62 @@ def load_function(ref: SetupRef) -> Callable:
     if not callable(fn):
         raise UsageError(f"{ref} is a {type(fn).__name__}, not a function.")
     return fn
+
+
+MAX_SETUP_SOURCE = 8 << 20
+"""A setup file larger than this is not parsed for a declaration (8 MiB)."""
+
+
+def declared_data(ref: SetupRef, label: str) -> dict[str, Any]:
+    """The data the setup function declares with ``@xentdbg.declare(...)``
+    (:mod:`xentdbg.data.declared`), read from its source without running it; ``{}`` when it
+    declares none, or when its source cannot be found without importing it. ``label``
+    names the side in errors ("setup A")."""
+    path = _source_path(ref)
+    if path is None:
+        return {}
+    try:
+        if path.stat().st_size > MAX_SETUP_SOURCE:
+            return {}
+        tree = ast.parse(path.read_bytes(), filename=str(path))
+    except (OSError, SyntaxError, ValueError):
+        return {}  # the worker that imports it will report what is wrong, as before
+    node = next((n for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)
+                 and n.name == ref.function), None)
+    if node is None:
+        return {}
+    for decorator in node.decorator_list:
+        if not isinstance(decorator, ast.Call) or _dotted(decorator.func).rpartition(".")[2] != "declare":
+            continue
+        where = f"{label} ({ref})"
+        if decorator.args or any(k.arg is None for k in decorator.keywords):
+            raise UsageError(f"{where}: xentdbg.declare takes keyword arguments only.",
+                             hint="Example: @xentdbg.declare(task=\"digits\", layout=\"28x28x1\").")
+        values: dict[str, Any] = {}
+        for k in decorator.keywords:
+            try:
+                values[str(k.arg)] = ast.literal_eval(k.value)
+            except ValueError:
+                raise UsageError(f"{where} declares {k.arg} with an expression ({ast.unparse(k.value)}).",
+                                 hint="Declarations are read without running the file: write literals, "
+                                      "e.g. batch_size=128.") from None
+        return check_declared(values, where)
+    return {}
+
+
+def _dotted(node: ast.expr) -> str:
+    if isinstance(node, ast.Attribute):
+        return f"{_dotted(node.value)}.{node.attr}"
+    return node.id if isinstance(node, ast.Name) else ""
+
+
+def _source_path(ref: SetupRef) -> Path | None:
+    if ref.is_file:
+        path = Path(ref.target)
+        return path if path.is_file() else None
+    try:
+        spec = importlib.util.find_spec(ref.target)  # imports the parent packages, not the module
+    except (ImportError, ValueError):
+        return None
+    origin = getattr(spec, "origin", None) if spec is not None else None
+    return Path(origin) if origin and origin.endswith(".py") else None

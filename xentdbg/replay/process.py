@@ -161,7 +161,7 @@ class WorkerProcess:
             raise UsageError(f"Side {self.side}: {header['message']}", hint=header.get("hint"))
         where = f"step {step}" if step is not None else f"{header['stage']}"
         raise SetupFailed(f"Side {self.side} raised {header['exception']} at {where}: {header['message']}",
-                          side=self.side, step=step, detail=header["traceback"])
+                          side=self.side, step=step, hint=header.get("hint"), detail=header["traceback"])
 
     def _died(self):
         try:

@@ -73,12 +73,15 @@ def tie_to_parent() -> None:
         os._exit(0)
 
 
-def _send_error(fd: int, kind: str, exc: BaseException, step: int | None, stage: str) -> None:
+def _send_error(fd: int, kind: str, exc: BaseException, step: int | None, stage: str,
+                hint: str | None = None) -> None:
     tb = "".join(traceback.format_exception(exc))
     header = {"type": "error", "kind": kind, "message": str(exc) or type(exc).__name__,
               "exception": type(exc).__name__, "traceback": tb, "step": step, "stage": stage}
     if isinstance(exc, UsageError):
         header["hint"] = exc.hint
+    elif hint:
+        header["hint"] = hint
     try:
         wire.send(fd, header)
     except OSError:
@@ -141,7 +144,7 @@ def serve(fd_in: int, fd_out: int, shm_fd: int = -1) -> int:
     from xentdbg.replay.loading import SetupRef, load_function, missing_module
     from xentdbg.replay.ring import RingWriter
 
-    stage, emitted = "load", 0
+    stage, emitted, data = "load", 0, None
     try:
         header, _ = wire.recv(fd_in)
         ref = SetupRef(**header["setup"])
@@ -208,7 +211,8 @@ def serve(fd_in: int, fd_out: int, shm_fd: int = -1) -> int:
         _send_error(fd_out, "usage", e, None, stage)
         return 2
     except BaseException as e:  # the user's setup raised: report it with its traceback
-        _send_error(fd_out, "setup", e, emitted if stage == "step" else None, stage)
+        hint = data.shape_hint(str(e)) if data is not None and stage in ("setup", "step") and emitted == 0 else None
+        _send_error(fd_out, "setup", e, emitted if stage == "step" else None, stage, hint)
         return 3
 
 

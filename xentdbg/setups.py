@@ -85,6 +85,12 @@ class JaxStep:
             ``TrainState``, or any pytree that holds them.
         loss_fn: the loss ``step`` minimises, ``loss_fn(params, x, y)`` or
             ``loss_fn(params, batch)``.
+        grads_fn: instead of ``loss_fn``, your own function that returns the gradients
+            and the loss at the state's parameters, ``grads_fn(state, x, y)`` or
+            ``grads_fn(state, batch)``, as Flax's MNIST example's ``apply_model`` returns
+            ``(grads, loss, accuracy)``: the item shaped like the parameters is the
+            gradients, the first scalar the loss. It runs at the pre-step state, apart
+            from the step.
         params: ``params(state)``: the parameter pytree inside ``state`` (by default
             ``state.params`` for a Flax ``TrainState``, else the state itself). Its leaves
             must be leaves of ``state``: that is how xentdbg puts the shared initial
@@ -108,10 +114,11 @@ class JaxStep:
 
     step: Callable[..., Any]
     state: Any
-    loss_fn: Callable[..., Any]
+    loss_fn: Callable[..., Any] | None = None
     params: Callable[[Any], Any] | None = None
     layers: Sequence[tuple[Callable, Callable]] | None = None
     indexed: bool = False
+    grads_fn: Callable[..., Any] | None = None
 
     @classmethod
     def from_optimizers(cls, update: Callable[..., Any], opt_state: Any, get_params: Callable[[Any], Any],

@@ -54,9 +54,11 @@ def _setup(data, loss):
     return xentdbg.JaxStep.from_optimizers(update, opt_state, get_params, loss)
 
 
+@xentdbg.declare(task="digits", pixels="unit", batch_size=128)
 def setup(data):
     return _setup(data, loss)
 
 
+@xentdbg.declare(task="digits", pixels="unit", batch_size=128)
 def fixed(data):
     return _setup(data, summed_loss)

@@ -2,9 +2,9 @@
 
 Source: https://github.com/jax-ml/jax/blob/main/examples/mnist_classifier_fromscratch.py
 (Apache-2.0). Parameters, model, loss and the jitted ``update`` are the public file's,
-unchanged. Lines changed (3): the ``__main__`` block became ``def setup(data)``, the
-training loop and printout gave way to the return line, and the first layer size reads
-``data.input_shape`` (784 for the flat layout).
+unchanged. Lines changed (4): the ``@xentdbg.declare`` line, the ``__main__`` block became
+``def setup(data)``, the training loop and printout gave way to the return line, and the
+first layer size reads ``data.input_shape`` (784 for the flat layout).
 
 The step is ``update(params, batch) -> params``: the state is the parameter list itself.
 """
@@ -39,6 +39,7 @@ def loss(params, batch):
     return -np.mean(preds * targets)
 
 
+@xentdbg.declare(task="digits", pixels="unit", batch_size=128)
 def setup(data):
     layer_sizes = [data.input_shape[0], 1024, 1024, 10]
     param_scale = 0.1

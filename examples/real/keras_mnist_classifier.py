@@ -7,6 +7,7 @@ import keras
 import xentdbg
 
 
+@xentdbg.declare(task="digits", pixels="unit", batch_size=128)
 def setup(data):
     keras.utils.set_random_seed(0)
     model = keras.Sequential([

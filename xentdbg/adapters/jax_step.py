@@ -161,12 +161,17 @@ class JaxStepAdapter(Adapter):
         self._params_of = setup.params or default_params(self.state)
         self._positions = param_positions(self.state, self._params_of(self.state))
         self._treedef = jax.tree_util.tree_structure(self.state)
-        self._loss = xy_form(setup.loss_fn, 1)
+        if (setup.loss_fn is None) == (setup.grads_fn is None):
+            raise UsageError("JaxStep needs one of loss_fn and grads_fn.",
+                             hint="loss_fn(params, x, y) -> loss, or grads_fn(state, x, y) returning the gradients "
+                                  "and the loss (as Flax's MNIST example's apply_model does).")
+        self._loss = xy_form(setup.loss_fn, 1) if setup.loss_fn is not None else None
+        self._grads_of = xy_form(setup.grads_fn, 1) if setup.grads_fn is not None else None
         self._step = xy_form(setup.step, 2 if setup.indexed else 1)
         params = self._params_of(self.state)
         self._param_names = _path_names(params)
-        self._grad_fn = jax.jit(jax.value_and_grad(self._loss))
-        self._loss_fn = jax.jit(self._loss)
+        self._grad_fn: Any = jax.jit(jax.value_and_grad(self._loss)) if self._loss is not None else None
+        self._loss_fn: Any = jax.jit(self._loss) if self._loss is not None else None
         self._forward = self._make_forward() if setup.layers is not None else None
         self._names = [_layer_name(i, layer) for i, layer in enumerate(setup.layers or [])]
         if setup.layers is None:
@@ -198,6 +203,23 @@ class JaxStepAdapter(Adapter):
             for i, v in zip(rest, others, strict=True):
                 leaves[i] = jnp.asarray(v, dtype=jnp.asarray(leaves[i]).dtype)
         return jax.tree_util.tree_unflatten(self._treedef, leaves)
+
+    def _loss_and_grads(self, state: Any, params: Any, x: Any, y: Any) -> tuple[Any, Any]:
+        """The loss and gradients at ``state``'s parameters: ``value_and_grad(loss_fn)``, or
+        the user's ``grads_fn(state, x, y)``, whose result holds the gradients (the item with
+        the parameters' tree structure) and the loss (its first scalar)."""
+        if self._grads_of is None:
+            return self._grad_fn(params, x, y)
+        out = self._grads_of(state, x, y)
+        items = list(out) if isinstance(out, tuple) else [out]
+        structure: Any = jax.tree_util.tree_structure(params)
+        grads = next((item for item in items if structure == jax.tree_util.tree_structure(item)), None)
+        loss = next((item for item in items if np.ndim(item) == 0 and not isinstance(item, dict)), None)
+        if grads is None or loss is None:
+            raise UsageError("JaxStep: grads_fn returned no item shaped like the parameters, or no scalar loss.",
+                             hint="grads_fn(state, x, y) must return the gradients and the loss, e.g. "
+                                  "(grads, loss, accuracy).")
+        return loss, grads
 
     def _params_tree(self, state: Any) -> Any:
         return self._params_of(state)
@@ -248,12 +270,14 @@ class JaxStepAdapter(Adapter):
             if emit is not None:
                 params = self._params_tree(state)
                 if capture is CaptureMode.FULL:
-                    loss, grads = self._grad_fn(params, x, y)
+                    loss, grads = self._loss_and_grads(state, params, x, y)
                     acts = self._forward(params, x) if self._forward is not None else []
                     self._held[i] = (x, y, jax.tree_util.tree_map(jnp.copy, state))
                     self._held.pop(i - 2, None)
-                else:
+                elif self._loss_fn is not None:
                     loss, grads, acts = self._loss_fn(params, x, y), None, []
+                else:  # grads_fn gives the loss only with the gradients
+                    (loss, grads), acts = self._loss_and_grads(state, params, x, y), []
             state = self._run_step(i, state, x, y)  # the user's step, unchanged
             if emit is None:
                 continue
@@ -289,7 +313,7 @@ class JaxStepAdapter(Adapter):
             x, y = given_batch(batch, x, y)
         s = self._with(held, params, optimizer)
         p = self._params_tree(s)
-        loss, g = self._grad_fn(p, x, y)
+        loss, g = self._loss_and_grads(s, p, x, y)
         out = {"loss": [("loss", np.asarray(loss))],
                "gradients": list(zip(self._param_names, map(np.asarray, jax.tree_util.tree_leaves(g))))}
         if grads is None:
@@ -313,6 +337,8 @@ class JaxStepAdapter(Adapter):
         actually computed in."""
         if not jax.config.read("jax_enable_x64"):
             raise ValueError("JAX x64 is off in this worker")
+        if self._loss is None:
+            raise ValueError("the setup gives grads_fn, not loss_fn: there is no loss to differentiate in float64")
         if self._grad64 is None:
             self._grad64 = jax.jit(jax.value_and_grad(self._loss))
         p = with_leaves(self._params_tree(self.state), params, as_float64)

@@ -41,3 +41,16 @@ def optax_dict(data):
 
 def optax_donated(data):
     return _optax(data, donate=True)
+
+
+def stax_cnn(data):
+    """A stax convnet: it needs (N, 28, 28, 1) images (--layout 28x28x1)."""
+    from jax.example_libraries import stax
+
+    init, apply = stax.serial(stax.Conv(4, (3, 3)), stax.Relu, stax.Flatten, stax.Dense(data.y.shape[1]))
+    _, params = init(jax.random.PRNGKey(0), (-1, 28, 28, 1))
+
+    def loss(params, x, y):
+        return optax.sigmoid_binary_cross_entropy(apply(params, x), y).mean()
+
+    return xentdbg.JaxLoop(params, loss, optax.sgd(0.1))

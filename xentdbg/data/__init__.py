@@ -102,7 +102,7 @@ class DataInfo:
     def shape_hint(self, message: str) -> str | None:
         """A hint for a setup that failed on its first step with ``message``, when the
         message speaks of shapes: what xentdbg fed, and the options that change it."""
-        if not any(word in message.lower() for word in ("shape", "dimension", "rank", "incompatible", "size")):
+        if not any(word in message.lower() for word in ("shape", "dim", "rank", "incompatible", "size")):
             return None
         s = self.spec
         return (f"xentdbg fed x {self.x.shape[1:]} per sample ({self.x.dtype}, --layout {s.layout}) and y "

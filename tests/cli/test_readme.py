@@ -31,3 +31,11 @@ def test_python_api_snippet_runs():
     out = subprocess.run([sys.executable, "-c", snippet], cwd=ROOT, capture_output=True, text=True, timeout=240)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "0 None"
+
+
+def test_the_setup_section_quotes_examples_minimal_exactly():
+    section = README.split("## Setups: one complete file per kind")[1].split("\n## ")[0]
+    quoted = re.findall(r"`examples/minimal/(\w+\.py)`:\n\n```python\n(.*?)```", section, re.S)
+    assert {name for name, _ in quoted} == {p.name for p in (ROOT / "examples" / "minimal").glob("*.py")}
+    for name, code in quoted:
+        assert code == (ROOT / "examples" / "minimal" / name).read_text(), name

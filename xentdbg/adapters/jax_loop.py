@@ -30,12 +30,12 @@ from xentdbg.records import CaptureMode, SideInfo, StepRecord, TensorSpec, batch
 from xentdbg.setups import JaxLoop
 
 
-def _path_names(tree: Any) -> list[str]:
+def path_names(tree: Any) -> list[str]:
     leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
     return [jax.tree_util.keystr(path) or "<root>" for path, _ in leaves]
 
 
-def _layer_name(index: int, layer: tuple) -> str:
+def stax_layer_name(index: int, layer: tuple) -> str:
     """``layers[i]:Kind``. stax layers are closures (``Dense.<locals>.init_fun``);
     ``stax.Relu`` is ``elementwise(relu)``, named after the function it wraps."""
     init_fun, apply_fun = layer
@@ -83,6 +83,22 @@ def with_leaves(like: Any, values: Any, cast: Any = None) -> Any:
     new = [cast(v) if cast is not None else jnp.asarray(v, dtype=jnp.asarray(old).dtype)
            for old, v in zip(leaves, values, strict=True)]
     return jax.tree_util.tree_unflatten(treedef, new)
+
+
+def stax_forward(layers: Any, jit: bool = True) -> Any:
+    """``forward(params, x) -> [output of each layer]`` for stax ``layers`` (the
+    ``(init_fun, apply_fun)`` pairs given to ``stax.serial``; ``params[i]`` feeds layer i):
+    a pure forward pass at given parameters, which touches no state."""
+    applies = [apply for _, apply in layers]
+
+    def forward(params, x):
+        outs = []
+        for p, apply in zip(params, applies):
+            x = apply(p, x)
+            outs.append(x)
+        return outs
+
+    return jax.jit(forward) if jit else forward
 
 
 class _Optimizer:
@@ -144,8 +160,8 @@ class JaxLoopAdapter(Adapter):
         self.state = setup.state
         self.optimizer = _Optimizer(setup.optimizer)
         self._loss = xy_form(setup.loss_fn, 2 if setup.state is not None else 1)
-        self._param_names = _path_names(self.params)
-        self._state_names = _path_names(self.state) if self.state is not None else []
+        self._param_names = path_names(self.params)
+        self._state_names = path_names(self.state) if self.state is not None else []
         self._step_fn = self._make_step()
         self._forward = self._make_forward() if setup.layers is not None else None
         self._held: dict[int, tuple] = {}  # step -> (x, y, state, opt_state) before it: the last two steps
@@ -197,16 +213,7 @@ class JaxLoopAdapter(Adapter):
 
     def _make_forward(self):
         assert self.setup.layers is not None  # called only for setups that give their layers
-        applies = [apply for _, apply in self.setup.layers]
-
-        def forward(params, x):
-            outs = []
-            for p, apply in zip(params, applies):
-                x = apply(p, x)
-                outs.append(x)
-            return outs
-
-        return jax.jit(forward) if self.setup.jit else forward
+        return stax_forward(self.setup.layers, self.setup.jit)
 
     def train(self, steps: int, emit: Emit | None, capture: CaptureMode = CaptureMode.FULL) -> None:
         capture = CaptureMode(capture)
@@ -310,7 +317,7 @@ class JaxLoopAdapter(Adapter):
         return out
 
     def _layer_names(self) -> list[str]:
-        return [_layer_name(i, layer) for i, layer in enumerate(self.setup.layers or [])]
+        return [stax_layer_name(i, layer) for i, layer in enumerate(self.setup.layers or [])]
 
     def final_weights(self) -> list[np.ndarray]:
         return [np.asarray(a) for a in jax.tree_util.tree_leaves(self.params)]

@@ -41,7 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from xentdbg.adapters.base import Adapter, Emit, given_batch, python_info
-from xentdbg.adapters.jax_loop import _layer_name, _path_names, as_float64, with_leaves, xy_form
+from xentdbg.adapters.jax_loop import as_float64, path_names, stax_forward, stax_layer_name, with_leaves, xy_form
 from xentdbg.data import DataInfo
 from xentdbg.errors import UsageError
 from xentdbg.records import CaptureMode, SideInfo, StepRecord, TensorSpec, batch_fingerprint
@@ -169,11 +169,11 @@ class JaxStepAdapter(Adapter):
         self._grads_of = xy_form(setup.grads_fn, 1) if setup.grads_fn is not None else None
         self._step = xy_form(setup.step, 2 if setup.indexed else 1)
         params = self._params_of(self.state)
-        self._param_names = _path_names(params)
+        self._param_names = path_names(params)
         self._grad_fn: Any = jax.jit(jax.value_and_grad(self._loss)) if self._loss is not None else None
         self._loss_fn: Any = jax.jit(self._loss) if self._loss is not None else None
-        self._forward = self._make_forward() if setup.layers is not None else None
-        self._names = [_layer_name(i, layer) for i, layer in enumerate(setup.layers or [])]
+        self._forward = stax_forward(setup.layers) if setup.layers is not None else None
+        self._names = [stax_layer_name(i, layer) for i, layer in enumerate(setup.layers or [])]
         if setup.layers is None:
             found = linen_forward(self.state, params, data.x)
             if found is not None:
@@ -245,19 +245,6 @@ class JaxStepAdapter(Adapter):
 
     def _layer_names(self) -> list[str]:
         return self._names
-
-    def _make_forward(self):
-        assert self.setup.layers is not None
-        applies = [apply for _, apply in self.setup.layers]
-
-        def forward(params, x):
-            outs = []
-            for p, apply in zip(params, applies):
-                x = apply(p, x)
-                outs.append(x)
-            return outs
-
-        return jax.jit(forward)
 
     # -- training --------------------------------------------------------------
     def train(self, steps: int, emit: Emit | None, capture: CaptureMode = CaptureMode.FULL) -> None:

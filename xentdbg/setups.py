@@ -56,8 +56,8 @@ class JaxLoop:
         state: optional non-trainable model state (e.g. BatchNorm statistics) threaded
             through ``loss_fn``; captured as the ``state`` phase.
         layers: optional ``stax`` layers, the ``(init_fun, apply_fun)`` pairs you pass to
-            ``stax.serial``; when given, xentdbg records each layer's output
-            (``params[i]`` feeds ``layers[i]``).
+            ``stax.serial``, or the pair ``stax.serial`` returned; when given, xentdbg
+            records each layer's output (``params[i]`` feeds ``layers[i]``).
         jit: compile the step with ``jax.jit``. Defaults to True.
     """
 

@@ -111,3 +111,13 @@ def test_parameters_that_are_not_the_states_own_arrays_are_refused():
     setup.params = lambda s: jax.tree_util.tree_map(jnp.copy, s["params"])
     with pytest.raises(UsageError, match="not a leaf of the state"):
         make_adapter(setup, data)
+
+
+def test_the_stax_serial_pair_is_opened_into_its_layers():
+    data = _data()
+    adapter = make_adapter(_setup("optimizers pattern", data), data)  # layers=(init_random_params, predict)
+    assert adapter.describe().layers == ["layers[0]:Dense", "layers[1]:relu", "layers[2]:Dense", "layers[3]:relu",
+                                         "layers[4]:Dense", "layers[5]:log_softmax"]
+    records = []
+    adapter.train(1, records.append)
+    assert [a.shape for _, a in records[0].tensors["activations"]] == [(32, 1024)] * 4 + [(32, 10)] * 2

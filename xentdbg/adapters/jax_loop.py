@@ -85,11 +85,27 @@ def with_leaves(like: Any, values: Any, cast: Any = None) -> Any:
     return jax.tree_util.tree_unflatten(treedef, new)
 
 
+def stax_layers(layers: Any) -> list[tuple[Any, Any]]:
+    """The layers of ``layers``: a list of stax ``(init_fun, apply_fun)`` pairs as given, or
+    the pair ``stax.serial(...)`` returned, opened into its layers. ``serial`` keeps them
+    in its closures, ``init_funs`` and ``apply_funs``
+    (jax/example_libraries/stax.py:294-309, JAX 0.10), so ``layers=(init, predict)`` with
+    the pair a model was built from needs no hand-written list."""
+    if isinstance(layers, tuple) and len(layers) == 2 and all(callable(f) for f in layers):
+        init_fun, apply_fun = layers
+        cells = {name: cell.cell_contents for f in layers
+                 for name, cell in zip(f.__code__.co_freevars, f.__closure__ or ())}
+        if getattr(apply_fun, "__qualname__", "").startswith("serial.") and {"init_funs", "apply_funs"} <= set(cells):
+            return list(zip(cells["init_funs"], cells["apply_funs"], strict=True))
+        return [(init_fun, apply_fun)]
+    return list(layers)
+
+
 def stax_forward(layers: Any, jit: bool = True) -> Any:
     """``forward(params, x) -> [output of each layer]`` for stax ``layers`` (the
     ``(init_fun, apply_fun)`` pairs given to ``stax.serial``; ``params[i]`` feeds layer i):
     a pure forward pass at given parameters, which touches no state."""
-    applies = [apply for _, apply in layers]
+    applies = [apply for _, apply in stax_layers(layers)]
 
     def forward(params, x):
         outs = []
@@ -317,7 +333,7 @@ class JaxLoopAdapter(Adapter):
         return out
 
     def _layer_names(self) -> list[str]:
-        return [stax_layer_name(i, layer) for i, layer in enumerate(self.setup.layers or [])]
+        return [stax_layer_name(i, layer) for i, layer in enumerate(stax_layers(self.setup.layers or []))]
 
     def final_weights(self) -> list[np.ndarray]:
         return [np.asarray(a) for a in jax.tree_util.tree_leaves(self.params)]

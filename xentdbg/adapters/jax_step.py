@@ -41,7 +41,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from xentdbg.adapters.base import Adapter, Emit, given_batch, python_info
-from xentdbg.adapters.jax_loop import as_float64, path_names, stax_forward, stax_layer_name, with_leaves, xy_form
+from xentdbg.adapters.jax_loop import (
+    as_float64,
+    path_names,
+    stax_forward,
+    stax_layer_name,
+    stax_layers,
+    with_leaves,
+    xy_form,
+)
 from xentdbg.data import DataInfo
 from xentdbg.errors import UsageError
 from xentdbg.records import CaptureMode, SideInfo, StepRecord, TensorSpec, batch_fingerprint
@@ -173,7 +181,7 @@ class JaxStepAdapter(Adapter):
         self._grad_fn: Any = jax.jit(jax.value_and_grad(self._loss)) if self._loss is not None else None
         self._loss_fn: Any = jax.jit(self._loss) if self._loss is not None else None
         self._forward = stax_forward(setup.layers) if setup.layers is not None else None
-        self._names = [stax_layer_name(i, layer) for i, layer in enumerate(setup.layers or [])]
+        self._names = [stax_layer_name(i, layer) for i, layer in enumerate(stax_layers(setup.layers or []))]
         if setup.layers is None:
             found = linen_forward(self.state, params, data.x)
             if found is not None:

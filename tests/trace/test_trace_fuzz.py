@@ -12,10 +12,13 @@ never advances), which no reader above HDF5 can stop (docs/trace-format.md).
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import io
 import json
 import resource
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -59,7 +62,8 @@ def _objects(path: Path) -> tuple[list[str], list[str], list[tuple[int, int]]]:
     return groups, datasets, [s for s in spans if s[1] > 0]
 
 
-BASE_DIR = Path(__import__("tempfile").mkdtemp(prefix="xentdbg-fuzz-"))
+BASE_DIR = Path(tempfile.mkdtemp(prefix="xentdbg-fuzz-"))
+atexit.register(shutil.rmtree, BASE_DIR, True)
 BASE = H.valid(BASE_DIR / "base.h5")
 GOOD = H.valid(BASE_DIR / "good.h5", seed=1)
 BYTES = BASE.read_bytes()

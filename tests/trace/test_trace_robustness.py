@@ -102,9 +102,11 @@ def test_ctrl_c_stops_workers_and_leaves_readable_traces(tmp_path, command):
     assert proc.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err
     assert _wait_for_workers_to_go(marker) == []
-    for path in traces:
+    for path in traces:  # every time: the writer holds Ctrl-C back until the step it writes is complete
         with load_trace(path) as t:
-            assert len(t.steps) >= 3
+            assert len(t.steps) >= 3 and t.steps == list(range(len(t.steps)))
+            for record in t.records(load=True):
+                assert np.isfinite(record.loss)
 
 
 # -- hostile and broken files --------------------------------------------------------
@@ -192,3 +194,26 @@ def test_not_hdf5_and_truncated(tmp_path):
         f.truncate(good.stat().st_size // 2)
     run = run_cli("show", str(cut), tmp_path=tmp_path)
     assert run.code == 2 and "not a usable xentdbg trace" in run.stderr and "Traceback" not in run.output
+
+
+def test_cli_on_hostile_files_exits_2_without_traceback(tmp_path):
+    """A few classes of bench/hostile_traces.py through the real CLI (the rest run in process,
+    test_trace_schema.py): a cycle, a memory bomb, a chunk that fails when read."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("hostile_traces", ROOT / "bench" / "hostile_traces.py")
+    assert spec is not None and spec.loader is not None
+    hostile = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hostile)
+    good = hostile.valid(tmp_path / "good.h5", seed=1)
+    for name in ("cycle to root", "6 GiB unwritten activation", "corrupt gzip chunk"):
+        path = tmp_path / f"{name.replace(' ', '_')}.h5"
+        hostile.CLASSES[name][0](path)
+        for args in (["show", str(path)], ["diff", str(path), str(good)]):
+            run = run_cli(*args, tmp_path=tmp_path, timeout=30)
+            assert run.code == 2, (name, args[0], run.output)
+            assert "not a usable xentdbg trace" in run.stderr and "Traceback" not in run.output, (name, run.output)
+    cut_short = tmp_path / "cut_short.h5"
+    hostile.CLASSES["interrupted step without name"][0](cut_short)
+    run = run_cli("show", str(cut_short), tmp_path=tmp_path, timeout=30)
+    assert run.code == 0 and f"{hostile.STEPS} complete of {hostile.STEPS}" in run.stdout, run.output

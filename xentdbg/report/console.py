@@ -78,7 +78,7 @@ def _side_line(label: str, path: str, info, env: dict) -> Text:
     if "tensorflow" in fw:
         parts.append(f"TensorFlow {fw['tensorflow']}")
     if "jax" in fw:
-        parts.append(f"JAX {fw['jax']}" + (f" on {fw['backend']}" if "keras" not in fw else ""))
+        parts.append(f"JAX {fw['jax']}" + (f" on {fw['backend']}" if "keras" not in fw and fw.get("backend") else ""))
     if "flax" in fw:
         parts.append(f"Flax {fw['flax']}")
     if env:

@@ -1,8 +1,11 @@
-"""``xentdbg show``: what a trace holds."""
+"""``xentdbg show``: what a trace holds. Reads each listed tensor in blocks of at most
+:data:`BLOCK_BYTES` (its statistics need no more), and each step's loss."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 from rich import box
@@ -11,10 +14,13 @@ from rich.table import Table
 from rich.text import Text
 
 from xentdbg.compare.divergence import PHASE_LABELS
-from xentdbg.compare.metrics import summarize
+from xentdbg.compare.metrics import Summary, summarize
 from xentdbg.report.numbers import fmt_number
 
 BLOCKS = "▁▂▃▄▅▆▇█"
+BLOCK_BYTES = 64 << 20
+MAX_CELL = 300
+"""Characters of a metadata value shown (a trace's text comes from elsewhere)."""
 
 
 def sparkline(values: list[float]) -> str:
@@ -35,6 +41,54 @@ def sparkline(values: list[float]) -> str:
     return "".join(out) + ("  (log scale)" if log else "")
 
 
+def blocks(shape: tuple[int, ...], itemsize: int, limit: int = BLOCK_BYTES) -> Iterator[tuple]:
+    """Indices that cover an array of ``shape`` in C order, each selecting at most
+    ``limit`` bytes (or one element, if larger): slices of the first axis whose trailing
+    block fits, for each index of the axes before it."""
+    for axis in range(len(shape)):
+        inner = math.prod(shape[axis + 1:]) * itemsize
+        if inner <= limit:
+            step = max(1, limit // max(inner, 1))
+            for lead in np.ndindex(*shape[:axis]):
+                for start in range(0, shape[axis], step):
+                    yield (*lead, slice(start, min(start + step, shape[axis])))
+            return
+    yield ()
+
+
+def summary(tensor: Any, limit: int = BLOCK_BYTES) -> Summary:
+    """:func:`~xentdbg.compare.metrics.summarize` of a tensor, read block by block when it
+    is larger than ``limit`` bytes (min, max, norm and the non-finite count are exact;
+    mean and std come from float64 sums)."""
+    shape, dtype = tuple(np.shape(tensor)), np.dtype(tensor.dtype)
+    if math.prod(shape) * dtype.itemsize <= limit:
+        return summarize(np.asarray(tensor))
+    count = nonfinite = 0
+    total = squares = 0.0
+    lo, hi = math.inf, -math.inf
+    for index in blocks(shape, dtype.itemsize, limit):
+        part = np.asarray(tensor[index])
+        vals = part[np.isfinite(part)] if dtype.kind in "fc" else part.ravel()
+        nonfinite += part.size - vals.size
+        if vals.size:
+            vals = vals.astype(np.float64)
+            count += vals.size
+            total += float(vals.sum())
+            squares += float(np.dot(vals, vals))
+            lo, hi = min(lo, float(vals.min())), max(hi, float(vals.max()))
+    if not count:
+        return Summary(shape, str(dtype), math.nan, math.nan, math.nan, math.nan, math.nan, nonfinite)
+    mean = total / count
+    return Summary(shape, str(dtype), lo, hi, mean, math.sqrt(max(squares / count - mean * mean, 0.0)),
+                   math.sqrt(squares), nonfinite)
+
+
+def _cell(value: object) -> Text:
+    """``value`` as plain text (no console markup), cut at :data:`MAX_CELL` characters."""
+    text = str(value)
+    return Text(text if len(text) <= MAX_CELL else text[:MAX_CELL] + f"… ({len(text)} characters)")
+
+
 def render_trace(trace, console: Console, step: int | None = None) -> None:
     meta = trace.meta
     head = Table.grid(padding=(0, 2))
@@ -49,12 +103,12 @@ def render_trace(trace, console: Console, step: int | None = None) -> None:
                        ("recorded", f"{meta.get('created')} by xentdbg {meta.get('xentdbg')}"),
                        ("command", meta.get("command")),
                        ("steps", f"{len(trace.steps)} complete of {meta.get('steps')} (every {meta.get('every', 1)})")):
-        head.add_row(key, str(value))
+        head.add_row(key, _cell(value))
     console.print(head)
     if not trace.steps:
         console.print(Text("The trace holds no complete step.", style="yellow"))
         return
-    losses = [float(np.asarray(trace.record(k).tensors["loss"][0][1]).reshape(())) for k in trace.steps]
+    losses = [trace.loss(k) for k in trace.steps]
     console.print(Text.assemble(("loss  ", "bold"), sparkline(losses),
                                 f"  {fmt_number(losses[0])} -> {fmt_number(losses[-1])}"))
     shown = trace.steps[-1] if step is None else step
@@ -68,9 +122,9 @@ def render_trace(trace, console: Console, step: int | None = None) -> None:
         table.add_column(col, justify="left" if col in ("phase", "tensor", "dtype") else "right")
     for phase, tensors in record.tensors.items():
         for name, array in tensors:
-            s = summarize(np.asarray(array))
-            table.add_row(PHASE_LABELS.get(phase, phase), name, str(s.shape), s.dtype, fmt_number(s.norm),
+            s = summary(array)
+            table.add_row(PHASE_LABELS.get(phase, phase), _cell(name), str(s.shape), s.dtype, fmt_number(s.norm),
                           fmt_number(s.min), fmt_number(s.max), str(s.nonfinite), style="red" if s.nonfinite else None)
     console.print(table)
     if record.flags:
-        console.print(Text("training  " + ", ".join(f"{k}={v}" for k, v in record.flags.items())))
+        console.print(Text("training  ") + _cell(", ".join(f"{k}={v}" for k, v in record.flags.items())))

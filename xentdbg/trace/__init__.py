@@ -1,6 +1,6 @@
 """HDF5 traces: what one side captured, step by step (see docs/trace-format.md)."""
 
-from xentdbg.trace.reader import Trace, load_trace
+from xentdbg.trace.reader import LazyTensor, Trace, TraceError, load_trace
 from xentdbg.trace.writer import TraceWriter
 
-__all__ = ["Trace", "TraceWriter", "load_trace"]
+__all__ = ["LazyTensor", "Trace", "TraceError", "TraceWriter", "load_trace"]

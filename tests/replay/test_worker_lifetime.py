@@ -15,25 +15,10 @@ import pytest
 
 from xentdbg.replay.worker import PARENT_ENV
 
-from conftest import ROOT
+from conftest import ROOT, workers_of
 
 SETUPS = Path(__file__).resolve().parent / "lifetime_setups.py"
 SMALL_ARGS = ["--subset", "64", "--batch-size", "16"]
-
-
-def _workers_of(marker: str) -> list[int]:
-    """Live replay workers whose environment holds ``marker`` (a zombie has no command line)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmd = (entry / "cmdline").read_bytes()
-                env = (entry / "environ").read_bytes()
-            except OSError:
-                continue
-            if b"xentdbg.replay.worker" in cmd and marker.encode() in env:
-                pids.append(int(entry.name))
-    return pids
 
 
 def _poll(condition, timeout: float, what: str) -> None:
@@ -65,12 +50,12 @@ def test_workers_die_with_a_sigkilled_coordinator_and_leave_no_log(tmp_path):
         _poll(lambda: len(list((tmp_path / "progress").iterdir())) == 2 or proc.poll() is not None, 240,
               "both workers did not reach step 1")
         assert proc.poll() is None, (tmp_path / "stderr.txt").read_text()
-        assert len(_workers_of(marker)) == 2
+        assert len(workers_of(marker)) == 2
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        _poll(lambda: not _workers_of(marker), 5, "the workers did not end")
+        _poll(lambda: not workers_of(marker), 5, "the workers did not end")
     finally:
-        for pid in _workers_of(marker):  # on failure, leave nothing running
+        for pid in workers_of(marker):  # on failure, leave nothing running
             os.kill(pid, signal.SIGKILL)
     assert sorted(p.name for p in (tmp_path / "tmp").iterdir() if p.name.startswith("xentdbg-")) == []
 

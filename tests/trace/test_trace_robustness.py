@@ -17,25 +17,12 @@ import pytest
 from xentdbg.records import SideInfo, StepRecord, TensorSpec
 from xentdbg.trace import TraceWriter, load_trace
 
-from conftest import ROOT, SETUPS, run_cli
+from conftest import ROOT, SETUPS, run_cli, workers_of
 
 pytestmark = pytest.mark.slow  # every test here runs the CLI or a framework in a subprocess
 
 SLOW = f"{SETUPS / 'jax_small.py'}:slow"
 SMALL_ARGS = ["--subset", "64", "--batch-size", "16"]
-
-
-def _workers_of(marker: str) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except OSError:
-                continue
-            if "xentdbg.replay.worker" in cmd and marker in (entry / "environ").read_bytes().decode(errors="replace"):
-                pids.append(int(entry.name))
-    return pids
 
 
 def _start(args: list[str], marker: str, progress: Path) -> subprocess.Popen:
@@ -61,9 +48,9 @@ def _wait_for_steps(proc: subprocess.Popen, progress: Path, steps: int, timeout:
 
 def _wait_for_workers_to_go(marker: str, timeout: float = 20) -> list[int]:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _workers_of(marker):
+    while time.monotonic() < deadline and workers_of(marker):
         time.sleep(0.2)
-    return _workers_of(marker)
+    return workers_of(marker)
 
 
 def test_killed_writer_leaves_a_readable_trace(tmp_path):
@@ -96,7 +83,7 @@ def test_ctrl_c_stops_workers_and_leaves_readable_traces(tmp_path, command):
     # compare lets a worker run one step ahead of the traces: a worker in step 5 means the
     # coordinator received step 4 and so wrote steps 0-3; trace, steps 0-4.
     _wait_for_steps(proc, tmp_path / "progress", 5)
-    assert _workers_of(marker), proc.stderr
+    assert workers_of(marker), proc.stderr
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from xentdbg.paths import describe_not_file
 from xentdbg.records import SideInfo, StepRecord
 from xentdbg.trace.schema import H5_ERRORS, MAX_ATTR_CHARS, MAX_TENSOR_BYTES, Layout, TensorRef, TraceError, bad, check
 from xentdbg.trace.writer import RERUNS
@@ -171,7 +172,7 @@ def load_trace(path: str | Path) -> Trace:
 
     path = Path(path)
     if not path.is_file():
-        raise TraceError(f"{path}: no such file.")
+        raise TraceError(f"{path}: {describe_not_file(path)}.")
     try:
         f = h5py.File(path, "r")
     except H5_ERRORS as e:

@@ -26,10 +26,11 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 
+from xentdbg.data import LAYOUT_SHAPES, Labels, Pixels, Task
 from xentdbg.errors import UsageError
 from xentdbg.records import PHASES, SideInfo, side_info_from_dict
 from xentdbg.trace.writer import FORMAT, FORMAT_VERSION, RERUNS
@@ -183,8 +184,9 @@ class Object(Json):
 
 
 SHORT = Text()
-DATA = Object({"source": SHORT, "subset": Integer(1), "task": Text(choices=("binary", "digits")),
-               "pixels": Text(choices=("raw", "unit")), "batch_size": Integer(1)}, closed=True)
+DATA = Object({"source": SHORT, "subset": Integer(1), "task": Text(choices=get_args(Task)),
+               "pixels": Text(choices=get_args(Pixels)), "batch_size": Integer(1),
+               "layout": Text(choices=tuple(LAYOUT_SHAPES)), "labels": Text(choices=get_args(Labels))}, closed=True)
 """``meta.data``: :class:`xentdbg.data.DataSpec`'s fields, each optional."""
 META = Object({"command": Text(MAX_COMMAND_CHARS), "frameworks": Object(values=Scalar()),
                "env": Object(values=SHORT), "data": DATA, "steps": Integer(), "every": Integer(1),

@@ -151,9 +151,7 @@ def _data_spec(given: dict[str, Any], setups: dict[str, str]) -> tuple[int, Data
             raise UsageError(f"{flag(key)} {given[key]!r}: choose one of {', '.join(choices)}.")
     declared = {}
     for label, text in setups.items():
-        ref = SetupRef.parse(text)
-        ref.check()
-        declared[label] = declared_data(ref, label)
+        declared[label] = declared_data(SetupRef.parse(text), label)  # {} for a missing file: preflight says so
     v = resolve(given, declared)
     return v["steps"], DataSpec(source=given["data"], subset=v["subset"], task=v["task"], pixels=v["pixels"],
                                 batch_size=v["batch_size"] or v["subset"], layout=v["layout"], labels=v["labels"])

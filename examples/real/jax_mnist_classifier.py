@@ -51,8 +51,7 @@ def _setup(data, loss):
 
     _, init_params = init_random_params(rng, (-1, *data.input_shape))
     opt_state = opt_init(init_params)
-    return xentdbg.JaxStep.from_optimizers(update, opt_state, get_params, loss,
-                                           layers=(init_random_params, predict))
+    return xentdbg.JaxStep.from_optimizers(update, opt_state, get_params, loss, layers=(init_random_params, predict))
 
 
 @xentdbg.declare(task="digits", pixels="unit", batch_size=128)

@@ -3,7 +3,7 @@
 Source: https://github.com/google/flax/blob/main/examples/mnist/train.py (Apache-2.0).
 ``CNN``, ``apply_model``, ``update_model`` and ``create_train_state`` are the public
 file's, unchanged; the config is its ``configs/default.py`` (learning rate 0.1, momentum
-0.9, batch 128). Lines changed to wrap it (5): the ``@xentdbg.declare`` line (the example
+0.9, batch 128). Lines changed to wrap it (6): ``import xentdbg``, the ``@xentdbg.declare`` line (the example
 feeds 28x28x1 images scaled to [0, 1] and integer labels), ``def setup(data)`` for
 ``train_and_evaluate``, one line that composes the example's two jitted functions into
 one step, the return line, and ``create_train_state`` takes the config values directly.

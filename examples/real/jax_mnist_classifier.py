@@ -2,10 +2,14 @@
 
 Source: https://github.com/jax-ml/jax/blob/main/examples/mnist_classifier.py (Apache-2.0).
 Model, loss, optimizer and the jitted ``update`` are the public file's, unchanged. Lines
-changed to wrap it (4): the imports moved from ``jax.experimental`` to
-``jax.example_libraries`` (where they live since JAX 0.2.25), the ``__main__`` block became
-``def setup(data)``, the training loop and the accuracy printout gave way to the return
-line, and ``init_random_params`` takes ``data.input_shape`` for ``(-1, 28 * 28)``.
+changed to wrap it (5): ``import xentdbg``, the ``@xentdbg.declare`` line (the example's
+data: flat images in [0, 1], one-hot digits, batch 128), the ``__main__`` block became
+``def setup(data)``, ``init_random_params`` takes ``data.input_shape`` for
+``(-1, 28 * 28)``, and the training loop and printout gave way to the return line
+(``layers=`` hands xentdbg the ``stax.serial`` pair for per-layer outputs). Not counted:
+the imports read ``jax.example_libraries`` for ``jax.experimental``, where stax and
+optimizers live since JAX 0.2.25, as any user of a current JAX must change them; the
+setup body sits in ``_setup`` so that ``fixed`` can share it.
 
 ``fixed`` is the same file with the loss summed over classes, as Keras'
 ``categorical_crossentropy`` computes it (the public loss is a mean over the 10 classes

@@ -2,7 +2,7 @@
 
 Source: https://github.com/jax-ml/jax/blob/main/examples/mnist_classifier_fromscratch.py
 (Apache-2.0). Parameters, model, loss and the jitted ``update`` are the public file's,
-unchanged. Lines changed (4): the ``@xentdbg.declare`` line, the ``__main__`` block became
+unchanged. Lines changed (5): ``import xentdbg``, the ``@xentdbg.declare`` line, the ``__main__`` block became
 ``def setup(data)``, the training loop and printout gave way to the return line, and the
 first layer size reads ``data.input_shape`` (784 for the flat layout).
 

@@ -2,9 +2,10 @@
 
 Source: https://github.com/keras-team/keras-io/blob/master/examples/vision/mnist_convnet.py
 (Apache-2.0). The model, the compile call and the fit arguments are the public file's.
-Lines changed to wrap it (4): the ``@xentdbg.declare`` line (28x28x1 images in [0, 1],
-one-hot labels, batch 128: what the example's data preparation produces), ``def
-setup(data)``, ``input_shape`` read from ``data``, and ``model.fit(x_train, y_train,
+Lines changed to wrap it (6): ``import xentdbg``, the ``@xentdbg.declare`` line (28x28x1
+images in [0, 1], one-hot labels, batch 128: what the example's data preparation
+produces), ``def setup(data)``, ``input_shape`` read from ``data``,
+``keras.utils.set_random_seed(0)`` (so that Dropout draws the masks the loop draws), and ``model.fit(x_train, y_train,
 batch_size=batch_size, epochs=epochs, validation_split=0.1)`` became the return line
 (xentdbg passes ``x``, ``y``, ``batch_size`` and ``epochs``; ``validation_split`` goes
 through unchanged, and ``fit`` shuffles, as in the example).

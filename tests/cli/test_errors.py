@@ -130,7 +130,7 @@ def _cli(*args: str):
 
     from xentdbg.cli import app
 
-    result = CliRunner().invoke(app, list(args))
+    result = CliRunner().invoke(app, list(args), env={"COLUMNS": "1000"})  # rich must not wrap long paths
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     return result.exit_code, " ".join(result.output.split())
 

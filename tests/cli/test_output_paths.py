@@ -25,7 +25,7 @@ LINUX_PROC = Path("/proc/self/mountinfo").exists()
 
 
 def cli(*args: str):
-    result = CliRunner().invoke(app, list(args))
+    result = CliRunner().invoke(app, list(args), env={"COLUMNS": "1000"})  # rich must not wrap long paths
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     return result
 

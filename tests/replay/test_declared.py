@@ -94,12 +94,12 @@ def test_disagreeing_sides_stop_before_any_worker(tmp_path):
     a, b = tmp_path / "a.py", tmp_path / "b.py"
     a.write_text("import xentdbg\n@xentdbg.declare(layout='28x28x1')\ndef setup(data): pass\n")
     b.write_text("import xentdbg\n@xentdbg.declare(layout='flat')\ndef setup(data): pass\n")
-    result = CliRunner().invoke(app, ["compare", str(a), str(b)])
+    result = CliRunner().invoke(app, ["compare", str(a), str(b)], env={"COLUMNS": "1000"})
     assert result.exit_code == 2
     text = " ".join(result.output.split())
     assert "setup A declares layout='28x28x1', setup B declares layout='flat'" in text
     assert "--layout" in text
-    bad = CliRunner().invoke(app, ["compare", str(a), str(a), "--labels", "dense"])
+    bad = CliRunner().invoke(app, ["compare", str(a), str(a), "--labels", "dense"], env={"COLUMNS": "1000"})
     assert bad.exit_code == 2 and "--labels 'dense': choose one of onehot, sparse" in " ".join(bad.output.split())
 
 

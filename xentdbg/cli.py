@@ -295,16 +295,13 @@ def diff(
     """Compare two traces as compare compares two live setups (same report and exit codes)."""
     from xentdbg.replay.preflight import preflight
     from xentdbg.trace.diff import diff_traces
-    from xentdbg.trace.reader import load_trace
 
     with _errors(json_path):
         preflight(numbers={"--rtol": rtol, "--atol": atol}, inputs={"trace A": trace_a, "trace B": trace_b},
                   outputs={"--json": json_path, "--markdown": markdown, "--svg": svg})
         result = diff_traces(trace_a, trace_b, Tolerance(rtol=rtol, atol=atol))
-        commands = []
-        for path in (trace_a, trace_b):
-            with load_trace(path) as t:
-                commands.append(str(t.meta.get("command") or f"# {path}: command not recorded"))
+        commands = [command or f"# {path}: command not recorded"
+                    for path, command in zip((trace_a, trace_b), result.recorded_commands or (None, None))]
         commands.append(f"xentdbg diff {trace_a} {trace_b} --rtol {rtol:g} --atol {atol:g}")
     _finish(result, json_path, markdown, svg, commands, title="xentdbg diff", all_steps=all_steps)
 
@@ -380,16 +377,16 @@ def _exit_after_writing(code: int, failed: list[str], verdicts: dict[int, str] |
     message names the exit code the run had."""
     from xentdbg.replay.preflight import exit_after_writing
 
+    final = exit_after_writing(code, failed)
     if failed:
         err = Console(stderr=True, soft_wrap=True)
         for line in failed:
             err.print(Text(f"error: {line}", style="bold red"))
-        final = exit_after_writing(code, failed)
         if final != code:
             err.print(Text(f"hint: the run finished and its report is printed above; without this error it would "
                            f"have exited {code}{(verdicts or _VERDICTS).get(code, '')}.", style="yellow"))
         err.print(Text(f"exit {final}", style="bold"))
-    raise typer.Exit(exit_after_writing(code, failed))
+    raise typer.Exit(final)
 
 
 _VERDICTS = {0: " (no divergence)", 1: " (divergence found)"}

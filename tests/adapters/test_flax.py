@@ -91,6 +91,18 @@ def test_nnx_records_params_batch_stats_and_module_outputs_and_reruns_a_step():
     for phase in ("loss", "gradients", "weights", "state"):
         assert [np.asarray(t).tobytes() for _, t in rerun[phase]] == \
                [np.asarray(t).tobytes() for _, t in records[1].tensors[phase]], phase
+    # the optimizer state given back in held_optimizer's order lands where it was: the same step
+    held = adapter.held_optimizer(1)
+    again = adapter.evaluate(1, [w for _, w in records[0].tensors["weights"]],
+                             [s for _, s in records[0].tensors["state"]], optimizer=held)
+    assert [np.asarray(t).tobytes() for _, t in again["weights"]] == \
+           [np.asarray(t).tobytes() for _, t in records[1].tensors["weights"]]
+    # and a different one (Adam's moments zeroed) changes the update
+    zeroed = [np.zeros_like(a) if a.ndim else a for a in held]
+    moved = adapter.evaluate(1, [w for _, w in records[0].tensors["weights"]],
+                             [s for _, s in records[0].tensors["state"]], optimizer=zeroed)
+    assert [np.asarray(t).tobytes() for _, t in moved["weights"]] != \
+           [np.asarray(t).tobytes() for _, t in records[1].tensors["weights"]]
 
 
 def test_nnx_batchnorm_momentum_is_the_first_divergence(tmp_path):

@@ -38,7 +38,7 @@ import numpy as np
 
 from xentdbg.adapters._library_guard import VersionRange, checked_version
 from xentdbg.adapters.base import Adapter, Emit, given_batch, python_info
-from xentdbg.adapters.jax_loop import xy_form
+from xentdbg.adapters.jax_loop import with_leaves, xy_form
 from xentdbg.data import DataInfo
 from xentdbg.records import CaptureMode, SideInfo, StepRecord, TensorSpec, batch_fingerprint
 from xentdbg.setups import NnxStep
@@ -125,11 +125,10 @@ class NnxStepAdapter(Adapter):
     def _leaves(self, model: Any, kind: Any) -> list[np.ndarray]:
         return [np.asarray(a) for a in jax.tree_util.tree_leaves(self.nnx.as_pure(self.nnx.state(model, kind)))]
 
-    def _set(self, model: Any, kind: Any, values: list[np.ndarray]) -> None:
-        state = self.nnx.state(model, kind)
-        leaves, treedef = jax.tree_util.tree_flatten(self.nnx.as_pure(state))
-        new = [jnp.asarray(v, dtype=jnp.asarray(old).dtype) for old, v in zip(leaves, values, strict=True)]
-        self.nnx.update(model, jax.tree_util.tree_unflatten(treedef, new))
+    def _set(self, node: Any, kind: Any, values: list[np.ndarray]) -> None:
+        """``node``'s variables of ``kind`` (all of them for ``...``) set to ``values`` in leaf
+        order, each cast to its old dtype."""
+        self.nnx.update(node, with_leaves(self.nnx.as_pure(self.nnx.state(node, kind)), values))
 
     def _make_forward(self, graphdef: Any, sample: np.ndarray) -> tuple[Any, list[str]]:
         """A jitted ``forward(params, rest, x) -> [module outputs]`` and their names, through
@@ -245,9 +244,7 @@ class NnxStepAdapter(Adapter):
         if state is not None and self._state_names:
             self._set(model, nnx.BatchStat, state)
         if optimizer is not None:
-            leaves, treedef = jax.tree_util.tree_flatten(nnx.as_pure(nnx.state(opt)))
-            nnx.update(opt, jax.tree_util.tree_unflatten(
-                treedef, [jnp.asarray(v, dtype=jnp.asarray(o).dtype) for o, v in zip(leaves, optimizer, strict=True)]))
+            self._set(opt, ..., optimizer)
         loss, g, acts = self._capture(model, x, y, True)
         out = {"loss": [("loss", np.asarray(loss))],
                "gradients": list(zip(self._param_names, map(np.asarray, jax.tree_util.tree_leaves(g))))}
@@ -262,10 +259,9 @@ class NnxStepAdapter(Adapter):
 
     def held_optimizer(self, step: int) -> list[np.ndarray]:
         """The optimizer's arrays (step count, optax state) held from before step ``step``."""
-        nnx = self.nnx
         _, _, graphdef, arrays = self._held_step(step)
-        _, opt = nnx.merge(graphdef, arrays)
-        return [np.asarray(a) for a in jax.tree_util.tree_leaves(nnx.as_pure(nnx.state(opt)))]
+        _, opt = self.nnx.merge(graphdef, arrays)
+        return self._leaves(opt, ...)
 
     def held_batch(self, step: int) -> list[np.ndarray]:
         x, y, _, _ = self._held_step(step)

@@ -78,10 +78,9 @@ def param_positions(state: Any, params: Any) -> list[int]:
     return positions
 
 
-def _new_state(out: Any, like: Any) -> Any:
+def _new_state(out: Any, structure: Any) -> Any:
     """The new state from what the user's step returned: the state itself, or the first
-    item of a tuple; told apart by the state's tree structure."""
-    structure: Any = jax.tree_util.tree_structure(like)
+    item of a tuple; told apart by the state's tree ``structure``."""
     if structure == jax.tree_util.tree_structure(out):
         return out
     if isinstance(out, tuple) and out and structure == jax.tree_util.tree_structure(out[0]):
@@ -234,7 +233,7 @@ class JaxStepAdapter(Adapter):
 
     def _run_step(self, i: int, state: Any, x: Any, y: Any) -> Any:
         args = (i, state, x, y) if self.setup.indexed else (state, x, y)
-        return _new_state(self._step(*args), self.state)
+        return _new_state(self._step(*args), self._treedef)
 
     # -- description -----------------------------------------------------------
     def describe(self) -> SideInfo:

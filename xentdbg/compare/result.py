@@ -122,6 +122,7 @@ class CompareResult:
     calibration: Calibration | None = None
     fingerprint_pass: FingerprintPass | None = None
     drift: Drift | None = None  # flagged steps the cross-feed showed inherited
+    recorded_commands: tuple[str | None, str | None] | None = None  # diff: the command lines the traces recorded
 
     @property
     def first(self) -> TensorComparison | None:

@@ -54,8 +54,9 @@ def diff_traces(path_a: str, path_b: str, tolerance: Tolerance | None = None,
             data=DataSpec.from_dict(a.meta["data"]) if isinstance(a.meta.get("data"), dict) else DataSpec(),
             steps=len(common), init="traces", env_a=a.meta.get("env") or {}, env_b=b.meta.get("env") or {},
             tolerance=tolerance)
+        recorded = tuple(str(t.meta["command"]) if t.meta.get("command") else None for t in (a, b))
         return CompareResult(config, a.info, b.info, found.steps, notes + found.notes, runtime_versions(),
-                             diagnosis=found.diagnosis)
+                             diagnosis=found.diagnosis, recorded_commands=(recorded[0], recorded[1]))
 
 
 def _diagnose(a: Trace, b: Trace, cmp: StepComparison, history: list[StepComparison], pairing: Pairing,

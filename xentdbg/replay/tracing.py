@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xentdbg.compare.params import match_parameters, transfer
+from xentdbg.compare.params import layer_and_role, match_parameters, transfer
 from xentdbg.compare.result import DEFAULT_TRACE_BUDGET
 from xentdbg.data import DataInfo, DataSpec
 from xentdbg.data import load as load_data
@@ -92,7 +92,7 @@ def _layer_tensors(layer: str, index: int, specs: Sequence[TensorSpec]) -> list[
     (:mod:`xentdbg.adapters.jax_loop`); Keras names a variable ``model/layer/variable``."""
     if layer.startswith("layers["):
         return [s for s in specs if s.name.startswith(f"[{index}]")]
-    return [s for s in specs if layer in re.split(r"[/:]", s.name)]
+    return [s for s in specs if layer in layer_and_role(s.name)[0]]
 
 
 def activation_elements(info: SideInfo, features: int) -> int:

@@ -132,3 +132,37 @@ def test_a_hand_written_log_p_plus_eps_is_told_from_a_clip_where_the_loss_can_te
     assert found and found[0].numbers["side"] == "B" and found[0].numbers["epsilon"] == 1e-8
     # the exact loss on both sides: nothing to find
     assert log_plus_epsilon(_context(ra, _record(exact * 1.5, G, W0, acts=acts), y)) == []
+
+
+def _dropout_records(rate, keep_a, keep_b, h, scale_b=None):
+    c = np.float32(1.0 / (1.0 - rate))
+    out_a = h * keep_a * c
+    out_b = h * keep_b * (c if scale_b is None else np.float32(scale_b))
+    acts_a = [("dense", h), ("dropout", out_a), ("dense_1", out_a[:, :2])]
+    acts_b = [("dense", h), ("dropout", out_b), ("dense_1", out_b[:, :2])]
+    return _record(1.0, G, W0, acts=acts_a), _record(1.1, G, W0, acts=acts_b)
+
+
+def test_dropout_masks_drawn_from_other_streams_are_named():
+    h = np.abs(RNG.standard_normal((64, 16))).astype(np.float32) + 0.1
+    keep_a, keep_b = (RNG.random((64, 16)) > 0.3).astype(np.float32), (RNG.random((64, 16)) > 0.3).astype(np.float32)
+    d = _diagnose(*_dropout_records(0.3, keep_a, keep_b, h))
+    assert d.top.cause == "dropout-masks"
+    assert d.top.numbers["rate"] == pytest.approx(0.3, abs=1e-6)
+    assert d.top.numbers["masks_agree"] == pytest.approx(float(np.mean(keep_a == keep_b)))
+    assert d.top.numbers["independent_agree"] == pytest.approx(0.3 ** 2 + 0.7 ** 2)
+
+
+def test_dropout_probe_stays_silent_when_the_numbers_do_not_fit():
+    h = np.abs(RNG.standard_normal((64, 16))).astype(np.float32) + 0.1
+    keep_a, keep_b = (RNG.random((64, 16)) > 0.3).astype(np.float32), (RNG.random((64, 16)) > 0.3).astype(np.float32)
+    # another rate on one side: a different model, not another draw
+    assert all(f.cause != "dropout-masks" for f in _diagnose(*_dropout_records(0.3, keep_a, keep_b, h, 2.0)).findings)
+    # B's output is no dropout of the input (scaled by a non-constant factor)
+    ra, rb = _dropout_records(0.3, keep_a, keep_b, h)
+    rb.tensors["activations"][1] = ("dropout", h * (1.0 + RNG.random((64, 16)).astype(np.float32)))
+    assert all(f.cause != "dropout-masks" for f in _diagnose(ra, rb).findings)
+    # the dropout's input already differs: the masks are not where the difference starts
+    ra, rb = _dropout_records(0.3, keep_a, keep_b, h)
+    rb.tensors["activations"][0] = ("dense", h * 1.5)
+    assert all(f.cause != "dropout-masks" for f in _diagnose(ra, rb).findings)

@@ -1,6 +1,7 @@
 """Capture must not change what it captures: a captured fit ends bitwise where the same
-fit without xentdbg ends, on both Keras backends, with BatchNorm, Dropout and an L2
-regularizer in the model. And the captured gradients are the ones fit applied."""
+fit without xentdbg ends, on both Keras backends and under Keras 2 (tf_keras), with
+BatchNorm, Dropout and an L2 regularizer in the model. And the captured gradients are
+the ones fit applied."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from conftest import CASE1, ROOT, SETUPS, shared
 pytestmark = pytest.mark.slow  # every test here runs the CLI or a framework in a subprocess
 
 KERAS_BN, LOOPS = str(SETUPS / "keras_bn.py"), str(SETUPS / "keras_loops.py")
+TF_KERAS = str(SETUPS / "tf_keras_bn.py")  # tf.keras code, run with TF_USE_LEGACY_KERAS=1
 # 500 samples, batch 100: 12 steps cross an epoch boundary.
 DATA = {"subset": 500, "batch": 100, "task": "digits", "pixels": "unit"}
 CHECKS = {
@@ -31,21 +33,33 @@ CHECKS = {
                       "batch": 250, "pixels": "unit", "steps": 5, "lr": 0.01},
     "legacy": {"check": "neutral", "setup": str(CASE1.parent / "case2_batchnorm" / "legacy_complete.py"),
                **DATA, "steps": 8, "mode": "full"},
+    "tf_keras fit": {"check": "neutral", "setup": TF_KERAS, **DATA, "steps": 12, "mode": "full"},
+    "tf_keras fit fingerprint": {"check": "neutral", "setup": TF_KERAS, **DATA, "steps": 12, "mode": "fingerprint"},
+    "tf_keras loop compiled": {"check": "neutral", "setup": f"{TF_KERAS}:compiled", **DATA, "steps": 12,
+                               "mode": "full"},
+    "tf_keras loop eager": {"check": "neutral", "setup": f"{TF_KERAS}:eager", **DATA, "steps": 12, "mode": "full"},
+    "tf_keras gradients": {"check": "gradients", "setup": f"{TF_KERAS}:sgd", "subset": 1000, "batch": 250,
+                           "pixels": "unit", "steps": 5, "lr": 0.01},
 }
 # One process per Keras backend (the backend is fixed per process); the graph-mode tf_keras
-# setup in a process of its own. The three run at once.
+# setup in a process of its own (graph mode is process-wide), and the eager tf_keras
+# setups in another (TF_USE_LEGACY_KERAS is read when TensorFlow is imported). They run at once.
 PROCESSES = {("tensorflow", "keras 3"): ["fit tensorflow", "fit fingerprint tensorflow", "loop eager", "loop compiled",
                                          "gradients tensorflow"],
              ("jax", "keras 3"): ["fit jax", "gradients jax"],
-             ("tensorflow", "tf_keras"): ["legacy"]}
+             ("tensorflow", "tf_keras"): ["legacy"],
+             ("tensorflow", "tf.keras as tf_keras"): ["tf_keras fit", "tf_keras fit fingerprint",
+                                                      "tf_keras loop compiled", "tf_keras loop eager",
+                                                      "tf_keras gradients"]}
 
 
 def _run_all() -> dict:
     procs = {tuple(names): subprocess.Popen([sys.executable, str(SETUPS / "neutral_check.py"),
                                       *(json.dumps(CHECKS[n]) for n in names)], cwd=ROOT,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     env={**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"})
-             for (backend, _), names in PROCESSES.items()}
+                                     env={**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2",
+                                          "TF_USE_LEGACY_KERAS": "1" if label.startswith("tf.keras") else "0"})
+             for (backend, label), names in PROCESSES.items()}
     results = {}
     for names, proc in procs.items():
         out, err = proc.communicate(timeout=600)
@@ -80,6 +94,24 @@ def test_captured_keras_loop_ends_bitwise_equal_to_plain_loop(neutral, variant):
     result = neutral[f"loop {variant}"]
     assert result["records"] == 12
     assert all(result["equal"]), result
+
+
+@pytest.mark.parametrize("check", ["tf_keras fit", "tf_keras fit fingerprint", "tf_keras loop compiled",
+                                   "tf_keras loop eager"])
+def test_captured_tf_keras_setups_end_bitwise_equal_to_plain(neutral, check):
+    """tf_keras fit and loops: Dropout draws with stateful ops, which the recompute replays
+    (it checks so on every step: a miss would raise, not record)."""
+    result = neutral[check]
+    assert result["records"] == 12
+    assert all(result["equal"]), result
+    assert result["last_weights_equal"]
+
+
+def test_captured_tf_keras_gradients_are_the_applied_gradients(neutral):
+    result = neutral["tf_keras gradients"]
+    assert result["records"] == 5
+    assert result["mismatches"] == [], result
+    assert result["checked"] == 4 * 4
 
 
 def test_captured_legacy_function_ends_bitwise_equal_to_plain(neutral):

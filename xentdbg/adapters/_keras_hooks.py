@@ -1,11 +1,13 @@
-"""Python-level hooks on Keras 3 layers: training flags and activations.
+"""Python-level hooks on Keras layers (Keras 3 and tf_keras): training flags and activations.
 
 Every leaf layer's ``call`` is replaced by a wrapper that only *observes*: it adds no
 op to any graph it is traced into, so the user's compiled train step is unchanged.
 
 - Training flags: ``Layer.__call__`` resolves ``training`` (explicit argument, outer
   call, signature default; keras/src/layers/layer.py ~L1065, Keras 3.15) and passes it
-  to ``call`` when the signature has it and the value is not None. For each layer whose
+  to ``call`` when the signature has it and the value is not None (tf_keras's
+  ``Layer.__call__`` likewise, tf_keras/src/engine/base_layer.py ``_set_training_mode``,
+  and it calls the instance's ``call``). For each layer whose
   ``call`` reads ``training`` the wrapper records the value it received (None when none
   was passed) when the user's step is traced (or run eagerly).
 - Activations: while :meth:`LayerHooks.collect` is active (only inside xentdbg's own
@@ -24,14 +26,17 @@ from typing import Any
 
 import numpy as np
 
-from xentdbg.adapters._keras_private import flatten_layers
+from xentdbg.adapters import _keras_private
+from xentdbg.adapters._keras_flavour import flavour_of
 
 
 def leaf_layers(model: Any) -> list[Any]:
-    """Layers without sublayers, in the order Keras tracks them (Keras 3 models)."""
+    """Layers without sublayers, in the order Keras tracks them (Keras 3 or tf_keras models)."""
+    flavour = flavour_of(model)
+    flatten = flavour.flatten_layers if flavour is not None else _keras_private.flatten_layers
     out = []
-    for layer in flatten_layers(model, recursive=True):
-        if not flatten_layers(layer, recursive=False):
+    for layer in flatten(model, recursive=True):
+        if not flatten(layer, recursive=False):
             out.append(layer)
     return out
 

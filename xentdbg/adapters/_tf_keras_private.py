@@ -1,7 +1,8 @@
 """Every tf_keras (Keras 2) internal xentdbg relies on, in one place.
 
-The legacy adapter (``legacy_function``) imports nothing from ``tf_keras.src`` and reads
-no private attribute of a tf_keras object except through the functions below, each
+The adapters that run tf_keras models (``legacy_function``; ``keras_fit`` and
+``keras_loop`` through :mod:`._keras_flavour`) import nothing from ``tf_keras.src`` and
+read no private attribute of a tf_keras object except through the functions below, each
 citing the installed source it was written against (tf_keras 2.21.0, paths relative
 to ``site-packages``).
 
@@ -43,3 +44,48 @@ def symbolic_learning_phase() -> Any:
     if not callable(function):
         raise missing_internal(TF_KERAS, version, "tf_keras.src.backend.symbolic_learning_phase", where)
     return function()
+
+
+def _attr(obj: Any, name: str, internal: str, where: str) -> Any:
+    """``obj.<name>``, after the version check; :class:`UnsupportedLibrary` when missing."""
+    version = tf_keras_version()
+    if not hasattr(obj, name):
+        raise missing_internal(TF_KERAS, version, internal, where, on=obj)
+    return getattr(obj, name)
+
+
+def flatten_layers(layer: Any, recursive: bool) -> list[Any]:
+    """The sublayers of ``layer`` (itself excluded) in tracking order: all descendants when
+    ``recursive``, else its direct children (as ``_keras_private.flatten_layers``)."""
+    # tf_keras/src/engine/base_layer.py:3415  Layer._flatten_layers(recursive=True, include_self=True)
+    method = _attr(layer, "_flatten_layers", "Layer._flatten_layers", "tf_keras/src/engine/base_layer.py:3415")
+    return list(method(recursive=recursive, include_self=False))
+
+
+def is_compiled(model: Any) -> bool:
+    """Whether ``model.compile`` ran (tf_keras has no public ``compiled``)."""
+    # tf_keras/src/engine/training.py:822  compile() sets self._is_compiled = True
+    return bool(_attr(model, "_is_compiled", "Model._is_compiled", "tf_keras/src/engine/training.py:822"))
+
+
+def legacy_stateful_random_layers(model: Any) -> list[str]:
+    """Names of the layers that draw random numbers with TensorFlow's legacy stateful ops
+    (tf_keras's default for Dropout and other ``BaseRandomLayer`` s).
+
+    Such an op keeps its generator state inside the op's kernel, one per traced function,
+    seeded from the global seed and the op's position among the graph's random ops
+    (tensorflow/python/framework/random_seed.py ``get_seed``): no variable holds it, so
+    nothing can set it back. A recompute in another function draws the step's masks only
+    when a global seed is set and it runs once per step, its random ops in the step's
+    order; the adapters check that on every step (the recomputed loss must equal the
+    step's bitwise) instead of assuming it."""
+    # tf_keras/src/engine/base_layer.py:3927  BaseRandomLayer._random_generator = backend.RandomGenerator(...)
+    # tf_keras/src/backend.py:1934-1938  rng_type None -> RNG_LEGACY_STATEFUL unless
+    # tf_keras.backend.experimental.enable_tf_random_generator() was called (:1821, :1873)
+    tf_keras_version()
+    names = []
+    for layer in flatten_layers(model, recursive=True):
+        generator = getattr(layer, "_random_generator", None)
+        if generator is not None and getattr(generator, "_rng_type", None) == "legacy_stateful":
+            names.append(layer.name)
+    return names

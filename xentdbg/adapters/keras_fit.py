@@ -33,7 +33,19 @@ except where measured neutral:
   (measured neutral, ``tests/replay/test_neutral_capture.py``); on the JAX backend the
   loss is recomputed by a forward pass only.
 
-Keras internals are reached only through :mod:`xentdbg.adapters._keras_private`.
+Keras 2 (tf_keras) models run through the TF backend's capture, with what differs
+read through :mod:`xentdbg.adapters._keras_flavour`. tf_keras has no ``stateless_call``:
+its recompute loads the pre-step values into the model's variables, runs the model and
+``compute_loss`` under a tape and writes every variable back, in one graph (the
+``swap`` of :meth:`_FitCapture._install_tf`). The wrapped ``compute_loss`` also stores
+the loss the step computed, and every step checks that the recompute gave the same loss
+bitwise: tf_keras's Dropout draws with legacy stateful ops
+(:func:`_tf_keras_private.legacy_stateful_random_layers`), which a recompute reproduces
+only under a global seed. A recompute that misses raises :class:`UsageError` rather than
+record gradients the step did not apply.
+
+Keras internals are reached only through :mod:`xentdbg.adapters._keras_private` (Keras 3)
+and :mod:`xentdbg.adapters._tf_keras_private` (tf_keras).
 """
 
 from __future__ import annotations
@@ -46,6 +58,8 @@ from typing import Any
 import numpy as np
 
 from xentdbg.adapters import _keras_private as private
+from xentdbg.adapters import _tf_keras_private as tf_keras_private
+from xentdbg.adapters._keras_flavour import dtype_of, flavour_of, model_error, unreplayed
 from xentdbg.adapters._keras_hooks import LayerHooks, leaf_layers
 from xentdbg.adapters._keras_oracle import check_float64_model
 from xentdbg.adapters.base import Adapter, Emit, StopReplay, given_batch, python_info
@@ -62,39 +76,42 @@ class KerasFitAdapter(Adapter):
     ORACLE_PHASES = ("loss", "gradients")
 
     def __init__(self, setup: KerasFit, data: DataInfo):
-        import keras
-
-        self.keras = keras
-        self.backend = keras.backend.backend()
         self.model, self.data = setup.model, data
         model = self.model
-        if not isinstance(model, keras.Model):
-            raise UsageError(f"KerasFit got a {type(model).__name__}, not a keras.Model.",
-                             hint="Return xentdbg.KerasFit(model, ...) with a Keras 3 model "
-                                  "(tf_keras models need LegacyKerasFunction).")
-        if not getattr(model, "compiled", False):
+        flavour = flavour_of(model)
+        if flavour is None:
+            raise UsageError(model_error("KerasFit", model),
+                             hint="Return xentdbg.KerasFit(model, ...) with a compiled Keras model "
+                                  "(keras, tf.keras, or tf_keras).")
+        self.flavour, self.keras = flavour, flavour.module
+        keras = self.keras
+        self.backend = "tensorflow" if flavour.legacy else keras.backend.backend()
+        compiled = tf_keras_private.is_compiled(model) if flavour.legacy else getattr(model, "compiled", False)
+        # tf_keras random layers drawing with legacy stateful ops (Dropout by default)
+        self.stateful_random = tf_keras_private.legacy_stateful_random_layers(model) if flavour.legacy else []
+        if not compiled:
             raise UsageError("KerasFit: the model is not compiled.",
                              hint="Call model.compile(optimizer, loss) in your setup.")
         owned = sorted(set(setup.fit_kwargs) & set(FIT_ARGS_OWNED))
         if owned:
             raise UsageError(f"KerasFit: fit argument(s) {', '.join(owned)} are set by xentdbg.",
                              hint="Remove them; use --subset, --batch-size and --steps instead.")
-        if getattr(model, "steps_per_execution", 1) != 1:
+        # tf_keras holds it in a variable (tf_keras/src/engine/training.py:864), Keras 3 an int
+        if int(np.asarray(getattr(model, "steps_per_execution", 1) or 1)) != 1:
             raise UsageError("KerasFit: steps_per_execution must be 1 for per-step capture.")
         if not model.built:
             model.build((None, *data.input_shape))
         self.fit_kwargs = dict(setup.fit_kwargs)
         # Float non-trainable variables are model state (BatchNorm moving statistics);
         # integer ones are RNG seed states, compared only through their effects.
-        self.state_index = [i for i, v in enumerate(model.non_trainable_variables)
-                             if keras.backend.is_float_dtype(v.dtype)]
+        self.state_index = [i for i, v in enumerate(model.non_trainable_variables) if flavour.is_float(v)]
         self._capture: _FitCapture | None = None  # the last full-capture train(), for evaluate
         self._oracle: _FitCapture | None = None  # the float64 oracle's recompute, made on first use
 
     # -- description -------------------------------------------------------
     def describe(self) -> SideInfo:
-        keras = self.keras
-        fw = {"keras": keras.__version__, "backend": self.backend, **python_info()}
+        flavour = self.flavour
+        fw = {**flavour.versions(), "backend": self.backend, **python_info()}
         if self.backend == "tensorflow":
             import tensorflow as tf
 
@@ -107,30 +124,35 @@ class KerasFitAdapter(Adapter):
         nt = self.model.non_trainable_variables
         return SideInfo(
             kind="KerasFit", framework=fw,
-            params=[TensorSpec(v.path, tuple(v.shape), str(np.dtype(v.dtype))) for v in self.model.trainable_variables],
-            state=[TensorSpec(nt[i].path, tuple(nt[i].shape), str(np.dtype(nt[i].dtype))) for i in self.state_index],
+            params=[TensorSpec(flavour.name(v), tuple(v.shape), str(dtype_of(v)))
+                    for v in self.model.trainable_variables],
+            state=[TensorSpec(flavour.name(nt[i]), tuple(nt[i].shape), str(dtype_of(nt[i])))
+                   for i in self.state_index],
             layers=[layer.name for layer in leaf_layers(self.model)],
         )
 
-    def _numpy(self, values) -> list[np.ndarray]:
-        return [np.array(self.keras.ops.convert_to_numpy(v), copy=True) for v in values]
+    def _numpy(self, variables) -> list[np.ndarray]:
+        """Copies of the variables' current values."""
+        if self.flavour.legacy:
+            return [np.array(v.numpy(), copy=True) for v in variables]
+        return [np.array(self.keras.ops.convert_to_numpy(v.value), copy=True) for v in variables]
 
     def initial_values(self):
         nt = self.model.non_trainable_variables
-        return (self._numpy([v.value for v in self.model.trainable_variables]),
-                self._numpy([nt[i].value for i in self.state_index]))
+        return (self._numpy(self.model.trainable_variables),
+                self._numpy([nt[i] for i in self.state_index]))
 
     def set_initial_values(self, params, state) -> None:
         if params is not None:
             for v, a in zip(self.model.trainable_variables, params, strict=True):
-                v.assign(a.astype(np.dtype(v.dtype)))
+                v.assign(a.astype(dtype_of(v)))
         if state is not None:
             nt = self.model.non_trainable_variables
             for i, a in zip(self.state_index, state, strict=True):
-                nt[i].assign(a.astype(np.dtype(nt[i].dtype)))
+                nt[i].assign(a.astype(dtype_of(nt[i])))
 
     def final_weights(self) -> list[np.ndarray]:
-        return self._numpy([v.value for v in self.model.trainable_variables])
+        return self._numpy(self.model.trainable_variables)
 
     # -- training ----------------------------------------------------------
     def train(self, steps: int, emit: Emit | None, capture: CaptureMode = CaptureMode.FULL) -> None:
@@ -186,16 +208,19 @@ class KerasFitAdapter(Adapter):
         """Loss and gradients in float64 from the records' own recompute (the loss fit
         differentiates, :meth:`_FitCapture._stateless_loss`), in a worker whose model the
         setup built under ``floatx`` float64 (see :meth:`Adapter.oracle`)."""
-        keras, model = self.keras, self.model
-        check_float64_model(keras, model, self.state_index)
+        model = self.model
+        check_float64_model(self.flavour, model, self.state_index)
+        if self.stateful_random:
+            raise ValueError(f"layer(s) {', '.join(self.stateful_random)} draw random numbers with stateful "
+                             "ops: a float64 re-run cannot draw the masks the step drew")
         nt = model.non_trainable_variables
         if self._oracle is None:
             self._oracle = _FitCapture(self, 0, lambda record: None, CaptureMode.FINGERPRINT)
-        tv = [np.asarray(a, dtype=np.dtype(v.dtype)) for v, a in zip(model.trainable_variables, params, strict=True)]
-        ntv = [np.asarray(keras.ops.convert_to_numpy(v.value)) for v in nt]
+        tv = [np.asarray(a, dtype=dtype_of(v)) for v, a in zip(model.trainable_variables, params, strict=True)]
+        ntv = self._numpy(nt)
         if state is not None:
             for i, a in zip(self.state_index, state, strict=True):
-                ntv[i] = np.asarray(a, dtype=np.dtype(nt[i].dtype))
+                ntv[i] = np.asarray(a, dtype=dtype_of(nt[i]))
         x, y = _float64(batch[0]), _float64(batch[1])
         sw = _float64(batch[2]) if len(batch) > 2 else None
         if self.backend == "tensorflow":
@@ -206,8 +231,9 @@ class KerasFitAdapter(Adapter):
         else:
             mv = [v.value for v in model.metrics_variables]
             (loss, _), grads = self._oracle._recompute_jax(tv, ntv, mv, x, y, sw)
+        name = self.flavour.name
         return {"loss": [("loss", np.asarray(loss))],
-                "gradients": [(v.path, np.asarray(g)) for v, g in zip(model.trainable_variables, grads, strict=True)]}
+                "gradients": [(name(v), np.asarray(g)) for v, g in zip(model.trainable_variables, grads, strict=True)]}
 
 
 def _float64(a: Any) -> Any:
@@ -233,18 +259,18 @@ class _Held:
     sw: Any
 
 
-def _snapshot(model) -> tuple[list, list]:
+def _snapshot(model, value) -> tuple[list, list]:
     """The model's variables as TF tensors, read now (TF backend).
 
     A read aliases the variable's buffer; TF copies on the next in-place update while a
     read value is alive (``PrepareToUpdateVariable``, tensorflow/core/kernels/
     training_op_helpers.h), so the snapshot keeps its values and the update its result.
     Going through numpy and ``tf.constant`` instead costs two copies of every variable
-    (2 ms per step for the case-1 model)."""
+    (2 ms per step for the case-1 model). ``value``: :meth:`Flavour.value`."""
     import tensorflow as tf
 
-    return ([tf.convert_to_tensor(v.value) for v in model.trainable_variables],
-            [tf.convert_to_tensor(v.value) for v in model.non_trainable_variables])
+    return ([tf.convert_to_tensor(value(v)) for v in model.trainable_variables],
+            [tf.convert_to_tensor(value(v)) for v in model.non_trainable_variables])
 
 
 def _host(tensors) -> list[np.ndarray]:
@@ -310,40 +336,100 @@ class _FitCapture:
         self._vars = {"x": var(x_dtype), "y": var(tf.float32), "sw": var(tf.float32), "loss": var(tf.float32)}
         self._has_sw = False
         original = model.compute_loss
+        flavour = self.adapter.flavour
+        legacy, value = flavour.legacy, flavour.value
+        # tf_keras: the step's own loss too, which every full-capture step checks its
+        # recompute against (see the module docstring)
+        store_loss = legacy or self.capture is CaptureMode.FINGERPRINT
 
-        @functools.wraps(original)
-        def compute_loss(x=None, y=None, y_pred=None, sample_weight=None, training=True):
-            if training and not hooks.collecting:
+        def observed(training, x, y, sample_weight, compute):
+            """Store the batch (and the loss) of fit's training step; compute the loss."""
+            of_step = training and not hooks.collecting
+            if of_step:
                 self._vars["x"].assign(x)
                 self._vars["y"].assign(tf.cast(y, tf.float32))
                 if sample_weight is not None:
                     self._has_sw = True
                     self._vars["sw"].assign(tf.cast(sample_weight, tf.float32))
-            loss = original(x, y, y_pred, sample_weight, training=training)
-            if self.capture is CaptureMode.FINGERPRINT and training and not hooks.collecting:
+            loss = compute()
+            if store_loss and of_step:
                 self._vars["loss"].assign(tf.reshape(tf.cast(loss, tf.float32), [-1]))
             return loss
 
+        if legacy:
+            # tf_keras/src/engine/training.py:1154  compute_loss(x, y, y_pred, sample_weight)
+            # takes no ``training``; test_step calls it too (:1916). fit's validation traces
+            # its test function between on_test_begin and on_test_end, where the hooks stop
+            # recording (``callback``): a False ``recording`` at trace time is not training.
+            @functools.wraps(original)
+            def compute_loss(x=None, y=None, y_pred=None, sample_weight=None):
+                return observed(hooks.recording, x, y, sample_weight,
+                                lambda: original(x, y, y_pred, sample_weight))
+        else:
+            @functools.wraps(original)
+            def compute_loss(x=None, y=None, y_pred=None, sample_weight=None, training=True):
+                return observed(training, x, y, sample_weight,
+                                lambda: original(x, y, y_pred, sample_weight, training=training))
+
         model.compute_loss = compute_loss
-        mvars = model.metrics_variables
+
+        # Variables are loaded and restored in one graph: an assignment copies bits; reads
+        # are snapshots, so the records' views of the variables keep their values.
+        # Variables are listed at trace time, when fit has created them all.
+        def swapped(loads, run):
+            """Load each ``(variables, values)`` of ``loads`` into those variables, ``out =
+            run()``, write back every model, optimizer and metrics variable; ``out``."""
+            every = (list(model.trainable_variables) + list(model.non_trainable_variables)
+                     + flavour.optimizer_variables(model.optimizer) + flavour.metrics_variables(model))
+            saved = [tf.convert_to_tensor(value(v)) for v in every]
+            for variables, values in loads:
+                for v, a in zip(variables, values, strict=True):
+                    v.assign(a)
+            out = run()
+            for v, a in zip(every, saved, strict=True):
+                v.assign(a)
+            return out
 
         def recompute(tv, ntv, x, y, sw):
             with tf.GradientTape() as tape:
                 tape.watch(tv)
                 with hooks.collect() as acts:
-                    loss = self._stateless_loss(tv, ntv, [v.value for v in mvars], x, y, sw)
+                    loss = self._stateless_loss(tv, ntv, [v.value for v in flavour.metrics_variables(model)],
+                                                x, y, sw)
             grads = tape.gradient(loss, tv)
             self._act_names = [n for n, _ in acts]
             return loss, grads, [a for _, a in acts]
 
+        def recompute_legacy(tv, ntv, x, y, sw):
+            """tf_keras has no stateless_call: fit's own forward and loss
+            (tf_keras/src/engine/training.py:1147-1148, ``train_step``) on the variables
+            loaded with the pre-step values, differentiated as its ``minimize`` does
+            (optimizers/optimizer.py:601, ``tape.gradient`` w.r.t. the trainable variables)."""
+            tvars = list(model.trainable_variables)
+
+            def run():
+                with tf.GradientTape() as tape:
+                    with hooks.collect() as acts:
+                        loss = original(x, y, model(x, training=True), sw)
+                self._act_names = [n for n, _ in acts]
+                return loss, tape.gradient(loss, tvars), [a for _, a in acts]
+            return swapped([(tvars, tv), (list(model.non_trainable_variables), ntv)], run)
+
         # Same jit_compile as the user's step (keras/src/backend/tensorflow/trainer.py
         # make_train_function): XLA changes float32 results in the last digits.
         jit = bool(model.jit_compile)
-        self._recompute = tf.function(recompute, jit_compile=jit, reduce_retracing=True)
+        self._recompute = tf.function(recompute_legacy if legacy else recompute, jit_compile=jit,
+                                      reduce_retracing=True)
         if self.capture is not CaptureMode.FULL:
             return
         optimizer = model.optimizer
-        if not optimizer.built:
+        if legacy:
+            # tf_keras builds the optimizer in the first step's apply_gradients, under the
+            # optimizer's name scope and tf.init_scope (tf_keras/src/optimizers/optimizer.py:
+            # 713-717); build() returns at once when already built (adam.py:143, as the others)
+            with model.distribute_strategy.scope(), tf.name_scope(optimizer.name or "optimizer"), tf.init_scope():
+                optimizer.build(model.trainable_variables)
+        elif not optimizer.built:
             # Without a distribution strategy the TF trainer builds the optimizer while
             # tracing the first step (keras/src/backend/tensorflow/trainer.py:713-718,
             # optimizers/base_optimizer.py:499-502), after step 0's on_train_batch_begin:
@@ -356,47 +442,39 @@ class _FitCapture:
         # evaluate may not use optimizer.stateless_apply: it raises on the TF backend
         # (keras/src/backend/tensorflow/optimizer.py:39-45: the TF optimizer writes the
         # tf.Variables directly, under tf.distribute, where a StatelessScope cannot see the
-        # writes). Nearest safe equivalent, each in one graph: save the variables, load the
-        # given values, run fit's own code on the real variables, read the result and write
-        # the saved values back (bitwise: an assignment copies bits; reads are snapshots, so
-        # the records' views of the variables keep their values). Nothing trains meanwhile.
+        # writes). Nearest safe equivalent, each in one graph (``swapped``): load the given
+        # values, run fit's own code on the real variables, read the result and write the
+        # saved values back. Nothing trains meanwhile.
         def swap(tv, ntv, ov, run):
             """Load ``tv``, ``ntv`` (unless None) and ``ov`` into the model's trainable,
-            non-trainable and the optimizer's variables; ``run(tvars, ntvars)``; write back
-            every variable ``run`` may update (metrics too). Variables are listed at trace
-            time, when fit has created them all."""
-            tvars, ntvars, ovars = (list(model.trainable_variables), list(model.non_trainable_variables),
-                                    list(optimizer.variables))
-            every = tvars + ntvars + ovars + list(model.metrics_variables)
-            saved = [tf.convert_to_tensor(v.value) for v in every]
-            loads = [(tvars, tv), (ovars, ov)] + ([(ntvars, ntv)] if ntv is not None else [])
-            for variables, values in loads:
-                for v, a in zip(variables, values, strict=True):
-                    v.assign(a)
-            out = run(tvars, ntvars)
-            for v, a in zip(every, saved, strict=True):
-                v.assign(a)
-            return out
+            non-trainable and the optimizer's variables; ``run(tvars, ntvars)``."""
+            tvars, ntvars = list(model.trainable_variables), list(model.non_trainable_variables)
+            loads = ([(tvars, tv), (flavour.optimizer_variables(optimizer), ov)]
+                     + ([(ntvars, ntv)] if ntv is not None else []))
+            return swapped(loads, lambda: run(tvars, ntvars))
 
         def train_step(tv, ntv, ov, data):
             """fit's own step (tensorflow/trainer.py:131-133 runs
-            ``distribute_strategy.run(train_step, (data,))``) from the given values: the
-            weights and state it leaves."""
+            ``distribute_strategy.run(train_step, (data,))``; tf_keras the same,
+            tf_keras/src/engine/training.py:1381) from the given values: the weights and
+            state it leaves."""
             def run(tvars, ntvars):
                 with hooks.collect():  # a re-run: its flags and batch are not fit's step's
                     model.distribute_strategy.run(model.train_step, args=(data,))
-                return ([tf.identity(v.value) for v in tvars],
-                        [tf.identity(ntvars[i].value) for i in self.adapter.state_index])
+                return ([tf.identity(value(v)) for v in tvars],
+                        [tf.identity(value(ntvars[i])) for i in self.adapter.state_index])
             return swap(tv, ntv, ov, run)
 
         def apply(tv, ov, grads):
             """``tv`` after the optimizer applied ``grads`` from ``ov``, as fit's step applies
             them (tensorflow/trainer.py:76-84): fit differentiates the scaled loss and
             ``apply`` unscales, clips and decays; d(scale * loss) = scale * d loss exactly
-            for power-of-two scales (LossScaleOptimizer's)."""
+            for power-of-two scales (LossScaleOptimizer's). tf_keras's step hands the
+            gradients of the loss itself to ``apply_gradients`` (optimizer.py:622-623, ``minimize``)."""
             def run(tvars, _):
-                optimizer.apply_gradients(zip([optimizer.scale_loss(g) for g in grads], tvars, strict=True))
-                return [tf.identity(v.value) for v in tvars]
+                given = list(grads) if legacy else [optimizer.scale_loss(g) for g in grads]
+                optimizer.apply_gradients(zip(given, tvars, strict=True))
+                return [tf.identity(value(v)) for v in tvars]
             return swap(tv, None, ov, run)
 
         # Compiled as fit compiles its step (tensorflow/trainer.py:142-147). Measured bitwise
@@ -509,9 +587,11 @@ class _FitCapture:
         if self.adapter.backend == "tensorflow" and self.capture is CaptureMode.FULL:
             import tensorflow as tf
 
-            self._pre = _snapshot(self.model)
+            value = self.adapter.flavour.value
+            self._pre = _snapshot(self.model, value)
             # Reads alias the buffers, as in _snapshot: no copy unless the step updates them.
-            self._pre_optimizer = [tf.convert_to_tensor(v.value) for v in self.model.optimizer.variables]
+            self._pre_optimizer = [tf.convert_to_tensor(value(v))
+                                   for v in self.adapter.flavour.optimizer_variables(self.model.optimizer)]
 
     def on_step_end(self) -> None:
         model = self.model
@@ -532,8 +612,10 @@ class _FitCapture:
                 assert pre is not None and self._pre_optimizer is not None  # on_step_begin snapshots them
                 tv, ntv = pre
                 loss, grads, acts = self._recompute(tv, ntv, xt, yt, swt)
+                if self.adapter.flavour.legacy:
+                    self._check_replayed(loss)
                 held = _Held(list(ntv), None, self._pre_optimizer, xt, yt, swt)
-            weights, nt = (_host(t) for t in _snapshot(model))
+            weights, nt = (_host(t) for t in _snapshot(model, self.adapter.flavour.value))
         else:
             assert pre is not None and batch is not None  # set by the observed train function
             tv, ntv, mv = pre
@@ -549,12 +631,13 @@ class _FitCapture:
             weights = [np.asarray(a) for a in trainable]
             nt = [np.asarray(a) for a in non_trainable]
         inputs, digests = batch_fingerprint(np.asarray(x), np.asarray(y))
-        tnames = [v.path for v in model.trainable_variables]
+        name = self.adapter.flavour.name
+        tnames = [name(v) for v in model.trainable_variables]
         ntvars = model.non_trainable_variables
         tensors = {
             "inputs": inputs,
             "loss": [("loss", np.asarray(loss))],
-            "state": [(ntvars[i].path, np.asarray(nt[i])) for i in self.adapter.state_index],
+            "state": [(name(ntvars[i]), np.asarray(nt[i])) for i in self.adapter.state_index],
             "weights": list(zip(tnames, weights, strict=True)),
         }
         if self.capture is CaptureMode.FULL:
@@ -567,6 +650,17 @@ class _FitCapture:
         self.step += 1
         self.emit(record)
 
+    def _check_replayed(self, loss: Any) -> None:
+        """Raise :class:`UsageError` unless the recomputed ``loss`` equals, bitwise (as
+        float32), the loss fit's step computed: otherwise the recorded gradients would not
+        be the ones the step applied (tf_keras; see the module docstring)."""
+        import tensorflow as tf
+
+        recomputed = tf.cast(loss, tf.float32).numpy().reshape(())
+        stepped = self._vars["loss"].numpy().reshape(())
+        if recomputed.tobytes() != stepped.tobytes():
+            raise unreplayed("KerasFit", self.step, recomputed, stepped, self.adapter.stateful_random)
+
     # The cross-feed probe ---------------------------------------------------------
     def evaluate(self, step: int, params: list[np.ndarray], state: list[np.ndarray] | None,
                  grads: list[np.ndarray] | None, optimizer: list[np.ndarray] | None = None,
@@ -576,6 +670,11 @@ class _FitCapture:
         Nothing here changes a variable training reads afterwards: the JAX functions are
         stateless; the TF ones write back every variable they load (``swap`` in
         :meth:`_install_tf`)."""
+        if self.adapter.stateful_random:
+            # Another call of the recompute would advance its stateful random kernels and
+            # desynchronize it from the steps that follow (see _check_replayed).
+            raise ValueError(f"layer(s) {', '.join(self.adapter.stateful_random)} draw random numbers with "
+                             "stateful ops: a re-run cannot draw the masks the step drew")
         held = self._held.get(step)
         if held is None:
             raise ValueError(f"step {step} is no longer held: evaluate keeps the last two steps "
@@ -594,20 +693,20 @@ class _FitCapture:
         tvars, ntvars = model.trainable_variables, model.non_trainable_variables
         if len(params) != len(tvars):
             raise ValueError(f"evaluate got {len(params)} parameters, the model has {len(tvars)}")
-        tv = [np.asarray(a, dtype=np.dtype(v.dtype)) for v, a in zip(tvars, params, strict=True)]
+        tv = [np.asarray(a, dtype=dtype_of(v)) for v, a in zip(tvars, params, strict=True)]
         ntv = list(held.non_trainable)
         if state is not None:
             for i, a in zip(self.adapter.state_index, state, strict=True):
-                ntv[i] = np.asarray(a, dtype=np.dtype(ntvars[i].dtype))
-        given = None if grads is None else [np.asarray(g, dtype=np.dtype(v.dtype))
+                ntv[i] = np.asarray(a, dtype=dtype_of(ntvars[i]))
+        given = None if grads is None else [np.asarray(g, dtype=dtype_of(v))
                                             for v, g in zip(tvars, grads, strict=True)]
         data = (held.x, held.y) if held.sw is None else (held.x, held.y, held.sw)
         opt = held.optimizer
         if optimizer is not None:
-            ovars = model.optimizer.variables
+            ovars = self.adapter.flavour.optimizer_variables(model.optimizer)
             if len(optimizer) != len(ovars):
                 raise ValueError(f"evaluate got {len(optimizer)} optimizer values, the optimizer has {len(ovars)}")
-            opt = [np.asarray(a, dtype=np.dtype(v.dtype)) for v, a in zip(ovars, optimizer, strict=True)]
+            opt = [np.asarray(a, dtype=dtype_of(v)) for v, a in zip(ovars, optimizer, strict=True)]
         if self.adapter.backend == "tensorflow":
             import tensorflow as tf
 
@@ -625,12 +724,13 @@ class _FitCapture:
             new_state = [new_nt[i] for i in self.adapter.state_index]
             if given is not None:
                 weights = self._apply_jax(tv, opt, given)
-        tnames = [v.path for v in tvars]
+        name = self.adapter.flavour.name
+        tnames = [name(v) for v in tvars]
         return {
             "loss": [("loss", np.asarray(loss))],
             "gradients": list(zip(tnames, (np.asarray(g) for g in computed), strict=True)),
             "activations": list(zip(self._act_names, (np.asarray(a) for a in acts), strict=True)),
-            "state": [(ntvars[i].path, np.asarray(s)) for i, s in zip(self.adapter.state_index, new_state,
+            "state": [(name(ntvars[i]), np.asarray(s)) for i, s in zip(self.adapter.state_index, new_state,
                                                                         strict=True)],
             "weights": list(zip(tnames, (np.asarray(w) for w in weights), strict=True)),
         }

@@ -31,8 +31,21 @@ kept for that step (compiled like the user's step). Keras's ``stateless_apply`` 
 usable: its TensorFlow backend raises (keras/src/backend/tensorflow/optimizer.py:39-44).
 Every model and optimizer variable is then restored bitwise.
 
+Keras 2 (tf_keras) models run the same way, with what differs read through
+:mod:`xentdbg.adapters._keras_flavour`: their steps call ``optimizer.apply_gradients``
+(tf_keras/src/optimizers/optimizer.py:1271; ``minimize`` calls it too, :622-623), which
+the dry copy swaps instead of ``apply``. tf_keras's Dropout draws with TensorFlow's legacy
+stateful ops (:func:`_tf_keras_private.legacy_stateful_random_layers`): a compiled dry
+copy draws the step's masks when a global seed is set, its random ops being the step's
+in the step's order and run once per step (its own kernels advance with the step's). So
+every step checks that the dry copy returned the step's loss bitwise, and
+:meth:`KerasLoopAdapter.evaluate` refuses such models (another run would advance the dry
+copy's kernels). An eager step with such layers cannot be captured in full: eager ops
+take their seeds from a global counter that the dry copy would advance.
+
 Keras and TensorFlow internals are reached only through
-:mod:`xentdbg.adapters._keras_private`.
+:mod:`xentdbg.adapters._keras_private` (Keras 3) and :mod:`xentdbg.adapters._tf_keras_private`
+(tf_keras).
 """
 
 from __future__ import annotations
@@ -44,6 +57,8 @@ from typing import Any
 import numpy as np
 
 from xentdbg.adapters import _keras_private as private
+from xentdbg.adapters import _tf_keras_private as tf_keras_private
+from xentdbg.adapters._keras_flavour import dtype_of, flavour_of, model_error, unreplayed
 from xentdbg.adapters._keras_hooks import LayerHooks, leaf_layers
 from xentdbg.adapters._keras_oracle import check_float64_model
 from xentdbg.adapters.base import Adapter, Emit, given_batch, python_info
@@ -60,22 +75,26 @@ class KerasLoopAdapter(Adapter):
     ORACLE_PHASES = ("loss", "gradients", "state")
 
     def __init__(self, setup: KerasLoop, data: DataInfo):
-        import keras
-
-        self.keras, self.setup, self.data = keras, setup, data
+        self.setup, self.data = setup, data
         self.model, self.optimizer = setup.model, setup.optimizer
-        if not isinstance(self.model, keras.Model):
-            raise UsageError(f"KerasLoop got a {type(self.model).__name__}, not a keras.Model.")
-        if keras.backend.backend() != "tensorflow":
+        flavour = flavour_of(self.model)
+        if flavour is None:
+            raise UsageError(model_error("KerasLoop", self.model))
+        self.flavour, self.keras = flavour, flavour.module
+        keras = self.keras
+        if not flavour.legacy and keras.backend.backend() != "tensorflow":
             raise UsageError(f"KerasLoop runs TensorFlow train steps; this worker's Keras backend is "
                              f"{keras.backend.backend()!r}.", hint="Drop KERAS_BACKEND for this side.")
-        if not callable(getattr(self.optimizer, "apply", None)):
+        applies = "apply_gradients" if flavour.legacy else "apply"
+        if not callable(getattr(self.optimizer, applies, None)):
             raise UsageError(f"KerasLoop optimizer is a {type(self.optimizer).__name__}.",
-                             hint="Pass the keras.optimizers.Optimizer your train_step applies gradients with.")
+                             hint=f"Pass the {flavour.label}.optimizers.Optimizer your train_step applies "
+                                  "gradients with.")
         if not self.model.built:
             self.model.build((None, *data.input_shape))
-        self._state_index = [i for i, v in enumerate(self.model.non_trainable_variables)
-                             if keras.backend.is_float_dtype(v.dtype)]
+        self._state_index = [i for i, v in enumerate(self.model.non_trainable_variables) if flavour.is_float(v)]
+        # tf_keras random layers drawing with legacy stateful ops (Dropout by default)
+        self.stateful_random = tf_keras_private.legacy_stateful_random_layers(self.model) if flavour.legacy else []
         self._dry: _DryStep | None = None
         self._retained: dict[int, _Retained] = {}  # the last two steps, full capture only
 
@@ -86,12 +105,13 @@ class KerasLoopAdapter(Adapter):
         nt = self.model.non_trainable_variables
         step = self.setup.train_step
         compiled = hasattr(step, "python_function")
+        name = self.flavour.name
         return SideInfo(
             kind="KerasLoop",
-            framework={"keras": self.keras.__version__, "backend": "tensorflow", "tensorflow": tf.__version__,
+            framework={**self.flavour.versions(), "backend": "tensorflow", "tensorflow": tf.__version__,
                        "train_step": "tf.function" if compiled else "eager", **python_info()},
-            params=[TensorSpec(v.path, tuple(v.shape), str(np.dtype(v.dtype))) for v in self.model.trainable_variables],
-            state=[TensorSpec(nt[i].path, tuple(nt[i].shape), str(np.dtype(nt[i].dtype))) for i in self._state_index],
+            params=[TensorSpec(name(v), tuple(v.shape), str(dtype_of(v))) for v in self.model.trainable_variables],
+            state=[TensorSpec(name(nt[i]), tuple(nt[i].shape), str(dtype_of(nt[i]))) for i in self._state_index],
             layers=[layer.name for layer in leaf_layers(self.model)],
         )
 
@@ -103,11 +123,11 @@ class KerasLoopAdapter(Adapter):
     def set_initial_values(self, params, state) -> None:
         if params is not None:
             for v, a in zip(self.model.trainable_variables, params, strict=True):
-                v.assign(a.astype(np.dtype(v.dtype)))
+                v.assign(a.astype(dtype_of(v)))
         if state is not None:
             nt = self.model.non_trainable_variables
             for i, a in zip(self._state_index, state, strict=True):
-                nt[i].assign(a.astype(np.dtype(nt[i].dtype)))
+                nt[i].assign(a.astype(dtype_of(nt[i])))
 
     def final_weights(self) -> list[np.ndarray]:
         return [np.array(v.numpy()) for v in self.model.trainable_variables]
@@ -127,7 +147,7 @@ class KerasLoopAdapter(Adapter):
             sl = spec.batch_slice(i)
             x, y = tf.convert_to_tensor(self.data.x[sl]), tf.convert_to_tensor(self.data.y[sl])
             if dry is not None:
-                grads, acts = dry.run(x, y)
+                grads, acts, dry_loss = dry.run(x, y)
                 # for evaluate: the optimizer read after the dry copy, which builds it before step 0
                 self._retained[i] = _Retained(x, y, dry.snapshot, [v.numpy() for v in self.optimizer.variables])
                 self._retained.pop(i - 2, None)
@@ -135,20 +155,30 @@ class KerasLoopAdapter(Adapter):
             if emit is None:
                 continue
             loss = _loss_of(out)
+            if dry is not None and self.flavour.legacy:
+                self._check_replayed(i, dry_loss, loss)
             model = self.model
             assert hooks is not None  # installed whenever emit is given
             inputs, digests = batch_fingerprint(self.data.x[sl], self.data.y[sl])
             nt = model.non_trainable_variables
-            tnames = [v.path for v in model.trainable_variables]
+            name = self.flavour.name
+            tnames = [name(v) for v in model.trainable_variables]
             record = StepRecord(step=i, flags=dict(hooks.flags), digests=digests, tensors={
                 "inputs": inputs,
                 **({"activations": acts, "gradients": list(zip(tnames, grads, strict=True))}
                    if capture is CaptureMode.FULL else {}),
                 "loss": [("loss", np.asarray(loss))],
-                "state": [(nt[k].path, np.array(nt[k].numpy())) for k in self._state_index],
+                "state": [(name(nt[k]), np.array(nt[k].numpy())) for k in self._state_index],
                 "weights": [(n, np.array(v.numpy())) for n, v in zip(tnames, model.trainable_variables)],
             })
             emit(record)
+
+    def _check_replayed(self, step: int, dry_loss: np.ndarray | None, loss: np.ndarray) -> None:
+        """Raise :class:`UsageError` unless the dry copy returned the loss the step
+        returned, bitwise: otherwise the recorded gradients would not be the ones the step
+        applied (tf_keras; see the module docstring)."""
+        if dry_loss is None or np.asarray(dry_loss).tobytes() != np.asarray(loss).tobytes():
+            raise unreplayed("KerasLoop", step, dry_loss, loss, self.stateful_random)
 
     # -- the cross-feed probe -------------------------------------------------
     def evaluate(self, step: int, params: list[np.ndarray], state: list[np.ndarray] | None,
@@ -157,6 +187,11 @@ class KerasLoopAdapter(Adapter):
         """Re-run step ``step`` from ``params`` (and ``state``, and ``optimizer``: values of
         ``optimizer.variables``), on its batch or ``batch``; see the module docstring and
         :meth:`xentdbg.adapters.base.Adapter.evaluate`. Every phase is computed."""
+        if self.stateful_random:
+            # Another run of the dry copy would advance its stateful random kernels and
+            # desynchronize it from the steps that follow (see the module docstring).
+            raise ValueError(f"layer(s) {', '.join(self.stateful_random)} draw random numbers with "
+                             "stateful ops: a re-run cannot draw the masks the step drew")
         kept, dry = self._retained.get(step), self._dry
         if kept is None or dry is None:
             raise ValueError(f"KerasLoop cannot re-run step {step}: it keeps the last two steps of a "
@@ -166,7 +201,7 @@ class KerasLoopAdapter(Adapter):
             import tensorflow as tf
 
             x, y = (tf.convert_to_tensor(a) for a in given_batch(batch, x, y))
-        model_vars, opt_vars = self.model.variables, self.optimizer.variables
+        model_vars, opt_vars = self.model.variables, self.flavour.optimizer_variables(self.optimizer)
         now_model = [v.numpy() for v in model_vars]
         now_opt = [v.numpy() for v in opt_vars]
         try:
@@ -175,19 +210,20 @@ class KerasLoopAdapter(Adapter):
             self.set_initial_values(params, state)
             loss, computed, acts = dry.forward(x, y)
             trainable, nt = self.model.trainable_variables, self.model.non_trainable_variables
+            name = self.flavour.name
             result: dict[str, list[tuple[str, np.ndarray]]] = {
                 "loss": [("loss", _loss_of(loss))],
-                "gradients": [(v.path, g) for v, g in zip(trainable, computed, strict=True)],
+                "gradients": [(name(v), g) for v, g in zip(trainable, computed, strict=True)],
                 "activations": acts,
-                "state": [(nt[k].path, np.array(nt[k].numpy())) for k in self._state_index],
+                "state": [(name(nt[k]), np.array(nt[k].numpy())) for k in self._state_index],
             }
             start = kept.optimizer_values if optimizer is None else optimizer
             if len(opt_vars) == len(start):  # else the step created optimizer variables
                 self.set_initial_values(params, None)  # the dry copy may change weights a step assigns
                 for v, value in zip(opt_vars, start):
-                    v.assign(np.asarray(value, dtype=np.dtype(v.dtype)))
+                    v.assign(np.asarray(value, dtype=dtype_of(v)))
                 if dry.apply(computed if grads is None else grads):
-                    result["weights"] = [(v.path, np.array(v.numpy())) for v in trainable]
+                    result["weights"] = [(name(v), np.array(v.numpy())) for v in trainable]
         finally:
             for v, value in zip(model_vars, now_model):
                 v.assign(value)  # bitwise: training goes on from where it was
@@ -216,8 +252,10 @@ class KerasLoopAdapter(Adapter):
         worker never trains."""
         import tensorflow as tf
 
-        keras = self.keras
-        check_float64_model(keras, self.model, self._state_index)
+        check_float64_model(self.flavour, self.model, self._state_index)
+        if self.stateful_random:
+            raise ValueError(f"layer(s) {', '.join(self.stateful_random)} draw random numbers with stateful "
+                             "ops: a float64 re-run cannot draw the masks the step drew")
         nt = self.model.non_trainable_variables
         if self._dry is None:
             self._dry = _DryStep(self)
@@ -226,8 +264,9 @@ class KerasLoopAdapter(Adapter):
                 for a in batch[:2])
         loss, grads, _ = self._dry.forward(tf.convert_to_tensor(x), tf.convert_to_tensor(y))
         return {"loss": [("loss", _loss_of(loss))],
-                "gradients": [(v.path, g) for v, g in zip(self.model.trainable_variables, grads, strict=True)],
-                "state": [(nt[k].path, np.array(nt[k].numpy())) for k in self._state_index]}
+                "gradients": [(self.flavour.name(v), g)
+                              for v, g in zip(self.model.trainable_variables, grads, strict=True)],
+                "state": [(self.flavour.name(nt[k]), np.array(nt[k].numpy())) for k in self._state_index]}
 
 
 @dataclass
@@ -241,10 +280,10 @@ class _Retained:
 
 
 class _DryStep:
-    """The user's step with ``optimizer.apply`` returning gradients instead of applying them."""
+    """The user's step with ``optimizer.apply`` (tf_keras: ``apply_gradients``) returning
+    gradients instead of applying them."""
 
     def __init__(self, adapter: KerasLoopAdapter):
-        import keras
         import tensorflow as tf
 
         self.adapter = adapter
@@ -256,7 +295,8 @@ class _DryStep:
         self._applied_vars: list = []  # the variables the step applies gradients to, in its order
         self.snapshot: list[np.ndarray] = []  # model.variables before the last run()
         optimizer = self.optimizer = adapter.optimizer
-        original_apply = optimizer.apply
+        legacy = adapter.flavour.legacy
+        self._original_apply = original_apply = optimizer.apply_gradients if legacy else optimizer.apply
 
         @functools.wraps(original_apply)
         def apply(grads, trainable_variables=None):
@@ -265,7 +305,7 @@ class _DryStep:
             if trainable_variables is not None and len(grads) and not optimizer.built:
                 # What apply does first (keras/src/optimizers/base_optimizer.py:498-502, Keras 3.15).
                 trainable_variables = list(trainable_variables)
-                with keras.name_scope(optimizer.name, caller=optimizer):
+                with adapter.keras.name_scope(optimizer.name, caller=optimizer):
                     optimizer.build(trainable_variables)
                 optimizer.built = True
             variables = (trainable_variables if trainable_variables is not None
@@ -273,10 +313,34 @@ class _DryStep:
             self._grads = list(zip(variables, grads))
             return None
 
-        optimizer.apply = apply
+        @functools.wraps(original_apply)
+        def apply_gradients(grads_and_vars, *args, **kwargs):
+            if not self._dry:
+                return original_apply(grads_and_vars, *args, **kwargs)
+            pairs = list(grads_and_vars)
+            if pairs:
+                # What apply_gradients does first (tf_keras/src/optimizers/optimizer.py:713-717):
+                # build, once, under the optimizer's name scope and tf.init_scope.
+                with tf.name_scope(kwargs.get("name") or optimizer.name or "optimizer"), tf.init_scope():
+                    optimizer.build([v for _, v in pairs])
+            self._grads = [(v, g) for g, v in pairs]
+            return optimizer.iterations
+
+        if legacy:
+            optimizer.apply_gradients = apply_gradients
+        else:
+            optimizer.apply = apply
         step = adapter.setup.train_step
         python_step = getattr(step, "python_function", step)
         self._compiled = hasattr(step, "python_function")
+        if legacy and adapter.stateful_random and not self._compiled:
+            raise UsageError(
+                f"KerasLoop (tf_keras): layer(s) {', '.join(adapter.stateful_random)} draw random numbers with "
+                "TensorFlow's stateful ops and the train_step runs eagerly: eager random ops take their seeds "
+                "from a global counter, so a copy of the step run to capture its gradients would change the "
+                "masks the step draws.",
+                hint="Decorate the train_step with @tf.function, or compare with --fingerprint, which runs the "
+                     "step alone.")
         self._jit_compile = private.tf_function_jit_compile(step) if self._compiled else None
         self._apply_fn: Any = None  # optimizer.apply on given gradients, made on first use
 
@@ -294,7 +358,7 @@ class _DryStep:
             self._applied_vars = [v for v, _ in self._grads]
             by_id = {id(v): g for v, g in self._grads}  # the step passes model.trainable_variables
             grads = [by_id.get(id(v)) for v in self.model.trainable_variables]
-            grads = [tf.zeros_like(v.value) if g is None else tf.convert_to_tensor(g)
+            grads = [tf.zeros_like(adapter.flavour.value(v)) if g is None else tf.convert_to_tensor(g)
                      for g, v in zip(grads, self.model.trainable_variables)]
             self._names = [n for n, _ in acts]
             return grads, [a for _, a in acts], _loss_tensor(out)
@@ -320,15 +384,17 @@ class _DryStep:
         return (None if loss is None else np.asarray(loss), [np.array(g) for g in grads],
                 [(n, np.array(a)) for n, a in zip(self._names, acts, strict=True)])
 
-    def run(self, x, y) -> tuple[list[np.ndarray], list[tuple[str, np.ndarray]]]:
+    def run(self, x, y) -> tuple[list[np.ndarray], list[tuple[str, np.ndarray]], np.ndarray | None]:
+        """:meth:`forward` from the variables as they are, which it then restores:
+        gradients, layer outputs, the loss the dry copy returned."""
         variables = self.model.variables
         self.snapshot = snapshot = [v.numpy() for v in variables]
         try:
-            _, grads, acts = self.forward(x, y)
+            loss, grads, acts = self.forward(x, y)
         finally:
             for v, value in zip(variables, snapshot):
                 v.assign(value)  # bitwise restore: the dry copy leaves no trace
-        return grads, acts
+        return grads, acts, loss
 
     def apply(self, grads: list[np.ndarray]) -> bool:
         """The real ``optimizer.apply`` of ``grads`` (in ``model.trainable_variables``
@@ -340,13 +406,16 @@ class _DryStep:
         by_id = {id(v): (v, g) for v, g in zip(self.model.trainable_variables, grads, strict=True)}
         if not all(id(v) in by_id for v in self._applied_vars):
             return False
-        values = [tf.convert_to_tensor(np.asarray(g).astype(np.dtype(v.dtype))) for v, g in
+        values = [tf.convert_to_tensor(np.asarray(g).astype(dtype_of(v))) for v, g in
                   (by_id[id(u)] for u in self._applied_vars)]
         if self._apply_fn is None:
             variables = list(self._applied_vars)
 
             def apply(gradients):
-                self.optimizer.apply(gradients, variables)  # self._dry is False: the original apply
+                if self.adapter.flavour.legacy:
+                    self._original_apply(list(zip(gradients, variables)))
+                else:
+                    self._original_apply(gradients, variables)
 
             self._apply_fn = tf.function(apply, jit_compile=self._jit_compile) if self._compiled else apply
         self._apply_fn(values)

@@ -26,6 +26,13 @@ side sits within its float32 error": each side's float32 result lies within a fe
 of the exact one (``ERR = 4``), so the gap is what separates each side from the truth,
 not the visible part of a larger error both share. When the float64 results differ, the
 difference is real whatever its size.
+
+A tensor that cancels is the exception to the second condition: when its exact value
+is at most ``CANCELLED`` of the largest tensor of its phase (``S``), each float32 side
+is the rounding left by the terms that cancel in it, and both sides share the part that
+comes from the computation before it, so the gap can be smaller than either error. Its
+budget is then ``CANCELLED * S`` (the bias of a layer that BatchNorm follows: exactly
+zero, float32 gives a few 1e-4 of the step's largest gradient).
 """
 
 from __future__ import annotations
@@ -47,6 +54,9 @@ ORACLE_PHASES = ("loss", "gradients", "state")
 history (an update needs the optimizer's moments and step count, which a float64 re-run
 from scratch does not have)."""
 F32_EPS = float(np.finfo(np.float32).eps)
+CANCELLED = 1e-3
+"""A tensor whose exact value is at most this fraction of its phase's largest tensor
+cancels: see the module docstring."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +70,13 @@ class TensorCheck:
     err_a: float
     err_b: float
     scale: float
+    exact: float = math.inf  # max|X64| over both float64 re-runs
+    phase_scale: float = 0.0  # the largest float32 scale of this phase in the step
+
+    @property
+    def cancels(self) -> bool:
+        """The exact value is at most :data:`CANCELLED` of its phase's largest tensor."""
+        return self.exact <= CANCELLED * self.phase_scale
 
     @property
     def ratio(self) -> float:
@@ -72,6 +89,8 @@ class TensorCheck:
     @property
     def within_error(self) -> bool:
         budget = ERR * self.g32 + F32_EPS * self.scale
+        if self.cancels:
+            budget = max(budget, CANCELLED * self.phase_scale)
         return self.err_a <= budget and self.err_b <= budget
 
     @property
@@ -92,11 +111,15 @@ class TensorCheck:
         text = (f"{self.phase} {self.name}: float32 gap {self.g32:.3g}, float64 gap {self.g64:.3g} "
                 f"(x{self.ratio:.2g}); float32 error A {self.err_a:.3g}, B {self.err_b:.3g}")
         side = self.less_precise
+        if self.cancels:
+            text += (f"; it cancels (exact values at most {self.exact:.2g}, the phase's largest tensor "
+                     f"{self.phase_scale:.2g})")
         return text + (f" (side {side}'s float32 formula loses precision here)" if side else "")
 
     def to_dict(self) -> dict:
         return {"phase": self.phase, "name": self.name, "g32": self.g32, "g64": self.g64, "ratio": self.ratio,
-                "err_a": self.err_a, "err_b": self.err_b, "scale": self.scale, "rounding": self.rounding,
+                "err_a": self.err_a, "err_b": self.err_b, "scale": self.scale, "exact": self.exact,
+                "phase_scale": self.phase_scale, "cancels": self.cancels, "rounding": self.rounding,
                 "less_precise": self.less_precise}
 
 
@@ -154,6 +177,10 @@ def check_float64(flagged: list[tuple[str, str, str]], a32: StepRecord, b32: Ste
     from the same values. A tensor missing from a re-run, not float64 there, or
     non-finite makes the oracle unavailable: it never guesses."""
     checks = []
+    phase_scales = {phase: max((float(np.max(np.abs(np.asarray(x, np.float64)), initial=0.0))
+                                for record in (a32, b32) for _, x in record.tensors.get(phase, [])
+                                if np.size(x) and np.all(np.isfinite(x))), default=0.0)
+                    for phase in ORACLE_PHASES}
     for phase, name_a, name_b in flagged:
         if phase not in ORACLE_PHASES:
             return Float64Check(unavailable=f"the step differs in {phase}, which a float64 re-run cannot "
@@ -179,7 +206,9 @@ def check_float64(flagged: list[tuple[str, str, str]], a32: StepRecord, b32: Ste
             g64=float(np.max(np.abs(x64a - x64b), initial=0.0)),
             err_a=float(np.max(np.abs(f32a - x64a), initial=0.0)),
             err_b=float(np.max(np.abs(f32b - x64b), initial=0.0)),
-            scale=float(max(np.max(np.abs(f32a), initial=0.0), np.max(np.abs(f32b), initial=0.0)))))
+            scale=float(max(np.max(np.abs(f32a), initial=0.0), np.max(np.abs(f32b), initial=0.0))),
+            exact=float(max(np.max(np.abs(x64a), initial=0.0), np.max(np.abs(x64b), initial=0.0))),
+            phase_scale=phase_scales[phase]))
     if not checks:
         return Float64Check(unavailable="no flagged tensor to re-run", start=start)
     return Float64Check(checks, start=start)

@@ -17,6 +17,7 @@ import numpy as np
 
 from xentdbg.diagnose.context import Context, Side, fmt, ratio
 from xentdbg.diagnose.data import different_data, normalized_input, rescaled_input
+from xentdbg.diagnose.dropout import dropout_masks
 from xentdbg.diagnose.frozen import frozen_parameter
 from xentdbg.diagnose.gradients import loss_scale, missing_regularization
 from xentdbg.diagnose.initial import initial_weights
@@ -24,7 +25,7 @@ from xentdbg.diagnose.labels import label_smoothing
 from xentdbg.diagnose.noise import float_precision, numeric_noise
 from xentdbg.diagnose.nonfinite import nonfinite_origin
 from xentdbg.diagnose.optimizer import optimizer_update
-from xentdbg.diagnose.training import batchnorm_state, training_flag
+from xentdbg.diagnose.training import batchnorm_state, batchnorm_variance_correction, training_flag
 from xentdbg.diagnose.weights import sample_weights
 from xentdbg.diagnose.xent import (
     fused_softmax_xent,
@@ -42,8 +43,8 @@ Probe = Callable[[Context], list[Finding]]
 PROBES: tuple[Probe, ...] = (
     initial_weights, frozen_parameter, logits_vs_probabilities, probabilities_as_logits, log_plus_epsilon,
     nonfinite_origin, fused_softmax_xent, label_smoothing, sample_weights, training_flag, batchnorm_state,
-    rescaled_input, normalized_input, loss_scale, missing_regularization, optimizer_update, float_precision,
-    numeric_noise,
+    batchnorm_variance_correction, dropout_masks, rescaled_input, normalized_input, loss_scale,
+    missing_regularization, optimizer_update, float_precision, numeric_noise,
 )
 
 

@@ -52,6 +52,12 @@ class Side:
     def activations(self) -> Named:
         return self.tensors("activations")
 
+    @property
+    def library(self) -> str:
+        """The Keras or Flax library the side ran, from its version table: ``tf_keras``
+        (Keras 2), ``keras`` (Keras 3), ``flax``, or ``""``."""
+        return next((key for key in ("tf_keras", "keras", "flax") if key in self.info.framework), "")
+
 
 @dataclass
 class Context:

@@ -51,8 +51,8 @@ def training_flag(ctx: Context) -> list[Finding]:
                     numbers={"side": off, "layers": [n for n, _ in layers], "values": [v for _, v in layers]})]
 
 
-def _batch_mean(side: Side, state_name: str) -> np.ndarray | None:
-    """Mean over the batch of the activation that feeds the layer owning ``state_name``
+def _bn_input(side: Side, state_name: str) -> np.ndarray | None:
+    """The activation that feeds the layer owning ``state_name``, as ``(n, C)`` float64 rows
     (the activation row before that layer's: Keras names rows by layer, ``bn`` for
     ``sequential/bn/moving_mean``; NNX by module path, ``bn`` for ``['bn']['mean']``)."""
     path, _ = layer_and_role(state_name)
@@ -64,7 +64,14 @@ def _batch_mean(side: Side, state_name: str) -> np.ndarray | None:
     if k is None or k == 0:
         return None
     h = np.asarray(acts[k - 1][1], np.float64)
-    return h.reshape(-1, h.shape[-1]).mean(axis=0)
+    return h.reshape(-1, h.shape[-1])
+
+
+def _batch_mean(side: Side, state_name: str) -> np.ndarray | None:
+    """Mean over the batch (and spatial axes) of the activation that feeds the layer owning
+    ``state_name``."""
+    h = _bn_input(side, state_name)
+    return None if h is None else h.mean(axis=0)
 
 
 def batchnorm_state(ctx: Context) -> list[Finding]:
@@ -126,4 +133,81 @@ def batchnorm_state(ctx: Context) -> list[Finding]:
                     momentum_ev,
                     "Keras' momentum is the weight of the old value (0.99); PyTorch's momentum=0.01 is Keras' 0.99.",
                     numbers={"momentum_a": ma, "momentum_b": mb}))
+    return findings
+
+
+def batchnorm_variance_correction(ctx: Context) -> list[Finding]:
+    """One side puts the unbiased batch variance ``n/(n-1) * var`` into ``moving_variance``,
+    the other the biased ``var``.
+
+    tf_keras (Keras 2) runs BatchNormalization on 4-D and 5-D inputs with TensorFlow's
+    fused kernel (``fused=None`` means rank 4 or 5: tf_keras/src/layers/normalization/
+    batch_normalization.py:352-357), whose running variance carries Bessel's correction
+    (:945-946 says so; :1007-1045 assign the kernel's running statistics). Keras 3 averages
+    the biased ``tf.nn.moments`` variance (keras/src/layers/normalization/
+    batch_normalization.py:363-391; keras/src/backend/tensorflow/nn.py:1492-1512). Both
+    normalize the batch with the biased variance, so training steps agree; the moving
+    variance, which inference uses, does not. Per side ``X``, from the pre-step ``s0``,
+    post-step ``s1``, the momentum ``m`` read off the moving mean (see
+    :func:`batchnorm_state`) and the layer input's biased variance ``var`` over its ``n``
+    values per channel::
+
+        s1 = m * s0 + (1 - m) * k_X * var,    k_X = 1 (biased) or n / (n - 1) (unbiased)
+    """
+    pairs: dict[tuple[str, ...], dict[str, tuple]] = {}
+    for name, a0, a1, b0, b1 in ctx.state_triples():
+        path, role = layer_and_role(name)
+        if role in ("moving_mean", "moving_variance"):
+            pairs.setdefault(path, {})[role] = (name, *(np.asarray(t, np.float64) for t in (a0, a1, b0, b1)))
+    divergent = {t.name_a for t in ctx.divergent("state")}
+    findings = []
+    for roles in pairs.values():
+        if "moving_mean" not in roles or "moving_variance" not in roles or roles["moving_variance"][0] not in divergent:
+            continue
+        name, a0, a1, b0, b1 = roles["moving_variance"]
+        _, mean0, mean1, _, _ = roles["moving_mean"]
+        h = _bn_input(ctx.a, name)
+        if h is None or h.shape[1] != a0.size or h.shape[0] < 2:
+            continue
+        n = h.shape[0]
+        mu, var = h.mean(axis=0), h.var(axis=0)
+        step, residual = ratio(mean1 - mean0, mu - mean0)  # mean1 - mean0 = (1 - m) (mu - mean0)
+        if residual > 1e-3 or not 0.0 < step <= 1.0 or np.min(var) <= 0:
+            continue
+        ks, fits = [], []
+        for s0, s1 in ((a0, a1), (b0, b1)):
+            k = ((s1 - s0) / step + s0) / var  # s1 = s0 + (1 - m) (k var - s0)
+            kx = float(np.median(k))
+            ks.append(kx)
+            fits.append(float(np.max(np.abs(s0 + step * (kx * var - s0) - s1)) / max(float(np.max(np.abs(s1))), 1e-30)))
+        unbiased = n / (n - 1)
+        near = 0.05 * (unbiased - 1.0)  # within 5% of the correction's size
+        which = {label: ("unbiased" if abs(k - unbiased) <= near else "biased" if abs(k - 1.0) <= near else None)
+                 for label, k in zip("AB", ks)}
+        if sorted(v or "" for v in which.values()) != ["biased", "unbiased"] or max(fits) > 1e-5:
+            continue
+        corrected = "A" if which["A"] == "unbiased" else "B"
+        other = "B" if corrected == "A" else "A"
+        k_fix, k_other = (ks[0], ks[1]) if corrected == "A" else (ks[1], ks[0])
+        ev = [f"{name}: side {corrected}'s update matches moving = m * moving + (1 - m) * n/(n-1) * var with "
+              f"n/(n-1) = {fmt(unbiased, 7)} (n = {n} values per channel; fitted {fmt(k_fix, 7)}), side {other}'s "
+              f"the biased var (fitted {fmt(k_other, 7)}); m = {fmt(1 - step, 5)} from the moving mean; "
+              f"residuals {max(fits):.1g}",
+              "the moving mean agrees: only the variance's normalization differs"]
+        libraries = {"A": ctx.a.library, "B": ctx.b.library}
+        if libraries[corrected] == "tf_keras" and libraries[other] == "keras":
+            ev.append(f"side {corrected} runs Keras 2 (tf_keras): BatchNormalization on a 4-D input uses "
+                      "TensorFlow's fused kernel, whose running variance is unbiased (tf_keras/src/layers/"
+                      "normalization/batch_normalization.py:352-357, :945-946); side "
+                      f"{other} runs Keras 3, which averages the biased variance (keras/src/layers/normalization/"
+                      "batch_normalization.py:363-391)")
+        if ctx.agrees("loss") and ctx.agrees("gradients"):
+            ev.append("the loss and gradients of this step agree: training is the same, inference is not")
+        fix = (f"Both are BatchNorm; they differ in the running variance only. To match Keras 3, build side "
+               f"{corrected}'s BatchNormalization with fused=False (tf_keras's non-fused path averages the biased "
+               "variance); or accept a moving variance larger by n/(n-1) on that side.")
+        findings.append(Finding("batchnorm-variance-correction",
+                                f"Side {corrected} puts the unbiased batch variance into {name}", tuple(ev), fix,
+                                numbers={"side": corrected, "n": n, "k_a": ks[0], "k_b": ks[1],
+                                         "momentum": 1 - step}))
     return findings

@@ -436,18 +436,28 @@ class _CrossFeeder:
             if "error" in header:
                 return self._unpaired(f"side {side}: {header['error']}")
             got.append(arrays)
-        if [(a.shape, a.dtype) for a in got[0]] != [(b.shape, b.dtype) for b in got[1]]:
-            return self._unpaired(f"A's state is {len(got[0])} arrays, B's {len(got[1])}; they do not pair one to "
-                                  "one by shape and dtype")
         # Only per-parameter state (momentum, Adam's moments: a parameter's shape) drifts with
-        # the weights. Scalars are hyperparameters and counters (Keras keeps the learning
-        # rate and `iterations` among optimizer.variables, optax's inject_hyperparams its
-        # hyperparameters in the state): each side keeps its own, or a learning rate 10x off
-        # would be copied across and vanish.
+        # the weights, and only it crosses. Scalars are hyperparameters and counters (Keras 3
+        # keeps the learning rate and `iterations` among optimizer.variables, tf_keras only
+        # `iterations`, optax's inject_hyperparams its hyperparameters in the state): each
+        # side keeps its own, or a learning rate 10x off would be copied across and vanish.
+        # Keras 3 and tf_keras both list a parameter's slots together, in parameter order
+        # (Adam: m, v of the first parameter, then of the next), so the per-parameter arrays
+        # pair in order when the parameters do.
         shapes = {tuple(p.shape) for info in self.infos for p in info.params}
-        moved = [a.dtype.kind == "f" and a.ndim > 0 and tuple(a.shape) in shapes for a in got[0]]
-        a_for_b = [a if m else b for a, b, m in zip(got[0], got[1], moved)]
-        b_for_a = [b if m else a for a, b, m in zip(got[0], got[1], moved)]
+
+        def slots(arrays: list[np.ndarray]) -> list[int]:
+            return [k for k, a in enumerate(arrays) if a.dtype.kind == "f" and a.ndim > 0 and tuple(a.shape) in shapes]
+
+        ka, kb = slots(got[0]), slots(got[1])
+        if [(got[0][k].shape, got[0][k].dtype) for k in ka] != [(got[1][k].shape, got[1][k].dtype) for k in kb]:
+            return self._unpaired(f"A's per-parameter state is {len(ka)} arrays, B's {len(kb)}; they do not pair "
+                                  "one to one by shape and dtype")
+        if sorted(self.pairing.params) != [(k, k) for k in range(len(self.infos[0].params))]:
+            return self._unpaired("the parameters pair in another order on the two sides")
+        a_for_b, b_for_a = list(got[1]), list(got[0])
+        for i, j in zip(ka, kb):
+            a_for_b[j], b_for_a[i] = got[0][i], got[1][j]
         return a_for_b, b_for_a
 
     def _unpaired(self, why: str) -> tuple[None, None]:

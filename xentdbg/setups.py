@@ -17,7 +17,8 @@ FIT_ARGS_OWNED = ("x", "y", "batch_size", "epochs", "steps_per_epoch", "initial_
 
 
 class KerasFit:
-    """A compiled Keras 3 model trained by the real ``model.fit(**fit_kwargs)``.
+    """A compiled Keras model trained by the real ``model.fit(**fit_kwargs)``: Keras 3, or
+    Keras 2 (tf_keras; ``tf.keras`` under ``TF_USE_LEGACY_KERAS=1``).
 
     xentdbg passes ``x``, ``y``, ``batch_size`` and ``epochs`` from the command line and
     your other fit arguments unchanged; as in your own code, ``fit`` shuffles unless you
@@ -175,7 +176,8 @@ class NnxStep:
 
 @dataclass
 class KerasLoop:
-    """Your own Keras 3 / TensorFlow training step, exactly as you wrote it.
+    """Your own TensorFlow training step over a Keras 3 or Keras 2 (tf_keras) model, exactly
+    as you wrote it.
 
     ``train_step(x, y) -> loss`` runs one optimisation step (eager, or decorated with
     ``tf.function``) and applies gradients with ``optimizer.apply_gradients`` or

@@ -78,3 +78,33 @@ def test_the_verdict_round_trips_to_json_types():
     d = _check(EXACT.astype(np.float32), EXACT.astype(np.float32), EXACT, EXACT).to_dict()
     assert d["ran"] and d["rounding"] and d["checks"][0]["phase"] == "gradients"
     assert isinstance(d["checks"][0]["g32"], float)
+
+
+def _with_big(x: np.ndarray) -> StepRecord:
+    """A step whose gradients hold a large tensor beside the flagged ``w``."""
+    big = np.ones((4, 4), x.dtype)
+    return StepRecord(step=3, tensors={"gradients": [("big", big), ("w", x)],
+                                       "loss": [("loss", np.asarray(0.5, x.dtype))]})
+
+
+def test_a_tensor_that_cancels_is_rounding_even_when_both_sides_share_its_noise():
+    # the bias before a BatchNorm: exactly 0 in float64, float32 noise of 3e-4 on both sides
+    # that shares most of its pattern (measured: Keras 2 fused BN against Keras 3, cosine 0.94)
+    shared = RNG.normal(size=8) * 3e-4
+    a32 = (shared + RNG.normal(size=8) * 2e-5).astype(np.float32)
+    b32 = (shared + RNG.normal(size=8) * 2e-5).astype(np.float32)
+    zero = np.zeros(8) + 1e-14
+    check = check_float64(FLAGGED, _with_big(a32), _with_big(b32), _with_big(zero), _with_big(zero), "A")
+    tensor = check.checks[0]
+    assert tensor.cancels and tensor.phase_scale == 1.0
+    assert tensor.err_a > 4 * tensor.g32  # beyond the ordinary budget: the shared noise
+    assert check.rounding, check.describe()
+    assert "it cancels" in check.describe()
+
+
+def test_a_tensor_that_cancels_yet_differs_in_float64_is_real():
+    a32 = (RNG.normal(size=8) * 3e-4).astype(np.float32)
+    b32 = (a32 + 2e-4).astype(np.float32)
+    a64, b64 = np.zeros(8), np.full(8, 2e-4)
+    check = check_float64(FLAGGED, _with_big(a32), _with_big(b32), _with_big(a64), _with_big(b64), "A")
+    assert check.checks[0].cancels and not check.rounding

@@ -166,3 +166,33 @@ def test_dropout_probe_stays_silent_when_the_numbers_do_not_fit():
     ra, rb = _dropout_records(0.3, keep_a, keep_b, h)
     rb.tensors["activations"][0] = ("dense", h * 1.5)
     assert all(f.cause != "dropout-masks" for f in _diagnose(ra, rb).findings)
+
+
+def _bn_records(k_a: float, k_b: float):
+    """Conv output h (8, 3, 3, 4) into a BatchNorm with momentum 0.99; side X puts k_X * var
+    into its moving variance."""
+    h = (RNG.standard_normal((8, 3, 3, 4)) * 10 + 1).astype(np.float32)
+    rows = h.reshape(-1, 4).astype(np.float64)
+    mu, var = rows.mean(axis=0), rows.var(axis=0)
+    before = [("seq/bn/moving_mean", np.zeros(4, np.float32)), ("seq/bn/moving_variance", np.ones(4, np.float32))]
+    acts = [("conv", h), ("bn", h), ("dense", h.reshape(8, -1))]
+
+    def state(k):
+        return [("seq/bn/moving_mean", (0.01 * mu).astype(np.float32)),
+                ("seq/bn/moving_variance", (0.99 + 0.01 * k * var).astype(np.float32))]
+    return _record(1.0, G, W0, state(k_a), acts), _record(1.0, G, W0, state(k_b), acts), before
+
+
+def test_unbiased_moving_variance_of_a_fused_batchnorm_is_named():
+    n = 8 * 3 * 3
+    ra, rb, before = _bn_records(n / (n - 1), 1.0)
+    d = _diagnose(ra, rb, before)
+    assert d.top.cause == "batchnorm-variance-correction"
+    assert d.top.numbers["side"] == "A" and d.top.numbers["n"] == n
+    assert d.top.numbers["k_a"] == pytest.approx(n / (n - 1), rel=1e-5)
+    assert d.top.numbers["momentum"] == pytest.approx(0.99, abs=1e-5)
+
+
+def test_batchnorm_variance_probe_needs_the_n_over_n_minus_1_factor():
+    ra, rb, before = _bn_records(1.05, 1.0)  # some other factor: not Bessel's correction
+    assert all(f.cause != "batchnorm-variance-correction" for f in _diagnose(ra, rb, before).findings)

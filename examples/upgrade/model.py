@@ -28,3 +28,9 @@ def setup(data):
 def no_dropout(data):
     """The same model with the Dropout rate at 0."""
     return xentdbg.KerasFit(build(dropout=0.0), shuffle=False)
+
+
+@xentdbg.declare(task="digits", pixels="unit", batch_size=100)
+def shuffled(data):
+    """Dropout rate 0, and fit's default shuffle=True."""
+    return xentdbg.KerasFit(build(dropout=0.0))

@@ -196,3 +196,34 @@ def test_unbiased_moving_variance_of_a_fused_batchnorm_is_named():
 def test_batchnorm_variance_probe_needs_the_n_over_n_minus_1_factor():
     ra, rb, before = _bn_records(1.05, 1.0)  # some other factor: not Bessel's correction
     assert all(f.cause != "batchnorm-variance-correction" for f in _diagnose(ra, rb, before).findings)
+
+
+def _batch_record(step, x, y):
+    from xentdbg.records import batch_fingerprint
+
+    inputs, digests = batch_fingerprint(x, y)
+    return StepRecord(step, {"inputs": inputs, "loss": [("loss", np.float32(1.0))]}, digests=digests)
+
+
+def test_a_side_that_repeats_an_earlier_epoch_order_is_named():
+    from xentdbg.diagnose.epochs import repeated_epoch_order
+
+    data = RNG.random((6, 10, 4)).astype(np.float32)  # six batches of 10 samples
+    y = np.zeros((10, 2), np.float32)
+    pairing = Pairing(params=[], state=[])
+    history = [compare_step(_batch_record(k, data[k], y), _batch_record(k, data[k], y), pairing, Tolerance())
+               for k in range(3)]
+    # step 3: A draws a new batch, B its step-0 batch again (Keras 3's fit under a global seed)
+    ra, rb = _batch_record(3, data[3], y), _batch_record(3, data[0], y)
+    step = compare_step(ra, rb, pairing, Tolerance())
+    infos = (SideInfo("KerasFit", {"tf_keras": "2.21.0"}, [], []), SideInfo("KerasFit", {"keras": "3.15.1"}, [], []))
+    ctx = Context(step, Side("A", infos[0], ra, [], []), Side("B", infos[1], rb, [], []), pairing, Tolerance(),
+                  None, None, [*history, step])
+    found = repeated_epoch_order(ctx)
+    assert [f.numbers for f in found] == [{"side": "B", "step": 3, "repeats_step": 0}]
+    assert any("Keras 3" in line for line in found[0].evidence)
+    # both sides new at step 3: nothing repeats
+    step = compare_step(ra, _batch_record(3, data[4], y), pairing, Tolerance())
+    ctx = Context(step, ctx.a, Side("B", infos[1], _batch_record(3, data[4], y), [], []), pairing, Tolerance(),
+                  None, None, [*history, step])
+    assert repeated_epoch_order(ctx) == []

@@ -18,6 +18,7 @@ import numpy as np
 from xentdbg.diagnose.context import Context, Side, fmt, ratio
 from xentdbg.diagnose.data import different_data, normalized_input, rescaled_input
 from xentdbg.diagnose.dropout import dropout_masks
+from xentdbg.diagnose.epochs import repeated_epoch_order
 from xentdbg.diagnose.frozen import frozen_parameter
 from xentdbg.diagnose.gradients import loss_scale, missing_regularization
 from xentdbg.diagnose.initial import initial_weights
@@ -52,7 +53,8 @@ def diagnose(ctx: Context, dataset_sums: np.ndarray | None = None, batch_start: 
     """Run every probe on ``ctx``; findings sorted by how completely they explain the step."""
     findings: list[tuple[float, int, Finding]] = []
     errors = []
-    probes: list[Probe] = [lambda c: different_data(c, dataset_sums, batch_start), *PROBES]
+    # a repeated epoch order is the more specific account of different data: ties keep it first
+    probes: list[Probe] = [repeated_epoch_order, lambda c: different_data(c, dataset_sums, batch_start), *PROBES]
     for order, probe in enumerate(probes):
         try:
             for f in probe(ctx):

@@ -3,10 +3,11 @@
 Source: https://github.com/google/flax/blob/main/examples/mnist/train.py (Apache-2.0).
 ``CNN``, ``apply_model``, ``update_model`` and ``create_train_state`` are the public
 file's, unchanged; the config is its ``configs/default.py`` (learning rate 0.1, momentum
-0.9, batch 128). Lines changed to wrap it (6): ``import xentdbg``, the ``@xentdbg.declare`` line (the example
+0.9, batch 128). Lines changed to wrap it (5): ``import xentdbg``, the ``@xentdbg.declare`` line (the example
 feeds 28x28x1 images scaled to [0, 1] and integer labels), ``def setup(data)`` for
-``train_and_evaluate``, one line that composes the example's two jitted functions into
-one step, the return line, and ``create_train_state`` takes the config values directly.
+``train_and_evaluate``, the return line, whose step composes the example's two jitted
+functions as its ``train_epoch`` does, and ``create_train_state`` takes the config values
+directly.
 """
 
 import jax
@@ -68,5 +69,4 @@ def create_train_state(rng, learning_rate, momentum):
 @xentdbg.declare(task="digits", pixels="unit", layout="28x28x1", labels="sparse", batch_size=128)
 def setup(data):
     state = create_train_state(jax.random.PRNGKey(0), 0.1, 0.9)
-    step = lambda state, images, labels: update_model(state, apply_model(state, images, labels)[0])  # noqa: E731
-    return xentdbg.JaxStep(step, state, grads_fn=apply_model)
+    return xentdbg.JaxStep(lambda s, x, y: update_model(s, apply_model(s, x, y)[0]), state, grads_fn=apply_model)

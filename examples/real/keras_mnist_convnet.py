@@ -2,9 +2,9 @@
 
 Source: https://github.com/keras-team/keras-io/blob/master/examples/vision/mnist_convnet.py
 (Apache-2.0). The model, the compile call and the fit arguments are the public file's.
-Lines changed to wrap it (6): ``import xentdbg``, the ``@xentdbg.declare`` line (28x28x1
+Lines changed to wrap it (5): ``import xentdbg``, the ``@xentdbg.declare`` line (28x28x1
 images in [0, 1], one-hot labels, batch 128: what the example's data preparation
-produces), ``def setup(data)``, ``input_shape`` read from ``data``,
+produces, so its ``input_shape = (28, 28, 1)`` stays), ``def setup(data)``,
 ``keras.utils.set_random_seed(0)`` (so that Dropout draws the masks the loop draws), and ``model.fit(x_train, y_train,
 batch_size=batch_size, epochs=epochs, validation_split=0.1)`` became the return line
 (xentdbg passes ``x``, ``y``, ``batch_size`` and ``epochs``; ``validation_split`` goes
@@ -22,7 +22,7 @@ import xentdbg
 
 def _model(data):
     num_classes = 10
-    input_shape = data.input_shape
+    input_shape = (28, 28, 1)
 
     model = keras.Sequential(
         [

@@ -17,6 +17,7 @@ from xentdbg.data import DataSpec
 from xentdbg.errors import SetupFailed, UsageError
 from xentdbg.records import CaptureMode, SideInfo, side_info_from_dict
 from xentdbg.replay import ring, wire
+from xentdbg.replay.interpreter import mismatch, python_of, worker_command
 from xentdbg.replay.loading import SetupRef
 from xentdbg.replay.worker import PARENT_ENV
 
@@ -52,6 +53,11 @@ class WorkerProcess:
     its own descriptor, so no log stays behind whatever ends the coordinator, SIGKILL
     included. The worker ends with the coordinator (:func:`xentdbg.replay.worker.tie_to_parent`);
     it learns the coordinator's pid from :data:`PARENT_ENV`.
+
+    It runs under the interpreter ``env`` names (:func:`~xentdbg.replay.interpreter.python_of`,
+    ``--python-a/--python-b``), else the coordinator's, and imports this xentdbg either way
+    (:func:`~xentdbg.replay.interpreter.worker_command`). Its first message is checked by
+    :meth:`handshake` before any other.
     """
 
     def __init__(self, side: str, env: dict[str, str]):
@@ -65,12 +71,24 @@ class WorkerProcess:
         self.log = tempfile.TemporaryFile(prefix=f"xentdbg-{side}-", suffix=".log")  # no name on disk
         full_env = {**os.environ, **DEFAULT_WORKER_ENV, **self.env_overrides, PARENT_ENV: str(os.getpid())}
         fds = (to_worker_r, from_worker_w) + ((shm_fd,) if shm_fd is not None else ())
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "xentdbg.replay.worker", str(to_worker_r), str(from_worker_w),
-             str(shm_fd if shm_fd is not None else -1)],
-            pass_fds=fds, env=full_env, stdin=subprocess.DEVNULL,
-            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
+        self.python = python_of(self.env_overrides)  # None: the coordinator's own
+        self.hello: dict | None = None  # the worker's first message, once :meth:`handshake` read it
+        self.timed_out = False  # killed for not answering within a timeout
+        try:
+            self.proc = subprocess.Popen(
+                worker_command(self.python, "xentdbg.replay.worker",
+                               [str(to_worker_r), str(from_worker_w), str(shm_fd if shm_fd is not None else -1)]),
+                pass_fds=fds, env=full_env, stdin=subprocess.DEVNULL,
+                stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        except OSError as e:  # a --python-a/-b that is missing or not executable (checked before a CLI run)
+            for fd in (to_worker_r, from_worker_w, self._to_worker, self._from_worker):
+                os.close(fd)
+            if self._ring is not None:
+                self._ring.close()
+            self.log.close()
+            raise UsageError(f"Side {side}: cannot start a worker under {self.python or sys.executable}: "
+                             f"{e.strerror or e}.") from None
         os.close(to_worker_r)
         os.close(from_worker_w)
         self.step: int | None = None  # the step the worker is in, for error messages
@@ -138,10 +156,36 @@ class WorkerProcess:
         finally:
             writer.join()
 
-    def _read(self, timeout: float | None) -> tuple[dict, list[np.ndarray]]:
+    def handshake(self, timeout: float | None) -> dict:
+        """Read the worker's first message, its ``hello`` (:func:`xentdbg.replay.wire.hello`),
+        before any other, and check that it speaks this xentdbg's
+        :data:`~xentdbg.replay.wire.PROTOCOL_VERSION`. Raises :class:`UsageError` (exit 2)
+        when it does not, or when a worker under another interpreter (``--python-a/-b``)
+        ends before it says hello: that interpreter cannot run xentdbg (no numpy, too old),
+        which is no fault of the setup, not yet loaded."""
+        if self.hello is not None:
+            return self.hello
+        try:
+            header, _ = self._read(timeout, check_error=False)
+        except SetupFailed as e:
+            if self.python is None or self.timed_out:
+                raise  # the coordinator's own interpreter, or a timeout: as any worker failure
+            said = [line for line in (e.detail or "").splitlines() if line.strip()]
+            raise UsageError(f"Side {self.side}'s worker under {self.python} ended before its handshake"
+                             f"{': ' + said[-1].strip() if said else ''}.",
+                             hint="That Python must be 3.11 or newer with numpy installed; the worker imports "
+                                  "xentdbg itself from this installation.", detail=e.detail) from None
+        if header.get("type") != "hello" or header.get("protocol") != wire.PROTOCOL_VERSION:
+            self.kill()
+            raise mismatch(f"Side {self.side}'s worker", header if header.get("type") == "hello" else {})
+        self.hello = header
+        return header
+
+    def _read(self, timeout: float | None, check_error: bool = True) -> tuple[dict, list[np.ndarray]]:
         if timeout is not None:
             ready, _, _ = select.select([self._from_worker], [], [], timeout)
             if not ready:
+                self.timed_out = True
                 self.kill()
                 where = f" in step {self.step}" if self.step is not None else " while loading"
                 raise SetupFailed(f"Side {self.side} did not answer within {timeout:g} s{where}.",
@@ -151,7 +195,7 @@ class WorkerProcess:
             header, arrays = wire.recv(self._from_worker, self._ring)
         except (wire.ChannelClosed, OSError, ValueError):
             self._died()
-        if header.get("type") == "error":
+        if check_error and header.get("type") == "error":
             self._raise_error(header)
         return header, arrays
 
@@ -255,7 +299,9 @@ def start_worker(side: str, ref: SetupRef, env: dict[str, str], data: DataSpec, 
 
 
 def wait_ready(worker: WorkerProcess, timeout: float | None) -> tuple[SideInfo, list[np.ndarray], list[np.ndarray]]:
-    """The worker's description and its initial parameters and state."""
+    """The worker's description and its initial parameters and state, after its
+    :meth:`~WorkerProcess.handshake`."""
+    worker.handshake(timeout)
     header, arrays = worker.recv(timeout)
     info = side_info_from_dict(header["info"])
     n = len(info.params)

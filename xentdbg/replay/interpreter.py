@@ -35,8 +35,10 @@ from xentdbg.replay import wire
 from xentdbg.report.sides import PYTHON_ENV
 from xentdbg.version import __version__
 
-PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-"""The folder of the running ``xentdbg`` package: what every worker imports."""
+OWN_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+"""The folder of the running ``xentdbg`` package."""
+PACKAGE = OWN_PACKAGE
+"""The ``xentdbg`` folder every worker imports: this one."""
 
 MIN_PYTHON = (3, 11)
 PROBE_TIMEOUT = 60.0  # seconds: a cold interpreter importing numpy from a network file system
@@ -75,6 +77,8 @@ if tuple(sys.version_info[:2]) >= MIN_PYTHON:
         from xentdbg.replay import wire
         import numpy
         out["protocol"] = wire.PROTOCOL_VERSION
+        out["package"] = os.path.dirname(sys.modules["xentdbg"].__file__)
+        out["xentdbg"] = sys.modules["xentdbg"].__version__
         out["numpy"] = numpy.__version__
     except BaseException as e:
         out["error"] = type(e).__name__ + ": " + str(e)
@@ -145,8 +149,7 @@ def check(path: str, flag: str, env: Mapping[str, str] | None = None) -> str:
                          hint=f"Install numpy (and the setup's frameworks) there: {full} -m pip install numpy. "
                               f"The worker imports xentdbg itself from {PACKAGE}.")
     if got.get("protocol") != wire.PROTOCOL_VERSION:
-        raise mismatch(flag, {"protocol": got.get("protocol"), "executable": got.get("executable"),
-                              "package": PACKAGE})
+        raise mismatch(f"{flag} {path}", got)
     return full
 
 
@@ -157,7 +160,7 @@ def mismatch(who: str, hello: Mapping[str, object]) -> UsageError:
     what = (f"speaks wire protocol {theirs}" if theirs is not None
             else "sent no protocol version (an xentdbg from before the handshake, or not xentdbg)")
     ran = ", ".join(f"{k} {hello[k]}" for k in ("xentdbg", "package", "executable") if hello.get(k))
-    return UsageError(f"{who} {what}{f' ({ran})' if ran else ''}; this xentdbg {__version__} ({PACKAGE}) speaks "
+    return UsageError(f"{who} {what}{f' ({ran})' if ran else ''}; this xentdbg {__version__} ({OWN_PACKAGE}) speaks "
                       f"protocol {wire.PROTOCOL_VERSION}.",
                       hint="Both workers must run this xentdbg's code, which each loads from the folder above "
                            "whatever its interpreter has installed: that worker was given another folder, or the "

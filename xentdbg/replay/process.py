@@ -73,7 +73,6 @@ class WorkerProcess:
         fds = (to_worker_r, from_worker_w) + ((shm_fd,) if shm_fd is not None else ())
         self.python = python_of(self.env_overrides)  # None: the coordinator's own
         self.hello: dict | None = None  # the worker's first message, once :meth:`handshake` read it
-        self.timed_out = False  # killed for not answering within a timeout
         try:
             self.proc = subprocess.Popen(
                 worker_command(self.python, "xentdbg.replay.worker",
@@ -161,20 +160,10 @@ class WorkerProcess:
         before any other, and check that it speaks this xentdbg's
         :data:`~xentdbg.replay.wire.PROTOCOL_VERSION`. Raises :class:`UsageError` (exit 2)
         when it does not, or when a worker under another interpreter (``--python-a/-b``)
-        ends before it says hello: that interpreter cannot run xentdbg (no numpy, too old),
-        which is no fault of the setup, not yet loaded."""
+        ends before it says hello (:meth:`_died`)."""
         if self.hello is not None:
             return self.hello
-        try:
-            header, _ = self._read(timeout, check_error=False)
-        except SetupFailed as e:
-            if self.python is None or self.timed_out:
-                raise  # the coordinator's own interpreter, or a timeout: as any worker failure
-            said = [line for line in (e.detail or "").splitlines() if line.strip()]
-            raise UsageError(f"Side {self.side}'s worker under {self.python} ended before its handshake"
-                             f"{': ' + said[-1].strip() if said else ''}.",
-                             hint="That Python must be 3.11 or newer with numpy installed; the worker imports "
-                                  "xentdbg itself from this installation.", detail=e.detail) from None
+        header, _ = self._read(timeout, check_error=False)  # a worker that ends first: _died says why
         if header.get("type") != "hello" or header.get("protocol") != wire.PROTOCOL_VERSION:
             self.kill()
             raise mismatch(f"Side {self.side}'s worker", header if header.get("type") == "hello" else {})
@@ -185,7 +174,6 @@ class WorkerProcess:
         if timeout is not None:
             ready, _, _ = select.select([self._from_worker], [], [], timeout)
             if not ready:
-                self.timed_out = True
                 self.kill()
                 where = f" in step {self.step}" if self.step is not None else " while loading"
                 raise SetupFailed(f"Side {self.side} did not answer within {timeout:g} s{where}.",
@@ -214,6 +202,14 @@ class WorkerProcess:
             code = None
         how = (f"was killed by signal {-code}" if code is not None and code < 0
                else f"exited with code {code}" if code is not None else "closed its pipe")
+        if self.hello is None and self.python is not None:
+            # under another interpreter, before its handshake: that interpreter cannot run
+            # xentdbg (no numpy, too old), no fault of the setup, not yet loaded
+            said = [line.strip() for line in self.log_tail().splitlines() if line.strip()]
+            raise UsageError(f"Side {self.side}'s worker under {self.python} {how} before its handshake"
+                             f"{': ' + said[-1] if said else ''}.",
+                             hint="That Python must be 3.11 or newer with numpy installed; the worker imports "
+                                  "xentdbg itself from this installation.", detail=self.log_tail())
         where = f" in step {self.step}" if self.step is not None else " while loading"
         raise SetupFailed(f"Side {self.side}'s worker {how}{where}.", side=self.side, step=self.step,
                           detail=self.log_tail())
@@ -293,8 +289,12 @@ def start_worker(side: str, ref: SetupRef, env: dict[str, str], data: DataSpec, 
     home = _float64_keras_home(env) if float64 else None
     worker = WorkerProcess(side, {**env, **FLOAT64_ENV, "KERAS_HOME": home.name} if home else env)
     worker.keras_home = home
-    worker.send({"type": "load", "setup": {"target": ref.target, "function": ref.function},
-                 "data": data.to_dict(), "steps": steps, "capture": capture.value, "float64": float64})
+    try:
+        worker.send({"type": "load", "setup": {"target": ref.target, "function": ref.function},
+                     "data": data.to_dict(), "steps": steps, "capture": capture.value, "float64": float64})
+    except BaseException:  # it died at once (an interpreter that cannot run xentdbg): nothing left open
+        worker.close(grace=0)
+        raise
     return worker
 
 

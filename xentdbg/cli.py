@@ -67,6 +67,9 @@ Atol = Annotated[float, typer.Option(min=0.0, help=f"Absolute tolerance, see --r
 Env = Annotated[list[str] | None, typer.Option(metavar="KEY=VAL",
                                                help="Environment variable for that side's worker (repeatable), "
                                                     "e.g. KERAS_BACKEND=jax.")]
+_PYTHON_HELP = ("Run {side} worker under this Python (another virtual environment: other TensorFlow, Keras or JAX "
+                "versions), e.g. ~/venvs/tf218/bin/python. It needs Python 3.11+ and numpy; it imports this "
+                "xentdbg from here. The report shows each side's interpreter and versions. Default: xentdbg's own.")
 JsonPath = Annotated[str | None, typer.Option("--json", help="Also write the report as JSON to this path.")]
 MarkdownPath = Annotated[str | None, typer.Option("--markdown", help="Also write a Markdown report "
                                                                       "(for an issue tracker) to this path.")]
@@ -174,6 +177,8 @@ def compare(
     init: Annotated[str, typer.Option(help="Initial weights: 'a' (B starts from A's), 'b', or 'own'.")] = "a",
     env_a: Env = None,
     env_b: Env = None,
+    python_a: Annotated[str | None, typer.Option(metavar="PATH", help=_PYTHON_HELP.format(side="side A's"))] = None,
+    python_b: Annotated[str | None, typer.Option(metavar="PATH", help=_PYTHON_HELP.format(side="side B's"))] = None,
     rtol: Rtol = DEFAULT_RTOL,
     atol: Atol = DEFAULT_ATOL,
     json_path: JsonPath = None,
@@ -207,7 +212,7 @@ def compare(
     """Replay two setups in lockstep on identical weights and batches; report the first divergent tensor."""
     from xentdbg.compare.result import CompareConfig
     from xentdbg.replay.engine import compare as run_compare
-    from xentdbg.replay.preflight import preflight
+    from xentdbg.replay.preflight import check_interpreters, preflight
 
     err = Console(stderr=True)
     with _errors(json_path):
@@ -215,10 +220,13 @@ def compare(
                   outputs={"--json": json_path, "--markdown": markdown, "--svg": svg},
                   trace_folders={"--save-traces": save_traces},
                   keep={"setup A": setup_a, "setup B": setup_b, "--pair": pair, "--data": spec.source})
+        pythons = check_interpreters({"--python-a": (python_a, _env(env_a, "--env-a")),
+                                      "--python-b": (python_b, _env(env_b, "--env-b"))})
         config = CompareConfig(
             setup_a, setup_b, data=spec, steps=steps,
             init=_choice(init, Literal["a", "b", "own"], "--init"),
-            env_a=_env(env_a, "--env-a"), env_b=_env(env_b, "--env-b"),
+            env_a={**_env(env_a, "--env-a"), **pythons["--python-a"]},
+            env_b={**_env(env_b, "--env-b"), **pythons["--python-b"]},
             tolerance=Tolerance(rtol=rtol, atol=atol), step_timeout=step_timeout, save_traces=save_traces,
             capture=CaptureMode.FINGERPRINT if fingerprint else CaptureMode.FULL, calibrate=calibrate,
             float64=float64, pair=pair, **_trace_options(save_traces, trace_only, trace_every, trace_budget))
@@ -251,6 +259,7 @@ def trace(
     steps: int,
     spec: DataSpec,
     env: Env = None,
+    python: Annotated[str | None, typer.Option(metavar="PATH", help=_PYTHON_HELP.format(side="the"))] = None,
     only: Annotated[str | None, typer.Option(help="Phases to keep, comma-separated "
                                                   "(inputs,flags,activations,loss,gradients,state,weights). "
                                                   "The loss is always kept.")] = None,
@@ -262,15 +271,16 @@ def trace(
     budget: Annotated[str | None, typer.Option(help=_BUDGET_HELP)] = None,
 ) -> None:
     """Run one setup and record every captured tensor, per step, into an HDF5 trace."""
-    from xentdbg.replay.preflight import preflight
+    from xentdbg.replay.preflight import check_interpreters, preflight
     from xentdbg.replay.tracing import TraceConfig, fmt_size, parse_phases, parse_size, record_trace
 
     err = Console(stderr=True)
     with _errors(None):
         preflight(timeouts={"--step-timeout": step_timeout}, inputs={"--init-from": init_from}, outputs={"--out": out},
                   keep={"the setup": setup, "--data": spec.source})
+        pythons = check_interpreters({"--python": (python, _env(env, "--env"))})
         config = TraceConfig(setup, out, data=spec, steps=steps,
-                             env=_env(env, "--env"),
+                             env={**_env(env, "--env"), **pythons["--python"]},
                              phases=parse_phases(only), budget=parse_size(budget, "--budget"),
                              every=every, compression=compression, init_from=init_from, step_timeout=step_timeout)
         progress, bar = _progress(err, steps)

@@ -48,6 +48,21 @@ def preflight(*, numbers: Mapping[str, float | None] | None = None, timeouts: Ma
     _check_overwrites({**(inputs or {}), **(keep or {})}, outputs or {}, trace_folders or {})
 
 
+def check_interpreters(pythons: Mapping[str, tuple[str | None, Mapping[str, str]]]) -> dict[str, dict[str, str]]:
+    """Check each ``--python-a/--python-b/--python`` given (option -> (path or None, the
+    side's ``--env`` overrides)) before a worker starts: it exists, runs, is Python 3.11 or
+    newer and can import this xentdbg and numpy, about a second each
+    (:func:`xentdbg.replay.interpreter.check`; a :class:`UsageError`, exit 2, says what is
+    wrong). Returns option -> the env entry that runs that side under it
+    (``{XENTDBG_PYTHON: absolute path}``, :data:`~xentdbg.report.sides.PYTHON_ENV`;
+    ``{}`` where none was given), to merge into the side's env."""
+    from xentdbg.replay.interpreter import check
+    from xentdbg.report.sides import PYTHON_ENV
+
+    return {flag: {PYTHON_ENV: check(path, flag, env)} if path is not None else {}
+            for flag, (path, env) in pythons.items()}
+
+
 def _check_overwrites(read: Mapping[str, str | None], outputs: Mapping[str, str | None],
                       folders: Mapping[str, str | None]) -> None:
     """No output may be a file the command reads, or another output (a regular file: a

@@ -17,6 +17,7 @@ from xentdbg.data import DataSpec
 from xentdbg.errors import SetupFailed, UsageError
 from xentdbg.records import CaptureMode, SideInfo, side_info_from_dict
 from xentdbg.replay import ring, wire
+from xentdbg.replay.interpreter import mismatch, python_of, worker_command
 from xentdbg.replay.loading import SetupRef
 from xentdbg.replay.worker import PARENT_ENV
 
@@ -52,6 +53,11 @@ class WorkerProcess:
     its own descriptor, so no log stays behind whatever ends the coordinator, SIGKILL
     included. The worker ends with the coordinator (:func:`xentdbg.replay.worker.tie_to_parent`);
     it learns the coordinator's pid from :data:`PARENT_ENV`.
+
+    It runs under the interpreter ``env`` names (:func:`~xentdbg.replay.interpreter.python_of`,
+    ``--python-a/--python-b``), else the coordinator's, and imports this xentdbg either way
+    (:func:`~xentdbg.replay.interpreter.worker_command`). Its first message is checked by
+    :meth:`handshake` before any other.
     """
 
     def __init__(self, side: str, env: dict[str, str]):
@@ -65,12 +71,23 @@ class WorkerProcess:
         self.log = tempfile.TemporaryFile(prefix=f"xentdbg-{side}-", suffix=".log")  # no name on disk
         full_env = {**os.environ, **DEFAULT_WORKER_ENV, **self.env_overrides, PARENT_ENV: str(os.getpid())}
         fds = (to_worker_r, from_worker_w) + ((shm_fd,) if shm_fd is not None else ())
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "xentdbg.replay.worker", str(to_worker_r), str(from_worker_w),
-             str(shm_fd if shm_fd is not None else -1)],
-            pass_fds=fds, env=full_env, stdin=subprocess.DEVNULL,
-            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
+        self.python = python_of(self.env_overrides)  # None: the coordinator's own
+        self.hello: dict | None = None  # the worker's first message, once :meth:`handshake` read it
+        try:
+            self.proc = subprocess.Popen(
+                worker_command(self.python, "xentdbg.replay.worker",
+                               [str(to_worker_r), str(from_worker_w), str(shm_fd if shm_fd is not None else -1)]),
+                pass_fds=fds, env=full_env, stdin=subprocess.DEVNULL,
+                stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        except OSError as e:  # a --python-a/-b that is missing or not executable (checked before a CLI run)
+            for fd in (to_worker_r, from_worker_w, self._to_worker, self._from_worker):
+                os.close(fd)
+            if self._ring is not None:
+                self._ring.close()
+            self.log.close()
+            raise UsageError(f"Side {side}: cannot start a worker under {self.python or sys.executable}: "
+                             f"{e.strerror or e}.") from None
         os.close(to_worker_r)
         os.close(from_worker_w)
         self.step: int | None = None  # the step the worker is in, for error messages
@@ -138,7 +155,22 @@ class WorkerProcess:
         finally:
             writer.join()
 
-    def _read(self, timeout: float | None) -> tuple[dict, list[np.ndarray]]:
+    def handshake(self, timeout: float | None) -> dict:
+        """Read the worker's first message, its ``hello`` (:func:`xentdbg.replay.wire.hello`),
+        before any other, and check that it speaks this xentdbg's
+        :data:`~xentdbg.replay.wire.PROTOCOL_VERSION`. Raises :class:`UsageError` (exit 2)
+        when it does not, or when a worker under another interpreter (``--python-a/-b``)
+        ends before it says hello (:meth:`_died`)."""
+        if self.hello is not None:
+            return self.hello
+        header, _ = self._read(timeout, check_error=False)  # a worker that ends first: _died says why
+        if header.get("type") != "hello" or header.get("protocol") != wire.PROTOCOL_VERSION:
+            self.kill()
+            raise mismatch(f"Side {self.side}'s worker", header if header.get("type") == "hello" else {})
+        self.hello = header
+        return header
+
+    def _read(self, timeout: float | None, check_error: bool = True) -> tuple[dict, list[np.ndarray]]:
         if timeout is not None:
             ready, _, _ = select.select([self._from_worker], [], [], timeout)
             if not ready:
@@ -151,7 +183,7 @@ class WorkerProcess:
             header, arrays = wire.recv(self._from_worker, self._ring)
         except (wire.ChannelClosed, OSError, ValueError):
             self._died()
-        if header.get("type") == "error":
+        if check_error and header.get("type") == "error":
             self._raise_error(header)
         return header, arrays
 
@@ -170,6 +202,14 @@ class WorkerProcess:
             code = None
         how = (f"was killed by signal {-code}" if code is not None and code < 0
                else f"exited with code {code}" if code is not None else "closed its pipe")
+        if self.hello is None and self.python is not None:
+            # under another interpreter, before its handshake: that interpreter cannot run
+            # xentdbg (no numpy, too old), no fault of the setup, not yet loaded
+            said = [line.strip() for line in self.log_tail().splitlines() if line.strip()]
+            raise UsageError(f"Side {self.side}'s worker under {self.python} {how} before its handshake"
+                             f"{': ' + said[-1] if said else ''}.",
+                             hint="That Python must be 3.11 or newer with numpy installed; the worker imports "
+                                  "xentdbg itself from this installation.", detail=self.log_tail())
         where = f" in step {self.step}" if self.step is not None else " while loading"
         raise SetupFailed(f"Side {self.side}'s worker {how}{where}.", side=self.side, step=self.step,
                           detail=self.log_tail())
@@ -249,13 +289,19 @@ def start_worker(side: str, ref: SetupRef, env: dict[str, str], data: DataSpec, 
     home = _float64_keras_home(env) if float64 else None
     worker = WorkerProcess(side, {**env, **FLOAT64_ENV, "KERAS_HOME": home.name} if home else env)
     worker.keras_home = home
-    worker.send({"type": "load", "setup": {"target": ref.target, "function": ref.function},
-                 "data": data.to_dict(), "steps": steps, "capture": capture.value, "float64": float64})
+    try:
+        worker.send({"type": "load", "setup": {"target": ref.target, "function": ref.function},
+                     "data": data.to_dict(), "steps": steps, "capture": capture.value, "float64": float64})
+    except BaseException:  # it died at once (an interpreter that cannot run xentdbg): nothing left open
+        worker.close(grace=0)
+        raise
     return worker
 
 
 def wait_ready(worker: WorkerProcess, timeout: float | None) -> tuple[SideInfo, list[np.ndarray], list[np.ndarray]]:
-    """The worker's description and its initial parameters and state."""
+    """The worker's description and its initial parameters and state, after its
+    :meth:`~WorkerProcess.handshake`."""
+    worker.handshake(timeout)
     header, arrays = worker.recv(timeout)
     info = side_info_from_dict(header["info"])
     n = len(info.params)

@@ -8,6 +8,15 @@ The header lists each array's dtype and shape under ``"arrays"``; the payload is
 the arrays' C-contiguous bytes. Nothing is pickled, so a worker can only send data.
 With a shared-memory ring (:mod:`xentdbg.replay.ring`) the payload is in the ring
 instead and the header's ``"shm"`` says where.
+
+Every worker's first message is a ``hello`` (:func:`hello`) carrying
+:data:`PROTOCOL_VERSION`; the coordinator reads it before anything else
+(:meth:`xentdbg.replay.process.WorkerProcess.handshake`). The framing above and the
+``hello`` header are the one fixed point across versions: a worker under another
+interpreter (``--python-a/--python-b``) whose xentdbg speaks another protocol is
+refused with a message (exit 2) before any other message is read. Nothing here depends
+on a library version: headers are JSON, arrays are raw bytes described by numpy's
+dtype strings (``"<f4"``), which numpy has kept stable.
 """
 
 from __future__ import annotations
@@ -20,6 +29,10 @@ from typing import Any
 import numpy as np
 
 from xentdbg.replay.ring import RingReader, RingWriter
+
+PROTOCOL_VERSION = 1
+"""The coordinator-worker protocol this xentdbg speaks: the framing here and the messages
+of :mod:`xentdbg.replay.worker`. Raise it with any change to either."""
 
 _LEN = struct.Struct("<Q")
 _MAX_HEADER = 64 << 20
@@ -62,6 +75,19 @@ def send(fd: int, header: dict[str, Any], arrays: list[np.ndarray] | None = None
         for a in arrays:
             if a.nbytes:
                 _write_all(fd, a.data)
+
+
+def hello() -> dict[str, Any]:
+    """A worker's first message: the protocol it speaks, and which xentdbg and Python it
+    runs (for the message when they do not match the coordinator's)."""
+    import platform
+    import sys
+
+    from xentdbg.version import __version__
+
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the xentdbg folder
+    return {"type": "hello", "protocol": PROTOCOL_VERSION, "xentdbg": __version__, "package": package,
+            "python": platform.python_version(), "executable": sys.executable}
 
 
 def recv(fd: int, ring: RingReader | None = None) -> tuple[dict[str, Any], list[np.ndarray]]:

@@ -4,7 +4,11 @@
 
 Protocol (see :mod:`xentdbg.replay.wire`), coordinator -> worker then worker -> coordinator:
 
+0. the worker's first message, before it reads anything: ``hello`` {protocol, xentdbg,
+   package, python, executable} (:func:`xentdbg.replay.wire.hello`), which the coordinator
+   checks before any other (:meth:`xentdbg.replay.process.WorkerProcess.handshake`)
 1. ``load`` {setup, data, steps, capture}  ->  ``ready`` {info} + initial parameters and state
+   (``info.framework`` completed by :func:`runtime_versions`)
 2. ``init`` {params: bool, state: bool} + arrays  ->  (training starts)
 3. per step: ``step`` record (fingerprinted when ``capture`` is "fingerprint")  <-  ``next`` or ``stop``
 4. ``done``, or at any point ``error`` {kind: usage|setup, message, traceback, step}
@@ -71,6 +75,42 @@ def tie_to_parent() -> None:
         return
     if str(os.getppid()) != expected:  # the coordinator died before the prctl
         os._exit(0)
+
+
+VERSIONED = {"tensorflow": ("tensorflow", "tensorflow-cpu", "tensorflow-gpu", "tf-nightly"), "keras": ("keras",),
+             "tf_keras": ("tf-keras", "tf_keras"), "jax": ("jax",), "jaxlib": ("jaxlib",), "flax": ("flax",),
+             "optax": ("optax",), "numpy": ("numpy",)}
+"""Module -> the distributions that may install it, for :func:`runtime_versions`."""
+
+
+def runtime_versions(framework: dict[str, str]) -> dict[str, str]:
+    """What a worker adds to its adapter's :attr:`~xentdbg.records.SideInfo.framework`: the
+    interpreter (``executable``, ``python``) and the version of each library of
+    :data:`VERSIONED` the setup imported that the adapter did not report (jaxlib and
+    optax under JAX, numpy everywhere, JAX under Keras's JAX backend...): each side's
+    full version set, for a comparison across two interpreters (``--python-a/-b``).
+
+    Read from the installed distribution's metadata (:mod:`importlib.metadata`), else the
+    module's ``__version__``; nothing is imported (a library the setup did not import is
+    not listed: it played no part)."""
+    import importlib.metadata
+    import platform
+
+    out = {"python": platform.python_version(), "executable": sys.executable}
+    for module, distributions in VERSIONED.items():
+        if module in framework or module not in sys.modules:
+            continue
+        for name in distributions:
+            try:
+                out[module] = importlib.metadata.version(name)
+                break
+            except importlib.metadata.PackageNotFoundError:
+                continue
+        else:
+            version = getattr(sys.modules[module], "__version__", None)
+            if isinstance(version, str):
+                out[module] = version
+    return {k: v for k, v in out.items() if k not in framework}
 
 
 def _send_error(fd: int, kind: str, exc: BaseException, step: int | None, stage: str,
@@ -146,6 +186,7 @@ def serve(fd_in: int, fd_out: int, shm_fd: int = -1) -> int:
 
     stage, emitted, data = "load", 0, None
     try:
+        wire.send(fd_out, wire.hello())  # first, before reading: the coordinator checks it before anything else
         header, _ = wire.recv(fd_in)
         ref = SetupRef(**header["setup"])
         data = load(DataSpec.from_dict(header["data"]))
@@ -160,6 +201,7 @@ def serve(fd_in: int, fd_out: int, shm_fd: int = -1) -> int:
             raise missing_module(e, ref) from None
         params, state = adapter.initial_values()
         info = adapter.describe()
+        info.framework = {**info.framework, **runtime_versions(info.framework)}
         info.probe = list(adapter.ORACLE_PHASES if float64 else
                           adapter.PROBE_PHASES if capture is CaptureMode.FULL else [])
         wire.send(fd_out, {"type": "ready", "info": side_info_to_dict(info)}, params + state)

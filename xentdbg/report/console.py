@@ -19,6 +19,7 @@ from xentdbg.compare.metrics import Summary, Tolerance
 from xentdbg.data import BUNDLED
 from xentdbg.errors import ParameterMismatch, SetupFailed, XentdbgError
 from xentdbg.records import CaptureMode, effective_training
+from xentdbg.report import sides
 from xentdbg.report.data_order import data_order
 from xentdbg.report.numbers import coverage, fmt_cosine, fmt_difference, fmt_number
 from xentdbg.report.steps import Gap, shown_line, shown_rows
@@ -81,10 +82,31 @@ def _side_line(label: str, path: str, info, env: dict) -> Text:
         parts.append(f"JAX {fw['jax']}" + (f" on {fw['backend']}" if "keras" not in fw and fw.get("backend") else ""))
     if "flax" in fw:
         parts.append(f"Flax {fw['flax']}")
-    if env:
-        parts.append(" ".join(f"{k}={v}" for k, v in env.items()))
+    overrides = sides.env_overrides(env)
+    if overrides:
+        parts.append(" ".join(f"{k}={v}" for k, v in overrides.items()))
     t = Text.assemble((f"{label} ", "bold"), (path, "cyan"), "  ", " · ".join(parts))
+    runtime = _runtime_line(fw, env)
+    if runtime:
+        t.append("\n  ")
+        t.append(runtime, style="dim")
     return t
+
+
+def _runtime_line(fw: dict, env: dict) -> str:
+    """The side's interpreter and the versions its first line does not show
+    (``Python 3.11.7 (/venv/bin/python) · numpy 2.4.6 · jaxlib 0.10.2``): with
+    ``--python-a/--python-b`` what tells the two sides' environments apart."""
+    shown = tuple(k for k in _SIDE_LINE_KEYS if k in fw)
+    versions = sides.version_text(fw, ("python", *shown))
+    executable = sides.interpreter(fw, env)
+    python = " ".join(p for p in (f"Python {fw['python']}" if fw.get("python") else "",
+                                  f"({executable})" if executable else "") if p)
+    return " · ".join(p for p in (python, versions) if p)
+
+
+_SIDE_LINE_KEYS = ("keras", "tf_keras", "tensorflow", "jax", "flax")
+"""The libraries a side's first header line names (with the adapter's backend)."""
 
 
 def _data_line(cfg) -> str:

@@ -12,10 +12,16 @@ from xentdbg.compare.result import CompareResult
 from xentdbg.errors import XentdbgError
 from xentdbg.findings import jsonable
 from xentdbg.records import SideInfo
+from xentdbg.report import sides
 from xentdbg.report.data_order import data_order
 
-SCHEMA_VERSION = 5
-"""5: ``data_order`` (null when every batch agreed) accounts for batches that differ:
+SCHEMA_VERSION = 6
+"""6: each side (``a``, ``b``) has ``python``, the interpreter its worker ran under
+(``--python-a/--python-b``; null in a ``diff`` of traces recorded before), and
+``versions``, its version set (python, tensorflow, keras, tf_keras, jax, jaxlib, flax,
+optax, numpy: those the setup imported); ``framework`` also carries ``executable`` and
+these versions.
+5: ``data_order`` (null when every batch agreed) accounts for batches that differ:
 ``reordered_steps`` (the same samples in another order, compared aligned: a mean loss
 does not depend on the order, so such a step alone is no divergence), ``step``/``kind``
 (the first step whose sides trained on other samples), ``remaining`` (the label of the
@@ -59,6 +65,7 @@ def tensor_dict(t: TensorComparison, tol: Tolerance | None = None) -> dict[str, 
 
 def side_dict(path: str, info: SideInfo, env: dict[str, str]) -> dict[str, Any]:
     return {"setup": path, "kind": info.kind, "framework": info.framework, "env": env,
+            "python": sides.interpreter(info.framework, env), "versions": sides.versions(info.framework),
             "params": [p.to_dict() for p in info.params], "state": [s.to_dict() for s in info.state],
             "layers": info.layers}
 

@@ -6,6 +6,7 @@ import shlex
 
 from xentdbg.compare.divergence import PHASE_LABELS
 from xentdbg.records import CaptureMode
+from xentdbg.report import sides
 from xentdbg.report.data_order import data_order
 from xentdbg.report.numbers import coverage, fmt_cosine, fmt_difference, fmt_number
 from xentdbg.report.steps import Gap, shown_line, shown_rows
@@ -20,14 +21,18 @@ def _row(*cells) -> str:
 def _environment(result) -> list[str]:
     cfg = result.config
     fa, fb = result.info_a.framework, result.info_b.framework
-    keys = [k for k in ("keras", "backend", "tensorflow", "tf_keras", "jax", "optax", "train_step", "jit_compile",
-                        "python", "platform", "devices") if k in fa or k in fb]
+    keys = [k for k in ("keras", "backend", "tensorflow", "tf_keras", "jax", "jaxlib", "flax", "optax", "numpy",
+                        "train_step", "jit_compile", "python", "platform", "devices") if k in fa or k in fb]
     lines = ["## Environment", "", _row("", "A", "B"), _row("---", "---", "---"),
              _row("setup", f"`{cfg.setup_a}`", f"`{cfg.setup_b}`"),
              _row("kind", result.info_a.kind, result.info_b.kind)]
     lines += [_row(k, fa.get(k, ""), fb.get(k, "")) for k in keys]
-    lines.append(_row("env overrides", " ".join(f"{k}={v}" for k, v in cfg.env_a.items()) or "-",
-                      " ".join(f"{k}={v}" for k, v in cfg.env_b.items()) or "-"))
+    pythons = sides.interpreter(fa, cfg.env_a), sides.interpreter(fb, cfg.env_b)
+    if any(pythons):
+        lines.append(_row("interpreter", *(f"`{p}`" if p else "" for p in pythons)))
+    lines.append(_row("env overrides",
+                      *(" ".join(f"{k}={v}" for k, v in sides.env_overrides(env).items()) or "-"
+                        for env in (cfg.env_a, cfg.env_b))))
     lines.append(_row("xentdbg", result.versions.get("xentdbg"), result.versions.get("xentdbg")))
     return lines
 
@@ -38,9 +43,11 @@ def reproduce_command(result) -> str:
     args = ["xentdbg", "compare", cfg.setup_a, cfg.setup_b, "--steps", str(cfg.steps), "--data", d.source,
             "--subset", str(d.subset), "--task", d.task, "--pixels", d.pixels, "--batch-size", str(d.batch_size),
             "--init", cfg.init, "--rtol", f"{cfg.tolerance.rtol:g}", "--atol", f"{cfg.tolerance.atol:g}"]
-    for flag, env in (("--env-a", cfg.env_a), ("--env-b", cfg.env_b)):
-        for k, v in env.items():
-            args += [flag, f"{k}={v}"]
+    for side, env in (("a", cfg.env_a), ("b", cfg.env_b)):
+        for k, v in sides.env_overrides(env).items():
+            args += [f"--env-{side}", f"{k}={v}"]
+        if env.get(sides.PYTHON_ENV):
+            args += [f"--python-{side}", env[sides.PYTHON_ENV]]
     if cfg.calibrate:
         args.append("--calibrate")
     if cfg.capture is CaptureMode.FINGERPRINT:

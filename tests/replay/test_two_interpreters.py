@@ -1,0 +1,100 @@
+"""One setup, two interpreters: a second virtual environment made here, offline.
+
+No different library version can be installed without a network (pip's cache holds no
+wheels here), so the second environment sees the same packages: it is made with
+``python -m venv --system-site-packages --without-pip`` and a ``.pth`` file naming the
+``site-packages`` folders on this test's ``sys.path``. (``--system-site-packages`` from
+inside a virtual environment gives the *base* interpreter's site-packages, not this
+environment's (here the second one then imported no numpy). A ``.pth`` line that is a
+path adds it to ``sys.path`` without running the ``.pth`` files there, so an editable
+xentdbg's import hook does not come along: the workers import xentdbg from the
+coordinator's folder anyway.) What the tests show: both sides run,
+each under its own interpreter, and the report says which; a trace recorded under each
+diffs like any two traces; and a worker whose xentdbg speaks another protocol, under
+that environment's interpreter, is refused with exit 2.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_interpreter import SETUP, shadow_package  # tests/replay, on the path as pytest puts it
+from typer.testing import CliRunner
+
+from xentdbg.cli import app
+from xentdbg.replay import interpreter
+from xentdbg.report.sides import PYTHON_ENV
+
+pytestmark = pytest.mark.slow
+
+SMALL = ["--steps", "2", "--subset", "32"]
+
+
+@pytest.fixture(scope="module")
+def venv_b(tmp_path_factory) -> str:
+    folder = tmp_path_factory.mktemp("venv-b")
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(folder)], check=True)
+    python = folder / "bin" / "python"
+    ask = "import site, sys; print(sys.prefix); print(site.getsitepackages()[0])"
+    inside = subprocess.run([str(python), "-c", ask],
+                            capture_output=True, text=True, check=True).stdout.split()
+    assert inside[0] == str(folder)
+    # the folders this test's interpreter imports its libraries from (a .pth there may add more)
+    libraries = [p for p in sys.path if os.path.basename(p) in ("site-packages", "dist-packages")]
+    Path(inside[1], "base-venv.pth").write_text("\n".join(libraries) + "\n")
+    assert subprocess.run([str(python), "-c", "import numpy, jax"], cwd=folder).returncode == 0
+    return str(python)
+
+
+def run(*args: str, cwd: Path):
+    old = os.getcwd()
+    os.chdir(cwd)  # not the repository: nothing there on the worker's path
+    try:
+        return CliRunner().invoke(app, list(args), env={"COLUMNS": "1000"})
+    finally:
+        os.chdir(old)
+
+
+def test_compare_runs_each_side_under_its_interpreter(tmp_path, venv_b):
+    got = run("compare", SETUP, SETUP, *SMALL, "--python-b", venv_b, "--json", "r.json", cwd=tmp_path)
+    assert got.exit_code == 0, got.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["a"]["python"] == sys.executable and report["b"]["python"] == venv_b
+    assert report["b"]["env"] == {PYTHON_ENV: venv_b}
+    assert set(report["b"]["versions"]) >= {"python", "jax", "jaxlib", "optax", "numpy"}
+    assert f"({venv_b})" in got.output and f"({sys.executable})" in got.output
+
+
+def test_trace_under_each_interpreter_then_diff(tmp_path, venv_b):
+    for name, extra in (("a.h5", []), ("b.h5", ["--python", venv_b])):
+        got = run("trace", SETUP, "--out", name, *SMALL, *extra, cwd=tmp_path)
+        assert got.exit_code == 0, got.output
+    got = run("diff", "a.h5", "b.h5", "--json", "d.json", cwd=tmp_path)
+    assert got.exit_code == 0, got.output
+    report = json.loads((tmp_path / "d.json").read_text())
+    assert report["a"]["python"] == sys.executable and report["b"]["python"] == venv_b
+    assert f"({venv_b})" in got.output
+
+
+def test_another_protocol_under_the_second_interpreter_is_exit_2(tmp_path, venv_b, monkeypatch):
+    """The check before the run sees it; so does the handshake of a worker started anyway."""
+    from xentdbg.data import DataSpec
+    from xentdbg.errors import UsageError
+    from xentdbg.replay.loading import SetupRef
+    from xentdbg.replay.process import start_worker, wait_ready
+
+    monkeypatch.setattr(interpreter, "PACKAGE", shadow_package(tmp_path, 999))
+    got = run("compare", SETUP, SETUP, *SMALL, "--python-b", venv_b, cwd=tmp_path)
+    assert got.exit_code == 2, got.output
+    assert f"--python-b {venv_b} speaks wire protocol 999" in got.output
+    worker = start_worker("B", SetupRef.parse(SETUP), {PYTHON_ENV: venv_b}, DataSpec(subset=8), 1)
+    try:
+        with pytest.raises(UsageError, match=r"Side B's worker speaks wire protocol 999 .*executable " + venv_b):
+            wait_ready(worker, 60)
+    finally:
+        worker.close(grace=0)

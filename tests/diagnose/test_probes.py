@@ -216,7 +216,8 @@ def test_a_side_that_repeats_an_earlier_epoch_order_is_named():
     # step 3: A draws a new batch, B its step-0 batch again (Keras 3's fit under a global seed)
     ra, rb = _batch_record(3, data[3], y), _batch_record(3, data[0], y)
     step = compare_step(ra, rb, pairing, Tolerance())
-    infos = (SideInfo("KerasFit", {"tf_keras": "2.21.0"}, [], []), SideInfo("KerasFit", {"keras": "3.15.1"}, [], []))
+    infos = (SideInfo("KerasFit", {"tf_keras": "2.21.0", "library": "tf_keras"}, [], []),
+             SideInfo("KerasFit", {"keras": "3.15.1", "tf_keras": "2.21.0", "library": "keras"}, [], []))
     ctx = Context(step, Side("A", infos[0], ra, [], []), Side("B", infos[1], rb, [], []), pairing, Tolerance(),
                   None, None, [*history, step])
     found = repeated_epoch_order(ctx)

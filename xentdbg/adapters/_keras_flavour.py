@@ -50,8 +50,9 @@ class Flavour:
         return "tf_keras" if self.legacy else "keras"
 
     def versions(self) -> dict[str, str]:
-        """The library's version under its own name (``keras`` or ``tf_keras``)."""
-        return {self.label: str(self.module.__version__)}
+        """The library's version under its own name (``keras`` or ``tf_keras``), and which
+        of the two ran the model under ``library`` (a worker may have imported both)."""
+        return {self.label: str(self.module.__version__), "library": self.label}
 
     def name(self, variable: Any) -> str:
         return variable.name.split(":")[0] if self.legacy else variable.path

@@ -54,9 +54,11 @@ class Side:
 
     @property
     def library(self) -> str:
-        """The Keras or Flax library the side ran, from its version table: ``tf_keras``
-        (Keras 2), ``keras`` (Keras 3), ``flax``, or ``""``."""
-        return next((key for key in ("tf_keras", "keras", "flax") if key in self.info.framework), "")
+        """The Keras or Flax library that ran the side's model: ``tf_keras`` (Keras 2) or
+        ``keras`` (Keras 3), as the Keras adapters report it under ``library`` (a worker
+        may have imported both), ``flax``, or ``""``."""
+        framework = self.info.framework
+        return framework.get("library") or ("flax" if "flax" in framework else "")
 
 
 @dataclass

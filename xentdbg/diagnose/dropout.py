@@ -74,7 +74,7 @@ def dropout_masks(ctx: Context) -> list[Finding]:
     rate = 1.0 - 1.0 / ca
     same = float(np.mean(keep_a == keep_b))
     independent = rate ** 2 + (1.0 - rate) ** 2
-    libraries = [f"{side.library} {side.info.framework[side.library]}" if side.library else "" for side in ctx.sides]
+    libraries = [f"{side.library} {side.info.framework.get(side.library, '')}".strip() for side in ctx.sides]
     ev = [
         f"the input of {t.name_a} agrees on both sides ({before_a} | {before_b}, within tolerance); "
         f"its output differs",

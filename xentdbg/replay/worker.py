@@ -110,7 +110,11 @@ def runtime_versions(framework: dict[str, str]) -> dict[str, str]:
             version = getattr(sys.modules[module], "__version__", None)
             if isinstance(version, str):
                 out[module] = version
-    return {k: v for k, v in out.items() if k not in framework}
+    added = {k: v for k, v in out.items() if k not in framework}
+    # the libraries the setup merely imported, apart from the interpreter: reports name them
+    # apart from those the adapter ran the model with (xentdbg.report.sides.IMPORTED)
+    added["imported"] = ",".join(k for k in added if k not in ("python", "executable"))
+    return added
 
 
 def _send_error(fd: int, kind: str, exc: BaseException, step: int | None, stage: str,

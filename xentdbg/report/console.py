@@ -71,16 +71,18 @@ class Names:
 
 def _side_line(label: str, path: str, info, env: dict) -> Text:
     fw = info.framework
+    ran = sides.ran_with(fw)
     parts = [info.kind]
-    if "keras" in fw:
+    if "keras" in ran:
         parts.append(f"Keras {fw['keras']} ({fw.get('backend')} backend)")
-    if "tf_keras" in fw:
-        parts.append(f"tf_keras {fw['tf_keras']} (graph mode)")
-    if "tensorflow" in fw:
+    if "tf_keras" in ran:  # the Keras adapters' Keras 2; LegacyKerasFunction's graph mode
+        mode = "graph mode" if "graph" in str(fw.get("backend", "")) else f"{fw.get('backend')} backend"
+        parts.append(f"Keras 2 (tf_keras {fw['tf_keras']}, {mode})")
+    if "tensorflow" in ran:
         parts.append(f"TensorFlow {fw['tensorflow']}")
-    if "jax" in fw:
-        parts.append(f"JAX {fw['jax']}" + (f" on {fw['backend']}" if "keras" not in fw and fw.get("backend") else ""))
-    if "flax" in fw:
+    if "jax" in ran:
+        parts.append(f"JAX {fw['jax']}" + (f" on {fw['backend']}" if "keras" not in ran and fw.get("backend") else ""))
+    if "flax" in ran:
         parts.append(f"Flax {fw['flax']}")
     overrides = sides.env_overrides(env)
     if overrides:
@@ -97,7 +99,7 @@ def _runtime_line(fw: dict, env: dict) -> str:
     """The side's interpreter and the versions its first line does not show
     (``Python 3.11.7 (/venv/bin/python) · numpy 2.4.6 · jaxlib 0.10.2``): with
     ``--python-a/--python-b`` what tells the two sides' environments apart."""
-    shown = tuple(k for k in _SIDE_LINE_KEYS if k in fw)
+    shown = tuple(k for k in _SIDE_LINE_KEYS if k in sides.ran_with(fw))
     versions = sides.version_text(fw, ("python", *shown))
     executable = sides.interpreter(fw, env)
     python = " ".join(p for p in (f"Python {fw['python']}" if fw.get("python") else "",

@@ -25,6 +25,18 @@ _NAMES = {"python": "Python", "tensorflow": "TensorFlow", "keras": "Keras", "tf_
           "jaxlib": "jaxlib", "flax": "Flax", "optax": "optax", "numpy": "numpy"}
 
 
+IMPORTED = "imported"
+"""The framework key under which a worker lists, comma-separated, the libraries it added
+(imported by the setup, not reported by the adapter): a TensorFlow side whose setup
+imported JAX ran nothing on JAX."""
+
+
+def ran_with(framework: Mapping[str, object]) -> set[str]:
+    """The :data:`VERSION_KEYS` the side's adapter reported: the libraries that ran it."""
+    imported = set(str(framework.get(IMPORTED, "")).split(","))
+    return {k for k in VERSION_KEYS if k in framework and k not in imported}
+
+
 def versions(framework: Mapping[str, object]) -> dict[str, str]:
     """The side's versions, :data:`VERSION_KEYS` order, those reported only."""
     return {k: str(framework[k]) for k in VERSION_KEYS if framework.get(k) not in (None, "")}

@@ -53,8 +53,13 @@ def _start(config: CompareConfig, capture: CaptureMode
         ref.check()
     data = load_data(config.data)  # fail fast on bad data options, before starting two frameworks
     explicit = load_pair_file(config.pair) if config.pair else None  # and on a bad pair file
-    return (start_worker("A", refs[0], config.env_a, config.data, config.steps, capture),
-            start_worker("B", refs[1], config.env_b, config.data, config.steps, capture)), data, explicit
+    a = start_worker("A", refs[0], config.env_a, config.data, config.steps, capture)
+    try:
+        b = start_worker("B", refs[1], config.env_b, config.data, config.steps, capture)
+    except BaseException:
+        a.close(grace=0.0)  # side B could not start: side A's worker must not outlive the run
+        raise
+    return (a, b), data, explicit
 
 
 def _send_init(config: CompareConfig, workers: tuple[WorkerProcess, WorkerProcess], values: Starts,

@@ -6,17 +6,18 @@ import keras
 import xentdbg
 
 
-def build_model(data, seed: int):
-    """Dense(32, L2) -> BatchNorm -> ReLU -> Dropout -> Dense softmax, built after
-    seeding Keras with ``seed`` (also used by keras_loops.py and evaluate_check.py)."""
-    keras.utils.set_random_seed(seed)
-    return keras.Sequential([
-        keras.Input(data.input_shape),
-        keras.layers.Dense(32, kernel_regularizer=keras.regularizers.L2(1e-3)),
-        keras.layers.BatchNormalization(),
-        keras.layers.ReLU(),
-        keras.layers.Dropout(0.2),
-        keras.layers.Dense(data.y.shape[1], activation="softmax"),
+def build_model(data, seed: int, lib=keras, dropout: float = 0.2):
+    """Dense(32, L2) -> BatchNorm -> ReLU -> Dropout -> Dense softmax, built with ``lib``
+    (``keras``, or ``tf.keras``: tf_keras_bn.py) after seeding it with ``seed`` (also used
+    by keras_loops.py and evaluate_check.py); no Dropout when ``dropout`` is 0."""
+    lib.utils.set_random_seed(seed)
+    return lib.Sequential([
+        lib.Input(data.input_shape),
+        lib.layers.Dense(32, kernel_regularizer=lib.regularizers.L2(1e-3)),
+        lib.layers.BatchNormalization(),
+        lib.layers.ReLU(),
+        *([lib.layers.Dropout(dropout)] if dropout else []),
+        lib.layers.Dense(data.y.shape[1], activation="softmax"),
     ])
 
 

@@ -8,10 +8,11 @@ from keras_bn import build_model
 import xentdbg
 
 
-def _loop(data, compiled: bool):
-    model = build_model(data, 5)
-    optimizer = keras.optimizers.SGD(0.1, momentum=0.9, nesterov=True)
-    loss_fn = keras.losses.CategoricalCrossentropy()
+def loop(data, compiled: bool, lib=keras, dropout: float = 0.2):
+    """The step over keras_bn.build_model, built with ``lib`` (``keras`` or ``tf.keras``)."""
+    model = build_model(data, 5, lib, dropout)
+    optimizer = lib.optimizers.SGD(0.1, momentum=0.9, nesterov=True)
+    loss_fn = lib.losses.CategoricalCrossentropy()
 
     def train_step(x, y):
         with tf.GradientTape() as tape:
@@ -24,8 +25,8 @@ def _loop(data, compiled: bool):
 
 
 def eager(data):
-    return _loop(data, compiled=False)
+    return loop(data, compiled=False)
 
 
 def compiled(data):
-    return _loop(data, compiled=True)
+    return loop(data, compiled=True)

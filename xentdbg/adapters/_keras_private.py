@@ -21,7 +21,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from xentdbg.adapters._library_guard import VersionRange, checked_version, missing_internal
+from xentdbg.adapters._library_guard import VersionRange, checked_version, internal_attr, missing_internal
 
 KERAS = VersionRange("keras", (3, 15), (3, 16))
 """The Keras versions this module was written and tested for (pyproject.toml pins the same)."""
@@ -44,10 +44,7 @@ def tensorflow_version() -> str:
 
 def _keras_attr(obj: Any, name: str, internal: str, where: str) -> Any:
     """``obj.<name>``, after the version check; :class:`UnsupportedLibrary` when missing."""
-    version = keras_version()
-    if not hasattr(obj, name):
-        raise missing_internal(KERAS, version, internal, where, on=obj)
-    return getattr(obj, name)
+    return internal_attr(KERAS, obj, name, internal, where)
 
 
 # -- layers ----------------------------------------------------------------------------

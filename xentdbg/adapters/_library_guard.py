@@ -14,6 +14,7 @@ import importlib.metadata
 import re
 import sys
 from dataclasses import dataclass
+from typing import Any
 
 from xentdbg.errors import UnsupportedLibrary
 
@@ -86,3 +87,12 @@ def missing_internal(tested: VersionRange, version: str, internal: str, where: s
         f"{tested.library} {version}: the internal {internal} that xentdbg's capture relies on "
         f"is missing{found_on}; it was written against {where}.",
         hint=tested.hint)
+
+
+def internal_attr(tested: VersionRange, obj: object, name: str, internal: str, where: str) -> Any:
+    """``obj.<name>``, after the version check of ``tested.library``; :class:`UnsupportedLibrary`
+    naming ``internal`` (defined at ``where``) when ``obj`` lacks it."""
+    version = checked_version(tested)
+    if not hasattr(obj, name):
+        raise missing_internal(tested, version, internal, where, on=obj)
+    return getattr(obj, name)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from xentdbg.adapters._library_guard import VersionRange, checked_version, missing_internal
+from xentdbg.adapters._library_guard import VersionRange, checked_version, internal_attr, missing_internal
 
 TF_KERAS = VersionRange("tf_keras", (2, 18), (2, 22))
 """The tf_keras versions this module was written and tested for (pyproject.toml's
@@ -48,10 +48,7 @@ def symbolic_learning_phase() -> Any:
 
 def _attr(obj: Any, name: str, internal: str, where: str) -> Any:
     """``obj.<name>``, after the version check; :class:`UnsupportedLibrary` when missing."""
-    version = tf_keras_version()
-    if not hasattr(obj, name):
-        raise missing_internal(TF_KERAS, version, internal, where, on=obj)
-    return getattr(obj, name)
+    return internal_attr(TF_KERAS, obj, name, internal, where)
 
 
 def flatten_layers(layer: Any, recursive: bool) -> list[Any]:

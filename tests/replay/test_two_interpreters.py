@@ -1,17 +1,18 @@
-"""One setup, two interpreters: a second virtual environment made here, offline.
+"""One setup, two interpreters: second virtual environments made here, offline.
 
-No different library version can be installed without a network (pip's cache holds no
-wheels here), so the second environment sees the same packages: it is made with
-``python -m venv --system-site-packages --without-pip`` and a ``.pth`` file naming the
-``site-packages`` folders on this test's ``sys.path``. (``--system-site-packages`` from
-inside a virtual environment gives the *base* interpreter's site-packages, not this
-environment's (here the second one then imported no numpy). A ``.pth`` line that is a
-path adds it to ``sys.path`` without running the ``.pth`` files there, so an editable
-xentdbg's import hook does not come along: the workers import xentdbg from the
-coordinator's folder anyway.) What the tests show: both sides run,
-each under its own interpreter, and the report says which; a trace recorded under each
-diffs like any two traces; and a worker whose xentdbg speaks another protocol, under
-that environment's interpreter, is refused with exit 2.
+Each is made with ``python -m venv --system-site-packages --without-pip`` and a ``.pth``
+file naming the ``site-packages`` folders on this test's ``sys.path``.
+(``--system-site-packages`` from inside a virtual environment gives the *base*
+interpreter's site-packages, not this environment's (here the second one then imported
+no numpy). A ``.pth`` line that is a path adds it to ``sys.path`` without running the
+``.pth`` files there, so an editable xentdbg's import hook does not come along: the
+workers import xentdbg from the coordinator's folder anyway.) What the tests show: both
+sides run, each under its own interpreter, and the report says which; a trace recorded
+under each diffs like any two traces; a worker whose xentdbg speaks another protocol,
+under that environment's interpreter, is refused with exit 2; and a second environment
+with another numpy version, installed into its own site-packages (ahead of the ``.pth``
+folders) from the package index pip is configured with, which must be local: nothing is
+downloaded. Where the index offers no other numpy, that test is skipped and says why.
 """
 
 from __future__ import annotations
@@ -35,9 +36,9 @@ pytestmark = pytest.mark.slow
 SMALL = ["--steps", "2", "--subset", "32"]
 
 
-@pytest.fixture(scope="module")
-def venv_b(tmp_path_factory) -> str:
-    folder = tmp_path_factory.mktemp("venv-b")
+def _second_venv(folder: Path) -> tuple[str, str]:
+    """A virtual environment in ``folder`` that sees this test's libraries: its Python and
+    its own site-packages folder (first on its ``sys.path``)."""
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(folder)], check=True)
     python = folder / "bin" / "python"
     ask = "import site, sys; print(sys.prefix); print(site.getsitepackages()[0])"
@@ -47,8 +48,39 @@ def venv_b(tmp_path_factory) -> str:
     # the folders this test's interpreter imports its libraries from (a .pth there may add more)
     libraries = [p for p in sys.path if os.path.basename(p) in ("site-packages", "dist-packages")]
     Path(inside[1], "base-venv.pth").write_text("\n".join(libraries) + "\n")
-    assert subprocess.run([str(python), "-c", "import numpy, jax"], cwd=folder).returncode == 0
-    return str(python)
+    return str(python), inside[1]
+
+
+@pytest.fixture(scope="module")
+def venv_b(tmp_path_factory) -> str:
+    folder = tmp_path_factory.mktemp("venv-b")
+    python, _ = _second_venv(folder)
+    assert subprocess.run([python, "-c", "import numpy, jax"], cwd=folder).returncode == 0
+    return python
+
+
+OTHER_NUMPY = ("2.3.5", "2.2.6")
+"""numpy versions to try for the second environment, newest first (JAX 0.10 and
+TensorFlow 2.21 need numpy 2)."""
+
+
+@pytest.fixture(scope="module")
+def venv_numpy(tmp_path_factory) -> tuple[str, str]:
+    """A second environment whose numpy is another version: its Python and that version."""
+    import numpy
+
+    folder = tmp_path_factory.mktemp("venv-numpy")
+    python, site_packages = _second_venv(folder)
+    tried = []
+    for version in (v for v in OTHER_NUMPY if v != numpy.__version__):
+        # this test's pip, with its configured index, into the new environment only
+        got = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--disable-pip-version-check",
+                              "--retries", "0", "--timeout", "5", "--target", site_packages, f"numpy=={version}"],
+                             capture_output=True, text=True)
+        if got.returncode == 0:
+            return python, version
+        tried.append(f"numpy=={version}: {(got.stderr.strip().splitlines() or ['?'])[-1]}")
+    pytest.skip("no other numpy version installable offline here: " + "; ".join(tried))
 
 
 def run(*args: str, cwd: Path):
@@ -98,3 +130,17 @@ def test_another_protocol_under_the_second_interpreter_is_exit_2(tmp_path, venv_
             wait_ready(worker, 60)
     finally:
         worker.close(grace=0)
+
+
+def test_a_second_environment_with_another_numpy_trains_the_same(tmp_path, venv_numpy):
+    """The same JAX setup under numpy 2.4 and under another numpy: each worker imports its
+    own interpreter's numpy, the header shows both, and the training agrees."""
+    import numpy
+
+    python, version = venv_numpy
+    got = run("compare", SETUP, SETUP, *SMALL, "--python-b", python, "--json", "r.json", cwd=tmp_path)
+    assert got.exit_code == 0, got.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["a"]["versions"]["numpy"] == numpy.__version__
+    assert report["b"]["versions"]["numpy"] == version != numpy.__version__
+    assert f"numpy {version}" in got.output and f"numpy {numpy.__version__}" in got.output

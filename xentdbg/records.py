@@ -70,6 +70,7 @@ class SideInfo:
     state: list[TensorSpec]
     layers: list[str] = field(default_factory=list)
     probe: list[str] = field(default_factory=list)  # phases its cross-feed re-run returns (Adapter.PROBE_PHASES)
+    oracle: list[str] = field(default_factory=list)  # phases its float64 re-run returns (Adapter.ORACLE_PHASES)
 
 
 @dataclass
@@ -156,11 +157,13 @@ def batch_fingerprint(x: np.ndarray, y: np.ndarray) -> tuple[list[tuple[str, np.
 
 def side_info_to_dict(info: SideInfo) -> dict:
     return {"kind": info.kind, "framework": info.framework, "layers": info.layers, "probe": info.probe,
-            "params": [t.to_dict() for t in info.params], "state": [t.to_dict() for t in info.state]}
+            "oracle": info.oracle, "params": [t.to_dict() for t in info.params],
+            "state": [t.to_dict() for t in info.state]}
 
 
 def side_info_from_dict(d: dict) -> SideInfo:
     return SideInfo(kind=d["kind"], framework=d["framework"], layers=d["layers"],
                     probe=[str(p) for p in d.get("probe", [])],
+                    oracle=[str(p) for p in d.get("oracle", [])],
                     params=[TensorSpec.from_dict(t) for t in d["params"]],
                     state=[TensorSpec.from_dict(t) for t in d["state"]])

@@ -101,7 +101,18 @@ class Float64Oracle:
               trainers: tuple[WorkerProcess, WorkerProcess]) -> Float64Check:
         """Re-run ``view``'s step in float64 on both sides from ``values`` (each side's
         ``(params, state)`` in its own table order: the deciding view's pre-step values,
-        those of side ``start``) on the batch each training worker (``trainers``) held."""
+        those of side ``start``) on the batch each training worker (``trainers``) held.
+
+        A flagged phase that a side's float64 re-run does not return (its adapter's
+        ``ORACLE_PHASES``, reported by its training worker) makes the check unavailable
+        before any float64 worker starts."""
+        for side, info in zip("AB", self.infos):
+            beyond = sorted({phase for phase, _, _ in flagged_tensors(view)} - set(info.oracle))
+            if not info.oracle:
+                return Float64Check(unavailable=f"side {side} ({info.kind}) has no float64 re-run", start=start)
+            if beyond:
+                return Float64Check(unavailable=f"side {side} ({info.kind}) re-runs {', '.join(info.oracle)} in "
+                                                f"float64, not {', '.join(beyond)}", start=start)
         workers = self._start()
         if isinstance(workers, str):
             return Float64Check(unavailable=workers, start=start)

@@ -208,6 +208,7 @@ def serve(fd_in: int, fd_out: int, shm_fd: int = -1) -> int:
         info.framework = {**info.framework, **runtime_versions(info.framework)}
         info.probe = list(adapter.ORACLE_PHASES if float64 else
                           adapter.PROBE_PHASES if capture is CaptureMode.FULL else [])
+        info.oracle = list(adapter.ORACLE_PHASES)  # what a float64 worker of this setup could re-run
         wire.send(fd_out, {"type": "ready", "info": side_info_to_dict(info)}, params + state)
         if float64:
             while True:  # the oracle: until the coordinator closes the channel

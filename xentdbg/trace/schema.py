@@ -196,6 +196,7 @@ META = Object({"command": Text(MAX_COMMAND_CHARS), "frameworks": Object(values=S
 TENSOR_SPEC = Object({"name": SHORT, "shape": Array(Integer(), 32), "dtype": SHORT},
                      required=("name", "shape", "dtype"))
 INFO = Object({"kind": SHORT, "framework": Object(values=Scalar()), "layers": Array(SHORT), "probe": Array(SHORT),
+               "oracle": Array(SHORT),
                "params": Array(TENSOR_SPEC), "state": Array(TENSOR_SPEC)},
               required=("kind", "framework", "layers", "params", "state"))
 FLAGS = Object(values=Nullable(Scalar()))

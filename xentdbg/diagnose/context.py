@@ -89,6 +89,11 @@ class Context:
     def sides(self) -> tuple[Side, Side]:
         return self.a, self.b
 
+    def runs(self, label: str, library: str) -> bool:
+        """Whether side ``label`` (``"A"`` or ``"B"``) ran its model with ``library``
+        (:attr:`Side.library`: ``keras``, ``tf_keras``, ``flax``)."""
+        return (self.a if label == "A" else self.b).library == library
+
     def divergent(self, phase: str) -> list[TensorComparison]:
         return [t for t in self.step.divergences if t.phase == phase]
 

@@ -50,8 +50,7 @@ def repeated_epoch_order(ctx: Context) -> list[Finding]:
           f"the two sides agreed on every batch before step {k}"
           if all(t.ok for c in ctx.history if c.step < k for t in c.tensors if t.phase == "inputs")
           else "earlier batches differed too"]
-    libraries = {"A": ctx.a.library, "B": ctx.b.library}
-    if libraries[side] == "keras" and libraries[other] == "tf_keras":
+    if ctx.runs(side, "keras") and ctx.runs(other, "tf_keras"):
         ev.append(f"side {side} runs Keras 3, whose fit starts a new iterator each epoch and so, under a global "
                   "seed, shuffles every epoch into the first epoch's order (keras/src/trainers/epoch_iterator.py:111, "
                   "keras/src/trainers/data_adapters/array_data_adapter.py:107-134); side "

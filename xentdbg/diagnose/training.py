@@ -194,8 +194,7 @@ def batchnorm_variance_correction(ctx: Context) -> list[Finding]:
               f"the biased var (fitted {fmt(k_other, 7)}); m = {fmt(1 - step, 5)} from the moving mean; "
               f"residuals {max(fits):.1g}",
               "the moving mean agrees: only the variance's normalization differs"]
-        libraries = {"A": ctx.a.library, "B": ctx.b.library}
-        if libraries[corrected] == "tf_keras" and libraries[other] == "keras":
+        if ctx.runs(corrected, "tf_keras") and ctx.runs(other, "keras"):
             ev.append(f"side {corrected} runs Keras 2 (tf_keras): BatchNormalization on a 4-D input uses "
                       "TensorFlow's fused kernel, whose running variance is unbiased (tf_keras/src/layers/"
                       "normalization/batch_normalization.py:352-357, :945-946); side "

@@ -35,7 +35,9 @@ SLOW = f"{ROOT / 'tests' / 'setups' / 'jax_small.py'}:slow"
 SMALL = ["--subset", "64", "--batch-size", "16", "--steps", "500"]
 
 
-def _workers_of(marker: str) -> list[int]:
+def workers_of(marker: str) -> list[int]:
+    """Live replay workers whose environment holds ``marker`` (a zombie has no command line;
+    also the tests' helper, ``tests/conftest.py``)."""
     pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -75,10 +77,10 @@ def trial(index: int, command: str, at_step: int, jitter: float, work: Path) -> 
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     deadline = time.monotonic() + 20
-    while _workers_of(marker) and time.monotonic() < deadline:
+    while workers_of(marker) and time.monotonic() < deadline:
         time.sleep(0.1)
     row = {"trial": index, "command": command, "interrupted_at_step": at_step, "exit": proc.returncode,
-           "traceback": "Traceback" in err, "workers_left": len(_workers_of(marker)), "traces": []}
+           "traceback": "Traceback" in err, "workers_left": len(workers_of(marker)), "traces": []}
     for path in traces:
         entry: dict = {"file": path.name}
         try:

@@ -124,16 +124,5 @@ def run_pair(topic: str, name: str, tmp_path: Path) -> CliRun:
     return run_compare(folder / entry["a"], folder / entry["b"], *entry.get("args", []), tmp_path=tmp_path)
 
 
-def workers_of(marker: str) -> list[int]:
-    """Live replay workers whose environment holds ``marker`` (a zombie has no command line)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmd = (entry / "cmdline").read_bytes()
-                env = (entry / "environ").read_bytes()
-            except OSError:
-                continue
-            if b"xentdbg.replay.worker" in cmd and marker.encode() in env:
-                pids.append(int(entry.name))
-    return pids
+workers_of = _bench_module("ctrl_c_trials").workers_of
+"""Live replay workers whose environment holds ``marker``: the Ctrl-C trials' helper."""

@@ -106,8 +106,9 @@ class Float64Oracle:
         A flagged phase that a side's float64 re-run does not return (its adapter's
         ``ORACLE_PHASES``, reported by its training worker) makes the check unavailable
         before any float64 worker starts."""
+        flagged = {phase for phase, _, _ in flagged_tensors(view)}
         for side, info in zip("AB", self.infos):
-            beyond = sorted({phase for phase, _, _ in flagged_tensors(view)} - set(info.oracle))
+            beyond = sorted(flagged - set(info.oracle))
             if not info.oracle:
                 return Float64Check(unavailable=f"side {side} ({info.kind}) has no float64 re-run", start=start)
             if beyond:

@@ -37,6 +37,8 @@ CHECKS = {
     "tf_keras loop compiled": {"check": "neutral", "setup": f"{TF_KERAS}:compiled", **DATA, "steps": 7,
                                "mode": "full"},
     "tf_keras loop eager": {"check": "neutral", "setup": f"{TF_KERAS}:eager", **DATA, "steps": 7, "mode": "full"},
+    "tf_keras unseeded": {"check": "refused", "setup": f"{TF_KERAS}:unseeded", **DATA, "steps": 2},
+    "tf_keras eager dropout": {"check": "refused", "setup": f"{TF_KERAS}:eager_dropout", **DATA, "steps": 2},
     "tf_keras gradients": {"check": "gradients", "setup": f"{TF_KERAS}:sgd", "subset": 1000, "batch": 250,
                            "pixels": "unit", "steps": 5, "lr": 0.01},
 }
@@ -48,7 +50,8 @@ PROCESSES = {("tensorflow", "keras 3"): ["fit tensorflow", "fit fingerprint tens
              ("jax", "keras 3"): ["fit jax", "gradients jax"],
              ("tensorflow", "tf_keras"): ["legacy"],
              ("tensorflow", "tf.keras as tf_keras"): ["tf_keras fit", "tf_keras loop compiled", "tf_keras loop eager",
-                                                      "tf_keras gradients"]}
+                                                      "tf_keras gradients", "tf_keras unseeded",
+                                                      "tf_keras eager dropout"]}
 
 
 def _run_all() -> dict:
@@ -104,6 +107,16 @@ def test_captured_tf_keras_setups_end_bitwise_equal_to_plain(neutral, check):
     assert result["records"] == 7  # across the epoch boundary after step 4
     assert all(result["equal"]), result
     assert result["last_weights_equal"]
+
+
+def test_tf_keras_capture_refuses_what_it_cannot_replay(neutral):
+    """Unseeded Dropout: the recompute's loss is not the step's, so fit's capture stops rather
+    than record other gradients; an eager step with Dropout is refused before it runs."""
+    unseeded = neutral["tf_keras unseeded"]
+    assert "recomputing the step from its pre-step weights gave the loss" in unseeded["error"], unseeded
+    assert "set_random_seed" in unseeded["hint"]
+    eager = neutral["tf_keras eager dropout"]
+    assert "the train_step runs eagerly" in eager["error"] and "@tf.function" in eager["hint"], eager
 
 
 def test_captured_tf_keras_gradients_are_the_applied_gradients(neutral):

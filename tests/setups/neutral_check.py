@@ -7,6 +7,8 @@ Usage: python neutral_check.py CHECK [CHECK ...], each CHECK a JSON object:
   (``mode``: ``full`` or ``fingerprint``): run the setup plain and captured in this
   process from the same initial weights; ``equal``: whether each final weight is bitwise
   equal, ``last_weights_equal``: whether the last record's weights are the final ones.
+- ``{"check": "refused", "setup", "subset", "batch", "steps", "task", "pixels"}``: full
+  capture of a setup that it must refuse; the ``UsageError`` message and hint.
 - ``{"check": "gradients", "setup", "subset", "batch", "steps", "pixels", "lr"}``: a plain
   SGD setup (no momentum) with full capture; at every step after the first, whether
   ``w_after == w_before - lr * captured_gradient`` bitwise, for every parameter.
@@ -60,7 +62,19 @@ def gradients(job: dict) -> dict:
     return {"records": len(run.records), "checked": checked, "mismatches": mismatches}
 
 
-CHECKS = {"neutral": neutral, "gradients": gradients}
+def refused(job: dict) -> dict:
+    """Full capture of ``job["setup"]``: the error message it stops with (None: it ran)."""
+    from xentdbg.errors import UsageError
+
+    spec = DataSpec(subset=job["subset"], batch_size=job["batch"], task=job["task"], pixels=job["pixels"])
+    try:
+        run_setup(job["setup"], spec, job["steps"])
+    except UsageError as e:
+        return {"error": e.message, "hint": e.hint}
+    return {"error": None}
+
+
+CHECKS = {"neutral": neutral, "gradients": gradients, "refused": refused}
 
 if __name__ == "__main__":
     jobs = [json.loads(arg) for arg in sys.argv[1:]]

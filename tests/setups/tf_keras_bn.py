@@ -34,3 +34,17 @@ def compiled(data):
 def eager(data):
     """An eager step: without Dropout (tf_keras's eager random ops cannot be replayed)."""
     return loop(data, compiled=False, lib=tf.keras, dropout=0.0)
+
+
+def unseeded(data):
+    """fit on the Dropout model with TensorFlow's global seed cleared, as in a process that
+    never seeded it: the recompute cannot draw the step's masks, and capture must refuse."""
+    model = build_model(data, 3, tf.keras)
+    tf.random.set_seed(None)  # build_model seeded; the fit's random ops then draw unseeded
+    model.compile(optimizer=tf.keras.optimizers.SGD(0.1), loss="categorical_crossentropy")
+    return xentdbg.KerasFit(model, shuffle=False)
+
+
+def eager_dropout(data):
+    """An eager step over the Dropout model: full capture must refuse it."""
+    return loop(data, compiled=False, lib=tf.keras)

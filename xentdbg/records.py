@@ -12,11 +12,13 @@ from __future__ import annotations
 import enum
 import hashlib
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 PHASES = ("inputs", "flags", "activations", "loss", "gradients", "state", "weights")
+REPLICA_PREFIX = "replica:"  # a per-replica tensor's phase on the wire: "replica:<r>:<phase>"
 
 
 class CaptureMode(enum.StrEnum):
@@ -82,6 +84,12 @@ class StepRecord:
     ``digests`` holds SHA-1 hex digests of the input batch and its labels.
     ``fingerprinted``: the ``(phase, name)`` of tensors held as fingerprints
     (:mod:`xentdbg.compare.fingerprint`), not values.
+    ``replicas``: for a side that trained data-parallel (a ``tf.distribute`` strategy),
+    what each replica computed before the reduction, in replica order: ``replicas[r][phase]``
+    like ``tensors[phase]`` (its loss, its local gradients, its copy of the state). The
+    phases in ``tensors`` hold the step's result after the reduction (the gradients the
+    optimizer applied, the state as the model reads it), the part compared with the other
+    side; probes read the replicas to say where the reduction departs.
     """
 
     step: int
@@ -89,6 +97,7 @@ class StepRecord:
     flags: dict[str, bool | str | None] = field(default_factory=dict)  # a string: a symbolic value
     digests: dict[str, str] = field(default_factory=dict)
     fingerprinted: frozenset[tuple[str, str]] = frozenset()
+    replicas: list[dict[str, list[tuple[str, np.ndarray]]]] = field(default_factory=list)
 
     @property
     def fingerprints(self) -> bool:
@@ -108,8 +117,11 @@ class StepRecord:
     def owned(self) -> StepRecord:
         """A copy whose arrays are its own (records from a replay view shared memory that
         later steps reuse, :mod:`xentdbg.replay.ring`)."""
-        tensors = {phase: [(n, np.array(a, copy=True)) for n, a in items] for phase, items in self.tensors.items()}
-        return StepRecord(self.step, tensors, dict(self.flags), dict(self.digests), self.fingerprinted)
+        def copied(by_phase: dict[str, list[tuple[str, np.ndarray]]]) -> dict[str, list[tuple[str, np.ndarray]]]:
+            return {phase: [(n, np.array(a, copy=True)) for n, a in items] for phase, items in by_phase.items()}
+
+        return StepRecord(self.step, copied(self.tensors), dict(self.flags), dict(self.digests), self.fingerprinted,
+                          [copied(r) for r in self.replicas])
 
     # Wire form: a header dict plus a flat array list (see xentdbg.replay.wire).
     def to_wire(self) -> tuple[dict, list[np.ndarray]]:
@@ -118,6 +130,11 @@ class StepRecord:
             for name, a in self.tensors.get(phase, []):
                 layout.append([phase, name])
                 arrays.append(np.asarray(a))
+        for r, replica in enumerate(self.replicas):
+            for phase in PHASES:
+                for name, a in replica.get(phase, []):
+                    layout.append([f"{REPLICA_PREFIX}{r}:{phase}", name])
+                    arrays.append(np.asarray(a))
         header = {"type": "step", "step": self.step, "layout": layout,
                   "flags": self.flags, "digests": self.digests,
                   "fingerprinted": sorted(self.fingerprinted)}
@@ -125,12 +142,29 @@ class StepRecord:
 
     @classmethod
     def from_wire(cls, header: dict, arrays: list[np.ndarray]) -> StepRecord:
-        tensors: dict[str, list[tuple[str, np.ndarray]]] = {}
+        by_phase: dict[str, list[tuple[str, np.ndarray]]] = {}
         for (phase, name), a in zip(header["layout"], arrays, strict=True):
-            tensors.setdefault(phase, []).append((name, a))
-        return cls(step=header["step"], tensors=tensors, flags=header["flags"],
-                   digests=header["digests"],
-                   fingerprinted=frozenset((str(p), str(n)) for p, n in header.get("fingerprinted", [])))
+            by_phase.setdefault(phase, []).append((name, a))
+        return cls.of(header["step"], by_phase, flags=header["flags"], digests=header["digests"],
+                      fingerprinted=frozenset((str(p), str(n)) for p, n in header.get("fingerprinted", [])))
+
+    @classmethod
+    def of(cls, step: int, by_phase: dict[str, list[tuple[str, np.ndarray]]], **fields: Any) -> StepRecord:
+        """A record from tensors by phase, where a key ``replica:<r>:<phase>``
+        (:data:`REPLICA_PREFIX`; an adapter's :meth:`~xentdbg.adapters.base.Adapter.evaluate`
+        returns them under a strategy) holds replica ``r``'s tensors of that phase."""
+        tensors: dict[str, list[tuple[str, np.ndarray]]] = {}
+        replicas: list[dict[str, list[tuple[str, np.ndarray]]]] = []
+        for key, items in by_phase.items():
+            if key.startswith(REPLICA_PREFIX):
+                r, phase = key[len(REPLICA_PREFIX):].split(":", 1)
+                while len(replicas) <= int(r):
+                    replicas.append({})
+                replicas[int(r)].setdefault(phase, []).extend(items)
+            else:
+                tensors.setdefault(key, []).extend(items)
+        return cls(step=step, tensors=tensors, replicas=replicas, **fields)
+
 
 
 def start_record(info: SideInfo, params: list[np.ndarray], state: list[np.ndarray]) -> StepRecord:

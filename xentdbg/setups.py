@@ -194,11 +194,28 @@ class KerasLoop:
             return loss
 
         return xentdbg.KerasLoop(model, train_step, optimizer)
+
+    Data-parallel: with ``strategy`` (a ``tf.distribute.MirroredStrategy`` under whose
+    ``scope()`` the model and optimizer were built), each global batch reaches
+    ``train_step`` as the per-replica values ``strategy.experimental_distribute_dataset``
+    would yield for it (replica ``r`` takes the ``r``-th contiguous slice), the way a
+    distributed loop iterates its dataset::
+
+        @tf.function
+        def train_step(x, y):
+            per_replica = strategy.run(step_fn, args=(x, y))
+            return strategy.reduce("SUM", per_replica, axis=None)
+
+        return xentdbg.KerasLoop(model, train_step, optimizer, strategy=strategy)
+
+    xentdbg then records each replica's loss, local gradients and state next to the
+    reduced result (see :mod:`xentdbg.adapters.keras_loop`).
     """
 
     model: Any
     train_step: Callable[[Any, Any], Any]
     optimizer: Any
+    strategy: Any = None
 
 
 @dataclass

@@ -23,6 +23,8 @@ pytestmark = pytest.mark.slow  # two framework subprocesses, about 10 s together
 LOOPS = [f"{SETUPS / 'keras_loops.py'}:compiled", f"{SETUPS / 'keras_loops.py'}:eager",
          str(EXAMPLES / "case3_tf_function_loss" / "decorated.py")]
 LEGACY = str(EXAMPLES / "case2_batchnorm" / "legacy_complete.py")
+# MirroredStrategy on 4 logical CPUs: set before TensorFlow starts, so in a process of its own
+MIRRORED = f"{SETUPS / 'keras_mirrored.py'}:compiled"
 DATA = ["300", "100", "4", "digits", "unit"]  # 3 batches: step 3 starts a second epoch
 
 
@@ -30,7 +32,7 @@ def _run_both() -> dict:
     env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2"}
     procs = [subprocess.Popen([sys.executable, str(SETUPS / "evaluate_loop_check.py"), *DATA, *setups], cwd=ROOT,
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for setups in (LOOPS, [LEGACY])]
+             for setups in (LOOPS, [LEGACY], [MIRRORED])]
     out = {}
     for proc in procs:
         stdout, stderr = proc.communicate(timeout=240)
@@ -42,7 +44,8 @@ def _run_both() -> dict:
 @pytest.fixture(scope="module")
 def results(session_tmp) -> dict:
     """Run once per session, on first use, also under xdist (``conftest.shared``)."""
-    return shared("tests/setups/evaluate_loop_check.py " + json.dumps([DATA, LOOPS, LEGACY]), _run_both, session_tmp)
+    key = json.dumps([DATA, LOOPS, LEGACY, MIRRORED])
+    return shared(f"tests/setups/evaluate_loop_check.py {key}", _run_both, session_tmp)
 
 
 @pytest.mark.parametrize("setup", LOOPS)
@@ -64,16 +67,28 @@ def test_legacy_function_reruns_loss_gradients_and_activations_bitwise(results):
     assert result["with_grads"] is None
 
 
-@pytest.mark.parametrize("setup", [*LOOPS, LEGACY])
+def test_keras_loop_under_a_strategy_reruns_each_step(results):
+    """Under MirroredStrategy every phase is re-run bitwise but the loss: the step returns
+    the replicas' losses reduced by strategy.reduce, which the dry copy's graph may round
+    otherwise (one ulp per replica at most; see KerasLoopAdapter._check_replayed)."""
+    result = results[MIRRORED]
+    for phase, entry in result["phases"].items():
+        assert entry["calls"] == 7, (phase, entry)
+        assert entry["bitwise"] or phase == "loss", (phase, entry)
+    assert result["phases"]["loss"]["max_abs"] <= 4 * 4 * 1.2e-7 * 3, result["phases"]["loss"]
+    assert result["with_grads"] is True  # the summed gradients given: the record's weights on every replica
+
+
+@pytest.mark.parametrize("setup", [*LOOPS, LEGACY, MIRRORED])
 def test_evaluate_leaves_training_as_it_was(results, setup):
     result = results[setup]
     assert result["final_equal"], result  # the probed run ends where the plain run ends
     assert result["final_equal_after_probes"], result  # probes after train() change nothing either
 
 
-@pytest.mark.parametrize("setup", [*LOOPS, LEGACY])
+@pytest.mark.parametrize("setup", [*LOOPS, LEGACY, MIRRORED])
 def test_evaluate_after_train_and_from_other_values(results, setup):
     result = results[setup]
-    assert result["after"] and all(result["after"].values()), result["after"]
+    assert result["after"] and all(result["after"].values()), result["after"]  # re-runs agree with each other
     assert result["perturbed_loss_differs"]
     assert result["older_refused"] and result["fingerprint_refused"]

@@ -18,6 +18,7 @@ pytestmark = pytest.mark.slow  # every test here runs the CLI or a framework in 
 
 KERAS_BN, LOOPS = str(SETUPS / "keras_bn.py"), str(SETUPS / "keras_loops.py")
 TF_KERAS = str(SETUPS / "tf_keras_bn.py")  # tf.keras code, run with TF_USE_LEGACY_KERAS=1
+MIRRORED = str(SETUPS / "keras_mirrored.py")  # Keras 3 loops under MirroredStrategy, 4 logical CPUs
 # 500 samples, batch 100: 12 steps cross an epoch boundary.
 DATA = {"subset": 500, "batch": 100, "task": "digits", "pixels": "unit"}
 CHECKS = {
@@ -41,6 +42,13 @@ CHECKS = {
     "tf_keras eager dropout": {"check": "refused", "setup": f"{TF_KERAS}:eager_dropout", **DATA, "steps": 2},
     "tf_keras gradients": {"check": "gradients", "setup": f"{TF_KERAS}:sgd", "subset": 1000, "batch": 250,
                            "pixels": "unit", "steps": 5, "lr": 0.01},
+    "mirrored loop compiled": {"check": "replicas", "setup": f"{MIRRORED}:compiled", **DATA, "steps": 7},
+    "mirrored loop eager": {"check": "replicas", "setup": f"{MIRRORED}:eager", **DATA, "steps": 7},
+    "mirrored gradients": {"check": "gradients", "setup": f"{MIRRORED}:sgd", "subset": 500, "batch": 100,
+                           "pixels": "unit", "steps": 7, "lr": 0.1},
+    "mirrored split": {"check": "split", "setup": f"{MIRRORED}:sgd", "batches": [64, 50, 10, 5]},
+    "mirrored outside scope": {"check": "refused", "setup": f"{MIRRORED}:outside_scope", **DATA, "steps": 1},
+    "mirrored not a strategy": {"check": "refused", "setup": f"{MIRRORED}:not_a_strategy", **DATA, "steps": 1},
 }
 # One process per Keras backend (the backend is fixed per process); the graph-mode tf_keras
 # setup in a process of its own (graph mode is process-wide), and the eager tf_keras
@@ -51,7 +59,10 @@ PROCESSES = {("tensorflow", "keras 3"): ["fit tensorflow", "fit fingerprint tens
              ("tensorflow", "tf_keras"): ["legacy"],
              ("tensorflow", "tf.keras as tf_keras"): ["tf_keras fit", "tf_keras loop compiled", "tf_keras loop eager",
                                                       "tf_keras gradients", "tf_keras unseeded",
-                                                      "tf_keras eager dropout"]}
+                                                      "tf_keras eager dropout"],
+             ("tensorflow", "keras 3, mirrored"): ["mirrored loop compiled", "mirrored loop eager",
+                                                   "mirrored gradients", "mirrored split", "mirrored outside scope",
+                                                   "mirrored not a strategy"]}
 
 
 def _run_all() -> dict:
@@ -107,6 +118,41 @@ def test_captured_tf_keras_setups_end_bitwise_equal_to_plain(neutral, check):
     assert result["records"] == 7  # across the epoch boundary after step 4
     assert all(result["equal"]), result
     assert result["last_weights_equal"]
+
+
+@pytest.mark.parametrize("check", ["mirrored loop compiled", "mirrored loop eager"])
+def test_captured_loop_under_a_strategy_ends_bitwise_equal_on_every_replica(neutral, check):
+    """MirroredStrategy on 4 logical CPUs, BatchNorm, Dropout, L2, Nesterov: every replica's copy
+    of every model variable ends bitwise where the plain loop's does; the copies of the
+    BatchNorm statistics part (per-replica statistics), and the records hold each one."""
+    result = neutral[check]
+    assert result["records"] == 7 and result["replicas"] == 4, result
+    assert all(result["equal"]), result
+    assert result["state_copies_part"] and result["last_state_equal"], result
+
+
+def test_captured_gradients_under_a_strategy_are_the_applied_sums(neutral):
+    """The recorded gradients (the replicas' local gradients summed as the optimizer sums
+    them) are the ones SGD applied: w1 == w0 - lr * g bitwise."""
+    result = neutral["mirrored gradients"]
+    assert result["records"] == 7 and result["checked"] == 6 * 6, result
+    assert result["mismatches"] == [], result
+
+
+def test_a_global_batch_reaches_the_replicas_as_the_strategys_pipeline_splits_it(neutral):
+    """xentdbg splits each global batch itself (one dataset per step would be slow): the
+    same samples per replica as experimental_distribute_dataset over Dataset.batch(n),
+    uneven and empty slices included."""
+    result = neutral["mirrored split"]
+    assert all(entry["equal"] for entry in result.values()), result
+    assert result["50"]["sizes"] == [13, 13, 13, 11] and result["5"]["sizes"] == [2, 2, 1, 0]
+
+
+def test_a_strategy_setup_is_refused_with_a_reason(neutral):
+    outside = neutral["mirrored outside scope"]
+    assert "not created under strategy.scope()" in outside["error"] and "strategy.scope()" in outside["hint"]
+    wrong = neutral["mirrored not a strategy"]
+    assert "not a tf.distribute.Strategy" in wrong["error"], wrong
 
 
 def test_tf_keras_capture_refuses_what_it_cannot_replay(neutral):

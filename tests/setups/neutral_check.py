@@ -7,6 +7,14 @@ Usage: python neutral_check.py CHECK [CHECK ...], each CHECK a JSON object:
   (``mode``: ``full`` or ``fingerprint``): run the setup plain and captured in this
   process from the same initial weights; ``equal``: whether each final weight is bitwise
   equal, ``last_weights_equal``: whether the last record's weights are the final ones.
+- ``{"check": "replicas", "setup", "subset", "batch", "steps", "task", "pixels"}``: as
+  ``neutral`` (full capture) for a setup trained under a ``tf.distribute`` strategy, comparing
+  every replica's copy of every model variable (replicas' BatchNorm copies part);
+  ``equal``: per variable, whether all its copies are bitwise equal, ``last_state_equal``:
+  whether the last record's per-replica state is the final copies.
+- ``{"check": "split", "setup", "batches"}``: load the setup (which sets up its strategy), then
+  for each global batch size, whether ``_tf_distribute.distribute_batch`` gives every replica
+  the samples ``strategy.experimental_distribute_dataset`` over ``Dataset.batch(size)`` gives it.
 - ``{"check": "refused", "setup", "subset", "batch", "steps", "task", "pixels"}``: full
   capture of a setup that it must refuse; the ``UsageError`` message and hint.
 - ``{"check": "gradients", "setup", "subset", "batch", "steps", "pixels", "lr"}``: a plain
@@ -74,7 +82,63 @@ def refused(job: dict) -> dict:
     return {"error": None}
 
 
-CHECKS = {"neutral": neutral, "gradients": gradients, "refused": refused}
+def replicas(job: dict) -> dict:
+    from xentdbg.adapters import _tf_distribute, make_adapter
+    from xentdbg.data import load
+    from xentdbg.replay.loading import SetupRef, load_function
+
+    spec = DataSpec(subset=job["subset"], batch_size=job["batch"], task=job["task"], pixels=job["pixels"])
+
+    def run(capture: bool, init: list | None = None):
+        info = load(spec)
+        adapter = make_adapter(load_function(SetupRef.parse(job["setup"]))(info), info)
+        if init is not None:
+            adapter.set_initial_values(init, None)
+        initial, _ = adapter.initial_values()
+        records: list = []
+        adapter.train(job["steps"], records.append if capture else None)
+        copies = [_tf_distribute.local_arrays(adapter.strategy, v) for v in adapter.model.variables]
+        return initial, copies, records, adapter
+
+    initial, plain, _, _ = run(False)
+    _, captured, records, adapter = run(True, initial)
+    equal = [all(a.tobytes() == b.tobytes() for a, b in zip(p, c, strict=True))
+             for p, c in zip(plain, captured, strict=True)]
+    nt = adapter.model.non_trainable_variables
+    final = {adapter.flavour.name(nt[k]): _tf_distribute.local_arrays(adapter.strategy, nt[k])
+             for k in adapter._state_index}
+    last = records[-1].replicas
+    last_state_equal = len(last) == adapter.replicas and all(
+        dict(rep["state"])[n].tobytes() == copies[r].tobytes()
+        for r, rep in enumerate(last) for n, copies in final.items())
+    parted = any(any(c.tobytes() != copies[0].tobytes() for c in copies[1:]) for copies in final.values())
+    return {"equal": equal, "records": len(records), "replicas": len(last), "last_state_equal": last_state_equal,
+            "state_copies_part": parted}
+
+
+def split(job: dict) -> dict:
+    import tensorflow as tf
+
+    from xentdbg.adapters import _tf_distribute, make_adapter
+    from xentdbg.data import load
+    from xentdbg.replay.loading import SetupRef, load_function
+
+    info = load(DataSpec(subset=100, batch_size=10, task="digits", pixels="unit"))
+    strategy = make_adapter(load_function(SetupRef.parse(job["setup"]))(info), info).strategy
+    out = {}
+    for size in job["batches"]:
+        x = np.arange(size * 3, dtype=np.float32).reshape(size, 3)
+        dataset = tf.data.Dataset.from_tensor_slices(x).batch(size)
+        pipeline = next(iter(strategy.experimental_distribute_dataset(dataset)))
+        (ours,) = _tf_distribute.distribute_batch(strategy, [x])
+        theirs = [np.asarray(v) for v in strategy.experimental_local_results(pipeline)]
+        mine = [np.asarray(v) for v in strategy.experimental_local_results(ours)]
+        out[str(size)] = {"sizes": [len(v) for v in theirs], "equal": len(theirs) == len(mine) and all(
+            a.shape == b.shape and a.tobytes() == b.tobytes() for a, b in zip(theirs, mine))}
+    return out
+
+
+CHECKS = {"neutral": neutral, "replicas": replicas, "split": split, "gradients": gradients, "refused": refused}
 
 if __name__ == "__main__":
     jobs = [json.loads(arg) for arg in sys.argv[1:]]

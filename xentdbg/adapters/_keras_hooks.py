@@ -11,7 +11,8 @@ op to any graph it is traced into, so the user's compiled train step is unchange
   ``call`` reads ``training`` the wrapper records the value it received (None when none
   was passed) when the user's step is traced (or run eagerly).
 - Activations: while :meth:`LayerHooks.collect` is active (only inside xentdbg's own
-  recompute function), each layer's output is appended in call (= forward) order.
+  recompute function), each layer's output is appended in call (= forward) order; under
+  a ``tf.distribute`` strategy, per replica (:meth:`LayerHooks.collect_per_replica`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import contextlib
 import functools
 import inspect
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -77,6 +78,8 @@ class LayerHooks:
         self.flags: dict[str, bool | None | str] = {}
         self.recording = True  # False while fit validates, evaluates or predicts: those calls are not training
         self._collector: list[tuple[str, Any]] | None = None
+        self._by_replica: dict[int, list[tuple[str, Any]]] | None = None
+        self._replica_of: Callable[[], int | None] = lambda: 0
         for layer in self.layers:
             self._wrap(layer)
 
@@ -96,7 +99,9 @@ class LayerHooks:
             if self._collector is None and has_training and self.recording:
                 self.flags[name] = _as_flag(kwargs.get("training"))
             out = original(*args, **kwargs)
-            if self._collector is not None:
+            if self._by_replica is not None:
+                self._by_replica.setdefault(self._replica_of() or 0, []).append((name, out))
+            elif self._collector is not None:
                 self._collector.append((name, out))
             return out
 
@@ -110,3 +115,13 @@ class LayerHooks:
             yield self._collector
         finally:
             self._collector = None
+
+    @contextlib.contextmanager
+    def collect_per_replica(self, replica_of: Callable[[], int | None]) -> Iterator[dict[int, list[tuple[str, Any]]]]:
+        """As :meth:`collect`, each output under the replica ``replica_of()`` says the
+        layer ran in (replicas of a ``tf.distribute`` strategy each call every layer)."""
+        self._collector, self._by_replica, self._replica_of = [], {}, replica_of
+        try:
+            yield self._by_replica
+        finally:
+            self._collector, self._by_replica = None, None

@@ -43,6 +43,23 @@ every step checks that the dry copy returned the step's loss bitwise, and
 copy's kernels). An eager step with such layers cannot be captured in full: eager ops
 take their seeds from a global counter that the dry copy would advance.
 
+Under a ``tf.distribute`` strategy (:attr:`xentdbg.KerasLoop.strategy`; Keras 3) each
+global batch is split as the strategy's input pipeline splits it
+(:func:`_tf_distribute.distribute_batch`) and the user's step runs ``strategy.run`` as
+written. The dry copy runs it too: each replica's swapped ``apply`` keeps that replica's
+local gradients and sums them across replicas with the collective Keras's optimizer
+uses (:func:`_tf_distribute.all_reduce_sum`), the gradients the step applies; a wrapper
+on ``strategy.run``, set only while the dry copy is traced, keeps each replica's loss;
+the layer hooks keep each replica's outputs, joined in replica order. The record holds
+the reduced result (the returned loss, the summed gradients, the first replica's copy
+of the state, which is what reading a variable gives) and, in ``StepRecord.replicas``,
+each replica's loss, local gradients and copy of the state. Every step checks that the
+dry copy returned the step's loss (within the rounding of its reduction across
+replicas: Grappler may rewrite the ``add_n`` of the replicas' losses otherwise in the dry
+copy's graph; measured 1 ulp apart). Variables are snapshotted and restored per
+replica: replicas' copies of BatchNormalization's statistics may differ. The cross-feed
+and the float64 oracle do not run under a strategy.
+
 Keras and TensorFlow internals are reached only through
 :mod:`xentdbg.adapters._keras_private` (Keras 3) and :mod:`xentdbg.adapters._tf_keras_private`
 (tf_keras).
@@ -50,13 +67,16 @@ Keras and TensorFlow internals are reached only through
 
 from __future__ import annotations
 
+import contextlib
 import functools
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from xentdbg.adapters import _keras_private as private
+from xentdbg.adapters import _tf_distribute as distribute
 from xentdbg.adapters import _tf_keras_private as tf_keras_private
 from xentdbg.adapters._keras_flavour import dtype_of, flavour_of, model_error, unreplayed
 from xentdbg.adapters._keras_hooks import LayerHooks, leaf_layers
@@ -64,7 +84,7 @@ from xentdbg.adapters._keras_oracle import check_float64_model
 from xentdbg.adapters.base import Adapter, Emit, given_batch, python_info
 from xentdbg.data import DataInfo
 from xentdbg.errors import UsageError
-from xentdbg.records import CaptureMode, SideInfo, StepRecord, TensorSpec, batch_fingerprint
+from xentdbg.records import REPLICA_PREFIX, CaptureMode, SideInfo, StepRecord, TensorSpec, batch_fingerprint
 from xentdbg.setups import KerasLoop
 
 
@@ -92,6 +112,13 @@ class KerasLoopAdapter(Adapter):
                                   "gradients with.")
         if not self.model.built:
             self.model.build((None, *data.input_shape))
+        self.strategy = setup.strategy
+        self.replicas = 1
+        if self.strategy is not None:
+            if flavour.legacy:
+                raise UsageError("KerasLoop with a strategy runs Keras 3 models; this one is a tf_keras model.",
+                                 hint="Build the model with Keras 3, or compare the tf_keras loop on one device.")
+            self.replicas = distribute.check_strategy(self.strategy, self.model)
         self._state_index = [i for i, v in enumerate(self.model.non_trainable_variables) if flavour.is_float(v)]
         # tf_keras random layers drawing with legacy stateful ops (Dropout by default)
         self.stateful_random = tf_keras_private.legacy_stateful_random_layers(self.model) if flavour.legacy else []
@@ -109,7 +136,9 @@ class KerasLoopAdapter(Adapter):
         return SideInfo(
             kind="KerasLoop",
             framework={**self.flavour.versions(), "backend": "tensorflow", "tensorflow": tf.__version__,
-                       "train_step": "tf.function" if compiled else "eager", **python_info()},
+                       "train_step": "tf.function" if compiled else "eager", **python_info(),
+                       **({"strategy": type(self.strategy).__name__, "replicas": str(self.replicas)}
+                          if self.strategy is not None else {})},
             params=[TensorSpec(name(v), tuple(v.shape), str(dtype_of(v))) for v in self.model.trainable_variables],
             state=[TensorSpec(name(nt[i]), tuple(nt[i].shape), str(dtype_of(nt[i]))) for i in self._state_index],
             layers=[layer.name for layer in leaf_layers(self.model)],
@@ -145,17 +174,21 @@ class KerasLoopAdapter(Adapter):
         spec = self.data.spec
         for i in range(steps):
             sl = spec.batch_slice(i)
-            x, y = tf.convert_to_tensor(self.data.x[sl]), tf.convert_to_tensor(self.data.y[sl])
+            if self.strategy is not None:
+                x, y = distribute.distribute_batch(self.strategy, [self.data.x[sl], self.data.y[sl]])
+            else:
+                x, y = tf.convert_to_tensor(self.data.x[sl]), tf.convert_to_tensor(self.data.y[sl])
             if dry is not None:
                 grads, acts, dry_loss = dry.run(x, y)
                 # for evaluate: the optimizer read after the dry copy, which builds it before step 0
-                self._retained[i] = _Retained(x, y, dry.snapshot, [v.numpy() for v in self.optimizer.variables])
+                self._retained[i] = _Retained(x, y, dry.snapshot, self.values(self.optimizer.variables),
+                                              [self.data.x[sl], self.data.y[sl]])
                 self._retained.pop(i - 2, None)
             out = self.setup.train_step(x, y)
             if emit is None:
                 continue
             loss = _loss_of(out)
-            if dry is not None and self.flavour.legacy:
+            if dry is not None and (self.flavour.legacy or self.strategy is not None):
                 self._check_replayed(i, dry_loss, loss)
             model = self.model
             assert hooks is not None  # installed whenever emit is given
@@ -171,13 +204,48 @@ class KerasLoopAdapter(Adapter):
                 "state": [(name(nt[k]), np.array(nt[k].numpy())) for k in self._state_index],
                 "weights": [(n, np.array(v.numpy())) for n, v in zip(tnames, model.trainable_variables)],
             })
+            if dry is not None and self.strategy is not None:
+                record.replicas = self._replicas(dry, self.data.x[sl], self.data.y[sl])
             emit(record)
+
+    def _replicas(self, dry: _DryStep, x: np.ndarray, y: np.ndarray) -> list[dict[str, list[tuple[str, np.ndarray]]]]:
+        """Each replica's samples (per-sample sums of its slice of the global batch ``x``,
+        ``y``), loss and local gradients (from the dry copy's last run) and copy of the state
+        as it is now, for ``StepRecord.replicas``."""
+        nt, name = self.model.non_trainable_variables, self.flavour.name
+        copies = [(name(nt[k]), distribute.local_arrays(self.strategy, nt[k])) for k in self._state_index]
+        starts = np.cumsum([0, *distribute.shard_sizes(len(x), self.replicas)])
+        out = []
+        for r in range(self.replicas):
+            replica = dict(dry.replicas[r]) if r < len(dry.replicas) else {}
+            replica["inputs"] = batch_fingerprint(x[starts[r]:starts[r + 1]], y[starts[r]:starts[r + 1]])[0]
+            replica["state"] = [(n, arrays[r]) for n, arrays in copies]
+            out.append(replica)
+        return out
 
     def _check_replayed(self, step: int, dry_loss: np.ndarray | None, loss: np.ndarray) -> None:
         """Raise :class:`UsageError` unless the dry copy returned the loss the step
-        returned, bitwise: otherwise the recorded gradients would not be the ones the step
-        applied (tf_keras; see the module docstring)."""
+        returned, bitwise (under a strategy: within the rounding of the loss's reduction
+        across replicas): otherwise the recorded gradients would not be the ones the step
+        applied (tf_keras and strategies; see the module docstring)."""
+        if self.strategy is not None and dry_loss is not None:
+            # The loss a distributed step returns is reduced across replicas
+            # (strategy.reduce: an add_n of the replicas' losses), which Grappler may
+            # rewrite otherwise in the dry copy's graph, whose tensors have other
+            # consumers: measured 1 ulp apart on some steps, with the captured gradients
+            # bitwise the applied ones (tests/replay/test_neutral_capture.py). A step that
+            # draws other random numbers in the copy is far outside this bound.
+            bound = 4 * self.replicas * float(np.finfo(np.float32).eps) * abs(float(np.asarray(loss).reshape(())))
+            if abs(float(np.asarray(dry_loss).reshape(())) - float(np.asarray(loss).reshape(()))) <= bound:
+                return
         if dry_loss is None or np.asarray(dry_loss).tobytes() != np.asarray(loss).tobytes():
+            if self.strategy is not None and not self.stateful_random:
+                raise UsageError(
+                    f"KerasLoop under {type(self.strategy).__name__}: at step {step} the copy of the train_step "
+                    f"xentdbg ran to capture its gradients returned the loss {_show(dry_loss)}, the step "
+                    f"{_show(loss)}; the gradients it captured may not be the ones the step applied.",
+                    hint="Draw random numbers with seeded Keras layers (keras.layers.Dropout(seed=...)), not "
+                         "tf.random.* ops, or compare with --fingerprint, which runs the step alone.")
             raise unreplayed("KerasLoop", step, dry_loss, loss, self.stateful_random)
 
     # -- the cross-feed probe -------------------------------------------------
@@ -197,16 +265,18 @@ class KerasLoopAdapter(Adapter):
             raise ValueError(f"KerasLoop cannot re-run step {step}: it keeps the last two steps of a "
                              f"fully captured train() (kept: {sorted(self._retained)}).")
         x, y = kept.x, kept.y
+        global_batch = kept.batch
         if batch is not None:
             import tensorflow as tf
 
-            x, y = (tf.convert_to_tensor(a) for a in given_batch(batch, x, y))
+            given = given_batch(batch, *(tf.convert_to_tensor(a) for a in kept.batch))
+            global_batch = list(given)
+            x, y = (distribute.distribute_batch(self.strategy, list(given)) if self.strategy is not None
+                    else (tf.convert_to_tensor(a) for a in given))
         model_vars, opt_vars = self.model.variables, self.flavour.optimizer_variables(self.optimizer)
-        now_model = [v.numpy() for v in model_vars]
-        now_opt = [v.numpy() for v in opt_vars]
+        now_model, now_opt = self.values(model_vars), self.values(opt_vars)
         try:
-            for v, value in zip(model_vars, kept.model_values, strict=True):
-                v.assign(value)
+            self.restore(model_vars, kept.model_values)
             self.set_initial_values(params, state)
             loss, computed, acts = dry.forward(x, y)
             trainable, nt = self.model.trainable_variables, self.model.non_trainable_variables
@@ -217,32 +287,49 @@ class KerasLoopAdapter(Adapter):
                 "activations": acts,
                 "state": [(name(nt[k]), np.array(nt[k].numpy())) for k in self._state_index],
             }
-            start = kept.optimizer_values if optimizer is None else optimizer
+            if self.strategy is not None:
+                for r, replica in enumerate(self._replicas(dry, *global_batch)):
+                    result.update({f"{REPLICA_PREFIX}{r}:{phase}": items for phase, items in replica.items()})
+            start = self.held_optimizer(step) if optimizer is None else optimizer
             if len(opt_vars) == len(start):  # else the step created optimizer variables
                 self.set_initial_values(params, None)  # the dry copy may change weights a step assigns
                 for v, value in zip(opt_vars, start):
-                    v.assign(np.asarray(value, dtype=dtype_of(v)))
+                    v.assign(np.asarray(value, dtype=dtype_of(v)))  # every replica's copy, in cross-replica context
                 if dry.apply(computed if grads is None else grads):
                     result["weights"] = [(name(v), np.array(v.numpy())) for v in trainable]
         finally:
-            for v, value in zip(model_vars, now_model):
-                v.assign(value)  # bitwise: training goes on from where it was
-            for v, value in zip(opt_vars, now_opt):
-                v.assign(value)
+            self.restore(model_vars, now_model)  # bitwise: training goes on from where it was
+            self.restore(opt_vars, now_opt)
         return result
+
+    def values(self, variables: list) -> list:
+        """Each variable's value: a copy of the array, or under a strategy the list of the
+        replicas' copies (replicas' BatchNorm statistics may differ)."""
+        if self.strategy is None:
+            return [np.array(v.numpy(), copy=True) for v in variables]
+        return [distribute.local_arrays(self.strategy, v) for v in variables]
+
+    def restore(self, variables: list, values: list) -> None:
+        """Set the variables to what :meth:`values` read, bitwise (per replica under a strategy)."""
+        for v, value in zip(variables, values, strict=True):
+            if self.strategy is None:
+                v.assign(value)
+            else:
+                distribute.assign_local(self.strategy, v, value)
 
     def held_optimizer(self, step: int) -> list[np.ndarray]:
         """``optimizer.variables`` before step ``step``, kept for the last two steps."""
         kept = self._retained.get(step)
         if kept is None:
             raise ValueError(f"step {step} is no longer held (kept: {sorted(self._retained)})")
-        return [np.asarray(a) for a in kept.optimizer_values]
+        # mirrored optimizer variables are updated alike on every replica: the first copy
+        return [np.asarray(a[0] if self.strategy is not None else a) for a in kept.optimizer_values]
 
     def held_batch(self, step: int) -> list[np.ndarray]:
         kept = self._retained.get(step)
         if kept is None:
             raise ValueError(f"step {step} is no longer held (kept: {sorted(self._retained)})")
-        return [np.asarray(kept.x), np.asarray(kept.y)]
+        return [np.asarray(a) for a in kept.batch]
 
     def oracle(self, params: list[np.ndarray], state: list[np.ndarray] | None,
                batch: list[np.ndarray]) -> dict[str, list[tuple[str, np.ndarray]]]:
@@ -253,6 +340,8 @@ class KerasLoopAdapter(Adapter):
         import tensorflow as tf
 
         check_float64_model(self.flavour, self.model, self._state_index)
+        if self.strategy is not None:
+            raise ValueError(f"KerasLoop has no float64 re-run under {type(self.strategy).__name__}")
         if self.stateful_random:
             raise ValueError(f"layer(s) {', '.join(self.stateful_random)} draw random numbers with stateful "
                              "ops: a float64 re-run cannot draw the masks the step drew")
@@ -273,10 +362,11 @@ class KerasLoopAdapter(Adapter):
 class _Retained:
     """What :meth:`KerasLoopAdapter.evaluate` needs to re-run one step."""
 
-    x: Any
+    x: Any  # as the step received them (per-replica values under a strategy)
     y: Any
-    model_values: list[np.ndarray]  # model.variables before the step (the dry copy's snapshot)
-    optimizer_values: list[np.ndarray]  # optimizer.variables before the step
+    model_values: list  # model.variables before the step (the dry copy's snapshot, KerasLoopAdapter.values)
+    optimizer_values: list  # optimizer.variables before the step (KerasLoopAdapter.values)
+    batch: list[np.ndarray]  # the global batch [x, y]
 
 
 class _DryStep:
@@ -293,7 +383,9 @@ class _DryStep:
         self._applied = True
         self._grads: list = []
         self._applied_vars: list = []  # the variables the step applies gradients to, in its order
-        self.snapshot: list[np.ndarray] = []  # model.variables before the last run()
+        self._local: dict[int, list] = {}  # under a strategy: each replica's (variable, local gradient)
+        self.snapshot: list = []  # model.variables before the last run() (KerasLoopAdapter.values)
+        self.replicas: list[dict[str, list[tuple[str, np.ndarray]]]] = []  # the last forward()'s, per replica
         optimizer = self.optimizer = adapter.optimizer
         legacy = adapter.flavour.legacy
         self._original_apply = original_apply = optimizer.apply_gradients if legacy else optimizer.apply
@@ -310,6 +402,10 @@ class _DryStep:
                 optimizer.built = True
             variables = (trainable_variables if trainable_variables is not None
                          else private.optimizer_trainable_variables(optimizer))
+            replica = distribute.replica_id() if adapter.strategy is not None else None
+            if replica is not None:
+                self._local[replica] = list(zip(variables, grads))
+                grads = distribute.all_reduce_sum(list(grads))  # what the optimizer applies
             self._grads = list(zip(variables, grads))
             return None
 
@@ -344,24 +440,36 @@ class _DryStep:
         self._jit_compile = private.tf_function_jit_compile(step) if self._compiled else None
         self._apply_fn: Any = None  # optimizer.apply on given gradients, made on first use
 
+        strategy = adapter.strategy
+
+        def in_trainable_order(pairs: list) -> list:
+            by_id = {id(v): g for v, g in pairs}  # the step passes model.trainable_variables
+            return [tf.zeros_like(adapter.flavour.value(v)) if by_id.get(id(v)) is None
+                    else tf.convert_to_tensor(by_id[id(v)]) for v in self.model.trainable_variables]
+
         def body(x, y):
             self._dry = True
-            self._grads = []
+            self._grads, self._local = [], {}
+            runs: list = []
             try:
-                with self.hooks.collect() as acts:
-                    out = python_step(x, y)
+                if strategy is None:
+                    with self.hooks.collect() as acts:
+                        out = python_step(x, y)
+                else:
+                    with self.hooks.collect_per_replica(distribute.replica_id) as by_replica, \
+                            _observed_run(strategy, runs):
+                        out = python_step(x, y)
+                    acts = _joined(by_replica)
                 # Python runs here at trace time inside a tf.function: whether the step called
                 # the optimizer is known then (raised from run(), outside the traced function).
                 self._applied = bool(self._grads)
             finally:
                 self._dry = False
             self._applied_vars = [v for v, _ in self._grads]
-            by_id = {id(v): g for v, g in self._grads}  # the step passes model.trainable_variables
-            grads = [by_id.get(id(v)) for v in self.model.trainable_variables]
-            grads = [tf.zeros_like(adapter.flavour.value(v)) if g is None else tf.convert_to_tensor(g)
-                     for g, v in zip(grads, self.model.trainable_variables)]
             self._names = [n for n, _ in acts]
-            return grads, [a for _, a in acts], _loss_tensor(out)
+            local = [in_trainable_order(self._local[r]) for r in sorted(self._local)]
+            losses = _replica_losses(strategy, runs[0]) if strategy is not None and runs else []
+            return in_trainable_order(self._grads), [a for _, a in acts], _loss_tensor(out), local, losses
 
         if self._compiled:
             # Same compilation as the user's step, so the dry copy computes what it computes.
@@ -373,7 +481,12 @@ class _DryStep:
         """Run the dry copy from the variables as they are (and leave them changed):
         the step's returned loss (``_loss_of`` reads it), its gradients in
         ``model.trainable_variables`` order, the layer outputs."""
-        grads, acts, loss = self._body(x, y)
+        grads, acts, loss, local, losses = self._body(x, y)
+        name = self.adapter.flavour.name
+        names = [name(v) for v in self.model.trainable_variables]
+        self.replicas = [{"gradients": [(n, np.array(g)) for n, g in zip(names, replica, strict=True)],
+                          **({"loss": [("loss", np.asarray(losses[r]))]} if len(losses) == len(local) else {})}
+                         for r, replica in enumerate(local)]
         if not self._applied:
             raise UsageError(
                 "The KerasLoop train_step changed the weights without calling optimizer.apply or "
@@ -388,12 +501,11 @@ class _DryStep:
         """:meth:`forward` from the variables as they are, which it then restores:
         gradients, layer outputs, the loss the dry copy returned."""
         variables = self.model.variables
-        self.snapshot = snapshot = [v.numpy() for v in variables]
+        self.snapshot = snapshot = self.adapter.values(variables)
         try:
             loss, grads, acts = self.forward(x, y)
         finally:
-            for v, value in zip(variables, snapshot):
-                v.assign(value)  # bitwise restore: the dry copy leaves no trace
+            self.adapter.restore(variables, snapshot)  # bitwise restore: the dry copy leaves no trace
         return grads, acts, loss
 
     def apply(self, grads: list[np.ndarray]) -> bool:
@@ -406,20 +518,76 @@ class _DryStep:
         by_id = {id(v): (v, g) for v, g in zip(self.model.trainable_variables, grads, strict=True)}
         if not all(id(v) in by_id for v in self._applied_vars):
             return False
-        values = [tf.convert_to_tensor(np.asarray(g).astype(dtype_of(v))) for v, g in
-                  (by_id[id(u)] for u in self._applied_vars)]
+        arrays = [np.asarray(g).astype(dtype_of(v)) for v, g in (by_id[id(u)] for u in self._applied_vars)]
+        if self.adapter.strategy is not None:
+            values = distribute.first_replica_only(self.adapter.strategy, arrays)
+        else:
+            values = [tf.convert_to_tensor(a) for a in arrays]
         if self._apply_fn is None:
             variables = list(self._applied_vars)
 
             def apply(gradients):
                 if self.adapter.flavour.legacy:
                     self._original_apply(list(zip(gradients, variables)))
+                elif self.adapter.strategy is not None:
+                    # The optimizer sums the replicas' gradients before it applies them
+                    # (distribute.all_reduce_sum): replica 0 holds the given sum, the others
+                    # zeros, so the sum is the given gradients exactly.
+                    self.adapter.strategy.run(lambda *g: self._original_apply(list(g), variables), args=gradients)
                 else:
                     self._original_apply(gradients, variables)
 
             self._apply_fn = tf.function(apply, jit_compile=self._jit_compile) if self._compiled else apply
         self._apply_fn(values)
         return True
+
+
+@contextlib.contextmanager
+def _observed_run(strategy: Any, runs: list) -> Iterator[None]:
+    """While the dry copy is traced, ``strategy.run`` also appends what it returned (the
+    replicas' results) to ``runs``; a Python wrapper on the instance, removed after."""
+    original = strategy.run
+
+    @functools.wraps(original)
+    def run(fn, args=(), kwargs=None, options=None):
+        result = original(fn, args=args, kwargs=kwargs, options=options)
+        runs.append(result)
+        return result
+
+    strategy.run = run
+    try:
+        yield
+    finally:
+        del strategy.run  # the class's method again
+
+
+def _joined(by_replica: dict[int, list[tuple[str, Any]]]) -> list[tuple[str, Any]]:
+    """Each layer's output over the global batch: the replicas' outputs (the same layers
+    in the same order in every replica) joined along the batch axis in replica order,
+    the order in which the replicas' slices make up the global batch."""
+    import tensorflow as tf
+
+    replicas = [by_replica[r] for r in sorted(by_replica)]
+    if not replicas:
+        return []
+    names = [n for n, _ in replicas[0]]
+    if any([n for n, _ in other] != names for other in replicas[1:]):
+        return []  # replicas called other layers: no per-layer view of the global batch
+    return [(n, tf.concat([r[j][1] for r in replicas], axis=0)) for j, n in enumerate(names)]
+
+
+def _replica_losses(strategy: Any, result: Any) -> list[Any]:
+    """Each replica's loss, from what the first ``strategy.run`` returned (read as
+    ``_loss_of`` reads a step's return value); empty when it holds no scalar per replica."""
+    value = result
+    if isinstance(result, dict):
+        value = result.get("loss")
+    elif isinstance(result, (tuple, list)) and result:
+        value = result[0]
+    if value is None:
+        return []
+    local = distribute.local_results(strategy, value)
+    return local if all(getattr(v, "shape", None) is not None and v.shape.num_elements() == 1 for v in local) else []
 
 
 def _loss_tensor(out: Any) -> Any:
@@ -453,6 +621,10 @@ def _loss_of(out: Any) -> np.ndarray:
             hint="Return the scalar loss, a tuple whose first element is the loss (return loss, logits), "
                  "or a dict with a 'loss' entry.")
     return array.reshape(())
+
+
+def _show(loss: Any) -> str:
+    return "nothing" if loss is None else format(float(np.asarray(loss).reshape(())), ".9g")
 
 
 def _describe(out: Any) -> str:

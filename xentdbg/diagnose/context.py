@@ -53,6 +53,18 @@ class Side:
         return self.tensors("activations")
 
     @property
+    def replicas(self) -> int:
+        """How many replicas the side trained on: its ``tf.distribute`` strategy's
+        ``num_replicas_in_sync``, as its adapter reports it under ``replicas``; 1 on one device."""
+        value = self.info.framework.get("replicas", "1")
+        return int(value) if str(value).isdigit() and int(value) > 0 else 1
+
+    def replica_tensors(self, phase: str) -> list[Named]:
+        """Each replica's tensors of ``phase`` before the reduction
+        (:attr:`xentdbg.records.StepRecord.replicas`), in replica order; empty on one device."""
+        return [[(n, np.asarray(a)) for n, a in r.get(phase, [])] for r in self.record.replicas]
+
+    @property
     def library(self) -> str:
         """The Keras or Flax library that ran the side's model: ``tf_keras`` (Keras 2) or
         ``keras`` (Keras 3), as the Keras adapters report it under ``library`` (a worker

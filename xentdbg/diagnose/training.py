@@ -51,7 +51,7 @@ def training_flag(ctx: Context) -> list[Finding]:
                     numbers={"side": off, "layers": [n for n, _ in layers], "values": [v for _, v in layers]})]
 
 
-def _bn_input(side: Side, state_name: str) -> np.ndarray | None:
+def bn_input(side: Side, state_name: str) -> np.ndarray | None:
     """The activation that feeds the layer owning ``state_name``, as ``(n, C)`` float64 rows
     (the activation row before that layer's: Keras names rows by layer, ``bn`` for
     ``sequential/bn/moving_mean``; NNX by module path, ``bn`` for ``['bn']['mean']``)."""
@@ -70,7 +70,7 @@ def _bn_input(side: Side, state_name: str) -> np.ndarray | None:
 def _batch_mean(side: Side, state_name: str) -> np.ndarray | None:
     """Mean over the batch (and spatial axes) of the activation that feeds the layer owning
     ``state_name``."""
-    h = _bn_input(side, state_name)
+    h = bn_input(side, state_name)
     return None if h is None else h.mean(axis=0)
 
 
@@ -166,7 +166,7 @@ def batchnorm_variance_correction(ctx: Context) -> list[Finding]:
             continue
         name, a0, a1, b0, b1 = roles["moving_variance"]
         _, mean0, mean1, _, _ = roles["moving_mean"]
-        h = _bn_input(ctx.a, name)
+        h = bn_input(ctx.a, name)
         if h is None or h.shape[1] != a0.size or h.shape[0] < 2:
             continue
         n = h.shape[0]

@@ -505,14 +505,14 @@ def _fed(probe: StepRecord, own: StepRecord) -> StepRecord:
     """A re-run's record completed with what the step was fed (inputs, flags, digests):
     those are the step's facts and agree on both sides whenever a cross-feed runs."""
     tensors = {"inputs": own.tensors.get("inputs", []), **probe.tensors}
-    return StepRecord(own.step, tensors, dict(own.flags), dict(own.digests))
+    return StepRecord(own.step, tensors, dict(own.flags), dict(own.digests), replicas=probe.replicas)
 
 
 def _fed_on(probe: StepRecord, own: StepRecord, batch_owner: StepRecord) -> StepRecord:
     """A re-run on the other side's batch, completed as :func:`_fed` does: the inputs and
     digests of the side whose batch it ran on, its own side's training flags."""
     tensors = {"inputs": batch_owner.tensors.get("inputs", []), **probe.tensors}
-    return StepRecord(own.step, tensors, dict(own.flags), dict(batch_owner.digests))
+    return StepRecord(own.step, tensors, dict(own.flags), dict(batch_owner.digests), replicas=probe.replicas)
 
 
 def _named(info: SideInfo, values: _Values) -> StepRecord:

@@ -149,7 +149,7 @@ def _answer_probe(fd_out: int, adapter, header: dict, arrays: list) -> None:
     except Exception as e:  # noqa: BLE001  (the probe failing must not end the replay)
         wire.send(fd_out, {"type": "probed", "step": step, "error": f"{type(e).__name__}: {e}"})
         return
-    reply, out = StepRecord(step=step, tensors=tensors).to_wire()
+    reply, out = StepRecord.of(step, tensors).to_wire()
     wire.send(fd_out, {**reply, "type": "probed"}, out)
 
 

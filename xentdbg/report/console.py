@@ -84,6 +84,9 @@ def _side_line(label: str, path: str, info, env: dict) -> Text:
         parts.append(f"JAX {fw['jax']}" + (f" on {fw['backend']}" if "keras" not in ran and fw.get("backend") else ""))
     if "flax" in ran:
         parts.append(f"Flax {fw['flax']}")
+    replicas = sides.parallel(fw)
+    if replicas:
+        parts.append(replicas)
     overrides = sides.env_overrides(env)
     if overrides:
         parts.append(" ".join(f"{k}={v}" for k, v in overrides.items()))

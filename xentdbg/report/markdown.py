@@ -22,7 +22,8 @@ def _environment(result) -> list[str]:
     cfg = result.config
     fa, fb = result.info_a.framework, result.info_b.framework
     keys = [k for k in ("keras", "backend", "tensorflow", "tf_keras", "jax", "jaxlib", "flax", "optax", "numpy",
-                        "train_step", "jit_compile", "python", "platform", "devices") if k in fa or k in fb]
+                        "train_step", "jit_compile", "strategy", "replicas", "python", "platform", "devices")
+            if k in fa or k in fb]
     lines = ["## Environment", "", _row("", "A", "B"), _row("---", "---", "---"),
              _row("setup", f"`{cfg.setup_a}`", f"`{cfg.setup_b}`"),
              _row("kind", result.info_a.kind, result.info_b.kind)]

@@ -57,3 +57,13 @@ def env_overrides(env: Mapping[str, str]) -> dict[str, str]:
 def version_text(framework: Mapping[str, object], shown: tuple[str, ...] = ()) -> str:
     """``Python 3.11.7 · numpy 2.4.6 · jaxlib 0.10.2``: the versions not in ``shown``."""
     return " · ".join(f"{_NAMES[k]} {v}" for k, v in versions(framework).items() if k not in shown)
+
+
+def parallel(framework: Mapping[str, object]) -> str | None:
+    """``4 replicas (MirroredStrategy)`` for a side that trained data-parallel (its adapter
+    reports ``replicas`` and ``strategy``), None on one device."""
+    replicas = str(framework.get("replicas", ""))
+    if not replicas.isdigit() or int(replicas) < 2:
+        return None
+    strategy = framework.get("strategy")
+    return f"{replicas} replicas" + (f" ({strategy})" if strategy else "")

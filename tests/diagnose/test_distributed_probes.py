@@ -1,0 +1,128 @@
+"""The distributed probes on synthetic records (pure numpy): a side on 4 replicas whose
+loss each replica averaged over its own samples, and per-replica BatchNorm statistics;
+each stays silent when its numbers do not fit."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from xentdbg.compare.divergence import Pairing, compare_step
+from xentdbg.compare.metrics import Tolerance
+from xentdbg.diagnose import diagnose
+from xentdbg.diagnose.context import Context, Side
+from xentdbg.findings import Diagnosis
+from xentdbg.records import SideInfo, StepRecord, TensorSpec, batch_fingerprint
+
+RNG = np.random.default_rng(1)
+NAMES = ["dense/kernel", "dense/bias"]
+W0 = [RNG.standard_normal((6, 4)).astype(np.float32), np.zeros(4, np.float32)]
+G = [RNG.standard_normal((6, 4)).astype(np.float32), RNG.standard_normal(4).astype(np.float32)]
+BN = ["seq/bn/moving_mean", "seq/bn/moving_variance"]
+R = 4
+
+
+def _info(replicas: int, state=()) -> SideInfo:
+    fw = {"backend": "tensorflow", **({"replicas": str(replicas), "strategy": "MirroredStrategy"}
+                                     if replicas > 1 else {})}
+    return SideInfo("KerasLoop", fw, [TensorSpec.of(n, w) for n, w in zip(NAMES, W0)],
+                    [TensorSpec.of(n, s) for n, s in state])
+
+
+def _record(loss, grads, state=(), acts=(), replicas=()) -> StepRecord:
+    weights = [w - np.float32(0.1) * g for w, g in zip(W0, grads)]
+    return StepRecord(0, {"loss": [("loss", np.float32(loss))], "gradients": list(zip(NAMES, grads)),
+                          "weights": list(zip(NAMES, weights)), "state": list(state), "activations": list(acts)},
+                      replicas=list(replicas))
+
+
+def _diagnose(ra: StepRecord, rb: StepRecord, replicas_b: int = R, state_before=()) -> Diagnosis:
+    pairing = Pairing(params=[(0, 0), (1, 1)], state=[(i, i) for i in range(len(state_before))])
+    step = compare_step(ra, rb, pairing, Tolerance())
+    assert step.first is not None
+    before = list(zip(NAMES, W0))
+    ctx = Context(step, Side("A", _info(1, state_before), ra, before, list(state_before)),
+                  Side("B", _info(replicas_b, state_before), rb, before, list(state_before)), pairing,
+                  Tolerance(), None, None, [step])
+    return diagnose(ctx)
+
+
+def _unscaled(factor: float = R, replicas_b: int = R, loss_factor: float = R) -> Diagnosis:
+    # replica r's local gradient: the mean gradient of its own samples, which average to G
+    local = [[g + np.float32(0.1 * (r - 1.5)) * np.ones_like(g) for g in G] for r in range(R)]
+    losses = [np.float32(2.0 + 0.05 * (r - 1.5)) for r in range(R)]
+    replicas = [{"loss": [("loss", losses[r])], "gradients": list(zip(NAMES, local[r]))} for r in range(R)]
+    summed = [np.sum([local[r][i] for r in range(R)], axis=0) for i in range(len(G))]
+    ra = _record(2.0, G)
+    rb = _record(2.0 * loss_factor, [s * np.float32(factor / R) for s in summed], replicas=replicas)
+    return _diagnose(ra, rb, replicas_b)
+
+
+def test_gradients_summed_over_replicas_that_each_averaged_their_loss_are_named():
+    d = _unscaled()
+    assert d.top.cause == "unscaled-replica-loss"
+    assert d.top.numbers["replicas"] == R and abs(d.top.numbers["factor"] - R) < 1e-4
+    evidence = " ".join(d.top.evidence)
+    assert "local gradients sum to the applied ones" in evidence
+    assert "average to 2" in evidence and "the loss side B returns is 4 x side A's" in evidence
+
+
+def test_the_loss_reduced_as_a_mean_still_shows_the_gradient_factor():
+    d = _unscaled(loss_factor=1.0)  # strategy.reduce(MEAN) of the replicas' means: the loss agrees
+    assert d.top.cause == "unscaled-replica-loss"
+    assert "the loss side B returns" not in " ".join(d.top.evidence)
+
+
+def test_unscaled_replica_loss_needs_the_replica_count_and_a_distributed_side():
+    assert all(f.cause != "unscaled-replica-loss" for f in _unscaled(factor=2.0).findings)
+    assert all(f.cause != "unscaled-replica-loss" for f in _unscaled(replicas_b=1).findings)
+
+
+def _bn(per_replica: bool, replicas_b: int = R):
+    """BN input h (64, 3) in 4 slices of 16 with other means; momentum 0.99 from zeros."""
+    h = (RNG.standard_normal((64, 3)) + np.repeat(np.arange(R), 16)[:, None]).astype(np.float32)
+    x = RNG.random((64, 5)).astype(np.float32)
+    y = np.eye(3, dtype=np.float32)[np.arange(64) % 3]
+    before = [(BN[0], np.zeros(3, np.float32)), (BN[1], np.ones(3, np.float32))]
+
+    def update(rows):
+        rows = rows.astype(np.float64)
+        return [(BN[0], (0.01 * rows.mean(axis=0)).astype(np.float32)),
+                (BN[1], (0.99 + 0.01 * rows.var(axis=0)).astype(np.float32))]
+
+    slices = [h[16 * r:16 * (r + 1)] for r in range(R)]
+    copies = [update(s) if per_replica else update(h) for s in slices]
+    replicas = [{"inputs": batch_fingerprint(x[16 * r:16 * (r + 1)], y[16 * r:16 * (r + 1)])[0],
+                 "state": copies[r]} for r in range(R)]
+    acts = [("dense", h), ("bn", h)]
+    ra = _record(2.0, G, update(h), acts)
+    rb = _record(2.0 if not per_replica else 2.1, [g * np.float32(1.1) for g in G], copies[0], acts,
+                 replicas=replicas)
+    return _diagnose(ra, rb, replicas_b, before)
+
+
+def test_per_replica_batchnorm_statistics_are_fitted_copy_by_copy():
+    d = _bn(per_replica=True)
+    assert d.top.cause == "per-replica-batchnorm"
+    assert d.top.numbers["layers"] == ["seq/bn"]
+    evidence = " ".join(d.top.evidence)
+    assert "replica r's 16/16/16/16 samples" in evidence and "fits the mean of all 64 samples" in evidence
+
+
+def test_per_replica_batchnorm_needs_copies_that_part_and_a_distributed_side():
+    assert all(f.cause != "per-replica-batchnorm" for f in _bn(per_replica=False).findings)
+    assert all(f.cause != "per-replica-batchnorm" for f in _bn(per_replica=True, replicas_b=1).findings)
+
+
+def test_replicas_cross_the_wire_and_are_copied_with_the_record():
+    record = StepRecord.of(3, {"loss": [("loss", np.float32(1))],
+                               "replica:1:gradients": [("w", np.ones(2, np.float32))],
+                               "replica:0:loss": [("loss", np.float32(0.5))]})
+    assert [sorted(r) for r in record.replicas] == [["loss"], ["gradients"]]
+    header, arrays = record.to_wire()
+    back = StepRecord.from_wire(header, arrays)
+    assert back.tensors.keys() == {"loss"} and len(back.replicas) == 2
+    assert back.replicas[1]["gradients"][0][0] == "w" and float(back.replicas[0]["loss"][0][1]) == 0.5
+    owned = back.owned()
+    assert header["layout"] == [["loss", "loss"], ["replica:0:loss", "loss"], ["replica:1:gradients", "w"]]
+    arrays[2][:] = 7  # the wire's arrays are views a later step reuses
+    assert float(owned.replicas[1]["gradients"][0][1][0]) == 1.0

@@ -1,0 +1,156 @@
+"""Probes for one device against data-parallel training: a loss each replica averages
+over its own samples while the replicas' gradients are summed, and BatchNorm statistics
+computed per replica. They read what a distributed side recorded per replica before
+the reduction (:meth:`Side.replica_tensors`). Pure numpy.
+
+The facts they rest on (TensorFlow 2.21, Keras 3.15):
+
+- Keras's optimizer under a ``tf.distribute`` strategy *sums* the replicas' gradients
+  before applying them (``all_reduce(SUM)``: keras/src/backend/tensorflow/optimizer.py:141-180).
+  So each replica's loss must be its samples' losses divided by the *global* batch
+  (``tf.nn.compute_average_loss``); a replica's mean over its own ``n / R`` samples makes
+  the applied gradient ``R`` times one device's.
+- BatchNormalization (``synchronized=False``, the default) takes the batch statistics over
+  the replica's own slice (keras/src/layers/normalization/batch_normalization.py:434-440),
+  and its moving statistics are mirrored variables with aggregation ``none``
+  (:262-275), which each replica assigns in its own context: the replicas' copies part,
+  and reading the variable gives the first replica's.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from xentdbg.compare.params import layer_and_role
+from xentdbg.diagnose.context import Context, Finding, Side, fmt, ratio
+from xentdbg.diagnose.training import bn_input
+
+_TOL = 1e-3  # relative residual below which a linear explanation is accepted
+
+
+def _sides(ctx: Context) -> tuple[Side, Side] | None:
+    """``(distributed side, one-device side)``, when exactly one side trained on several replicas."""
+    a, b = ctx.a, ctx.b
+    if a.replicas > 1 and b.replicas == 1:
+        return a, b
+    if b.replicas > 1 and a.replicas == 1:
+        return b, a
+    return None
+
+
+def _sum(arrays: list[np.ndarray]) -> np.ndarray:
+    return np.sum([np.asarray(a, np.float64) for a in arrays], axis=0)
+
+
+def unscaled_replica_loss(ctx: Context) -> list[Finding]:
+    """Each replica averaged its loss over its own samples, and the optimizer summed the
+    replicas' gradients: the distributed side ``D`` (``R`` replicas) applied
+    ``g_D = R g_1`` for every parameter, against the one-device side's ``g_1``.
+
+    Evidence from the replicas: their local gradients sum to the applied ones (the
+    all-reduce), and when their losses are recorded, they *average* to the one-device
+    loss (each a mean over ``n / R`` samples) where correctly scaled losses *sum* to it."""
+    sides = _sides(ctx)
+    if sides is None or ctx.agrees("gradients"):
+        return []
+    d, one = sides
+    replicas = d.replicas
+    grads = ctx.param_triples("gradients")  # (name, A, B)
+    fits = [(name, *(ratio(gb, ga) if d is ctx.b else ratio(ga, gb))) for name, ga, gb in grads]
+    if not fits or any(not np.isfinite(c) or abs(c / replicas - 1) > _TOL or res > _TOL for _, c, res in fits):
+        return []
+    worst = max(res for _, _, res in fits)
+    ev = [f"side {d.label} trains on {replicas} replicas; every gradient it applied is {fmt(fits[0][1], 5)} x "
+          f"side {one.label}'s ({len(fits)} tensors, ratios {fmt(min(c for _, c, _ in fits), 5)}.."
+          f"{fmt(max(c for _, c, _ in fits), 5)}, largest relative residual {worst:.1e})"]
+    local = d.replica_tensors("gradients")
+    applied = dict(d.tensors("gradients"))
+    if len(local) == replicas and all(len(r) == len(applied) for r in local):
+        gaps = [float(np.max(np.abs(_sum([dict(r)[n] for r in local]) - np.asarray(g, np.float64))))
+                / max(float(np.max(np.abs(g))), 1e-30) for n, g in applied.items()]
+        ev.append(f"the {replicas} replicas' local gradients sum to the applied ones (largest relative gap "
+                  f"{max(gaps):.1e}): the optimizer sums the replicas' gradients (all-reduce SUM)")
+    losses = [float(np.asarray(r[0][1]).reshape(())) for r in d.replica_tensors("loss") if r]
+    if len(losses) == replicas and np.isfinite(one.loss) and one.loss != 0:
+        mean, total = float(np.mean(losses)), float(np.sum(losses))
+        shown = ", ".join(fmt(v, 5) for v in losses)
+        if abs(mean / one.loss - 1) < 0.1 < abs(total / one.loss - 1):
+            ev.append(f"the replicas' losses {shown} average to {fmt(mean, 5)}, near side {one.label}'s loss "
+                      f"{fmt(one.loss, 5)}: each is a mean over the replica's own samples; divided by the global "
+                      f"batch they would sum to it (their sum is {fmt(total, 5)})")
+    if not ctx.agrees("loss") and abs(d.loss / one.loss - replicas) < _TOL * replicas:
+        ev.append(f"the loss side {d.label} returns is {replicas} x side {one.label}'s: the sum of those means")
+    fix = ("Divide each replica's per-example losses by the global batch size: "
+           "loss = tf.nn.compute_average_loss(per_example_loss) (or reduce_sum(per_example_loss) / global_batch), "
+           "not reduce_mean over the replica's samples; the optimizer then sums the replicas' gradients into the "
+           "one-device gradient.")
+    return [Finding("unscaled-replica-loss",
+                    f"Side {d.label}'s replicas average their loss over their own samples: the summed gradients "
+                    f"are {replicas}x", tuple(ev), fix,
+                    numbers={"side": d.label, "replicas": replicas, "factor": fits[0][1]})]
+
+
+def per_replica_batchnorm(ctx: Context) -> list[Finding]:
+    """BatchNorm statistics per replica on the distributed side ``D``, over the whole batch
+    on the one-device side. For each BatchNorm moving mean, from the pre-step ``s0`` and
+    the input rows ``h`` of the layer (each side's own activation before it; ``D``'s
+    joined in replica order, replica ``r`` holding the rows of its slice)::
+
+        one device:     s1   = m s0 + (1 - m) mean(h)
+        replica r of D: s1_r = m s0 + (1 - m) mean(h_r)
+
+    ``1 - m`` is fitted on the one-device side and must fit every replica's copy too."""
+    sides = _sides(ctx)
+    if sides is None:
+        return []
+    d, one = sides
+    copies = d.replica_tensors("state")
+    slices = [len(dict(r).get("x", ())) for r in d.replica_tensors("inputs")]
+    if len(copies) != d.replicas or len(slices) != d.replicas or not all(slices):
+        return []
+    before_d, before_one = dict(d.state_before), dict(one.state_before)
+    after_one = dict(one.tensors("state"))
+    pairs = {(ctx.a.tensors("state")[i][0], ctx.b.tensors("state")[j][0]) for i, j in ctx.pairing.state}
+    ev, layers = [], []
+    for name_a, name_b in sorted(pairs):
+        name_d, name_one = (name_a, name_b) if d is ctx.a else (name_b, name_a)
+        if layer_and_role(name_d)[1] != "moving_mean" or name_d not in before_d or name_one not in after_one:
+            continue
+        h_d, h_one = bn_input(d, name_d), bn_input(one, name_one)
+        if h_d is None or h_one is None or len(h_d) % sum(slices):
+            continue
+        s0, s1 = np.asarray(before_one[name_one], np.float64), np.asarray(after_one[name_one], np.float64)
+        step, res_one = ratio(s1 - s0, h_one.mean(axis=0) - s0)
+        if not 0.0 < step <= 1.0 or res_one > _TOL:
+            continue
+        rows = len(h_d) // sum(slices)  # rows per sample (spatial positions)
+        starts = np.cumsum([0, *[n * rows for n in slices]])
+        d0 = np.asarray(before_d[name_d], np.float64)
+        residuals, spread = [], 0.0
+        local = [np.asarray(dict(c)[name_d], np.float64) for c in copies]
+        for r, copy in enumerate(local):
+            predicted = d0 + step * (h_d[starts[r]:starts[r + 1]].mean(axis=0) - d0)
+            residuals.append(float(np.max(np.abs(copy - predicted))) / max(float(np.max(np.abs(copy - d0))), 1e-30))
+            spread = max(spread, float(np.max(np.abs(copy - local[0]))))
+        global_fit = d0 + step * (h_d.mean(axis=0) - d0)
+        off_global = float(np.max(np.abs(local[0] - global_fit))) / max(float(np.max(np.abs(local[0] - d0))), 1e-30)
+        if max(residuals) > _TOL or spread == 0.0 or off_global < 10 * _TOL:
+            continue
+        layers.append("/".join(layer_and_role(name_d)[0]))
+        ev.append(f"{name_d}: side {d.label}'s {d.replicas} replicas hold different copies after step "
+                  f"{ctx.step.step} (up to {fmt(spread, 3)} apart); copy r fits m * moving + (1 - m) * the mean of "
+                  f"replica r's {'/'.join(str(n) for n in slices)} samples (m = {fmt(1 - step, 4)}, relative "
+                  f"residuals <= {max(residuals):.1e}), not the mean of the whole batch (off by {off_global:.2g} of "
+                  f"the update)")
+        ev.append(f"side {one.label}'s {name_one} fits the mean of all {sum(slices)} samples (residual {res_one:.1e})")
+    if not layers:
+        return []
+    if not ctx.agrees("loss"):
+        ev.append(f"the normalization uses the same per-replica statistics, so the loss and gradients of step "
+                  f"{ctx.step.step} differ too (loss {fmt(ctx.a.loss, 6)} against {fmt(ctx.b.loss, 6)})")
+    fix = (f"Build side {d.label}'s BatchNormalization with synchronized=True (Keras 3, TensorFlow backend; "
+           "tf.keras.layers.experimental.SyncBatchNormalization in Keras 2): the replicas all-reduce the batch "
+           "statistics, which then match one device's; or accept per-replica statistics.")
+    return [Finding("per-replica-batchnorm",
+                    f"Side {d.label}'s BatchNorm normalizes each replica with its own batch statistics",
+                    tuple(ev), fix, numbers={"side": d.label, "replicas": d.replicas, "layers": layers})]

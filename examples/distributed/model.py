@@ -109,3 +109,4 @@ def replicas4_bn(data):
 def replicas4_syncbn(data):
     """4 replicas with BatchNormalization(synchronized=True): statistics all-reduced over the 64 samples."""
     return mirrored(batchnorm=True, synchronized=True)
+

@@ -49,6 +49,7 @@ CHECKS = {
     "mirrored split": {"check": "split", "setup": f"{MIRRORED}:sgd", "batches": [64, 50, 10, 5]},
     "mirrored outside scope": {"check": "refused", "setup": f"{MIRRORED}:outside_scope", **DATA, "steps": 1},
     "mirrored not a strategy": {"check": "refused", "setup": f"{MIRRORED}:not_a_strategy", **DATA, "steps": 1},
+    "mirrored fit": {"check": "refused", "setup": f"{MIRRORED}:fit", **DATA, "steps": 1},
 }
 # One process per Keras backend (the backend is fixed per process); the graph-mode tf_keras
 # setup in a process of its own (graph mode is process-wide), and the eager tf_keras
@@ -62,7 +63,7 @@ PROCESSES = {("tensorflow", "keras 3"): ["fit tensorflow", "fit fingerprint tens
                                                       "tf_keras eager dropout"],
              ("tensorflow", "keras 3, mirrored"): ["mirrored loop compiled", "mirrored loop eager",
                                                    "mirrored gradients", "mirrored split", "mirrored outside scope",
-                                                   "mirrored not a strategy"]}
+                                                   "mirrored not a strategy", "mirrored fit"]}
 
 
 def _run_all() -> dict:
@@ -153,6 +154,8 @@ def test_a_strategy_setup_is_refused_with_a_reason(neutral):
     assert "not created under strategy.scope()" in outside["error"] and "strategy.scope()" in outside["hint"]
     wrong = neutral["mirrored not a strategy"]
     assert "not a tf.distribute.Strategy" in wrong["error"], wrong
+    fit = neutral["mirrored fit"]  # not one replica's batch recorded as the step's
+    assert "built under a tf.distribute strategy" in fit["error"] and "strategy=strategy" in fit["hint"], fit
 
 
 def test_tf_keras_capture_refuses_what_it_cannot_replay(neutral):

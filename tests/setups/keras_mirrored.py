@@ -75,3 +75,12 @@ def outside_scope(data):
 def not_a_strategy(data):
     fine = loop(data, compiled=True, momentum=0.0, dropout=0.0)
     return xentdbg.KerasLoop(fine.model, fine.train_step, fine.optimizer, strategy="mirrored")
+
+
+def fit(data):
+    """model.fit under the strategy: refused (KerasFit replays fit on one device)."""
+    s = strategy()
+    with s.scope():
+        model = build_model(data, 5, keras, 0.0)
+        model.compile(keras.optimizers.SGD(0.1), "categorical_crossentropy")
+    return xentdbg.KerasFit(model, shuffle=False)

@@ -34,6 +34,17 @@ def check_strategy(strategy: Any, model: Any) -> int:
     return int(strategy.num_replicas_in_sync)
 
 
+def trains_distributed(model: Any) -> bool:
+    """Whether ``model``'s variables were created under a ``tf.distribute`` strategy's
+    scope (without importing TensorFlow: where it is not imported, there is none)."""
+    import sys
+
+    if "tensorflow" not in sys.modules:
+        return False
+    variables = list(getattr(model, "trainable_variables", []) or [])
+    return bool(variables) and _distributed(variables[0])
+
+
 def _distributed(variable: Any) -> bool:
     import tensorflow as tf
 

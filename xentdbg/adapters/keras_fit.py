@@ -58,6 +58,7 @@ from typing import Any
 import numpy as np
 
 from xentdbg.adapters import _keras_private as private
+from xentdbg.adapters import _tf_distribute as distribute
 from xentdbg.adapters import _tf_keras_private as tf_keras_private
 from xentdbg.adapters._keras_flavour import dtype_of, flavour_of, model_error, unreplayed
 from xentdbg.adapters._keras_hooks import LayerHooks, leaf_layers
@@ -96,6 +97,12 @@ class KerasFitAdapter(Adapter):
         if owned:
             raise UsageError(f"KerasFit: fit argument(s) {', '.join(owned)} are set by xentdbg.",
                              hint="Remove them; use --subset, --batch-size and --steps instead.")
+        if distribute.trains_distributed(model):
+            raise UsageError(
+                "KerasFit: the model was built under a tf.distribute strategy; xentdbg replays model.fit on one "
+                "device only, and would record one replica's batch as the step's.",
+                hint="Write the step as a loop and pass the strategy: xentdbg.KerasLoop(model, train_step, optimizer, "
+                     "strategy=strategy) records every replica (examples/distributed).")
         # tf_keras holds it in a variable (tf_keras/src/engine/training.py:864), Keras 3 an int
         if int(np.asarray(getattr(model, "steps_per_execution", 1) or 1)) != 1:
             raise UsageError("KerasFit: steps_per_execution must be 1 for per-step capture.")

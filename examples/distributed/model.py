@@ -25,17 +25,19 @@ def devices(n: int = REPLICAS) -> list[str]:
     return [f"/cpu:{i}" for i in range(n)]
 
 
-def build(batchnorm: bool = False, synchronized: bool = False) -> tf.keras.Model:
+def build(batchnorm: bool = False, synchronized: bool = False, dropout: float = 0.0) -> tf.keras.Model:
     tf.keras.utils.set_random_seed(0)
     layers = [tf.keras.Input((784,)), tf.keras.layers.Dense(64, activation="relu")]
     if batchnorm:
         layers.append(tf.keras.layers.BatchNormalization(synchronized=synchronized))
+    if dropout:
+        layers.append(tf.keras.layers.Dropout(dropout))
     layers.append(tf.keras.layers.Dense(10))
     return tf.keras.Sequential(layers)
 
 
-def one_device(batchnorm: bool = False) -> xentdbg.KerasLoop:
-    model = build(batchnorm)
+def one_device(batchnorm: bool = False, dropout: float = 0.0) -> xentdbg.KerasLoop:
+    model = build(batchnorm, dropout=dropout)
     optimizer = tf.keras.optimizers.SGD(0.1)
     loss_fn = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
@@ -50,11 +52,12 @@ def one_device(batchnorm: bool = False) -> xentdbg.KerasLoop:
     return xentdbg.KerasLoop(model, train_step, optimizer)
 
 
-def mirrored(batchnorm: bool = False, scaled: bool = True, synchronized: bool = False) -> xentdbg.KerasLoop:
+def mirrored(batchnorm: bool = False, scaled: bool = True, synchronized: bool = False,
+             learning_rate: float = 0.1, dropout: float = 0.0) -> xentdbg.KerasLoop:
     strategy = tf.distribute.MirroredStrategy(devices())
     with strategy.scope():
-        model = build(batchnorm, synchronized)
-        optimizer = tf.keras.optimizers.SGD(0.1)
+        model = build(batchnorm, synchronized, dropout)
+        optimizer = tf.keras.optimizers.SGD(learning_rate)
         per_example = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="none")
 
     def step_fn(x, y):
@@ -110,3 +113,21 @@ def replicas4_syncbn(data):
     """4 replicas with BatchNormalization(synchronized=True): statistics all-reduced over the 64 samples."""
     return mirrored(batchnorm=True, synchronized=True)
 
+
+
+@xentdbg.declare(task="digits", labels="sparse", pixels="unit", batch_size=64)
+def replicas4_lr_scaled(data):
+    """4 replicas with the learning rate multiplied by the replica count (0.4) for the same global batch."""
+    return mirrored(learning_rate=0.1 * REPLICAS)
+
+
+@xentdbg.declare(task="digits", labels="sparse", pixels="unit", batch_size=64)
+def single_dropout(data):
+    """One device with Dropout(0.3) after the hidden layer."""
+    return one_device(dropout=0.3)
+
+
+@xentdbg.declare(task="digits", labels="sparse", pixels="unit", batch_size=64)
+def replicas4_dropout(data):
+    """4 replicas with Dropout(0.3): each replica draws its own masks."""
+    return mirrored(dropout=0.3)

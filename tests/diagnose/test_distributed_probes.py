@@ -126,3 +126,76 @@ def test_replicas_cross_the_wire_and_are_copied_with_the_record():
     assert header["layout"] == [["loss", "loss"], ["replica:0:loss", "loss"], ["replica:1:gradients", "w"]]
     arrays[2][:] = 7  # the wire's arrays are views a later step reuses
     assert float(owned.replicas[1]["gradients"][0][1][0]) == 1.0
+
+
+def _uneven_records(divisor=None) -> tuple[StepRecord, StepRecord]:
+    """50 samples over 4 replicas (13/13/13/11); replica r divides by 4 n_r (compute_average_loss
+    without global_batch_size), or by ``divisor`` when given."""
+    sizes, n = [13, 13, 13, 11], 50
+    per_sample = [[RNG.standard_normal(g.shape).astype(np.float64) for g in G] for _ in range(n)]
+    x = RNG.random((n, 5)).astype(np.float32)
+    y = np.eye(3, dtype=np.float32)[np.arange(n) % 3]
+    starts = np.cumsum([0, *sizes])
+    local = []
+    for r in range(R):
+        rows = per_sample[starts[r]:starts[r + 1]]
+        local.append([np.sum([s[i] for s in rows], axis=0).astype(np.float32) / np.float32(divisor or R * sizes[r])
+                      for i in range(len(G))])
+    one = [np.sum([s[i] for s in per_sample], axis=0).astype(np.float32) / np.float32(n) for i in range(len(G))]
+    applied = [np.sum([local[r][i] for r in range(R)], axis=0) for i in range(len(G))]
+    replicas = [{"inputs": batch_fingerprint(x[starts[r]:starts[r + 1]], y[starts[r]:starts[r + 1]])[0],
+                 "gradients": list(zip(NAMES, local[r]))} for r in range(R)]
+    return _record(2.0, one), _record(2.0, applied, replicas=replicas)
+
+
+def test_uneven_replica_batches_divided_by_their_own_size_are_named_with_the_divisors():
+    d = _diagnose(*_uneven_records())
+    assert d.top.cause == "uneven-replica-batches"
+    assert d.top.numbers["sizes"] == [13, 13, 13, 11]
+    assert np.allclose(d.top.numbers["divisors"], [52, 52, 52, 44], rtol=1e-4)
+    assert "global_batch_size=50" in d.top.fix
+
+
+def test_uneven_replica_batches_needs_divisors_that_follow_the_replicas_sizes():
+    ra, rb = _uneven_records(divisor=50)  # divided by the global batch: one device's gradients, up to rounding
+    assert compare_step(ra, rb, Pairing(params=[(0, 0), (1, 1)], state=[]), Tolerance()).first is None
+    assert all(f.cause != "uneven-replica-batches" for f in _diagnose(*_uneven_records(divisor=52)).findings)
+    assert all(f.cause != "uneven-replica-batches" for f in _diagnose(*_uneven_records(), replicas_b=1).findings)
+
+
+def _lr(ratio: float, replicas_b: int = R) -> Diagnosis:
+    ra = _record(2.0, G)
+    rb = _record(2.0, G)
+    rb.tensors["weights"] = [(n, w - np.float32(0.1 * ratio) * g) for n, w, g in zip(NAMES, W0, G)]
+    return _diagnose(ra, rb, replicas_b)
+
+
+def test_a_learning_rate_scaled_by_the_replica_count_for_the_same_global_batch_is_named():
+    for ratio, direction in ((4.0, "scaled by"), (0.25, "divided by")):
+        d = _lr(ratio)
+        assert d.top.cause == "learning-rate-replica-scaling", d.findings
+        assert abs(d.top.numbers["ratio"] - ratio) < 1e-4 and direction in d.top.title
+
+
+def test_learning_rate_replica_scaling_needs_the_replica_count():
+    assert all(f.cause != "learning-rate-replica-scaling" for f in _lr(3.0).findings)
+    assert all(f.cause != "learning-rate-replica-scaling" for f in _lr(4.0, replicas_b=1).findings)
+
+
+def test_each_replica_drawing_its_own_dropout_masks_is_named_per_slice():
+    h = np.abs(RNG.standard_normal((64, 8))).astype(np.float32) + 0.1
+    keep_a = RNG.random((64, 8)) > 0.3
+    keep_b = np.where(np.arange(64)[:, None] < 16, keep_a, RNG.random((64, 8)) > 0.3)
+    x = RNG.random((64, 5)).astype(np.float32)
+    y = np.eye(3, dtype=np.float32)[np.arange(64) % 3]
+    out = [np.where(k, h / np.float32(0.7), 0).astype(np.float32) for k in (keep_a, keep_b)]
+    replicas = [{"inputs": batch_fingerprint(x[16 * r:16 * (r + 1)], y[16 * r:16 * (r + 1)])[0]} for r in range(R)]
+    ra = _record(2.0, G, acts=[("dense", h), ("dropout", out[0])])
+    rb = _record(2.05, [g * np.float32(1.05) for g in G], acts=[("dense", h), ("dropout", out[1])],
+                 replicas=replicas)
+    d = _diagnose(ra, rb)
+    assert d.top.cause == "per-replica-dropout", d.findings
+    line = next(e for e in d.top.evidence if "per replica slice" in e)
+    assert "agree on 100.0%" in line and "16/16/16/16 rows" in line
+    one = _diagnose(ra, StepRecord(0, rb.tensors))  # no replicas recorded: the plain dropout finding
+    assert one.top.cause == "dropout-masks"

@@ -17,7 +17,12 @@ import numpy as np
 
 from xentdbg.diagnose.context import Context, Side, fmt, ratio
 from xentdbg.diagnose.data import different_data, normalized_input, rescaled_input
-from xentdbg.diagnose.distributed import per_replica_batchnorm, unscaled_replica_loss
+from xentdbg.diagnose.distributed import (
+    learning_rate_replica_scaling,
+    per_replica_batchnorm,
+    uneven_replica_batches,
+    unscaled_replica_loss,
+)
 from xentdbg.diagnose.dropout import dropout_masks
 from xentdbg.diagnose.epochs import repeated_epoch_order
 from xentdbg.diagnose.frozen import frozen_parameter
@@ -44,10 +49,10 @@ Probe = Callable[[Context], list[Finding]]
 # In the order of the causes; ties in fit keep this order.
 PROBES: tuple[Probe, ...] = (
     initial_weights, frozen_parameter, logits_vs_probabilities, probabilities_as_logits, log_plus_epsilon,
-    nonfinite_origin, fused_softmax_xent, label_smoothing, sample_weights, training_flag, per_replica_batchnorm,
-    batchnorm_state, batchnorm_variance_correction, dropout_masks, rescaled_input, normalized_input,
-    unscaled_replica_loss, loss_scale,
-    missing_regularization, optimizer_update, float_precision, numeric_noise,
+    nonfinite_origin, fused_softmax_xent, label_smoothing, uneven_replica_batches, sample_weights, training_flag,
+    per_replica_batchnorm, batchnorm_state, batchnorm_variance_correction, dropout_masks, rescaled_input,
+    normalized_input, unscaled_replica_loss, loss_scale, missing_regularization, learning_rate_replica_scaling,
+    optimizer_update, float_precision, numeric_noise,
 )
 
 

@@ -154,3 +154,96 @@ def per_replica_batchnorm(ctx: Context) -> list[Finding]:
     return [Finding("per-replica-batchnorm",
                     f"Side {d.label}'s BatchNorm normalizes each replica with its own batch statistics",
                     tuple(ev), fix, numbers={"side": d.label, "replicas": d.replicas, "layers": layers})]
+
+
+def uneven_replica_batches(ctx: Context) -> list[Finding]:
+    """A global batch of ``n`` samples split unevenly over the replicas (``n_r`` each), and
+    each replica dividing its loss by ``D_r = R n_r``: ``tf.nn.compute_average_loss``
+    without ``global_batch_size`` takes the replica's own batch size times the replica
+    count (tensorflow/python/ops/nn_impl_distribute.py:131-134, TF 2.21). Replica ``r``'s
+    local gradient is ``L_r = sum_{i in r} g_i / D_r`` and one device's ``G = sum_i g_i / n``, so
+
+        G = sum_r (D_r / n) L_r,
+
+    fitted by least squares over every gradient element: the coefficients give each
+    replica's divisor ``D_r``. Equal divisors ``n`` would agree with one device."""
+    sides = _sides(ctx)
+    if sides is None or ctx.agrees("gradients"):
+        return []
+    d, one = sides
+    sizes = [len(dict(r).get("x", ())) for r in d.replica_tensors("inputs")]
+    local = d.replica_tensors("gradients")
+    if len(sizes) != d.replicas or len(local) != d.replicas or len(set(sizes)) < 2:
+        return []
+    n = sum(sizes)
+    names = [name for name, _ in d.tensors("gradients")]
+    one_grads = dict(one.tensors("gradients"))
+    pairs = {(ctx.a.tensors("gradients")[i][0], ctx.b.tensors("gradients")[j][0]) for i, j in ctx.pairing.params}
+    to_one = {nd: no for na, nb in pairs for nd, no in [((na, nb) if d is ctx.a else (nb, na))]}
+    if not all(name in to_one and to_one[name] in one_grads for name in names):
+        return []
+    columns = np.stack([np.concatenate([np.ravel(np.asarray(dict(r)[name], np.float64)) for name in names])
+                        for r in local], axis=1)
+    target = np.concatenate([np.ravel(np.asarray(one_grads[to_one[name]], np.float64)) for name in names])
+    coef, *_ = np.linalg.lstsq(columns, target, rcond=None)
+    residual = float(np.linalg.norm(columns @ coef - target) / max(float(np.linalg.norm(target)), 1e-30))
+    divisors = coef * n
+    if residual > _TOL or np.any(divisors <= 0):
+        return []
+    by_size = [float(dv) / (d.replicas * s) for dv, s in zip(divisors, sizes) if s]
+    if max(abs(k - 1) for k in by_size) > 1e-2:
+        return []  # another weighting: not the replicas' own batch sizes
+    shown = ", ".join(str(int(round(v))) for v in divisors)
+    ev = [f"side {d.label}'s global batch of {n} samples reached its {d.replicas} replicas as "
+          f"{'/'.join(map(str, sizes))} samples",
+          f"side {one.label}'s gradients are the replicas' local gradients weighted by D_r / {n} with D_r = {shown} "
+          f"(relative residual {residual:.1e}): replica r divided its loss by {d.replicas} x its own batch, "
+          f"not by the global {n}",
+          f"so the samples of the {min(sizes)}-sample replica weigh {fmt(max(sizes) / min(sizes), 4)} x the others'"]
+    fix = (f"Divide by the global batch: tf.nn.compute_average_loss(per_example_loss, global_batch_size={n}) "
+           "(the size of the batch before it was split), or keep every global batch divisible by the replica count "
+           "(Dataset.batch(n, drop_remainder=True)).")
+    return [Finding("uneven-replica-batches",
+                    f"Side {d.label}'s replicas got {'/'.join(map(str, sizes))} samples and each divided its loss by "
+                    f"{d.replicas} x its own batch", tuple(ev), fix,
+                    numbers={"side": d.label, "sizes": sizes, "divisors": [float(v) for v in divisors]})]
+
+
+def learning_rate_replica_scaling(ctx: Context) -> list[Finding]:
+    """The gradients agree and both sides apply ``dw = -lr g`` (SGD), with learning rates
+    whose ratio is the distributed side's replica count ``R`` (or ``1 / R``): the linear
+    scaling rule (``lr x R`` for a batch ``R`` times larger) applied on one side although
+    both train on the same global batch, or a rate tuned per replica left unscaled."""
+    sides = _sides(ctx)
+    if sides is None or not ctx.agrees("gradients") or (ctx.agrees("weights") and ctx.agrees("updates")):
+        return []
+    from xentdbg.diagnose.optimizer import sgd_learning_rate
+
+    d, one = sides
+    grads = ctx.param_triples("gradients")
+    after, before = ctx.param_triples("weights"), ctx.before_triples()
+    if not grads or len(after) != len(grads) or len(before) != len(grads):
+        return []
+    gs = [np.asarray(g, np.float64) for _, g, _ in grads]
+    lrs = {}
+    for label, k in (("A", 1), ("B", 2)):
+        dws = [np.asarray(w[k], np.float64) - np.asarray(w0[k], np.float64) for w, w0 in zip(after, before)]
+        lrs[label] = sgd_learning_rate(dws, gs)
+    if lrs["A"] is None or lrs["B"] is None or lrs[one.label] == 0:
+        return []
+    q = lrs[d.label] / lrs[one.label]
+    replicas = d.replicas
+    scaled = "up" if abs(q / replicas - 1) < _TOL else "down" if abs(q * replicas - 1) < _TOL else None
+    if scaled is None:
+        return []
+    ev = [f"the gradients agree in step {ctx.step.step}; each side's update is -lr * gradient: effective lr "
+          f"side {d.label} {fmt(lrs[d.label], 4)}, side {one.label} {fmt(lrs[one.label], 4)}",
+          f"side {d.label} trains on {replicas} replicas and its rate is {fmt(q, 5)} x side {one.label}'s: "
+          f"{'times' if scaled == 'up' else '1 /'} the replica count",
+          "both sides train on the same global batch, so the same rate gives the same step"]
+    fix = ("Use one learning rate for one global batch. The linear scaling rule (lr x R) applies when the global "
+           "batch grows R times (the per-replica batch kept); here it did not grow.")
+    return [Finding("learning-rate-replica-scaling",
+                    f"Side {d.label}'s learning rate is {'scaled by' if scaled == 'up' else 'divided by'} its "
+                    f"{replicas} replicas for the same global batch", tuple(ev), fix,
+                    numbers={"side": d.label, "ratio": q, "replicas": replicas})]

@@ -1,4 +1,5 @@
-"""Dropout masks drawn from different random streams. Pure numpy.
+"""Dropout masks drawn from different random streams (other libraries, or the replicas
+of a data-parallel side, each drawing its own slice's masks). Pure numpy.
 
 Inverted dropout at rate ``r`` (Keras 3: keras/src/layers/regularization/dropout.py
 ``call`` -> ``backend.random.dropout``; tf_keras 2.21: tf_keras/src/backend.py:2155-2179
@@ -84,13 +85,44 @@ def dropout_masks(ctx: Context) -> list[Finding]:
         f"the masks agree on {same:.1%} of the units; two independent masks at that rate agree on "
         f"{independent:.1%} (r^2 + (1 - r)^2)",
     ]
+    replicated = _per_replica(ctx, acts_a[first - 1][1], keep_a, keep_b)
+    if replicated:
+        ev.append(replicated)
     if libraries[0] != libraries[1] and all(libraries):
         ev.append(f"side A runs {libraries[0]}, side B {libraries[1]}: their dropout draws from different "
                   "random generators, so no seed makes their masks agree")
     fix = ("The masks come from each side's random stream, not from the computation. To compare the rest of "
            "the training, run both sides with this Dropout's rate at 0 (or without the layer); to compare the "
            "trainings themselves, compare their losses over many steps, not step by step.")
-    return [Finding("dropout-masks", f"{t.name_a} draws other dropout masks on the two sides", tuple(ev), fix,
+    cause, title = "dropout-masks", f"{t.name_a} draws other dropout masks on the two sides"
+    if replicated:
+        d = next(side for side in ctx.sides if side.replicas > 1)
+        cause, title = "per-replica-dropout", f"Each of side {d.label}'s {d.replicas} replicas draws its own " \
+                                              f"{t.name_a} masks"
+        fix = ("Each replica draws the masks of its slice of the batch from its own random stream, so no seed makes "
+               f"{d.replicas} replicas draw one device's masks. " + fix)
+    return [Finding(cause, title, tuple(ev), fix,
                     numbers={"layer_a": t.name_a, "layer_b": t.name_b, "rate": rate, "masks_agree": same,
                              "independent_agree": independent, "residual_a": res_a, "residual_b": res_b})]
 
+
+
+def _per_replica(ctx: Context, x: np.ndarray, keep_a: np.ndarray, keep_b: np.ndarray) -> str | None:
+    """When one side trained on several replicas: how the masks agree per replica slice of
+    the batch, over the units with a non-zero input (whose mask shows). Each replica draws
+    its slice's masks from its own copy of the layer's seed state."""
+    d = next((side for side in ctx.sides if side.replicas > 1), None)
+    if d is None or all(side.replicas > 1 for side in ctx.sides):
+        return None
+    sizes = [len(dict(r).get("x", ())) for r in d.replica_tensors("inputs")]
+    x = np.asarray(x)
+    if len(sizes) != d.replicas or sum(sizes) != len(x) or not all(sizes):
+        return None
+    shown = np.asarray(x != 0).reshape(len(x), -1)
+    same = (keep_a == keep_b).reshape(len(x), -1)
+    starts = np.cumsum([0, *sizes])
+    parts = [float(same[a:b][shown[a:b]].mean()) if shown[a:b].any() else float("nan")
+             for a, b in zip(starts[:-1], starts[1:])]
+    return (f"side {d.label} trains on {d.replicas} replicas, each drawing the masks of its own "
+            f"{'/'.join(map(str, sizes))} rows from its own random stream: per replica slice the masks agree on "
+            + ", ".join(f"{p:.1%}" for p in parts) + " of the units whose input is non-zero")

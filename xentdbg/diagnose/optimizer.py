@@ -25,7 +25,9 @@ _MOMENTA = (0.9, 0.99, 0.95, 0.8, 0.5)
 _SAME_LR = 1e-5
 
 
-def _sgd(dws, gs):
+def sgd_learning_rate(dws, gs):
+    """The one ``lr`` with ``dw = -lr g`` on every tensor (least squares, residual and spread
+    within 1e-3), else None."""
     fits = [ratio(-dw, g) for dw, g in zip(dws, gs)]
     if all(np.isfinite(lr) and res <= _TOL for lr, res in fits):
         lrs = [lr for lr, _ in fits]
@@ -83,7 +85,7 @@ def optimizer_update(ctx: Context) -> list[Finding]:
         return []  # only tensors paired across trainable and frozen differ (diagnose/frozen.py)
     ev = [f"gradients agree in step {ctx.step.step}; the {moved[0].phase} differ "
           f"({', '.join(t.name_a for t in moved)})"]
-    lr_a, lr_b = _sgd(dwa, gs), _sgd(dwb, gs)
+    lr_a, lr_b = sgd_learning_rate(dwa, gs), sgd_learning_rate(dwb, gs)
     if lr_a is not None and lr_b is not None:
         q = lr_b / lr_a
         if abs(q - 1) < _SAME_LR:

@@ -1,9 +1,10 @@
 """xentdbg benchmark: replay cost against the plain trainings, memory, trace throughput.
 
-    python bench/bench.py [--runs 3] [--out bench/results.json] [--only crossfeed|long]
+    python bench/bench.py [--runs 3] [--out bench/results.json] [--only crossfeed|long|distributed]
 
 ``--only crossfeed`` runs the cross-feed and float64-oracle entries alone, ``--only long``
-the two 500-step replays, and merges them into an existing results file.
+the two 500-step replays, ``--only distributed`` the one-device against 4-replica pair,
+and merges them into an existing results file.
 
 Whole-process wall times (imports included, like /usr/bin/time), medians of --runs runs:
 1. case 1 (1000 samples, full batch, 10 steps): `xentdbg compare` vs the two setups
@@ -24,7 +25,10 @@ Whole-process wall times (imports included, like /usr/bin/time), medians of --ru
    without --no-float64, and the 500-step case-1 pair (JAX vs Keras fit), whose one
    borderline step needs it;
 3. peak RSS summed over the coordinator and its workers, at 50 and at 500 steps;
-4. trace write and diff throughput on a trace of at least 1 GB.
+4. trace write and diff throughput on a trace of at least 1 GB;
+5. the one-device against 4-replica pair of examples/distributed (MirroredStrategy on 4
+   logical CPU devices, batch 64, 200 steps): `xentdbg compare` against the two setups
+   trained plainly one after the other.
 Prints a table and writes JSON so that commits can be compared.
 """
 
@@ -49,6 +53,8 @@ A, B = "examples/case1_bce/jax_stable.py", "examples/case1_bce/keras_fit.py"
 CLEAN_A = "examples/case1_bce/jax_logits.py"
 CASE1 = {"steps": 10, "subset": 1000, "batch": 1000}
 LONG = {"steps": 500, "subset": 1000, "batch": 100}
+DIST_A, DIST_B = "examples/distributed/model.py:single", "examples/distributed/model.py:replicas4"
+DIST = {"steps": 200, "subset": 1024, "batch": 64}
 
 
 def _tree_rss(pid: int) -> int:
@@ -250,11 +256,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results.json"))
-    parser.add_argument("--only", choices=["crossfeed", "long"], help="run only these entries, merged into --out")
+    parser.add_argument("--only", choices=["crossfeed", "long", "distributed"],
+                        help="run only these entries, merged into --out")
     args = parser.parse_args()
     if args.only:
         results = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {}
-        if args.only == "crossfeed":
+        if args.only == "distributed":
+            results["distributed"] = ratio_case(DIST, args.runs, a=DIST_A, b=DIST_B)
+        elif args.only == "crossfeed":
             with tempfile.TemporaryDirectory() as tmp:
                 results["crossfeed"] = crossfeed_cost(args.runs, Path(tmp))
                 results["oracle"] = oracle_cost(args.runs, Path(tmp))
@@ -292,6 +301,8 @@ def main() -> None:
     print("4. trace throughput ...", flush=True)
     with tempfile.TemporaryDirectory(dir=ROOT) as tmp:
         results["trace"] = trace_throughput(Path(tmp))
+    print("5. one device against 4 replicas ...", flush=True)
+    results["distributed"] = ratio_case(DIST, args.runs, a=DIST_A, b=DIST_B)
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     _print(results)
 
@@ -330,6 +341,10 @@ def _print(r: dict) -> None:
                   "only at borderline steps")
         t.add_row("float64 oracle: case-1 pair, 500 steps (exit 0)",
                   f"{o['case1_500_steps']['compare_s']:.1f} s ({o['case1_500_steps']['float64_checks']} check)", "")
+    if "distributed" in r:
+        dv = r["distributed"]
+        t.add_row("one device vs 4 replicas, 200 steps: compare / plain A+B",
+                  f"{dv['compare_s']:.1f} s / {dv['plain_s']:.1f} s = {dv['ratio']:.2f}x", "")
     train, capture = sp["train_ms_per_step"], sp["capture_ms_per_step"]
     t.add_row("  training per step A / B", f"{train['a']:.1f} / {train['b']:.1f} ms", "")
     t.add_row("  capture per step A / B", f"{capture['a']:.1f} / {capture['b']:.1f} ms", "")

@@ -86,8 +86,9 @@ class JaxStep:
             ``TrainState``, or any pytree that holds them.
         loss_fn: the loss ``step`` minimises, ``loss_fn(params, x, y)`` or
             ``loss_fn(params, batch)``.
-        grads_fn: instead of ``loss_fn``, your own function that returns the gradients
-            and the loss at the state's parameters, ``grads_fn(state, x, y)`` or
+        grads_fn: instead of ``loss_fn`` (with a ``mesh``: as well), your own function
+            that returns the gradients and the loss at the state's parameters,
+            ``grads_fn(state, x, y)`` or
             ``grads_fn(state, batch)``, as Flax's MNIST example's ``apply_model`` returns
             ``(grads, loss, accuracy)``: the item shaped like the parameters is the
             gradients, the first scalar the loss. It runs at the pre-step state, apart
@@ -102,6 +103,26 @@ class JaxStep:
             each submodule's output is read with linen's ``capture_intermediates``.
         indexed: the step takes the step number first, ``step(i, state, batch)``, as the
             ``jax.example_libraries.optimizers`` pattern does; see :meth:`from_optimizers`.
+        mesh: for a data-parallel step, the ``jax.sharding.Mesh`` it runs over. xentdbg then
+            feeds each global batch as a data-parallel input pipeline does,
+            ``jax.device_put(a, NamedSharding(mesh, P(batch_axis)))`` for ``x`` and ``y``:
+            replica ``r`` (position ``r`` along ``batch_axis``) holds the ``r``-th
+            contiguous slice of ``n / R`` samples. The step, written with ``jax.shard_map``
+            and ``jax.lax.pmean``/``psum``, or jitted over the sharded arrays, runs as
+            written. The batch size must be a multiple of ``R``
+            (``jax.device_put`` refuses an uneven split).
+        batch_axis: the mesh axis the batch is split along; by default the mesh's first.
+
+    With a ``mesh``, each record also holds, per replica (``StepRecord.replicas``), its
+    samples and what a data-parallel step computes on its own slice before the reduction:
+    the local loss and local gradients of ``loss_fn`` at the pre-step parameters,
+    ``jax.shard_map(jax.value_and_grad(loss_fn))`` over the same mesh (recomputed by
+    xentdbg, not read from the step). The record's own gradients are the ones the step
+    applies when you give ``grads_fn``, your own sharded function the step calls (observed:
+    its output is what the step applies); with ``loss_fn`` alone they are recomputed on the
+    whole global batch, which is what a correct data-parallel step applies up to the order
+    of the sum. Give both: ``loss_fn`` for the replicas, ``grads_fn`` for the applied
+    gradients.
 
     Example (``flax.training.train_state.TrainState``)::
 
@@ -111,6 +132,25 @@ class JaxStep:
             return state.apply_gradients(grads=grads), loss
 
         return xentdbg.JaxStep(train_step, state, loss_fn)
+
+    Example (data-parallel over 4 devices, ``jax.shard_map``)::
+
+        mesh = jax.make_mesh((4,), ("data",))
+
+        def local(params, x, y):  # one replica's slice of the batch
+            loss, grads = jax.value_and_grad(loss_fn)(params, x, y)
+            return jax.lax.pmean(loss, "data"), jax.lax.pmean(grads, "data")
+
+        grads_fn = jax.jit(jax.shard_map(local, mesh=mesh, in_specs=(P(), P("data"), P("data")),
+                                         out_specs=P(), check_vma=False))
+
+        @jax.jit
+        def train_step(state, x, y):
+            loss, grads = grads_fn(state.params, x, y)
+            return state.apply_gradients(grads=grads), loss
+
+        return xentdbg.JaxStep(train_step, state, loss_fn, mesh=mesh,
+                               grads_fn=lambda state, x, y: grads_fn(state.params, x, y))
     """
 
     step: Callable[..., Any]
@@ -120,6 +160,8 @@ class JaxStep:
     layers: Sequence[tuple[Callable, Callable]] | None = None
     indexed: bool = False
     grads_fn: Callable[..., Any] | None = None
+    mesh: Any = None  # a jax.sharding.Mesh
+    batch_axis: str | None = None
 
     @classmethod
     def from_optimizers(cls, update: Callable[..., Any], opt_state: Any, get_params: Callable[[Any], Any],

@@ -30,6 +30,29 @@ steps, the batch and a copy of the pre-step state (a copy, since a step jitted w
 ``donate_argnums`` may free its input buffers), and re-runs the user's step from given
 parameters. Applying *given* gradients is not possible through a user's step, so that
 re-run leaves ``weights`` out.
+
+Data-parallel steps (:attr:`xentdbg.JaxStep.mesh`): each global batch ``x``, ``y`` is
+placed sharded along the batch axis, ``device_put(a, NamedSharding(mesh, P(axis)))``
+(:mod:`xentdbg.adapters._jax_sharding`: replica ``r`` holds the ``r``-th contiguous slice,
+checked on the first batch), and the user's step runs on the placed arrays as written.
+What is recorded, and where it comes from::
+
+    gradients, loss      grads_fn(state, x_sharded, y_sharded)   observed: the user's own
+                         sharded function, whose output the step applies
+                         (else value_and_grad(loss_fn) on the global batch: recomputed,
+                         what a correct data-parallel step applies up to summation order)
+    replicas[r]          inputs: per-sample sums of replica r's slice
+                         loss, gradients: value_and_grad(loss_fn) on that slice at the
+                         pre-step parameters, in shard_map over the mesh (recomputed:
+                         what a data-parallel step computes locally before its pmean/psum)
+    weights              the parameters the step returned: observed
+
+``SideInfo.framework`` gets ``replicas`` (the mesh's size along the batch axis),
+``strategy`` (:func:`_jax_sharding.strategy`: ``shard_map`` when the step's traced
+program holds one, else ``jit sharding``) and ``mesh`` (axis sizes). The extra work is
+pure functions of immutable arrays, so capture stays bitwise neutral
+(``tests/adapters/test_jax_sharded.py``). The float64 oracle does not run when the
+gradients come from ``grads_fn``.
 """
 
 from __future__ import annotations
@@ -40,6 +63,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from xentdbg.adapters import _jax_sharding as sharding
 from xentdbg.adapters.base import Adapter, Emit, given_batch, python_info
 from xentdbg.adapters.jax_loop import (
     as_float64,
@@ -52,7 +76,7 @@ from xentdbg.adapters.jax_loop import (
 )
 from xentdbg.data import DataInfo
 from xentdbg.errors import UsageError
-from xentdbg.records import CaptureMode, SideInfo, StepRecord, TensorSpec, batch_fingerprint
+from xentdbg.records import REPLICA_PREFIX, CaptureMode, SideInfo, StepRecord, TensorSpec, batch_fingerprint
 from xentdbg.setups import JaxStep
 
 
@@ -168,10 +192,17 @@ class JaxStepAdapter(Adapter):
         self._params_of = setup.params or default_params(self.state)
         self._positions = param_positions(self.state, self._params_of(self.state))
         self._treedef = jax.tree_util.tree_structure(self.state)
-        if (setup.loss_fn is None) == (setup.grads_fn is None):
-            raise UsageError("JaxStep needs one of loss_fn and grads_fn.",
+        both = setup.loss_fn is not None and setup.grads_fn is not None
+        if (setup.loss_fn is None and setup.grads_fn is None) or (both and setup.mesh is None):
+            raise UsageError("JaxStep needs one of loss_fn and grads_fn (both only with a mesh).",
                              hint="loss_fn(params, x, y) -> loss, or grads_fn(state, x, y) returning the gradients "
                                   "and the loss (as Flax's MNIST example's apply_model does).")
+        self.replicas, self._axis, self._split_checked, self._strategy = 1, "", False, ""
+        if setup.mesh is not None:
+            self._axis, self.replicas = sharding.check_mesh(setup.mesh, setup.batch_axis)
+            spec = data.spec
+            sizes = [spec.batch_slice(i).stop - spec.batch_slice(i).start for i in range(spec.steps_per_epoch)]
+            sharding.check_batches(sizes, self.replicas, self._axis)
         self._loss = xy_form(setup.loss_fn, 1) if setup.loss_fn is not None else None
         self._grads_of = xy_form(setup.grads_fn, 1) if setup.grads_fn is not None else None
         self._step = xy_form(setup.step, 2 if setup.indexed else 1)
@@ -179,6 +210,8 @@ class JaxStepAdapter(Adapter):
         self._param_names = path_names(params)
         self._grad_fn: Any = jax.jit(jax.value_and_grad(self._loss)) if self._loss is not None else None
         self._loss_fn: Any = jax.jit(self._loss) if self._loss is not None else None
+        self._local: Any = (sharding.local_values_and_grads(setup.mesh, self._axis, self._loss)
+                            if setup.mesh is not None and self._loss is not None else None)
         self._forward = stax_forward(setup.layers) if setup.layers is not None else None
         self._names = [stax_layer_name(i, layer) for i, layer in enumerate(stax_layers(setup.layers or []))]
         if setup.layers is None:
@@ -211,13 +244,25 @@ class JaxStepAdapter(Adapter):
                 leaves[i] = jnp.asarray(v, dtype=jnp.asarray(leaves[i]).dtype)
         return jax.tree_util.tree_unflatten(self._treedef, leaves)
 
-    def _loss_and_grads(self, state: Any, params: Any, x: Any, y: Any) -> tuple[Any, Any]:
-        """The loss and gradients at ``state``'s parameters: ``value_and_grad(loss_fn)``, or
-        the user's ``grads_fn(state, x, y)``, whose result holds the gradients (the item with
-        the parameters' tree structure) and the loss (its first scalar)."""
+    def _feed(self, x: np.ndarray, y: np.ndarray) -> tuple[Any, Any]:
+        """The batch as the user's step receives it: as it is, or with a mesh placed sharded
+        along the batch axis (the split checked once, :func:`_jax_sharding.check_split`)."""
+        if self.setup.mesh is None:
+            return x, y
+        xs, ys = sharding.place(self.setup.mesh, self._axis, [x, y])
+        if not self._split_checked:
+            sharding.check_split(self.setup.mesh, self._axis, xs)
+            self._split_checked = True
+        return xs, ys
+
+    def _loss_and_grads(self, state: Any, params: Any, x: Any, y: Any, fed: tuple | None = None) -> tuple[Any, Any]:
+        """The loss and gradients at ``state``'s parameters: ``value_and_grad(loss_fn)`` on the
+        global batch ``x``, ``y``, or the user's ``grads_fn(state, x, y)`` on the batch as the
+        step receives it (``fed``, sharded with a mesh), whose result holds the gradients (the
+        item with the parameters' tree structure) and the loss (its first scalar)."""
         if self._grads_of is None:
             return self._grad_fn(params, x, y)
-        out = self._grads_of(state, x, y)
+        out = self._grads_of(state, *(fed if fed is not None else (x, y)))
         items = list(out) if isinstance(out, tuple) else [out]
         structure: Any = jax.tree_util.tree_structure(params)
         grads = next((item for item in items if structure == jax.tree_util.tree_structure(item)), None)
@@ -231,6 +276,22 @@ class JaxStepAdapter(Adapter):
     def _params_tree(self, state: Any) -> Any:
         return self._params_of(state)
 
+    def _replicas(self, params: Any, x: np.ndarray, y: np.ndarray,
+                  fed: tuple) -> list[dict[str, list[tuple[str, np.ndarray]]]]:
+        """Per replica, for ``StepRecord.replicas``: its samples (per-sample sums of its slice
+        of ``x``, ``y``) and, with ``loss_fn``, its local loss and gradients at ``params``
+        (:func:`_jax_sharding.local_values_and_grads` on the sharded batch ``fed``)."""
+        out: list[dict[str, list[tuple[str, np.ndarray]]]] = [
+            {"inputs": batch_fingerprint(x[sl], y[sl])[0]} for sl in sharding.slices(len(x), self.replicas)]
+        if self._local is not None:
+            losses, grads = self._local(params, *fed)
+            losses = np.asarray(losses)
+            leaves = [np.asarray(g) for g in jax.tree_util.tree_leaves(grads)]
+            for r, replica in enumerate(out):
+                replica["loss"] = [("loss", np.asarray(losses[r]))]
+                replica["gradients"] = [(n, g[r]) for n, g in zip(self._param_names, leaves, strict=True)]
+        return out
+
     def _run_step(self, i: int, state: Any, x: Any, y: Any) -> Any:
         args = (i, state, x, y) if self.setup.indexed else (state, x, y)
         return _new_state(self._step(*args), self._treedef)
@@ -239,9 +300,22 @@ class JaxStepAdapter(Adapter):
     def describe(self) -> SideInfo:
         params, _ = self.initial_values()
         fw = {"jax": jax.__version__, "backend": jax.default_backend(), **python_info()}
+        if self.setup.mesh is not None:
+            mesh = self.setup.mesh
+            fw.update(replicas=str(self.replicas), strategy=self._strategy_label(),
+                      mesh=", ".join(f"{name}={size}" for name, size in mesh.shape.items()))
         return SideInfo(kind="JaxStep", framework=fw,
                         params=[TensorSpec.of(n, a) for n, a in zip(self._param_names, params)], state=[],
                         layers=self._layer_names())
+
+    def _strategy_label(self) -> str:
+        """:func:`_jax_sharding.strategy` of the step, traced once on the first batch."""
+        if not self._strategy:
+            sl = self.data.spec.batch_slice(0)
+            x, y = self._feed(self.data.x[sl], self.data.y[sl])
+            args = (0, self.state, x, y) if self.setup.indexed else (self.state, x, y)
+            self._strategy = sharding.strategy(self._step, args)
+        return self._strategy
 
     def initial_values(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
         return [np.asarray(a) for a in self._params(self.state)], []
@@ -261,18 +335,22 @@ class JaxStepAdapter(Adapter):
         for i in range(steps):
             sl = spec.batch_slice(i)
             x, y = self.data.x[sl], self.data.y[sl]
+            fed = self._feed(x, y)  # with a mesh: sharded along the batch axis
+            replicas: list = []
             if emit is not None:
                 params = self._params_tree(state)
                 if capture is CaptureMode.FULL:
-                    loss, grads = self._loss_and_grads(state, params, x, y)
+                    loss, grads = self._loss_and_grads(state, params, x, y, fed)
                     acts = self._forward(params, x) if self._forward is not None else []
+                    if self.setup.mesh is not None:
+                        replicas = self._replicas(params, x, y, fed)
                     self._held[i] = (x, y, jax.tree_util.tree_map(jnp.copy, state))
                     self._held.pop(i - 2, None)
-                elif self._loss_fn is not None:
+                elif self._grads_of is None:
                     loss, grads, acts = self._loss_fn(params, x, y), None, []
                 else:  # grads_fn gives the loss only with the gradients
-                    (loss, grads), acts = self._loss_and_grads(state, params, x, y), []
-            state = self._run_step(i, state, x, y)  # the user's step, unchanged
+                    (loss, grads), acts = self._loss_and_grads(state, params, x, y, fed), []
+            state = self._run_step(i, state, *fed)  # the user's step, unchanged
             if emit is None:
                 continue
             inputs, digests = batch_fingerprint(x, y)
@@ -285,7 +363,7 @@ class JaxStepAdapter(Adapter):
                 "state": [],
                 "weights": list(zip(self._param_names, map(np.asarray, self._params(state)))),
             }
-            emit(StepRecord(step=i, tensors=tensors, digests=digests))
+            emit(StepRecord(step=i, tensors=tensors, digests=digests, replicas=replicas))
         self.state = state
 
     def final_weights(self) -> list[np.ndarray]:
@@ -301,17 +379,26 @@ class JaxStepAdapter(Adapter):
         """Step ``step`` re-run by the user's step from ``params`` and the optimizer state
         held from before it (or ``optimizer``, in :meth:`held_optimizer` order), on its
         batch or ``batch``. With ``grads`` given, ``weights`` is left out: the user's step
-        computes its own gradients and cannot apply given ones."""
+        computes its own gradients and cannot apply given ones. With a mesh the batch is
+        placed sharded as in training, and each replica's samples, local loss and local
+        gradients come back under ``replica:<r>:<phase>``."""
         x, y, held = self._held_step(step)
         if batch is not None:
             x, y = given_batch(batch, x, y)
+            if self.setup.mesh is not None and len(x) % self.replicas:
+                raise ValueError(f"the other side's batch of {len(x)} samples does not split into {self.replicas} "
+                                 "replicas")
+        fed = self._feed(x, y)
         s = self._with(held, params, optimizer)
         p = self._params_tree(s)
-        loss, g = self._loss_and_grads(s, p, x, y)
+        loss, g = self._loss_and_grads(s, p, x, y, fed)
         out = {"loss": [("loss", np.asarray(loss))],
                "gradients": list(zip(self._param_names, map(np.asarray, jax.tree_util.tree_leaves(g))))}
+        if self.setup.mesh is not None:
+            for r, replica in enumerate(self._replicas(p, x, y, fed)):
+                out.update({f"{REPLICA_PREFIX}{r}:{phase}": items for phase, items in replica.items()})
         if grads is None:
-            new = self._run_step(step, s, x, y)
+            new = self._run_step(step, s, *fed)
             out["weights"] = list(zip(self._param_names, map(np.asarray, self._params(new))))
         if self._forward is not None:
             out["activations"] = [(n, np.asarray(a)) for n, a in zip(self._layer_names(), self._forward(p, x))]
@@ -331,8 +418,8 @@ class JaxStepAdapter(Adapter):
         actually computed in."""
         if not jax.config.read("jax_enable_x64"):
             raise ValueError("JAX x64 is off in this worker")
-        if self._loss is None:
-            raise ValueError("the setup gives grads_fn, not loss_fn: there is no loss to differentiate in float64")
+        if self._grads_of is not None or self._loss is None:
+            raise ValueError("the setup gives grads_fn: the gradients the step applies are its own, not loss_fn's")
         if self._grad64 is None:
             self._grad64 = jax.jit(jax.value_and_grad(self._loss))
         p = with_leaves(self._params_tree(self.state), params, as_float64)

@@ -1,6 +1,7 @@
 """Probes for one device against data-parallel training: a loss each replica averages
-over its own samples while the replicas' gradients are summed, and BatchNorm statistics
-computed per replica. They read what a distributed side recorded per replica before
+over its own samples while the replicas' gradients are summed (``tf.distribute``, or a JAX
+step's ``psum``), uneven slices, BatchNorm statistics computed per replica, a learning
+rate scaled by the replica count. They read what a distributed side recorded per replica before
 the reduction (:meth:`Side.replica_tensors`). Pure numpy.
 
 The facts they rest on (TensorFlow 2.21, Keras 3.15):
@@ -38,6 +39,12 @@ def _sides(ctx: Context) -> tuple[Side, Side] | None:
     return None
 
 
+def _jax(side: Side) -> bool:
+    """Whether the side's replicas are the devices of a JAX mesh (``JaxStep(mesh=...)``
+    reports its ``mesh``), not a ``tf.distribute`` strategy's."""
+    return "mesh" in side.info.framework
+
+
 def _sum(arrays: list[np.ndarray]) -> np.ndarray:
     return np.sum([np.asarray(a, np.float64) for a in arrays], axis=0)
 
@@ -68,8 +75,10 @@ def unscaled_replica_loss(ctx: Context) -> list[Finding]:
     if len(local) == replicas and all(len(r) == len(applied) for r in local):
         gaps = [float(np.max(np.abs(_sum([dict(r)[n] for r in local]) - np.asarray(g, np.float64))))
                 / max(float(np.max(np.abs(g))), 1e-30) for n, g in applied.items()]
+        how = ("the step sums the replicas' gradients" if _jax(d) else
+               "the optimizer sums the replicas' gradients (all-reduce SUM)")
         ev.append(f"the {replicas} replicas' local gradients sum to the applied ones (largest relative gap "
-                  f"{max(gaps):.1e}): the optimizer sums the replicas' gradients (all-reduce SUM)")
+                  f"{max(gaps):.1e}): {how}")
     losses = [float(np.asarray(r[0][1]).reshape(())) for r in d.replica_tensors("loss") if r]
     if len(losses) == replicas and np.isfinite(one.loss) and one.loss != 0:
         mean, total = float(np.mean(losses)), float(np.sum(losses))
@@ -80,10 +89,17 @@ def unscaled_replica_loss(ctx: Context) -> list[Finding]:
                       f"batch they would sum to it (their sum is {fmt(total, 5)})")
     if not ctx.agrees("loss") and abs(d.loss / one.loss - replicas) < _TOL * replicas:
         ev.append(f"the loss side {d.label} returns is {replicas} x side {one.label}'s: the sum of those means")
-    fix = ("Divide each replica's per-example losses by the global batch size: "
-           "loss = tf.nn.compute_average_loss(per_example_loss) (or reduce_sum(per_example_loss) / global_batch), "
-           "not reduce_mean over the replica's samples; the optimizer then sums the replicas' gradients into the "
-           "one-device gradient.")
+    if _jax(d):
+        fix = ("Average the replicas' gradients: jax.lax.pmean(grads, axis), not psum. Under jax.shard_map with "
+               "its default check_vma=True, jax.grad of parameters replicated over the mesh already returns their "
+               "sum over the devices (the transpose of the implicit pvary is a psum: jax/_src/lax/parallel.py:"
+               "2453-2456, JAX 0.10), so a pmean after it leaves the sum: divide by the device count there, pass "
+               "check_vma=False, or differentiate the pmean-ed loss outside the shard_map.")
+    else:
+        fix = ("Divide each replica's per-example losses by the global batch size: "
+               "loss = tf.nn.compute_average_loss(per_example_loss) (or reduce_sum(per_example_loss) / "
+               "global_batch), not reduce_mean over the replica's samples; the optimizer then sums the replicas' "
+               "gradients into the one-device gradient.")
     return [Finding("unscaled-replica-loss",
                     f"Side {d.label}'s replicas average their loss over their own samples: the summed gradients "
                     f"are {replicas}x", tuple(ev), fix,

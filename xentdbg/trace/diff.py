@@ -89,9 +89,12 @@ def rank_pair(a: Trace, b: Trace, common: list[int]) -> RankPair:
 
 
 def _reduced_of(rank: Trace, other: Trace) -> bool:
-    """Whether ``other`` is the file ``rank`` names as its run's reduced trace."""
+    """Whether ``other`` is the file ``rank`` names as its run's reduced trace, written by
+    the same run (the same ``created`` and ``command``: not a later trace to the same path)."""
     meta = rank.rank
     if meta is None or other.rank is not None:
+        return False
+    if any(rank.meta.get(k) != other.meta.get(k) for k in ("created", "command")):
         return False
     path = meta.reduced_path(rank.path)
     try:

@@ -269,8 +269,15 @@ def trace(
                                                        "recorded in this trace.")] = None,
     step_timeout: StepTimeout = None,
     budget: Annotated[str | None, typer.Option(help=_BUDGET_HELP)] = None,
+    ranks: Annotated[bool, typer.Option("--ranks/--no-ranks",
+                                        help="For a setup that trains under a tf.distribute strategy, also write "
+                                             "one trace per replica next to --out: OUT.rank0.h5, OUT.rank1.h5, ... "
+                                             "(that replica's inputs, layer outputs, local loss and gradients, "
+                                             "state copy, and the weights).")] = True,
 ) -> None:
-    """Run one setup and record every captured tensor, per step, into an HDF5 trace."""
+    """Run one setup and record every captured tensor, per step, into an HDF5 trace.
+
+    A setup under a tf.distribute strategy also gets one rank file per replica (--ranks)."""
     from xentdbg.replay.preflight import check_interpreters, preflight
     from xentdbg.replay.tracing import TraceConfig, fmt_size, parse_phases, parse_size, record_trace
 
@@ -282,13 +289,22 @@ def trace(
         config = TraceConfig(setup, out, data=spec, steps=steps,
                              env={**_env(env, "--env"), **pythons["--python"]},
                              phases=parse_phases(only), budget=parse_size(budget, "--budget"),
-                             every=every, compression=compression, init_from=init_from, step_timeout=step_timeout)
+                             every=every, compression=compression, init_from=init_from, step_timeout=step_timeout,
+                             ranks=ranks)
         progress, bar = _progress(err, steps)
         with progress:
             summary = record_trace(config, on_status=lambda s: progress.update(bar, description=s),
                                    on_step=lambda k: progress.advance(bar))
+    steps_written = max(summary.steps_written, 1)
     Console().print(f"wrote {summary.path}: {summary.steps_written} steps of {summary.info.kind} ({setup}), "
-                    f"{fmt_size(summary.bytes)} (estimated {fmt_size(summary.estimate.bytes)} before the run)")
+                    f"{fmt_size(summary.bytes)}, {summary.write_seconds / steps_written * 1e3:.1f} ms per step to "
+                    f"write (estimated {fmt_size(summary.estimate.bytes)} before the run"
+                    f"{', rank files included' if summary.ranks else ''})")
+    if summary.ranks:
+        per_file = summary.rank_write_seconds / steps_written / len(summary.ranks) * 1e3
+        Console().print(f"and {len(summary.ranks)} rank files, one per replica, {summary.ranks[0]} .. "
+                        f"{summary.ranks[-1]}: {fmt_size(summary.rank_bytes)}, {per_file:.1f} ms per step per "
+                        "file to write")
 
 
 @app.command()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import re
+import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +21,7 @@ from xentdbg.records import PHASES, SideInfo, StepRecord, TensorSpec
 from xentdbg.replay.loading import SetupRef
 from xentdbg.replay.process import load_timeout, start_worker, wait_ready
 from xentdbg.trace.meta import trace_meta
+from xentdbg.trace.ranks import RANK_KEY, RankMeta, exact_digests, rank_path, rank_record, replica_count
 from xentdbg.trace.reader import load_trace
 from xentdbg.trace.writer import TraceWriter
 
@@ -112,12 +115,15 @@ def activation_elements(info: SideInfo, features: int) -> int:
     return total
 
 
-def step_bytes(info: SideInfo, data: DataInfo, phases: Sequence[str]) -> int:
+def step_bytes(info: SideInfo, data: DataInfo, phases: Sequence[str], replicas: int = 1) -> int:
     """About how many bytes one step of this side takes in a trace that keeps ``phases``
     (the loss always), uncompressed: inputs are per-sample float64 sums of x and y
     (:func:`xentdbg.records.batch_fingerprint`), layer outputs are float32
-    (:func:`activation_elements`), gradients and weights the parameters' size, state its own."""
-    batch = min(data.spec.batch_size, data.spec.subset)
+    (:func:`activation_elements`), gradients and weights the parameters' size, state its own.
+    ``replicas`` > 1: a rank file's step (:func:`xentdbg.trace.ranks.rank_record`), whose
+    inputs and layer outputs cover one replica's share of the batch (rounded up) and whose
+    gradients, state and weights are as large as the reduced trace's."""
+    batch = -(-min(data.spec.batch_size, data.spec.subset) // max(replicas, 1))
     features = math.prod(data.input_shape)
     tensors = {"inputs": (2, 2 * batch * 8),
                "activations": (len(info.layers), batch * activation_elements(info, features) * 4),
@@ -155,25 +161,36 @@ class TraceEstimate:
 
 
 def estimate_traces(infos: Sequence[SideInfo], data: DataInfo, steps: int, every: int,
-                    phases: Sequence[str]) -> TraceEstimate:
+                    phases: Sequence[str], ranks: bool = False) -> TraceEstimate:
     """One trace per side in ``infos``: its initial parameters and state, and each
     written step (steps 0, ``every``, 2 ``every``, ...) as :func:`step_bytes` has it.
-    The re-runs ``compare`` adds to a flagged step are not counted."""
-    initial = sum(_nbytes(i.params) + _nbytes(i.state) + DATASET_OVERHEAD * (len(i.params) + len(i.state))
-                  for i in infos)
-    return TraceEstimate(initial, sum(step_bytes(i, data, phases) for i in infos), steps, every, len(infos))
+    ``ranks``: a side that trains on N > 1 replicas also writes N rank files
+    (:mod:`xentdbg.trace.ranks`), each with the same initial values and a rank's step
+    (:func:`step_bytes` with ``replicas=N``). The re-runs ``compare`` adds to a flagged
+    step are not counted."""
+    initial = per_step = files = 0
+    for info in infos:
+        n = replica_count(info.framework) if ranks else 1
+        copies = 1 + (n if n > 1 else 0)
+        own = _nbytes(info.params) + _nbytes(info.state) + DATASET_OVERHEAD * (len(info.params) + len(info.state))
+        initial += copies * own
+        per_step += step_bytes(info, data, phases) + (n * step_bytes(info, data, phases, n) if n > 1 else 0)
+        files += copies
+    return TraceEstimate(initial, per_step, steps, every, files)
 
 
 def check_budget(estimate: TraceEstimate, budget: int | None, flags: tuple[str, str, str],
-                 what: str) -> None:
+                 what: str, more: str | None = None) -> None:
     """Refuse (exit 2) a run whose traces would exceed ``budget`` bytes, naming the options
     that fit it; ``flags``: the run's budget, phases and thinning options (``--trace-budget``,
-    ``--trace-only``, ``--trace-every``). Nothing is written and no worker has trained yet."""
+    ``--trace-only``, ``--trace-every``); ``more``: another way, first (``--no-ranks``).
+    Nothing is written and no worker has trained yet."""
     if budget is None or estimate.bytes <= budget:
         return
     flag_budget, flag_only, flag_every = flags
     ways = [f"raise {flag_budget} (e.g. {flag_budget} {fmt_size(estimate.bytes * 11 // 10).replace(' ', '')} "
-            "or none)", f"keep fewer phases with {flag_only} (e.g. {flag_only} loss,gradients)"]
+            "or none)", *([more] if more else []),
+            f"keep fewer phases with {flag_only} (e.g. {flag_only} loss,gradients)"]
     room = (budget - estimate.initial) // estimate.per_step  # written steps that fit
     if room >= 1:
         every = max(estimate.every, math.ceil(estimate.run / room))
@@ -242,6 +259,7 @@ class TraceConfig:
     init_from: str | None = None
     step_timeout: float | None = None
     budget: int | None = DEFAULT_TRACE_BUDGET
+    ranks: bool = True  # a setup under a strategy: also one rank file per replica (xentdbg.trace.ranks)
 
     def check(self) -> None:
         check_phases(self.phases)
@@ -253,11 +271,20 @@ class TraceConfig:
 
 @dataclass
 class TraceSummary:
+    """What ``record_trace`` wrote. ``bytes``: the reduced trace's size; ``ranks``: the
+    rank files (none for a setup without a strategy, or with ``ranks=False``),
+    ``rank_bytes`` their sizes together; ``write_seconds`` and ``rank_write_seconds``: the
+    time spent writing steps to the reduced trace and to all rank files (slicing included)."""
+
     path: str
     info: SideInfo
     steps_written: int
     estimate: TraceEstimate
-    bytes: int  # the file's size once written
+    bytes: int
+    ranks: list[str] = field(default_factory=list)
+    rank_bytes: int = 0
+    write_seconds: float = 0.0
+    rank_write_seconds: float = 0.0
 
 
 def _initial_from(path: str, info: SideInfo, own_state: list):
@@ -276,9 +303,65 @@ def _initial_from(path: str, info: SideInfo, own_state: list):
         return params, state
 
 
+def rank_files(config: TraceConfig, info: SideInfo) -> list[Path]:
+    """The rank files ``record_trace`` writes for this side (:func:`~xentdbg.trace.ranks.rank_path`),
+    checked as ``--out`` is (:func:`~xentdbg.replay.preflight.preflight`): each can be written, and
+    none is an input of the run (``--init-from``, the setup, ``--data``) or another output;
+    a :class:`UsageError` (exit 2) otherwise. None when the side trains on one replica."""
+    from xentdbg.replay.preflight import preflight
+
+    n = replica_count(info.framework) if config.ranks else 1
+    if n < 2:
+        return []
+    paths = [rank_path(config.out, r, n) for r in range(n)]
+    preflight(outputs={"--out": config.out, **{f"--out's rank {r} file": str(p) for r, p in enumerate(paths)}},
+              inputs={"--init-from": config.init_from}, keep={"the setup": config.setup, "--data": config.data.source})
+    return paths
+
+
+class RankWriters:
+    """One :class:`KeptSteps` per replica; :meth:`write` slices a step's record into each."""
+
+    def __init__(self, paths: list[Path], meta: dict, info: SideInfo, initial: tuple[list, list],
+                 config: TraceConfig, compression: str | None, data: DataInfo):
+        n, run = len(paths), uuid.uuid4().hex
+        strategy = info.framework.get("strategy", "unknown")
+        self.data, self.seconds = data, 0.0
+        self.traces: list[KeptSteps] = []
+        try:
+            for r, p in enumerate(paths):
+                rank = RankMeta(rank=r, world_size=n, strategy=strategy, run=run, reduced=Path(config.out).name)
+                writer = TraceWriter(p, {**meta, RANK_KEY: rank.to_dict()}, info, initial, config.phases, compression)
+                self.traces.append(KeptSteps(writer, config.every))
+        except BaseException:
+            self.close()
+            raise
+
+    def write(self, record: StepRecord) -> None:
+        """Replica r's view of the step into rank file r (a step whose record holds no
+        replica r, none is written there)."""
+        if not self.traces or not self.traces[0].kept(record.step):
+            return
+        start = time.perf_counter()
+        try:
+            sl = self.data.spec.batch_slice(record.step)
+            digests = exact_digests(record, self.data.x[sl], self.data.y[sl])
+        except (IndexError, ValueError):  # a batch the dataset does not hold as such
+            digests = [None] * len(record.replicas)
+        for r, trace in enumerate(self.traces):
+            if r < len(record.replicas):
+                trace.write(rank_record(record, r, digests[r]))
+        self.seconds += time.perf_counter() - start
+
+    def close(self) -> None:
+        for trace in self.traces:
+            trace.close()
+
+
 def record_trace(config: TraceConfig, on_step: Callable[[int], None] | None = None,
                  on_status: Callable[[str], None] | None = None) -> TraceSummary:
-    """Train ``config.setup`` for ``config.steps`` steps in a worker and write the trace."""
+    """Train ``config.setup`` for ``config.steps`` steps in a worker and write the trace
+    (and, for a setup under a strategy, its rank files: :mod:`xentdbg.trace.ranks`)."""
     status = on_status or (lambda s: None)
     config.check()
     ref = SetupRef.parse(config.setup)
@@ -287,11 +370,14 @@ def record_trace(config: TraceConfig, on_step: Callable[[int], None] | None = No
     status("starting worker")
     worker = start_worker("A", ref, config.env, config.data, config.steps)
     writer: KeptSteps | None = None
+    ranks: RankWriters | None = None
     try:
         status("loading setup")
         info, params, state = wait_ready(worker, load_timeout(config.step_timeout))
-        estimate = estimate_traces([info], data, config.steps, config.every, config.phases)
-        check_budget(estimate, config.budget, ("--budget", "--only", "--every"), f"trace --out {config.out}")
+        paths = rank_files(config, info)
+        estimate = estimate_traces([info], data, config.steps, config.every, config.phases, ranks=config.ranks)
+        check_budget(estimate, config.budget, ("--budget", "--only", "--every"), f"trace --out {config.out}",
+                     more=f"leave out the {len(paths)} rank files with --no-ranks" if paths else None)
         if config.init_from:
             params, state = _initial_from(config.init_from, info, state)
             worker.send({"type": "init", "params": True, "state": bool(state)}, params + state)
@@ -303,21 +389,31 @@ def record_trace(config: TraceConfig, on_step: Callable[[int], None] | None = No
         compression = None if config.compression == "none" else config.compression
         writer = KeptSteps(TraceWriter(config.out, meta, info, (params, state), config.phases, compression),
                            config.every)
+        ranks = RankWriters(paths, meta, info, (params, state), config, compression, data)
+        seconds = 0.0
         for k in range(config.steps):
             status(f"step {k}")
             worker.step = k
             header, arrays = worker.recv(config.step_timeout)
-            writer.write(StepRecord.from_wire(header, arrays))
+            record = StepRecord.from_wire(header, arrays)
+            start = time.perf_counter()
+            writer.write(record)
+            seconds += time.perf_counter() - start
+            ranks.write(record)
             worker.send({"type": "next"})
             if on_step:
                 on_step(k)
         worker.recv(config.step_timeout)  # "done"
         writer.close()
-        return TraceSummary(config.out, info, writer.written, estimate, Path(config.out).stat().st_size)
+        ranks.close()
+        return TraceSummary(config.out, info, writer.written, estimate, Path(config.out).stat().st_size,
+                            [str(p) for p in paths], sum(p.stat().st_size for p in paths), seconds, ranks.seconds)
     except BaseException:
         worker.kill()
         raise
     finally:
         if writer is not None:
             writer.close()
+        if ranks is not None:
+            ranks.close()
         worker.close()

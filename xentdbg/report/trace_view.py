@@ -89,6 +89,17 @@ def _cell(value: object) -> Text:
     return Text(text if len(text) <= MAX_CELL else text[:MAX_CELL] + f"… ({len(text)} characters)")
 
 
+def _rank_rows(trace) -> list[tuple[str, str]]:
+    """A rank file's rank (:mod:`xentdbg.trace.ranks`): which replica, the run, the reduced trace."""
+    rank = trace.rank
+    if rank is None:
+        return []
+    return [("rank", f"{rank.describe()} ({rank.strategy}), written by process {rank.process} of {rank.processes}: "
+                     "this replica's inputs, layer outputs, local loss and gradients, state copy, and the "
+                     "synchronized weights"),
+            ("run", f"{rank.run}, reduced trace {rank.reduced_path(trace.path)}")]
+
+
 def render_trace(trace, console: Console, step: int | None = None) -> None:
     meta = trace.meta
     head = Table.grid(padding=(0, 2))
@@ -102,6 +113,7 @@ def render_trace(trace, console: Console, step: int | None = None) -> None:
                        ("data", meta.get("data")),
                        ("recorded", f"{meta.get('created')} by xentdbg {meta.get('xentdbg')}"),
                        ("command", meta.get("command")),
+                       *_rank_rows(trace),
                        ("steps", f"{len(trace.steps)} complete of {meta.get('steps')} (every {meta.get('every', 1)})")):
         head.add_row(key, _cell(value))
     console.print(head)

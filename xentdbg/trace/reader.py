@@ -21,6 +21,7 @@ import numpy as np
 
 from xentdbg.paths import describe_not_file
 from xentdbg.records import SideInfo, StepRecord
+from xentdbg.trace.ranks import RankMeta, rank_of
 from xentdbg.trace.schema import H5_ERRORS, MAX_ATTR_CHARS, MAX_TENSOR_BYTES, Layout, TensorRef, TraceError, bad, check
 from xentdbg.trace.writer import RERUNS
 
@@ -100,6 +101,12 @@ class Trace:
     steps: list[int]
     _file: Any
     _layout: Layout
+
+    @property
+    def rank(self) -> RankMeta | None:
+        """Which replica of a data-parallel run this rank file holds (None: not a rank file;
+        :mod:`xentdbg.trace.ranks`). Checked with the rest of the file when it was opened."""
+        return rank_of(self.meta)
 
     def _tensors(self, refs: list[TensorRef], load: bool) -> list[tuple[str, Any]]:
         return [(ref.name, self._tensor(ref, load)) for ref in refs]

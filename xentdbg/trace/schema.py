@@ -33,6 +33,7 @@ import numpy as np
 from xentdbg.data import LAYOUT_SHAPES, Labels, Pixels, Task
 from xentdbg.errors import UsageError
 from xentdbg.records import PHASES, SideInfo, side_info_from_dict
+from xentdbg.trace.ranks import MAX_WORLD, rank_problem
 from xentdbg.trace.writer import FORMAT, FORMAT_VERSION, RERUNS
 
 # -- limits (docs/trace-format.md, "What readers refuse") ---------------------------------
@@ -183,14 +184,30 @@ class Object(Json):
         return None
 
 
+@dataclass(frozen=True)
+class Checked(Json):
+    """``inner``'s form, then ``rule`` across its fields (a problem, or None)."""
+
+    inner: Json
+    rule: Callable[[Any], str | None]
+
+    def problem(self, value: Any, where: str) -> str | None:
+        return self.inner.problem(value, where) or self.rule(value)
+
+
 SHORT = Text()
+RANK = Checked(Object({"rank": Integer(0, MAX_WORLD - 1), "world_size": Integer(1, MAX_WORLD), "strategy": SHORT,
+                       "run": SHORT, "reduced": SHORT, "process": Integer(0, MAX_WORLD - 1),
+                       "processes": Integer(1, MAX_WORLD)},
+                      required=("rank", "world_size", "strategy", "run", "reduced")), rank_problem)
+"""``meta.rank`` of a rank file (:class:`xentdbg.trace.ranks.RankMeta`); other keys are kept, unread."""
 DATA = Object({"source": SHORT, "subset": Integer(1), "task": Text(choices=get_args(Task)),
                "pixels": Text(choices=get_args(Pixels)), "batch_size": Integer(1),
                "layout": Text(choices=tuple(LAYOUT_SHAPES)), "labels": Text(choices=get_args(Labels))}, closed=True)
 """``meta.data``: :class:`xentdbg.data.DataSpec`'s fields, each optional."""
 META = Object({"command": Text(MAX_COMMAND_CHARS), "frameworks": Object(values=Scalar()),
                "env": Object(values=SHORT), "data": DATA, "steps": Integer(), "every": Integer(1),
-               "setup_sha256": Nullable(SHORT), **{k: Nullable(SHORT) for k in (
+               "setup_sha256": Nullable(SHORT), "rank": RANK, **{k: Nullable(SHORT) for k in (
                    "xentdbg", "python", "platform", "kind", "devices", "setup", "created", "init_from")}})
 """``meta``: every key optional (the reader shows what is there); unknown keys kept."""
 TENSOR_SPEC = Object({"name": SHORT, "shape": Array(Integer(), 32), "dtype": SHORT},

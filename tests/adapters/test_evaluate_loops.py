@@ -72,6 +72,9 @@ def test_keras_loop_under_a_strategy_reruns_each_step(results):
     the replicas' losses reduced by strategy.reduce, which the dry copy's graph may round
     otherwise (one ulp per replica at most; see KerasLoopAdapter._check_replayed)."""
     result = results[MIRRORED]
+    replicas = {p for p in result["phases"] if p.startswith("replica:")}
+    # each replica's samples, loss, local gradients and state copy re-run too
+    assert replicas == {f"replica:{r}:{p}" for r in range(4) for p in ("inputs", "loss", "gradients", "state")}
     for phase, entry in result["phases"].items():
         assert entry["calls"] == 7, (phase, entry)
         assert entry["bitwise"] or phase == "loss", (phase, entry)

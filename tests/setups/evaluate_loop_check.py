@@ -31,14 +31,20 @@ import numpy as np
 
 from xentdbg.adapters import make_adapter
 from xentdbg.data import DataSpec, load
-from xentdbg.records import CaptureMode, StepRecord
+from xentdbg.records import REPLICA_PREFIX, CaptureMode, StepRecord
 from xentdbg.replay.loading import SetupRef, load_function
 from xentdbg.replay.single import run_setup
 
 
 def _compare(got: dict, record: StepRecord, out: dict) -> None:
+    """Each phase ``got`` holds against the record; a ``replica:<r>:<phase>`` key (a side
+    under a strategy) against ``record.replicas[r][phase]``, counted under that key."""
     for phase, pairs in got.items():
-        want = dict(record.tensors[phase])
+        if phase.startswith(REPLICA_PREFIX):
+            r, own = phase[len(REPLICA_PREFIX):].split(":", 1)
+            want = dict(record.replicas[int(r)][own])
+        else:
+            want = dict(record.tensors[phase])
         entry = out.setdefault(phase, {"bitwise": True, "max_abs": 0.0, "calls": 0})
         entry["calls"] += 1
         assert [n for n, _ in pairs] == list(want), (phase, [n for n, _ in pairs], list(want))

@@ -277,7 +277,7 @@ class KerasLoopAdapter(Adapter):
         now_model, now_opt = self.values(model_vars), self.values(opt_vars)
         try:
             self.restore(model_vars, kept.model_values)
-            self.set_initial_values(params, state)
+            self.set_initial_values(params, self._given_state(state))
             loss, computed, acts = dry.forward(x, y)
             trainable, nt = self.model.trainable_variables, self.model.non_trainable_variables
             name = self.flavour.name
@@ -301,6 +301,19 @@ class KerasLoopAdapter(Adapter):
             self.restore(model_vars, now_model)  # bitwise: training goes on from where it was
             self.restore(opt_vars, now_opt)
         return result
+
+    def _given_state(self, state: list[np.ndarray] | None) -> list[np.ndarray] | None:
+        """The state :meth:`evaluate` sets. Under a strategy each replica holds its own copy
+        (BatchNorm statistics): a given tensor bitwise equal to the first replica's copy, as
+        the records hold it, is this side's own and leaves every replica's copy as it was;
+        another (the other side's) replaces all copies."""
+        if self.strategy is None or state is None:
+            return state
+        nt = self.model.non_trainable_variables
+        own = [distribute.local_arrays(self.strategy, nt[k])[0] for k in self._state_index]
+        if all(np.asarray(g).tobytes() == o.tobytes() for g, o in zip(state, own, strict=True)):
+            return None
+        return state
 
     def values(self, variables: list) -> list:
         """Each variable's value: a copy of the array, or under a strategy the list of the

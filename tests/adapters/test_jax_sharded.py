@@ -18,7 +18,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, SETUPS, run_cli
+from conftest import ROOT, SETUPS, run_cli, run_pair
 
 pytestmark = pytest.mark.slow  # JAX in a subprocess, and the CLI
 
@@ -65,10 +65,11 @@ def test_bad_meshes_and_batches_are_refused(checks):
     assert "'batch' is not an axis of the mesh" in refused["no such axis"]
 
 
-def test_psum_of_per_shard_means_is_named_and_pmean_agrees_with_one_device(tmp_path):
-    model = "examples/distributed/jax_model.py"
-    args = ("--subset", "256", "--steps", "2", "--env-b", FLAG)
-    run = run_cli("compare", f"{model}:single", f"{model}:unscaled", *args, tmp_path=tmp_path)
+def test_summed_gradients_are_named_and_pmean_agrees_with_one_device(session_tmp):
+    """The example pair (shard_map's default check_vma: jax.grad already sums, the pmean
+    leaves 4x; shared with test_examples.py) names the cause with JAX's fix; the pmean of
+    local gradients (check_vma=False) agrees with one device."""
+    run = run_pair("distributed", "JAX: pmean under shard_map's default check_vma: gradients 4x", session_tmp)
     assert run.code == 1, run.output[-3000:]
     report = run.report
     assert (report["b"]["framework"]["replicas"], report["b"]["framework"]["strategy"]) == ("4", "shard_map")
@@ -77,6 +78,9 @@ def test_psum_of_per_shard_means_is_named_and_pmean_agrees_with_one_device(tmp_p
     assert top["cause"] == "unscaled-replica-loss", report["diagnosis"]
     assert abs(top["numbers"]["factor"] - 4) < 1e-4
     assert "local gradients sum to the applied ones" in " ".join(top["evidence"])
-    clean = run_cli("compare", f"{model}:single", f"{model}:shard4", *args, tmp_path=tmp_path)
+    assert "check_vma" in top["fix"] and "pmean" in top["fix"]
+    model = "examples/distributed/jax_model.py"
+    clean = run_cli("compare", f"{model}:single", f"{model}:shard4", "--subset", "256", "--steps", "2",
+                    "--env-b", FLAG, tmp_path=session_tmp)
     assert clean.code == 0, clean.output[-3000:]
     assert "4 replicas (shard_map)" in " ".join(clean.stdout.split())

@@ -13,7 +13,7 @@ from conftest import LONG_PAIRS, ROOT, run_compare
 
 pytestmark = pytest.mark.slow
 
-EXPECTED = {"long jax drift pair, 200 steps": (0, None),
+EXPECTED = {"long jax drift pair, 100 steps": (0, None),
             "long case1 logits-jax vs fit, 500 steps": (0, None),
             "long jax schedule change at step 20": (1, (20, "updates"))}
 
@@ -58,6 +58,6 @@ def _rounding_step(runs) -> None:
     assert "float32 rounding" in run.stdout
 
 
-CHECKS = {"long jax drift pair, 200 steps": (_drift_alone,),
+CHECKS = {"long jax drift pair, 100 steps": (_drift_alone,),
           "long case1 logits-jax vs fit, 500 steps": (_rounding_step,)}
 

@@ -58,7 +58,11 @@ dry copy returned the step's loss (within the rounding of its reduction across
 replicas: Grappler may rewrite the ``add_n`` of the replicas' losses otherwise in the dry
 copy's graph; measured 1 ulp apart). Variables are snapshotted and restored per
 replica: replicas' copies of BatchNormalization's statistics may differ. The cross-feed
-and the float64 oracle do not run under a strategy.
+runs under the strategy: given gradients (already summed) enter the optimizer as replica
+0's, zeros in the others, so the optimizer's sum is exact
+(:func:`_tf_distribute.first_replica_only`), and a given state equal to the first
+replica's copy keeps every replica's own copy (:meth:`KerasLoopAdapter._given_state`).
+The float64 oracle does not run under a strategy.
 
 Keras and TensorFlow internals are reached only through
 :mod:`xentdbg.adapters._keras_private` (Keras 3) and :mod:`xentdbg.adapters._tf_keras_private`

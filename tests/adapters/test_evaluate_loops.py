@@ -25,7 +25,7 @@ LOOPS = [f"{SETUPS / 'keras_loops.py'}:compiled", f"{SETUPS / 'keras_loops.py'}:
 LEGACY = str(EXAMPLES / "case2_batchnorm" / "legacy_complete.py")
 # MirroredStrategy on 4 logical CPUs: set before TensorFlow starts, so in a process of its own
 MIRRORED = f"{SETUPS / 'keras_mirrored.py'}:compiled"
-DATA = ["300", "100", "4", "digits", "unit"]  # 3 batches: step 3 starts a second epoch
+DATA = ["200", "100", "3", "digits", "unit"]  # 2 batches: step 2 starts a second epoch
 
 
 def _run_both() -> dict:
@@ -53,7 +53,7 @@ def test_keras_loop_reruns_each_step_bitwise(results, setup):
     result = results[setup]
     assert set(result["phases"]) == {"loss", "gradients", "activations", "state", "weights"}
     for phase, entry in result["phases"].items():
-        assert entry["calls"] == 7, (phase, entry)  # evaluate(k) at steps 0-3, evaluate(k - 1) at 1-3
+        assert entry["calls"] == 5, (phase, entry)  # evaluate(k) at steps 0-2, evaluate(k - 1) at 1-2
         assert entry["bitwise"], (phase, entry)
     assert result["with_grads"] is True  # the record's gradients applied give the record's weights
 
@@ -63,7 +63,7 @@ def test_legacy_function_reruns_loss_gradients_and_activations_bitwise(results):
     # "state" and "weights" come from updates inside the user's K.function: left out
     assert set(result["phases"]) == {"loss", "gradients", "activations"}
     for phase, entry in result["phases"].items():
-        assert entry["calls"] == 7 and entry["bitwise"], (phase, entry)
+        assert entry["calls"] == 5 and entry["bitwise"], (phase, entry)
     assert result["with_grads"] is None
 
 
@@ -76,7 +76,7 @@ def test_keras_loop_under_a_strategy_reruns_each_step(results):
     # each replica's samples, loss, local gradients and state copy re-run too
     assert replicas == {f"replica:{r}:{p}" for r in range(4) for p in ("inputs", "loss", "gradients", "state")}
     for phase, entry in result["phases"].items():
-        assert entry["calls"] == 7, (phase, entry)
+        assert entry["calls"] == 5, (phase, entry)
         assert entry["bitwise"] or phase == "loss", (phase, entry)
     assert result["phases"]["loss"]["max_abs"] <= 4 * 4 * 1.2e-7 * 3, result["phases"]["loss"]
     assert result["with_grads"] is True  # the summed gradients given: the record's weights on every replica
@@ -92,6 +92,9 @@ def test_evaluate_leaves_training_as_it_was(results, setup):
 @pytest.mark.parametrize("setup", [*LOOPS, LEGACY, MIRRORED])
 def test_evaluate_after_train_and_from_other_values(results, setup):
     result = results[setup]
-    assert result["after"] and all(result["after"].values()), result["after"]  # re-runs agree with each other
+    # re-runs agree with the record; under a strategy the returned loss to the rounding of its reduction
+    # (test_keras_loop_under_a_strategy_reruns_each_step)
+    assert result["after"] and all(ok for phase, ok in result["after"].items()
+                                   if not (setup == MIRRORED and phase == "loss")), result["after"]
     assert result["perturbed_loss_differs"]
     assert result["older_refused"] and result["fingerprint_refused"]

@@ -1,6 +1,6 @@
 """``--fingerprint`` and the full replay give the same exit code and the same first
 divergence on long runs too: drift alone (exit 0 both ways, pass 2 runs on past pass 1's
-flag), the 500-step case-1 pair (inherited drift, and one step whose introduced difference
+flag), the 430-step case-1 pair (inherited drift, and one step whose introduced difference
 the float64 oracle shows to be rounding), and a bug introduced late (step 20). The pairs
 are ``bench/fingerprint_agreement.py``'s ``LONG_PAIRS``; that script also runs every
 example pair both ways."""
@@ -14,7 +14,7 @@ from conftest import LONG_PAIRS, ROOT, run_compare
 pytestmark = pytest.mark.slow
 
 EXPECTED = {"long jax drift pair, 100 steps": (0, None),
-            "long case1 logits-jax vs fit, 500 steps": (0, None),
+            "long case1 logits-jax vs fit, 430 steps": (0, None),
             "long jax schedule change at step 20": (1, (20, "updates"))}
 
 
@@ -59,5 +59,5 @@ def _rounding_step(runs) -> None:
 
 
 CHECKS = {"long jax drift pair, 100 steps": (_drift_alone,),
-          "long case1 logits-jax vs fit, 500 steps": (_rounding_step,)}
+          "long case1 logits-jax vs fit, 430 steps": (_rounding_step,)}
 

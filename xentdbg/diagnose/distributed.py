@@ -24,6 +24,7 @@ import numpy as np
 
 from xentdbg.compare.params import layer_and_role
 from xentdbg.diagnose.context import Context, Finding, Side, fmt, ratio
+from xentdbg.diagnose.optimizer import sgd_learning_rate
 from xentdbg.diagnose.training import bn_input
 
 _TOL = 1e-3  # relative residual below which a linear explanation is accepted
@@ -87,7 +88,7 @@ def unscaled_replica_loss(ctx: Context) -> list[Finding]:
             ev.append(f"the replicas' losses {shown} average to {fmt(mean, 5)}, near side {one.label}'s loss "
                       f"{fmt(one.loss, 5)}: each is a mean over the replica's own samples; divided by the global "
                       f"batch they would sum to it (their sum is {fmt(total, 5)})")
-    if not ctx.agrees("loss") and abs(d.loss / one.loss - replicas) < _TOL * replicas:
+    if not ctx.agrees("loss") and one.loss and abs(d.loss / one.loss - replicas) < _TOL * replicas:
         ev.append(f"the loss side {d.label} returns is {replicas} x side {one.label}'s: the sum of those means")
     if _jax(d):
         fix = ("Average the replicas' gradients: jax.lax.pmean(grads, axis), not psum. Under jax.shard_map with "
@@ -233,8 +234,6 @@ def learning_rate_replica_scaling(ctx: Context) -> list[Finding]:
     sides = _sides(ctx)
     if sides is None or not ctx.agrees("gradients") or (ctx.agrees("weights") and ctx.agrees("updates")):
         return []
-    from xentdbg.diagnose.optimizer import sgd_learning_rate
-
     d, one = sides
     grads = ctx.param_triples("gradients")
     after, before = ctx.param_triples("weights"), ctx.before_triples()

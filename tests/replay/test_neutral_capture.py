@@ -19,17 +19,17 @@ pytestmark = pytest.mark.slow  # every test here runs the CLI or a framework in 
 KERAS_BN, LOOPS = str(SETUPS / "keras_bn.py"), str(SETUPS / "keras_loops.py")
 TF_KERAS = str(SETUPS / "tf_keras_bn.py")  # tf.keras code, run with TF_USE_LEGACY_KERAS=1
 MIRRORED = str(SETUPS / "keras_mirrored.py")  # Keras 3 loops under MirroredStrategy, 4 logical CPUs
-# 500 samples, batch 100: 12 steps cross an epoch boundary.
+# 500 samples, batch 100: 7 steps cross an epoch boundary (step 5 starts the second).
 DATA = {"subset": 500, "batch": 100, "task": "digits", "pixels": "unit"}
 CHECKS = {
-    "fit tensorflow": {"check": "neutral", "setup": KERAS_BN, **DATA, "steps": 12, "mode": "full"},
-    "fit fingerprint tensorflow": {"check": "neutral", "setup": KERAS_BN, **DATA, "steps": 12, "mode": "fingerprint"},
-    "loop eager": {"check": "neutral", "setup": f"{LOOPS}:eager", **DATA, "steps": 12, "mode": "full"},
-    "loop compiled": {"check": "neutral", "setup": f"{LOOPS}:compiled", **DATA, "steps": 12, "mode": "full"},
+    "fit tensorflow": {"check": "neutral", "setup": KERAS_BN, **DATA, "steps": 7, "mode": "full"},
+    "fit fingerprint tensorflow": {"check": "neutral", "setup": KERAS_BN, **DATA, "steps": 7, "mode": "fingerprint"},
+    "loop eager": {"check": "neutral", "setup": f"{LOOPS}:eager", **DATA, "steps": 7, "mode": "full"},
+    "loop compiled": {"check": "neutral", "setup": f"{LOOPS}:compiled", **DATA, "steps": 7, "mode": "full"},
     # examples/case1_bce/keras_fit.py: plain SGD(0.01), no momentum
     "gradients tensorflow": {"check": "gradients", "setup": str(CASE1 / "keras_fit.py"), "subset": 1000,
                              "batch": 250, "pixels": "unit", "steps": 5, "lr": 0.01},
-    "fit jax": {"check": "neutral", "setup": KERAS_BN, **DATA, "steps": 12, "mode": "full"},
+    "fit jax": {"check": "neutral", "setup": KERAS_BN, **DATA, "steps": 7, "mode": "full"},
     "gradients jax": {"check": "gradients", "setup": str(CASE1 / "keras_fit.py"), "subset": 1000,
                       "batch": 250, "pixels": "unit", "steps": 5, "lr": 0.01},
     "legacy": {"check": "neutral", "setup": str(CASE1.parent / "case2_batchnorm" / "legacy_complete.py"),
@@ -90,7 +90,7 @@ def neutral(session_tmp) -> dict:
 @pytest.mark.parametrize("backend", ["tensorflow", "jax"])
 def test_captured_fit_ends_bitwise_equal_to_plain_fit(neutral, backend):
     result = neutral[f"fit {backend}"]
-    assert result["records"] == 12
+    assert result["records"] == 7
     assert all(result["equal"]), result
     assert result["last_weights_equal"]
 
@@ -98,14 +98,14 @@ def test_captured_fit_ends_bitwise_equal_to_plain_fit(neutral, backend):
 def test_light_capture_of_fit_is_neutral_too(neutral):
     """--fingerprint's first pass stores fit's loss in a variable inside compute_loss (TF backend)."""
     result = neutral["fit fingerprint tensorflow"]
-    assert result["records"] == 12
+    assert result["records"] == 7
     assert all(result["equal"]), result
 
 
 @pytest.mark.parametrize("variant", ["eager", "compiled"])
 def test_captured_keras_loop_ends_bitwise_equal_to_plain_loop(neutral, variant):
     result = neutral[f"loop {variant}"]
-    assert result["records"] == 12
+    assert result["records"] == 7
     assert all(result["equal"]), result
 
 

@@ -41,14 +41,19 @@ def phase_noise(result: CompareResult) -> dict[str, float]:
 def calibrate(config: CompareConfig, replay: Callable[[CompareConfig], CompareResult],
               on_status: Callable[[str], None] | None = None) -> Calibration:
     """Self-replay both setups (``replay(config)`` runs one full-capture comparison) and
-    return each side's noise per phase with the tolerance set from it."""
+    return each side's noise per phase with the tolerance set from it. Two sides that run
+    the same setup in the same environment are one setup: it is replayed once."""
     status = on_status or (lambda s: None)
-    noise = {}
+    noise: dict[str, dict[str, float]] = {}
+    measured: dict[tuple, dict[str, float]] = {}  # a side that is the other's setup in its environment: once
     for side, setup, env in (("A", config.setup_a, config.env_a), ("B", config.setup_b, config.env_b)):
-        status(f"calibrating: {side} against itself")
-        own = replace(config, setup_a=setup, setup_b=setup, env_a=env, env_b=env, tolerance=_EXACT,
-                      save_traces=None, capture=CaptureMode.FULL, calibrate=False)
-        noise[side] = phase_noise(replay(own))
+        key = (setup, tuple(sorted(env.items())))
+        if key not in measured:
+            status(f"calibrating: {side} against itself")
+            own = replace(config, setup_a=setup, setup_b=setup, env_a=env, env_b=env, tolerance=_EXACT,
+                          save_traces=None, capture=CaptureMode.FULL, calibrate=False)
+            measured[key] = phase_noise(replay(own))
+        noise[side] = measured[key]
     base = config.tolerance
     rtols = {p: max(base.rtol, SAFETY * w) for p, w in worst_noise(noise).items()}
     overrides = tuple((p, rtol) for p, rtol in rtols.items() if rtol != base.rtol)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,6 +75,23 @@ class SideInfo:
     probe: list[str] = field(default_factory=list)  # phases its cross-feed re-run returns (Adapter.PROBE_PHASES)
     oracle: list[str] = field(default_factory=list)  # phases its float64 re-run returns (Adapter.ORACLE_PHASES)
 
+    @property
+    def replicas(self) -> int:
+        """How many replicas the side trained on: :func:`replica_count` of its framework."""
+        return replica_count(self.framework)
+
+
+MAX_REPLICAS = 1 << 20
+"""The most replicas a side (or a rank file) may declare."""
+
+
+def replica_count(framework: Mapping[str, object]) -> int:
+    """The replicas a side trained on, as its adapter reports them under ``replicas`` (a
+    ``tf.distribute`` strategy's ``num_replicas_in_sync``, a JAX mesh's batch axis); 1 on
+    one device, or for a value that is no count in ``1..MAX_REPLICAS``."""
+    value = str(framework.get("replicas", "1"))
+    return int(value) if value.isdigit() and 1 <= int(value) <= MAX_REPLICAS else 1
+
 
 @dataclass
 class StepRecord:
@@ -98,6 +116,11 @@ class StepRecord:
     digests: dict[str, str] = field(default_factory=dict)
     fingerprinted: frozenset[tuple[str, str]] = frozenset()
     replicas: list[dict[str, list[tuple[str, np.ndarray]]]] = field(default_factory=list)
+
+    def replica_sizes(self) -> list[int]:
+        """How many samples each replica trained on, in replica order: the length of its
+        ``inputs`` ``x`` sums (its slice of the global batch); empty on one device."""
+        return [len(np.asarray(dict(r.get("inputs", [])).get("x", ()))) for r in self.replicas]
 
     @property
     def fingerprints(self) -> bool:

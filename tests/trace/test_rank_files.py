@@ -13,12 +13,12 @@ from xentdbg.compare.divergence import StepComparison, TensorComparison
 from xentdbg.compare.metrics import TensorMetrics
 from xentdbg.data import DataSpec
 from xentdbg.data import load as load_data
-from xentdbg.records import PHASES, SideInfo, StepRecord, TensorSpec, batch_fingerprint
+from xentdbg.records import PHASES, SideInfo, StepRecord, TensorSpec, batch_fingerprint, replica_count
 from xentdbg.replay.tracing import estimate_traces, step_bytes
 from xentdbg.trace import TraceError, TraceWriter, load_trace
 from xentdbg.trace.diff import diff_traces
 from xentdbg.trace.rank_diff import Relation, relate, weights_agreement
-from xentdbg.trace.ranks import SUMS_DIGEST, RankMeta, exact_digests, rank_path, rank_record, replica_count
+from xentdbg.trace.ranks import SUMS_DIGEST, RankMeta, exact_digests, rank_path, rank_record
 
 SIZES = (5, 5, 4)  # uneven shards, as tf.distribute splits 14 samples over 3 replicas
 INFO = SideInfo("KerasLoop", {"strategy": "MirroredStrategy", "replicas": "3"},

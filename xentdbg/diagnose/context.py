@@ -56,8 +56,7 @@ class Side:
     def replicas(self) -> int:
         """How many replicas the side trained on: its ``tf.distribute`` strategy's
         ``num_replicas_in_sync``, as its adapter reports it under ``replicas``; 1 on one device."""
-        value = self.info.framework.get("replicas", "1")
-        return int(value) if str(value).isdigit() and int(value) > 0 else 1
+        return self.info.replicas
 
     def replica_tensors(self, phase: str) -> list[Named]:
         """Each replica's tensors of ``phase`` before the reduction

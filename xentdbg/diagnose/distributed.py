@@ -30,7 +30,7 @@ from xentdbg.diagnose.training import bn_input
 _TOL = 1e-3  # relative residual below which a linear explanation is accepted
 
 
-def _sides(ctx: Context) -> tuple[Side, Side] | None:
+def data_parallel(ctx: Context) -> tuple[Side, Side] | None:
     """``(distributed side, one-device side)``, when exactly one side trained on several replicas."""
     a, b = ctx.a, ctx.b
     if a.replicas > 1 and b.replicas == 1:
@@ -58,7 +58,7 @@ def unscaled_replica_loss(ctx: Context) -> list[Finding]:
     Evidence from the replicas: their local gradients sum to the applied ones (the
     all-reduce), and when their losses are recorded, they *average* to the one-device
     loss (each a mean over ``n / R`` samples) where correctly scaled losses *sum* to it."""
-    sides = _sides(ctx)
+    sides = data_parallel(ctx)
     if sides is None or ctx.agrees("gradients"):
         return []
     d, one = sides
@@ -117,12 +117,12 @@ def per_replica_batchnorm(ctx: Context) -> list[Finding]:
         replica r of D: s1_r = m s0 + (1 - m) mean(h_r)
 
     ``1 - m`` is fitted on the one-device side and must fit every replica's copy too."""
-    sides = _sides(ctx)
+    sides = data_parallel(ctx)
     if sides is None:
         return []
     d, one = sides
     copies = d.replica_tensors("state")
-    slices = [len(dict(r).get("x", ())) for r in d.replica_tensors("inputs")]
+    slices = d.record.replica_sizes()
     if len(copies) != d.replicas or len(slices) != d.replicas or not all(slices):
         return []
     before_d, before_one = dict(d.state_before), dict(one.state_before)
@@ -184,11 +184,11 @@ def uneven_replica_batches(ctx: Context) -> list[Finding]:
 
     fitted by least squares over every gradient element: the coefficients give each
     replica's divisor ``D_r``. Equal divisors ``n`` would agree with one device."""
-    sides = _sides(ctx)
+    sides = data_parallel(ctx)
     if sides is None or ctx.agrees("gradients"):
         return []
     d, one = sides
-    sizes = [len(dict(r).get("x", ())) for r in d.replica_tensors("inputs")]
+    sizes = d.record.replica_sizes()
     local = d.replica_tensors("gradients")
     if len(sizes) != d.replicas or len(local) != d.replicas or len(set(sizes)) < 2:
         return []
@@ -231,7 +231,7 @@ def learning_rate_replica_scaling(ctx: Context) -> list[Finding]:
     whose ratio is the distributed side's replica count ``R`` (or ``1 / R``): the linear
     scaling rule (``lr x R`` for a batch ``R`` times larger) applied on one side although
     both train on the same global batch, or a rate tuned per replica left unscaled."""
-    sides = _sides(ctx)
+    sides = data_parallel(ctx)
     if sides is None or not ctx.agrees("gradients") or (ctx.agrees("weights") and ctx.agrees("updates")):
         return []
     d, one = sides

@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from xentdbg.diagnose.context import Context, Finding, fmt
+from xentdbg.diagnose.distributed import data_parallel
 
 _MASK_RESIDUAL = 1e-5
 """Largest ``|out - c * keep * in| / max|in|`` accepted as inverted dropout: a float32
@@ -95,8 +96,9 @@ def dropout_masks(ctx: Context) -> list[Finding]:
            "the training, run both sides with this Dropout's rate at 0 (or without the layer); to compare the "
            "trainings themselves, compare their losses over many steps, not step by step.")
     cause, title = "dropout-masks", f"{t.name_a} draws other dropout masks on the two sides"
-    if replicated:
-        d = next(side for side in ctx.sides if side.replicas > 1)
+    sides = data_parallel(ctx) if replicated else None
+    if sides is not None:
+        d = sides[0]
         cause, title = "per-replica-dropout", f"Each of side {d.label}'s {d.replicas} replicas draws its own " \
                                               f"{t.name_a} masks"
         fix = ("Each replica draws the masks of its slice of the batch from its own random stream, so no seed makes "
@@ -111,10 +113,11 @@ def _per_replica(ctx: Context, x: np.ndarray, keep_a: np.ndarray, keep_b: np.nda
     """When one side trained on several replicas: how the masks agree per replica slice of
     the batch, over the units with a non-zero input (whose mask shows). Each replica draws
     its slice's masks from its own copy of the layer's seed state."""
-    d = next((side for side in ctx.sides if side.replicas > 1), None)
-    if d is None or all(side.replicas > 1 for side in ctx.sides):
+    sides = data_parallel(ctx)
+    if sides is None:
         return None
-    sizes = [len(dict(r).get("x", ())) for r in d.replica_tensors("inputs")]
+    d = sides[0]
+    sizes = d.record.replica_sizes()
     x = np.asarray(x)
     if len(sizes) != d.replicas or sum(sizes) != len(x) or not all(sizes):
         return None

@@ -21,7 +21,7 @@ from xentdbg.records import PHASES, SideInfo, StepRecord, TensorSpec
 from xentdbg.replay.loading import SetupRef
 from xentdbg.replay.process import load_timeout, start_worker, wait_ready
 from xentdbg.trace.meta import trace_meta
-from xentdbg.trace.ranks import RANK_KEY, RankMeta, exact_digests, rank_path, rank_record, replica_count
+from xentdbg.trace.ranks import RANK_KEY, RankMeta, exact_digests, rank_path, rank_record
 from xentdbg.trace.reader import load_trace
 from xentdbg.trace.writer import TraceWriter
 
@@ -170,7 +170,7 @@ def estimate_traces(infos: Sequence[SideInfo], data: DataInfo, steps: int, every
     step are not counted."""
     initial = per_step = files = 0
     for info in infos:
-        n = replica_count(info.framework) if ranks else 1
+        n = info.replicas if ranks else 1
         copies = 1 + (n if n > 1 else 0)
         own = _nbytes(info.params) + _nbytes(info.state) + DATASET_OVERHEAD * (len(info.params) + len(info.state))
         initial += copies * own
@@ -310,7 +310,7 @@ def rank_files(config: TraceConfig, info: SideInfo) -> list[Path]:
     a :class:`UsageError` (exit 2) otherwise. None when the side trains on one replica."""
     from xentdbg.replay.preflight import preflight
 
-    n = replica_count(info.framework) if config.ranks else 1
+    n = info.replicas if config.ranks else 1
     if n < 2:
         return []
     paths = [rank_path(config.out, r, n) for r in range(n)]

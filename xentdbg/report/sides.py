@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from xentdbg.records import replica_count
+
 PYTHON_ENV = "XENTDBG_PYTHON"
 """The key of a side's ``env`` that names the Python its worker runs under:
 ``--python-a PATH`` is ``--env-a XENTDBG_PYTHON=PATH`` (:mod:`xentdbg.replay.interpreter`
@@ -62,8 +64,8 @@ def version_text(framework: Mapping[str, object], shown: tuple[str, ...] = ()) -
 def parallel(framework: Mapping[str, object]) -> str | None:
     """``4 replicas (MirroredStrategy)`` for a side that trained data-parallel (its adapter
     reports ``replicas`` and ``strategy``), None on one device."""
-    replicas = str(framework.get("replicas", ""))
-    if not replicas.isdigit() or int(replicas) < 2:
+    replicas = replica_count(framework)
+    if replicas < 2:
         return None
     strategy = framework.get("strategy")
     return f"{replicas} replicas" + (f" ({strategy})" if strategy else "")

@@ -22,11 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from xentdbg.records import StepRecord, batch_fingerprint
+from xentdbg.records import MAX_REPLICAS, StepRecord, batch_fingerprint
 
 RANK_KEY = "rank"
 """The key of a trace's ``meta`` that makes it a rank file."""
-MAX_WORLD = 1 << 20
+MAX_WORLD = MAX_REPLICAS
 """The most replicas (and processes) a rank file may declare."""
 SUMS_DIGEST = "sums-sha1:"
 """Prefix of a rank file's batch digest made from the per-sample sums (:func:`sums_digests`),
@@ -105,20 +105,10 @@ def rank_path(out: str | Path, rank: int, world_size: int) -> Path:
     return p.with_name(f"{p.stem}.rank{rank:0{digits}d}{p.suffix}")
 
 
-def replica_count(framework: dict[str, str]) -> int:
-    """How many replicas a side trains on (``SideInfo.framework["replicas"]``; 1 without a strategy)."""
-    try:
-        n = int(framework.get("replicas", "1"))
-    except (TypeError, ValueError):
-        return 1
-    return n if 1 <= n <= MAX_WORLD else 1
-
-
 def replica_rows(record: StepRecord) -> list[tuple[int, int]]:
     """Each replica's rows ``(start, stop)`` of the global batch: the replicas' slices are
     contiguous, in replica order, as long as their ``inputs`` ``x`` sums."""
-    lengths = [len(np.asarray(dict(r.get("inputs", [])).get("x", ()))) for r in record.replicas]
-    starts = np.cumsum([0, *lengths])
+    starts = np.cumsum([0, *record.replica_sizes()])
     return [(int(a), int(b)) for a, b in zip(starts[:-1], starts[1:])]
 
 

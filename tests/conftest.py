@@ -50,6 +50,13 @@ def pytest_unconfigure(config) -> None:
         shutil.rmtree(cache, ignore_errors=True)
 
 
+def words(text: str) -> str:
+    """The words of a rich report, one space apart: rich wraps at the terminal's width and
+    a panel's wrapped line carries its ``│`` borders, so a phrase can span lines (and the
+    wrap points move with the length of the checkout's path)."""
+    return " ".join(text.replace("│", " ").split())
+
+
 @dataclass
 class CliRun:
     code: int

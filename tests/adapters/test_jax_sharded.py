@@ -18,7 +18,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, SETUPS, run_cli, run_pair
+from conftest import ROOT, SETUPS, run_cli, run_pair, words
 
 pytestmark = pytest.mark.slow  # JAX in a subprocess, and the CLI
 
@@ -83,4 +83,4 @@ def test_summed_gradients_are_named_and_pmean_agrees_with_one_device(session_tmp
     clean = run_cli("compare", f"{model}:single", f"{model}:shard4", "--subset", "256", "--steps", "2",
                     "--env-b", FLAG, tmp_path=session_tmp)
     assert clean.code == 0, clean.output[-3000:]
-    assert "4 replicas (shard_map)" in " ".join(clean.stdout.split())
+    assert "4 replicas (shard_map)" in words(clean.stdout)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import CASE1, run_compare
+from conftest import CASE1, run_compare, words
 
 pytestmark = pytest.mark.slow  # every test here runs the CLI or a framework in a subprocess
 
@@ -49,7 +49,7 @@ def test_stable_jax_vs_keras_is_diagnosed_as_logits_vs_clipped_probabilities(sta
     # cause 2: the epsilon A clips with, read from its loss: 1e-6 below, float32(0.9999999) above
     assert eps["cause"] == "epsilon"
     assert eps["numbers"]["clip"][0] == 1e-6 and eps["numbers"]["clip"][1] == pytest.approx(1 - 1.1920929e-07)
-    out = " ".join(stable_vs_keras.stdout.split())
+    out = words(stable_vs_keras.stdout)
     assert "Likely cause: Side B computes the cross-entropy from logits, side A from clipped probabilities" in out
     assert "fix: Compute side A's loss from the logits" in out
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import run_pair
+from conftest import run_pair, words
 
 pytestmark = pytest.mark.slow
 
@@ -25,7 +25,7 @@ def test_one_device_against_four_replicas_differs_by_summation_order_only(sessio
     fw = report["b"]["framework"]
     assert (fw["strategy"], fw["replicas"]) == ("MirroredStrategy", "4")
     assert fw["devices"].count("CPU:") >= 4 or "GPU" in fw["devices"]
-    assert "4 replicas (MirroredStrategy)" in " ".join(run.stdout.split())
+    assert "4 replicas (MirroredStrategy)" in words(run.stdout)
     steps = report["per_step"]
     assert len(steps) == 3 and not any(s["flagged"] for s in steps)
     # another summation order: the gradients are not bitwise equal, but far inside the tolerance

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from conftest import EXAMPLES, run_cli, run_pair
+from conftest import EXAMPLES, run_cli, run_pair, words
 
 FOLDER = EXAMPLES / "pairing"
 OPTS = ("--task", "digits", "--pixels", "unit", "--subset", "300", "--batch-size", "100", "--steps", "3")
@@ -17,7 +17,7 @@ OPTS = ("--task", "digits", "--pixels", "unit", "--subset", "300", "--batch-size
 def test_frozen_layer_is_the_first_divergence_and_the_cause(session_tmp):
     run = run_pair("pairing", "frozen hidden layer on one side", session_tmp)
     assert run.code == 1
-    out = " ".join(run.output.replace("│", " ").split())  # the report wraps at the terminal's width
+    out = words(run.output)
     assert "step 0 · update · sequential/dense/kernel" in out
     assert "B does not train `sequential/dense/kernel`, `sequential/dense/bias`" in out
     assert "stays bitwise equal" in out

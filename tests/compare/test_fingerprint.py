@@ -84,11 +84,11 @@ def test_fingerprint_mode_finds_a_gradient_only_divergence_through_the_weights(c
 
 @pytest.mark.slow
 def test_fingerprint_mode_on_a_clean_pair_says_what_it_did_not_check(session_tmp):
-    from conftest import CASE1, run_cli
+    from conftest import CASE1, run_cli, words
 
     run = run_cli("compare", str(CASE1 / "jax_logits.py"), str(CASE1 / "keras_fit.py"), "--steps", "4",
                   "--fingerprint", tmp_path=session_tmp)
     assert run.code == 0, run.output
     assert run.report["mode"] == "fingerprint" and run.report["all_bitwise_equal"] is False
     assert run.report["fingerprint_pass"] == {"steps": 4, "flagged": None}
-    assert "screened by sum, norm and max|x|" in " ".join(run.stdout.split())
+    assert "screened by sum, norm and max|x|" in words(run.stdout)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import SETUPS, run_cli
+from conftest import SETUPS, run_cli, words
 
 pytestmark = pytest.mark.slow  # every test here runs the CLI or a framework in a subprocess
 
@@ -26,4 +26,4 @@ def test_nondeterministic_setup_diverges_by_default_and_not_once_calibrated(sess
     first = plain.report["first_divergence"]
     assert first["phase"] in raised  # what diverged by default is within the calibrated noise
     assert cal["per_phase"]["inputs"]["rtol"] == 1e-3  # no noise there: the default stays
-    assert "calibrated: run-to-run noise" in " ".join(calibrated.stdout.split())
+    assert "calibrated: run-to-run noise" in words(calibrated.stdout)

@@ -12,7 +12,7 @@ import pytest
 
 from xentdbg.trace import load_trace
 
-from conftest import EXAMPLES, run_cli, shared
+from conftest import EXAMPLES, run_cli, shared, words
 
 MODEL = EXAMPLES / "distributed" / "model.py"
 ARGS = ("--steps", "2", "--subset", "128")
@@ -39,7 +39,7 @@ def rank_traces(session_tmp) -> dict[str, str]:
 @pytest.mark.slow
 def test_rank_files_hold_each_replicas_view(rank_traces):
     folder = Path(rank_traces["folder"])
-    assert "4 rank files, one per replica" in " ".join(rank_traces["replicas4_bn"].split())
+    assert "4 rank files, one per replica" in words(rank_traces["replicas4_bn"])
     assert "rank files" not in rank_traces["single_bn"]
     assert not list(folder.glob("single_bn.rank*"))
     ranks = [load_trace(folder / f"replicas4_bn.rank{r}.h5") for r in range(4)]
@@ -82,7 +82,7 @@ def test_diff_of_two_ranks_says_same_run_different_slices(rank_traces, session_t
     run = run_cli("diff", str(folder / "replicas4_bn.rank0.h5"), str(folder / "replicas4_bn.rank1.h5"),
                   "--json", str(report), tmp_path=session_tmp)
     assert run.code == 1, run.output  # their inputs do differ; the report says why
-    text = " ".join(run.stdout.split())
+    text = words(run.stdout)
     assert "rank 0 of 4 of a MirroredStrategy run" in text and "rank 1 of 4 of a MirroredStrategy run" in text
     assert "two ranks of one run" in text and "different slices of each global batch" in text
     assert "by design" in text and "not a bug" in text and "Feed both sides the same batches" not in text
@@ -102,7 +102,7 @@ def test_diff_of_a_rank_against_a_single_device_trace(rank_traces, session_tmp):
     run = run_cli("diff", str(folder / "replicas4_bn.rank0.h5"), str(folder / "single_bn.h5"),
                   "--json", str(report), tmp_path=session_tmp)
     assert run.code == 1, run.output
-    text = " ".join(run.stdout.split())
+    text = words(run.stdout)
     assert "rank 0 of 4 of a MirroredStrategy run" in text and "(16 and 64 samples per step)" in text
     d = json.loads(report.read_text())
     top = d["diagnosis"]["findings"][0]
@@ -114,5 +114,5 @@ def test_diff_of_a_rank_against_a_single_device_trace(rank_traces, session_tmp):
 def test_show_names_the_rank(rank_traces, session_tmp):
     run = run_cli("show", str(Path(rank_traces["folder"]) / "replicas4_bn.rank3.h5"), tmp_path=session_tmp)
     assert run.code == 0, run.output
-    text = " ".join(run.stdout.split())
+    text = words(run.stdout)
     assert "rank 3 of 4 (MirroredStrategy)" in text and "reduced trace" in text

@@ -19,7 +19,8 @@ SETUPS = Path(__file__).resolve().parent / "setups"
 
 
 def pytest_configure(config) -> None:
-    """JAX's persistent compilation cache, one per test run (both xdist workers and every
+    """Python's Ctrl-C handler where the suite was started with SIGINT ignored (below); and
+    JAX's persistent compilation cache, one per test run (both xdist workers and every
     process the tests start share it): the suite starts hundreds of workers that compile
     the same small programs (a setup's initializers, its step), and a JAX worker spends
     half its CPU there (measured: 2.3 s cold, 1.1 s warm, on tests/setups/jax_small.py).
@@ -28,6 +29,13 @@ def pytest_configure(config) -> None:
     Environment variables JAX reads at import (jax/_src/config.py: compilation_cache_dir,
     persistent_cache_min_compile_time_secs, persistent_cache_min_entry_size_bytes); one
     set by the caller wins."""
+    import signal
+
+    # Ctrl-C tests send SIGINT. A shell that starts the suite in the background (``cmd &``)
+    # ignores SIGINT in it, Python then installs no KeyboardInterrupt handler, and exec
+    # keeps an ignored signal ignored in every process the tests start: restore Python's.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     import tempfile
     import uuid
 

@@ -131,3 +131,38 @@ def single_dropout(data):
 def replicas4_dropout(data):
     """4 replicas with Dropout(0.3): each replica draws its own masks."""
     return mirrored(dropout=0.3)
+
+
+def fitted(batchnorm: bool = False, replicas: int = 1) -> xentdbg.KerasFit:
+    """The same model trained by ``model.fit``, on one device or, built and compiled under
+    ``MirroredStrategy``'s scope, on ``replicas`` replicas: fit then splits each global batch
+    over the replicas, scales each replica's loss by 1/replicas and sums their gradients."""
+    strategy = tf.distribute.MirroredStrategy(devices(replicas)) if replicas > 1 else tf.distribute.get_strategy()
+    with strategy.scope():
+        model = build(batchnorm)
+        model.compile(tf.keras.optimizers.SGD(0.1), tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return xentdbg.KerasFit(model, shuffle=False)
+
+
+@xentdbg.declare(task="digits", labels="sparse", pixels="unit", batch_size=64)
+def fit_single(data):
+    """model.fit on one device, global batch 64."""
+    return fitted()
+
+
+@xentdbg.declare(task="digits", labels="sparse", pixels="unit", batch_size=64)
+def fit_replicas4(data):
+    """model.fit under MirroredStrategy, 4 replicas of 16."""
+    return fitted(replicas=REPLICAS)
+
+
+@xentdbg.declare(task="digits", labels="sparse", pixels="unit", batch_size=64)
+def fit_single_bn(data):
+    """model.fit on one device with BatchNormalization."""
+    return fitted(batchnorm=True)
+
+
+@xentdbg.declare(task="digits", labels="sparse", pixels="unit", batch_size=64)
+def fit_replicas4_bn(data):
+    """model.fit under MirroredStrategy with BatchNormalization: per-replica statistics."""
+    return fitted(batchnorm=True, replicas=REPLICAS)

@@ -1,6 +1,6 @@
-"""One device against 4 replicas of tf.distribute.MirroredStrategy (examples/distributed):
-the clean pair differs by summation order only, the missing loss scaling and per-replica
-BatchNorm are named with their per-replica evidence.
+"""One device against 4 replicas of tf.distribute.MirroredStrategy (examples/distributed),
+with a custom loop and with model.fit: the clean pairs differ by summation order only, the
+missing loss scaling and per-replica BatchNorm are named with their per-replica evidence.
 
 Each test reads the report of one example pair (``conftest.run_pair``: the run is shared
 with ``test_examples.py``, which checks the exit codes)."""
@@ -18,21 +18,6 @@ def _top(report: dict) -> dict:
     return report["diagnosis"]["findings"][0]
 
 
-def test_one_device_against_four_replicas_differs_by_summation_order_only(session_tmp):
-    run = run_pair("distributed", "one device against 4 replicas (clean)", session_tmp)
-    assert run.code == 0, run.output[-3000:]
-    report = run.report
-    fw = report["b"]["framework"]
-    assert (fw["strategy"], fw["replicas"]) == ("MirroredStrategy", "4")
-    assert fw["devices"].count("CPU:") >= 4 or "GPU" in fw["devices"]
-    assert "4 replicas (MirroredStrategy)" in words(run.stdout)
-    steps = report["per_step"]
-    assert len(steps) == 3 and not any(s["flagged"] for s in steps)
-    # another summation order: the gradients are not bitwise equal, but far inside the tolerance
-    assert 0 < max(s["max_grad_diff"] for s in steps) < 1e-6, steps
-    assert all(s["crossfeed"] is None or s["crossfeed"]["ran"] for s in steps)
-
-
 def test_missing_loss_scaling_is_named_with_the_replicas_losses(session_tmp):
     run = run_pair("distributed", "4 replicas without compute_average_loss: gradients 4x", session_tmp)
     assert run.code == 1, run.output[-3000:]
@@ -48,8 +33,26 @@ def test_missing_loss_scaling_is_named_with_the_replicas_losses(session_tmp):
     assert "compute_average_loss" in top["fix"]
 
 
-def test_per_replica_batchnorm_is_located_at_the_layer_and_named(session_tmp):
-    run = run_pair("distributed", "per-replica BatchNorm against one device's", session_tmp)
+@pytest.mark.parametrize("pair", ["one device against 4 replicas (clean)",
+                                  "model.fit: one device against 4 replicas (clean)"])
+def test_one_device_against_four_replicas_differs_by_summation_order_only(session_tmp, pair):
+    run = run_pair("distributed", pair, session_tmp)
+    assert run.code == 0, run.output[-3000:]
+    report = run.report
+    fw = report["b"]["framework"]
+    assert (fw["strategy"], fw["replicas"]) == ("MirroredStrategy", "4")
+    assert "4 replicas (MirroredStrategy)" in words(run.stdout)
+    steps = report["per_step"]
+    assert len(steps) == 3 and not any(s["flagged"] for s in steps)
+    # another summation order: the gradients are not bitwise equal, but far inside the tolerance
+    assert 0 < max(s["max_grad_diff"] for s in steps) < 1e-6, steps
+    assert all(s["crossfeed"] is None or s["crossfeed"]["ran"] for s in steps)
+
+
+@pytest.mark.parametrize("pair", ["per-replica BatchNorm against one device's",
+                                  "model.fit: per-replica BatchNorm against one device's"])
+def test_per_replica_batchnorm_is_located_at_the_layer_and_named(session_tmp, pair):
+    run = run_pair("distributed", pair, session_tmp)
     assert run.code == 1, run.output[-3000:]
     report = run.report
     assert report["first_divergence"]["step"] == 0

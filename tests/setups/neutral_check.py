@@ -105,8 +105,9 @@ def replicas(job: dict) -> dict:
     equal = [all(a.tobytes() == b.tobytes() for a, b in zip(p, c, strict=True))
              for p, c in zip(plain, captured, strict=True)]
     nt = adapter.model.non_trainable_variables
+    state_index = getattr(adapter, "state_index", None) or adapter._state_index  # KerasFit's, KerasLoop's
     final = {adapter.flavour.name(nt[k]): _tf_distribute.local_arrays(adapter.strategy, nt[k])
-             for k in adapter._state_index}
+             for k in state_index}
     last = records[-1].replicas
     last_state_equal = len(last) == adapter.replicas and all(
         dict(rep["state"])[n].tobytes() == copies[r].tobytes()

@@ -125,3 +125,18 @@ class LayerHooks:
             yield self._by_replica
         finally:
             self._collector, self._by_replica = None, None
+
+
+def joined_replicas(by_replica: dict[int, list[tuple[str, Any]]]) -> list[tuple[str, Any]]:
+    """Each layer's output over the global batch: the replicas' outputs (the same layers
+    in the same order in every replica) joined along the batch axis in replica order,
+    the order in which the replicas' slices make up the global batch."""
+    import tensorflow as tf
+
+    replicas = [by_replica[r] for r in sorted(by_replica)]
+    if not replicas:
+        return []
+    names = [n for n, _ in replicas[0]]
+    if any([n for n, _ in other] != names for other in replicas[1:]):
+        return []  # replicas called other layers: no per-layer view of the global batch
+    return [(n, tf.concat([r[j][1] for r in replicas], axis=0)) for j, n in enumerate(names)]

@@ -88,6 +88,27 @@ def distribute_batch(strategy: Any, arrays: list[np.ndarray]) -> list[Any]:
     return [per_replica(np.asarray(a)) for a in arrays]
 
 
+def per_replica(strategy: Any, values: list[Any]) -> Any:
+    """One per-replica value from ``values[r]`` for each replica ``r`` (tensors or arrays
+    each replica already holds, such as what :func:`local_tensors` read), placed by
+    ``experimental_distribute_values_from_function``."""
+    import tensorflow as tf
+
+    return strategy.experimental_distribute_values_from_function(
+        lambda ctx: tf.convert_to_tensor(values[ctx.replica_id_in_sync_group]))
+
+
+def local_tensors(strategy: Any, variable: Any) -> list[Any]:
+    """Each replica's copy of ``variable`` read as a tensor, in replica order, without a
+    copy: a read aliases the variable's buffer, and TensorFlow copies on the next in-place
+    update while the read is alive (``PrepareToUpdateVariable``,
+    tensorflow/core/kernels/training_op_helpers.h)."""
+    import tensorflow as tf
+
+    value = getattr(variable, "value", variable)
+    return [tf.convert_to_tensor(c) for c in strategy.experimental_local_results(value)]
+
+
 def first_replica_only(strategy: Any, arrays: list[np.ndarray]) -> list[Any]:
     """Per-replica values that replica 0 holds ``arrays`` in and every other replica
     zeros of their shapes: summed across replicas (:func:`all_reduce_sum`) they are

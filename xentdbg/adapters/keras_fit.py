@@ -61,12 +61,12 @@ from xentdbg.adapters import _keras_private as private
 from xentdbg.adapters import _tf_distribute as distribute
 from xentdbg.adapters import _tf_keras_private as tf_keras_private
 from xentdbg.adapters._keras_flavour import dtype_of, flavour_of, model_error, unreplayed
-from xentdbg.adapters._keras_hooks import LayerHooks, leaf_layers
+from xentdbg.adapters._keras_hooks import LayerHooks, joined_replicas, leaf_layers
 from xentdbg.adapters._keras_oracle import check_float64_model
 from xentdbg.adapters.base import Adapter, Emit, StopReplay, given_batch, python_info
 from xentdbg.data import DataInfo
 from xentdbg.errors import UsageError
-from xentdbg.records import CaptureMode, SideInfo, StepRecord, TensorSpec, batch_fingerprint
+from xentdbg.records import REPLICA_PREFIX, CaptureMode, SideInfo, StepRecord, TensorSpec, batch_fingerprint
 from xentdbg.setups import FIT_ARGS_OWNED, KerasFit
 
 
@@ -97,12 +97,17 @@ class KerasFitAdapter(Adapter):
         if owned:
             raise UsageError(f"KerasFit: fit argument(s) {', '.join(owned)} are set by xentdbg.",
                              hint="Remove them; use --subset, --batch-size and --steps instead.")
-        if distribute.trains_distributed(model):
-            raise UsageError(
-                "KerasFit: the model was built under a tf.distribute strategy; xentdbg replays model.fit on one "
-                "device only, and would record one replica's batch as the step's.",
-                hint="Write the step as a loop and pass the strategy: xentdbg.KerasLoop(model, train_step, optimizer, "
-                     "strategy=strategy) records every replica (examples/distributed).")
+        # A model built under a tf.distribute strategy's scope trains under it: Keras 3's TF
+        # trainer keeps the strategy of its creation (keras/src/backend/tensorflow/trainer.py,
+        # ``distribute_strategy``) and runs each step as ``distribute_strategy.run``.
+        self.strategy = model.distribute_strategy if distribute.trains_distributed(model) else None
+        self.replicas = 1
+        if self.strategy is not None:
+            if flavour.legacy:
+                raise UsageError("KerasFit under a tf.distribute strategy runs Keras 3 models; this one is a "
+                                 "tf_keras model.",
+                                 hint="Build the model with Keras 3, or compare the tf_keras fit on one device.")
+            self.replicas = int(self.strategy.num_replicas_in_sync)
         # tf_keras holds it in a variable (tf_keras/src/engine/training.py:864), Keras 3 an int
         if int(np.asarray(getattr(model, "steps_per_execution", 1) or 1)) != 1:
             raise UsageError("KerasFit: steps_per_execution must be 1 for per-step capture.")
@@ -124,6 +129,8 @@ class KerasFitAdapter(Adapter):
 
             fw["tensorflow"] = tf.__version__
             fw["jit_compile"] = str(self.model.jit_compile)
+            if self.strategy is not None:
+                fw.update(strategy=type(self.strategy).__name__, replicas=str(self.replicas))
         elif self.backend == "jax":
             import jax
 
@@ -208,7 +215,7 @@ class KerasFitAdapter(Adapter):
         held = self._capture._held.get(step) if self._capture is not None else None
         if held is None:
             raise ValueError(f"step {step} is no longer held")
-        return [np.asarray(a) for a in (held.x, held.y, held.sw) if a is not None]
+        return held.arrays()
 
     def oracle(self, params: list[np.ndarray], state: list[np.ndarray] | None,
                batch: list[np.ndarray]) -> dict[str, list[tuple[str, np.ndarray]]]:
@@ -265,6 +272,14 @@ class _Held:
     y: Any
     sw: Any
 
+    def arrays(self) -> list[np.ndarray]:
+        """The batch, ``[x, y]`` or ``[x, y, sample_weight]``. Under a strategy the held
+        values are each replica's slice (and ``non_trainable`` each variable's per-replica
+        copies): joined here in replica order, the global batch's order."""
+        def whole(a: Any) -> np.ndarray:
+            return np.concatenate([np.asarray(s) for s in a]) if isinstance(a, list) else np.asarray(a)
+        return [whole(a) for a in (self.x, self.y, self.sw) if a is not None]
+
 
 def _snapshot(model, value) -> tuple[list, list]:
     """The model's variables as TF tensors, read now (TF backend).
@@ -278,6 +293,15 @@ def _snapshot(model, value) -> tuple[list, list]:
 
     return ([tf.convert_to_tensor(value(v)) for v in model.trainable_variables],
             [tf.convert_to_tensor(value(v)) for v in model.non_trainable_variables])
+
+
+def _replica_sum(losses: list[Any]) -> np.ndarray:
+    """The replicas' losses added in float32 in replica order: the loss of the global batch,
+    each replica's being scaled by 1/replicas (see ``recompute_replicas``)."""
+    total = np.float32(0)
+    for loss in losses:
+        total = np.float32(total + np.asarray(loss, dtype=np.float32).reshape(()))
+    return np.asarray(total)
 
 
 def _host(tensors) -> list[np.ndarray]:
@@ -340,7 +364,11 @@ class _FitCapture:
             return tf.Variable(tf.zeros([0], dtype=dtype), shape=tf.TensorShape(None), trainable=False)
 
         x_dtype = tf.as_dtype(self.adapter.data.x.dtype)
-        self._vars = {"x": var(x_dtype), "y": var(tf.float32), "sw": var(tf.float32), "loss": var(tf.float32)}
+        # One set per replica under a strategy: each replica's compute_loss stores its own
+        # slice of the global batch (the replica is known when the step is traced).
+        self._stores = [{"x": var(x_dtype), "y": var(tf.float32), "sw": var(tf.float32), "loss": var(tf.float32)}
+                        for _ in range(self.adapter.replicas)]
+        self._vars = self._stores[0]
         self._has_sw = False
         original = model.compute_loss
         flavour = self.adapter.flavour
@@ -352,15 +380,16 @@ class _FitCapture:
         def observed(training, x, y, sample_weight, compute):
             """Store the batch (and the loss) of fit's training step; compute the loss."""
             of_step = training and not hooks.collecting
+            store = self._stores[distribute.replica_id() or 0]
             if of_step:
-                self._vars["x"].assign(x)
-                self._vars["y"].assign(tf.cast(y, tf.float32))
+                store["x"].assign(x)
+                store["y"].assign(tf.cast(y, tf.float32))
                 if sample_weight is not None:
                     self._has_sw = True
-                    self._vars["sw"].assign(tf.cast(sample_weight, tf.float32))
+                    store["sw"].assign(tf.cast(sample_weight, tf.float32))
             loss = compute()
             if store_loss and of_step:
-                self._vars["loss"].assign(tf.reshape(tf.cast(loss, tf.float32), [-1]))
+                store["loss"].assign(tf.reshape(tf.cast(loss, tf.float32), [-1]))
             return loss
 
         if legacy:
@@ -427,6 +456,35 @@ class _FitCapture:
         jit = bool(model.jit_compile)
         self._recompute = tf.function(recompute_legacy if legacy else recompute, jit_compile=jit,
                                       reduce_retracing=True)
+        strategy = self.adapter.strategy
+
+        if strategy is not None:
+            def recompute_replicas(tv, ntv, x, y, sw):
+                """Under a strategy: each replica's loss and local gradients, computed as fit's
+                step computes them in that replica (``distribute_strategy.run(train_step)``,
+                tensorflow/trainer.py:131-133) from its slice of the batch and its own copies of
+                the non-trainable variables (``ntv``, ``x``, ``y``, ``sw``: per-replica values),
+                and the local gradients summed as the optimizer sums them before it applies them
+                (:func:`_tf_distribute.all_reduce_sum`). Keras scales each replica's loss by
+                1/replicas (``scale_loss_for_distribution``, keras/src/losses/loss.py:229-243),
+                so the replicas' losses add up to the global batch's."""
+                def local(tv, ntv, x, y, sw):
+                    with tf.GradientTape() as tape:
+                        tape.watch(tv)
+                        loss = self._stateless_loss(tv, ntv, [v.value for v in flavour.metrics_variables(model)],
+                                                    x, y, sw)
+                    grads = tape.gradient(loss, tv)
+                    return loss, grads, distribute.all_reduce_sum(list(grads))
+
+                with hooks.collect_per_replica(distribute.replica_id) as by_replica:
+                    loss, grads, reduced = strategy.run(local, args=(tv, ntv, x, y, sw))
+                acts = joined_replicas(by_replica)
+                self._act_names = [n for n, _ in acts]
+                results = functools.partial(distribute.local_results, strategy)
+                return (results(loss), [results(g) for g in grads], [results(g)[0] for g in reduced],
+                        [a for _, a in acts])
+
+            self._recompute_replicas = tf.function(recompute_replicas, jit_compile=jit, reduce_retracing=True)
         if self.capture is not CaptureMode.FULL:
             return
         optimizer = model.optimizer
@@ -490,6 +548,29 @@ class _FitCapture:
         compile_args = {"jit_compile": jit, "reduce_retracing": True}
         self._train_step = train_step if model.run_eagerly else tf.function(train_step, **compile_args)
         self._apply = apply if model.run_eagerly else tf.function(apply, **compile_args)
+        if strategy is None:
+            return
+
+        # Under a strategy evaluate loads and restores every replica's copy eagerly
+        # (_evaluate_replicas): the replicas' copies of the BatchNorm statistics differ, and
+        # a read in cross-replica context sees the first replica's only.
+        def train_step_replicas(data):
+            """fit's own step under the strategy, on a per-replica batch."""
+            with hooks.collect():  # a re-run: its flags and batch are not fit's step's
+                strategy.run(model.train_step, args=(data,))
+
+        def apply_replicas(grads):
+            """The given (already summed) gradients through the optimizer as fit's step
+            applies them: replica 0 holds them, the others zeros
+            (:func:`_tf_distribute.first_replica_only`), so the optimizer's sum across
+            replicas is the given gradients exactly."""
+            tvars = list(model.trainable_variables)
+            strategy.run(lambda *g: optimizer.apply_gradients(zip([optimizer.scale_loss(a) for a in g], tvars,
+                                                                  strict=True)), args=tuple(grads))
+
+        self._train_step_replicas = (train_step_replicas if model.run_eagerly
+                                     else tf.function(train_step_replicas, **compile_args))
+        self._apply_replicas = apply_replicas if model.run_eagerly else tf.function(apply_replicas, **compile_args)
 
     def _stateless_loss(self, tv, ntv, mv, x, y, sw):
         """The loss fit differentiates, as in keras/src/backend/jax/trainer.py
@@ -596,6 +677,10 @@ class _FitCapture:
 
             value = self.adapter.flavour.value
             self._pre = _snapshot(self.model, value)
+            strategy = self.adapter.strategy
+            if strategy is not None:  # each replica's own copies (BatchNorm statistics part)
+                self._pre = (self._pre[0], [distribute.local_tensors(strategy, v)
+                                            for v in self.model.non_trainable_variables])
             # Reads alias the buffers, as in _snapshot: no copy unless the step updates them.
             self._pre_optimizer = [tf.convert_to_tensor(value(v))
                                    for v in self.adapter.flavour.optimizer_variables(self.model.optimizer)]
@@ -607,7 +692,11 @@ class _FitCapture:
         y: Any
         acts, grads = [], None
         held: _Held | None = None
-        if self.adapter.backend == "tensorflow":
+        replicas: list[dict[str, list[tuple[str, np.ndarray]]]] = []
+        if self.adapter.strategy is not None:
+            x, y, loss, grads, acts, held, replicas = self._step_end_replicas()
+            weights, nt = (_host(t) for t in _snapshot(model, self.adapter.flavour.value))
+        elif self.adapter.backend == "tensorflow":
             import tensorflow as tf
 
             xt, yt = tf.convert_to_tensor(self._vars["x"]), tf.convert_to_tensor(self._vars["y"])
@@ -650,12 +739,50 @@ class _FitCapture:
         if self.capture is CaptureMode.FULL:
             tensors["activations"] = list(zip(self._act_names, (np.asarray(a) for a in acts), strict=True))
             tensors["gradients"] = list(zip(tnames, (np.asarray(g) for g in grads or []), strict=True))
-        record = StepRecord(step=self.step, tensors=tensors, flags=dict(self.hooks.flags), digests=digests)
+        record = StepRecord(step=self.step, tensors=tensors, flags=dict(self.hooks.flags), digests=digests,
+                            replicas=replicas)
         if held is not None:
             self._held[self.step] = held
             self._held.pop(self.step - 2, None)
         self.step += 1
         self.emit(record)
+
+    def _step_end_replicas(self) -> tuple:
+        """:meth:`on_step_end` under a strategy: the global batch (the replicas' slices
+        joined), the loss (the replicas' losses summed, in replica order), the applied
+        gradients (the local ones summed as the optimizer sums them), the layer outputs over
+        the global batch, what evaluate holds, and (full capture) each replica's record for
+        ``StepRecord.replicas``: its samples, loss, local gradients and copy of the state."""
+        import tensorflow as tf
+
+        strategy = self.adapter.strategy
+        read = [{k: tf.convert_to_tensor(v) for k, v in store.items()} for store in self._stores]
+        xs, ys = [r["x"] for r in read], [r["y"] for r in read]
+        sws = [r["sw"] for r in read] if self._has_sw else None
+        x_host, y_host = _host(xs), _host(ys)
+        x, y = np.concatenate(x_host), np.concatenate(y_host)
+        if self.capture is CaptureMode.FINGERPRINT:
+            return x, y, _replica_sum([r["loss"].numpy().reshape(()) for r in read]), None, [], None, []
+        assert self._pre is not None and self._pre_optimizer is not None  # on_step_begin snapshots them
+        tv, ntv = self._pre
+        per = functools.partial(distribute.per_replica, strategy)
+        losses, local, grads, acts = self._recompute_replicas(tv, [per(copies) for copies in ntv], per(xs),
+                                                              per(ys), per(sws) if sws is not None else None)
+        held = _Held(ntv, None, self._pre_optimizer, xs, ys, sws)
+        return x, y, _replica_sum(losses), grads, acts, held, self._replica_records(x_host, y_host, losses, local)
+
+    def _replica_records(self, xs: list, ys: list, losses: list, local: list) -> list[dict]:
+        """Each replica's samples (``xs[r]``, ``ys[r]``), loss, local gradients (``local``:
+        per variable, per replica) and copy of the state as it is now."""
+        adapter, model = self.adapter, self.model
+        name, nt = adapter.flavour.name, model.non_trainable_variables
+        tnames = [name(v) for v in model.trainable_variables]
+        copies = [(name(nt[i]), distribute.local_arrays(adapter.strategy, nt[i])) for i in adapter.state_index]
+        return [{"inputs": batch_fingerprint(np.asarray(xs[r]), np.asarray(ys[r]))[0],
+                 "loss": [("loss", np.asarray(losses[r]))],
+                 "gradients": [(n, np.asarray(g[r])) for n, g in zip(tnames, local, strict=True)],
+                 "state": [(n, arrays[r]) for n, arrays in copies]}
+                for r in range(adapter.replicas)]
 
     def _check_replayed(self, loss: Any) -> None:
         """Raise :class:`UsageError` unless the recomputed ``loss`` equals, bitwise (as
@@ -686,10 +813,12 @@ class _FitCapture:
         if held is None:
             raise ValueError(f"step {step} is no longer held: evaluate keeps the last two steps "
                              f"({', '.join(map(str, sorted(self._held))) or 'none yet'})")
+        if batch is not None and held.sw is not None:
+            raise ValueError("fit weighted this step's samples (sample_weight or class_weight): "
+                             "it cannot be re-run on the other side's batch")
+        if self.adapter.strategy is not None:
+            return self._evaluate_replicas(held, params, state, grads, optimizer, batch)
         if batch is not None:
-            if held.sw is not None:
-                raise ValueError("fit weighted this step's samples (sample_weight or class_weight): "
-                                 "it cannot be re-run on the other side's batch")
             bx, by = given_batch(batch, held.x, held.y)
             if self.adapter.backend == "tensorflow":
                 import tensorflow as tf
@@ -741,3 +870,84 @@ class _FitCapture:
                                                                         strict=True)],
             "weights": list(zip(tnames, (np.asarray(w) for w in weights), strict=True)),
         }
+
+    def _evaluate_replicas(self, held: _Held, params: list[np.ndarray], state: list[np.ndarray] | None,
+                           grads: list[np.ndarray] | None, optimizer: list[np.ndarray] | None,
+                           batch: list[np.ndarray] | None) -> dict[str, list[tuple[str, np.ndarray]]]:
+        """:meth:`evaluate` under a strategy. Each replica re-runs its slice (the held
+        slices, or the given global batch split as the strategy's pipeline splits it) from
+        its own copies of the non-trainable variables as they were before the step; a given
+        ``state`` bitwise equal to the first replica's held copy (this side's own, as the
+        records hold it) keeps every replica's, another replaces them all. Every replica's
+        copy of every model, optimizer and metrics variable is read before and written back
+        after, eagerly (a read in cross-replica context sees the first replica's copy only)."""
+        adapter, model = self.adapter, self.model
+        strategy, flavour = adapter.strategy, adapter.flavour
+        tvars, ntvars = model.trainable_variables, model.non_trainable_variables
+        ovars = flavour.optimizer_variables(model.optimizer)
+        if len(params) != len(tvars):
+            raise ValueError(f"evaluate got {len(params)} parameters, the model has {len(tvars)}")
+        tv = [np.asarray(a, dtype=dtype_of(v)) for v, a in zip(tvars, params, strict=True)]
+        ntv = [list(copies) for copies in held.non_trainable]
+        if state is not None and not all(np.asarray(g).tobytes() == np.asarray(ntv[i][0]).tobytes()
+                                         for i, g in zip(adapter.state_index, state, strict=True)):
+            for i, a in zip(adapter.state_index, state, strict=True):
+                ntv[i] = [np.asarray(a, dtype=dtype_of(ntvars[i]))] * adapter.replicas
+        opt = held.optimizer if optimizer is None else [np.asarray(a, dtype=dtype_of(v))
+                                                        for v, a in zip(ovars, optimizer, strict=True)]
+        if batch is not None:
+            held_x, held_y = (np.concatenate([np.asarray(s) for s in part]) for part in (held.x, held.y))
+            whole = list(given_batch(batch, held_x, held_y))
+            xs, ys = (distribute.local_results(strategy, v) for v in distribute.distribute_batch(strategy, whole))
+            sws = None
+        else:
+            xs, ys, sws = held.x, held.y, held.sw
+        per = functools.partial(distribute.per_replica, strategy)
+        x_pr, y_pr, sw_pr = per(xs), per(ys), (per(sws) if sws is not None else None)
+        data = (x_pr, y_pr) if sw_pr is None else (x_pr, y_pr, sw_pr)
+        every = list(model.variables) + ovars + flavour.metrics_variables(model)
+        saved = [distribute.local_arrays(strategy, v) for v in every]
+        try:
+            losses, local, computed, acts = self._recompute_replicas([_tensor(a) for a in tv], [per(c) for c in ntv],
+                                                                     x_pr, y_pr, sw_pr)
+            for v, a in zip(tvars, tv, strict=True):
+                v.assign(a)  # in cross-replica context: every replica's copy
+            for v, copies in zip(ntvars, ntv, strict=True):
+                distribute.assign_local(strategy, v, [np.asarray(c) for c in copies])
+            for v, a in zip(ovars, opt, strict=True):
+                v.assign(np.asarray(a))
+            self._train_step_replicas(data)
+            weights = [np.array(v.numpy()) for v in tvars]
+            new_state = [distribute.local_arrays(strategy, ntvars[i]) for i in adapter.state_index]
+            if grads is not None:
+                for v, a in zip(list(tvars) + ovars, tv + [np.asarray(a) for a in opt], strict=True):
+                    v.assign(a)
+                given = [np.asarray(g, dtype=dtype_of(v)) for v, g in zip(tvars, grads, strict=True)]
+                self._apply_replicas(distribute.first_replica_only(strategy, given))
+                weights = [np.array(v.numpy()) for v in tvars]
+        finally:
+            for v, copies in zip(every, saved, strict=True):  # bitwise: training goes on from where it was
+                distribute.assign_local(strategy, v, copies)
+        name = flavour.name
+        tnames = [name(v) for v in tvars]
+        snames = [name(ntvars[i]) for i in adapter.state_index]
+        result = {
+            "loss": [("loss", _replica_sum(losses))],
+            "gradients": list(zip(tnames, (np.asarray(g) for g in computed), strict=True)),
+            "activations": list(zip(self._act_names, (np.asarray(a) for a in acts), strict=True)),
+            "state": list(zip(snames, (copies[0] for copies in new_state), strict=True)),
+            "weights": list(zip(tnames, weights, strict=True)),
+        }
+        for r in range(adapter.replicas):
+            replica = {"inputs": batch_fingerprint(np.asarray(xs[r]), np.asarray(ys[r]))[0],
+                       "loss": [("loss", np.asarray(losses[r]))],
+                       "gradients": [(n, np.asarray(g[r])) for n, g in zip(tnames, local, strict=True)],
+                       "state": [(n, copies[r]) for n, copies in zip(snames, new_state, strict=True)]}
+            result.update({f"{REPLICA_PREFIX}{r}:{phase}": items for phase, items in replica.items()})
+        return result
+
+
+def _tensor(a: Any) -> Any:
+    import tensorflow as tf
+
+    return tf.convert_to_tensor(a)

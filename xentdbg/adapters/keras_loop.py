@@ -83,7 +83,7 @@ from xentdbg.adapters import _keras_private as private
 from xentdbg.adapters import _tf_distribute as distribute
 from xentdbg.adapters import _tf_keras_private as tf_keras_private
 from xentdbg.adapters._keras_flavour import dtype_of, flavour_of, model_error, unreplayed
-from xentdbg.adapters._keras_hooks import LayerHooks, leaf_layers
+from xentdbg.adapters._keras_hooks import LayerHooks, joined_replicas, leaf_layers
 from xentdbg.adapters._keras_oracle import check_float64_model
 from xentdbg.adapters.base import Adapter, Emit, given_batch, python_info
 from xentdbg.data import DataInfo
@@ -476,7 +476,7 @@ class _DryStep:
                     with self.hooks.collect_per_replica(distribute.replica_id) as by_replica, \
                             _observed_run(strategy, runs):
                         out = python_step(x, y)
-                    acts = _joined(by_replica)
+                    acts = joined_replicas(by_replica)
                 # Python runs here at trace time inside a tf.function: whether the step called
                 # the optimizer is known then (raised from run(), outside the traced function).
                 self._applied = bool(self._grads)
@@ -576,21 +576,6 @@ def _observed_run(strategy: Any, runs: list) -> Iterator[None]:
         yield
     finally:
         del strategy.run  # the class's method again
-
-
-def _joined(by_replica: dict[int, list[tuple[str, Any]]]) -> list[tuple[str, Any]]:
-    """Each layer's output over the global batch: the replicas' outputs (the same layers
-    in the same order in every replica) joined along the batch axis in replica order,
-    the order in which the replicas' slices make up the global batch."""
-    import tensorflow as tf
-
-    replicas = [by_replica[r] for r in sorted(by_replica)]
-    if not replicas:
-        return []
-    names = [n for n, _ in replicas[0]]
-    if any([n for n, _ in other] != names for other in replicas[1:]):
-        return []  # replicas called other layers: no per-layer view of the global batch
-    return [(n, tf.concat([r[j][1] for r in replicas], axis=0)) for j, n in enumerate(names)]
 
 
 def _replica_losses(strategy: Any, result: Any) -> list[Any]:

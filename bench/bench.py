@@ -94,6 +94,57 @@ def plain(setup: str, p: dict) -> list[str]:
     return [PY, "bench/plain.py", setup, str(p["steps"]), str(p["subset"]), str(p["batch"])]
 
 
+# The user's own scripts, which import no xentdbg (bench/plain/): the denominator of the
+# baseline ratios. Each trains what the setup it stands for trains.
+INDEPENDENT = {A: ["bench/plain/jax_loop.py", "stable"], CLEAN_A: ["bench/plain/jax_loop.py", "logits"],
+               B: ["bench/plain/keras_fit.py"], DIST_A: ["bench/plain/distributed.py", "single"],
+               DIST_B: ["bench/plain/distributed.py", "replicas4"]}
+
+
+def independent(setup: str, p: dict) -> list[str]:
+    return [PY, *INDEPENDENT[setup], str(p["steps"]), str(p["subset"]), str(p["batch"])]
+
+
+def run_together(cmds: list[list[str]]) -> float:
+    """Wall seconds of ``cmds`` started at once, until the last one ends."""
+    start = time.perf_counter()
+    procs = [subprocess.Popen(c, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for c in cmds]
+    codes = [proc.wait() for proc in procs]
+    assert codes == [0] * len(cmds), f"plain scripts exited {codes}"
+    return time.perf_counter() - start
+
+
+def baseline_case(p: dict, runs: int, extra: tuple[str, ...] = (), a: str = A, b: str = B) -> dict:
+    """``xentdbg compare`` against the user's two scripts (bench/plain/), measured side by
+    side in each round: the scripts back to back, the scripts at once (on 2 cores the
+    physical limit of two trainings), and the compare."""
+    seq, together, compare_s = [], [], []
+    for _ in range(runs):
+        times = [run(independent(s, p)) for s in (a, b)]
+        assert all(code == 0 for _, _, code in times), "a plain script failed"
+        seq.append(sum(t for t, _, _ in times))
+        together.append(run_together([independent(a, p), independent(b, p)]))
+        seconds, _, code = run(compare(p, *extra, a=a, b=b))
+        assert code in (0, 1), f"compare exited {code}"
+        compare_s.append(seconds)
+    med = statistics.median
+    return {"compare_s": med(compare_s), "scripts_back_to_back_s": med(seq), "scripts_at_once_s": med(together),
+            "ratio_back_to_back": med(compare_s) / med(seq), "ratio_at_once": med(compare_s) / med(together),
+            "runs": runs, "all_compare_s": compare_s, "all_back_to_back_s": seq, "all_at_once_s": together}
+
+
+def versions() -> dict:
+    from importlib import metadata
+
+    out = {}
+    for name in ("tensorflow", "keras", "jax", "jaxlib", "optax", "numpy", "h5py"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
 def compare(p: dict, *extra: str, a: str = A, b: str = B) -> list[str]:
     return [PY, "-m", "xentdbg", "compare", a, b, "--steps", str(p["steps"]), "--subset", str(p["subset"]),
             "--batch-size", str(p["batch"]), *extra]
@@ -256,12 +307,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results.json"))
-    parser.add_argument("--only", choices=["crossfeed", "long", "distributed"],
+    parser.add_argument("--only", choices=["crossfeed", "long", "distributed", "baseline"],
                         help="run only these entries, merged into --out")
     args = parser.parse_args()
     if args.only:
         results = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {}
-        if args.only == "distributed":
+        if args.only == "baseline":
+            results["baseline"] = {
+                "machine": _machine(), "versions": versions(),
+                "case1": baseline_case(CASE1, args.runs),
+                "long_clean": baseline_case(LONG, args.runs, a=CLEAN_A),
+                "long_clean_fingerprint": baseline_case(LONG, args.runs, ("--fingerprint",), a=CLEAN_A),
+                "distributed": baseline_case(DIST, args.runs, a=DIST_A, b=DIST_B)}
+        elif args.only == "distributed":
             results["distributed"] = ratio_case(DIST, args.runs, a=DIST_A, b=DIST_B)
         elif args.only == "crossfeed":
             with tempfile.TemporaryDirectory() as tmp:
@@ -277,9 +335,7 @@ def main() -> None:
         Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
         _print(results)
         return
-    results = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(terse=True),
-                           "python": platform.python_version()},
-               "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
+    results = {"machine": _machine(), "versions": versions(), "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
     print("1. case 1 ...", flush=True)
     results["case1"] = ratio_case(CASE1, args.runs)
     print("2. long run ...", flush=True)
@@ -305,6 +361,10 @@ def main() -> None:
     results["distributed"] = ratio_case(DIST, args.runs, a=DIST_A, b=DIST_B)
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     _print(results)
+
+
+def _machine() -> dict:
+    return {"cpus": os.cpu_count(), "platform": platform.platform(terse=True), "python": platform.python_version()}
 
 
 def _print(r: dict) -> None:
@@ -341,6 +401,15 @@ def _print(r: dict) -> None:
                   "only at borderline steps")
         t.add_row("float64 oracle: case-1 pair, 500 steps (exit 0)",
                   f"{o['case1_500_steps']['compare_s']:.1f} s ({o['case1_500_steps']['float64_checks']} check)", "")
+    for key, label, target in (("case1", "case 1", "<= 1.15x at once"),
+                               ("long_clean", "500 steps, full capture", "<= 1.2x back to back"),
+                               ("long_clean_fingerprint", "500 steps, --fingerprint", "<= 1.05x back to back"),
+                               ("distributed", "one device vs 4 replicas, 200 steps", "")):
+        v = r.get("baseline", {}).get(key)
+        if v:
+            t.add_row(f"{label}: compare / your scripts (back to back; at once)",
+                      f"{v['compare_s']:.1f} s / {v['scripts_back_to_back_s']:.1f} s = {v['ratio_back_to_back']:.2f}x; "
+                      f"/ {v['scripts_at_once_s']:.1f} s = {v['ratio_at_once']:.2f}x", target)
     if "distributed" in r:
         dv = r["distributed"]
         t.add_row("one device vs 4 replicas, 200 steps: compare / plain A+B",

@@ -50,7 +50,6 @@ CHECKS = {
     "mirrored outside scope": {"check": "refused", "setup": f"{MIRRORED}:outside_scope", **DATA, "steps": 1},
     "mirrored not a strategy": {"check": "refused", "setup": f"{MIRRORED}:not_a_strategy", **DATA, "steps": 1},
     "mirrored fit": {"check": "replicas", "setup": f"{MIRRORED}:fit", **DATA, "steps": 7},
-    "mirrored fit shuffled": {"check": "replicas", "setup": f"{MIRRORED}:fit_shuffled", **DATA, "steps": 7},
     "mirrored fit fingerprint": {"check": "neutral", "setup": f"{MIRRORED}:fit", **DATA, "steps": 7,
                                  "mode": "fingerprint"},
     "mirrored fit gradients": {"check": "gradients", "setup": f"{MIRRORED}:fit_sgd", "subset": 500, "batch": 100,
@@ -68,7 +67,7 @@ PROCESSES = {("tensorflow", "keras 3"): ["fit tensorflow", "fit fingerprint tens
                                                       "tf_keras eager dropout"],
              ("tensorflow", "keras 3, mirrored"): ["mirrored loop compiled", "mirrored loop eager",
                                                    "mirrored gradients", "mirrored split", "mirrored outside scope",
-                                                   "mirrored not a strategy", "mirrored fit", "mirrored fit shuffled",
+                                                   "mirrored not a strategy", "mirrored fit",
                                                    "mirrored fit fingerprint", "mirrored fit gradients"]}
 
 
@@ -127,11 +126,10 @@ def test_captured_tf_keras_setups_end_bitwise_equal_to_plain(neutral, check):
     assert result["last_weights_equal"]
 
 
-@pytest.mark.parametrize("check", ["mirrored loop compiled", "mirrored loop eager", "mirrored fit",
-                                   "mirrored fit shuffled"])
+@pytest.mark.parametrize("check", ["mirrored loop compiled", "mirrored loop eager", "mirrored fit"])
 def test_captured_setup_under_a_strategy_ends_bitwise_equal_on_every_replica(neutral, check):
     """MirroredStrategy on 4 logical CPUs, BatchNorm, Dropout, L2, Nesterov, a custom loop or
-    model.fit (with its shuffle too): every replica's copy of every model variable ends
+    model.fit: every replica's copy of every model variable ends
     bitwise where the plain run's does; the copies of the BatchNorm statistics part
     (per-replica statistics), and the records hold each one."""
     result = neutral[check]

@@ -77,7 +77,7 @@ def not_a_strategy(data):
     return xentdbg.KerasLoop(fine.model, fine.train_step, fine.optimizer, strategy="mirrored")
 
 
-def fit(data, momentum: float = 0.9, dropout: float = 0.2, shuffle: bool = False):
+def fit(data, momentum: float = 0.9, dropout: float = 0.2):
     """model.fit under the strategy (the model and optimizer built in its scope): fit splits
     each global batch over the replicas and sums their gradients itself."""
     s = strategy()
@@ -85,14 +85,9 @@ def fit(data, momentum: float = 0.9, dropout: float = 0.2, shuffle: bool = False
         model = build_model(data, 5, keras, dropout)
         model.compile(keras.optimizers.SGD(0.1, momentum=momentum, nesterov=momentum > 0),
                       "categorical_crossentropy")
-    return xentdbg.KerasFit(model, shuffle=shuffle)
+    return xentdbg.KerasFit(model, shuffle=False)
 
 
 def fit_sgd(data):
     """fit under the strategy with plain SGD(0.1), no Dropout: w1 = w0 - 0.1 * g."""
     return fit(data, momentum=0.0, dropout=0.0)
-
-
-def fit_shuffled(data):
-    """fit's default shuffle=True under the strategy: tf.data shuffles before the split."""
-    return fit(data, shuffle=True)

@@ -1,10 +1,19 @@
 """xentdbg benchmark: replay cost against the plain trainings, memory, trace throughput.
 
-    python bench/bench.py [--runs 3] [--out bench/results.json] [--only crossfeed|long|distributed]
+    python bench/bench.py [--runs 3] [--out bench/results.json] [--only crossfeed|long|distributed|baseline]
 
 ``--only crossfeed`` runs the cross-feed and float64-oracle entries alone, ``--only long``
 the two 500-step replays, ``--only distributed`` the one-device against 4-replica pair,
 and merges them into an existing results file.
+
+``--only baseline`` measures ``xentdbg compare`` against what a user would otherwise run:
+their own two scripts, which import no xentdbg (``bench/plain/``; each trains bitwise what
+its setup trains, ``tests/test_bench_plain.py``). In each round, side by side: the two
+scripts back to back, the two scripts started at once (on 2 cores, the physical limit of
+two trainings), and the compare; medians over the rounds, every round kept. Entries:
+case 1; the 500-step clean pair with full capture and with ``--fingerprint``; the
+one-device against 4-replica pair. The other entries below time the plain trainings
+through xentdbg's own adapters (``bench/plain.py``), which isolates the capture's cost.
 
 Whole-process wall times (imports included, like /usr/bin/time), medians of --runs runs:
 1. case 1 (1000 samples, full batch, 10 steps): `xentdbg compare` vs the two setups
@@ -313,8 +322,11 @@ def main() -> None:
     if args.only:
         results = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {}
         if args.only == "baseline":
+            checked = subprocess.run([PY, "bench/plain/check.py"], cwd=ROOT, capture_output=True, text=True, check=True)
+            bitwise = json.loads(checked.stdout.strip().splitlines()[-1])
+            assert all(bitwise.values()), f"a plain script trains something else than its setup: {bitwise}"
             results["baseline"] = {
-                "machine": _machine(), "versions": versions(),
+                "machine": _machine(), "versions": versions(), "scripts_bitwise_equal_to_setups": bitwise,
                 "case1": baseline_case(CASE1, args.runs),
                 "long_clean": baseline_case(LONG, args.runs, a=CLEAN_A),
                 "long_clean_fingerprint": baseline_case(LONG, args.runs, ("--fingerprint",), a=CLEAN_A),

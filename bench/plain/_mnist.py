@@ -39,7 +39,7 @@ def batches(steps: int, batch: int, n: int):
 def save_option(argv: list[str]) -> tuple[list[str], str | None]:
     """``argv`` without ``--save PATH``, and PATH (None without it): where a script writes
     its final weights (``np.savez``), for the check that it trains what its setup trains
-    (``tests/test_bench_plain.py``)."""
+    (``bench/plain/check.py``)."""
     if "--save" not in argv:
         return argv, None
     i = argv.index("--save")

@@ -1,7 +1,8 @@
 """``--fingerprint`` and the full replay give the same exit code and the same first
 divergence on long runs too: drift alone (exit 0 both ways, pass 2 runs on past pass 1's
-flag), the 430-step case-1 pair (inherited drift, and one step whose introduced difference
-the float64 oracle shows to be rounding), and a bug introduced late (step 20). The pairs
+flag) and a bug introduced late (step 20); and the full replay of the 430-step case-1
+pair (inherited drift, and one step whose introduced difference the float64 oracle shows
+to be rounding). The pairs
 are ``bench/fingerprint_agreement.py``'s ``LONG_PAIRS``; that script also runs every
 example pair both ways."""
 
@@ -14,8 +15,12 @@ from conftest import LONG_PAIRS, ROOT, run_compare
 pytestmark = pytest.mark.slow
 
 EXPECTED = {"long jax drift pair, 100 steps": (0, None),
-            "long case1 logits-jax vs fit, 430 steps": (0, None),
             "long jax schedule change at step 20": (1, (20, "updates"))}
+# The 430-step case-1 pair is replayed here in full only, for its rounding step (below):
+# its --fingerprint pass cost 20-25 s more suite time. Both ways agreed in every suite run
+# up to 2026-11-24 (exit 0, no first divergence); bench/fingerprint_agreement.py still
+# runs it both ways, with every example pair.
+CASE1_LONG = "long case1 logits-jax vs fit, 430 steps"
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -58,6 +63,12 @@ def _rounding_step(runs) -> None:
     assert "float32 rounding" in run.stdout
 
 
-CHECKS = {"long jax drift pair, 100 steps": (_drift_alone,),
-          "long case1 logits-jax vs fit, 430 steps": (_rounding_step,)}
+CHECKS = {"long jax drift pair, 100 steps": (_drift_alone,)}
+
+
+def test_the_long_case1_pair_drifts_and_its_introduced_step_is_rounding(session_tmp):
+    a, b, args = LONG_PAIRS[CASE1_LONG]
+    run = run_compare(ROOT / a, ROOT / b, *args, tmp_path=session_tmp)
+    assert run.code == 0 and run.report["first_divergence"] is None, run.output[-3000:]
+    _rounding_step([run])
 

@@ -11,7 +11,8 @@ Usage: python neutral_check.py CHECK [CHECK ...], each CHECK a JSON object:
   ``neutral`` (full capture) for a setup trained under a ``tf.distribute`` strategy, comparing
   every replica's copy of every model variable (replicas' BatchNorm copies part);
   ``equal``: per variable, whether all its copies are bitwise equal, ``last_state_equal``:
-  whether the last record's per-replica state is the final copies.
+  whether the last record's per-replica state is the final copies, ``oracle_refused``:
+  whether the adapter refuses the float64 re-run (``ValueError``).
 - ``{"check": "split", "setup", "batches"}``: load the setup (which sets up its strategy), then
   for each global batch size, whether ``_tf_distribute.distribute_batch`` gives every replica
   the samples ``strategy.experimental_distribute_dataset`` over ``Dataset.batch(size)`` gives it.
@@ -113,8 +114,13 @@ def replicas(job: dict) -> dict:
         dict(rep["state"])[n].tobytes() == copies[r].tobytes()
         for r, rep in enumerate(last) for n, copies in final.items())
     parted = any(any(c.tobytes() != copies[0].tobytes() for c in copies[1:]) for copies in final.values())
+    try:  # a float64 re-run of the global batch on one device is not what the replicas computed
+        adapter.oracle(initial, None, [adapter.data.x[:job["batch"]], adapter.data.y[:job["batch"]]])
+        oracle_refused = False
+    except ValueError:
+        oracle_refused = True
     return {"equal": equal, "records": len(records), "replicas": len(last), "last_state_equal": last_state_equal,
-            "state_copies_part": parted}
+            "state_copies_part": parted, "oracle_refused": oracle_refused}
 
 
 def split(job: dict) -> dict:

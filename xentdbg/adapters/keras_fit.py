@@ -222,6 +222,10 @@ class KerasFitAdapter(Adapter):
         """Loss and gradients in float64 from the records' own recompute (the loss fit
         differentiates, :meth:`_FitCapture._stateless_loss`), in a worker whose model the
         setup built under ``floatx`` float64 (see :meth:`Adapter.oracle`)."""
+        if self.strategy is not None:
+            # The recompute below runs the global batch on one device: not what each
+            # replica computed (per-replica BatchNorm statistics, Dropout streams).
+            raise ValueError(f"KerasFit has no float64 re-run under {type(self.strategy).__name__}")
         model = self.model
         check_float64_model(self.flavour, model, self.state_index)
         if self.stateful_random:

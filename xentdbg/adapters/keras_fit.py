@@ -33,6 +33,16 @@ except where measured neutral:
   (measured neutral, ``tests/replay/test_neutral_capture.py``); on the JAX backend the
   loss is recomputed by a forward pass only.
 
+Under a ``tf.distribute`` strategy (a Keras 3 model built in ``strategy.scope()``, TF
+backend) fit runs its step in every replica on that replica's slice of the batch. The
+wrapped ``compute_loss`` then stores each replica's slice in that replica's own variables
+(the replica id is a constant when the step is traced); the recompute runs under
+``strategy.run``, each replica from its slice and its own copies of the non-trainable
+variables, and sums the local gradients with the optimizer's all-reduce (measured bitwise
+the applied gradients); records carry ``StepRecord.replicas``; evaluate saves, loads and
+restores every replica's copy of every variable eagerly. The float64 oracle does not run
+under a strategy.
+
 Keras 2 (tf_keras) models run through the TF backend's capture, with what differs
 read through :mod:`xentdbg.adapters._keras_flavour`. tf_keras has no ``stateless_call``:
 its recompute loads the pre-step values into the model's variables, runs the model and

@@ -21,24 +21,25 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
-DIGITS = {"task": "digits", "labels": "sparse", "pixels": "unit"}
-# case -> (script and its arguments, setup, the setup's declared data options, steps, subset, batch)
-CASES: dict[str, tuple[list[str], str, dict, int, int, int]] = {
-    "keras fit": (["keras_fit.py"], str(EXAMPLES / "case1_bce" / "keras_fit.py"), {}, 3, 300, 100),
-    "jax loop stable": (["jax_loop.py", "stable"], str(EXAMPLES / "case1_bce" / "jax_stable.py"), {}, 3, 300, 100),
-    "jax loop logits": (["jax_loop.py", "logits"], str(EXAMPLES / "case1_bce" / "jax_logits.py"), {}, 3, 300, 100),
-    "distributed single": (["distributed.py", "single"], f"{EXAMPLES / 'distributed' / 'model.py'}:single", DIGITS,
+# case -> (script and its arguments, setup, steps, subset, batch)
+CASES: dict[str, tuple[list[str], str, int, int, int]] = {
+    "keras fit": (["keras_fit.py"], str(EXAMPLES / "case1_bce" / "keras_fit.py"), 3, 300, 100),
+    "jax loop stable": (["jax_loop.py", "stable"], str(EXAMPLES / "case1_bce" / "jax_stable.py"), 3, 300, 100),
+    "jax loop logits": (["jax_loop.py", "logits"], str(EXAMPLES / "case1_bce" / "jax_logits.py"), 3, 300, 100),
+    "distributed single": (["distributed.py", "single"], f"{EXAMPLES / 'distributed' / 'model.py'}:single",
                            3, 256, 64),
     "distributed replicas4": (["distributed.py", "replicas4"], f"{EXAMPLES / 'distributed' / 'model.py'}:replicas4",
-                              DIGITS, 3, 256, 64),
+                              3, 256, 64),
 }
+# The setups' plain runs as bench/plain.py runs them (its ``spec``: the data the setup declares).
 THROUGH_XENTDBG = """
-import sys, json, numpy as np
-from xentdbg.data import DataSpec
+import importlib.util, json, sys, numpy as np
 from xentdbg.replay.single import run_setup
-for setup, options, steps, subset, batch, out in json.loads(sys.argv[1]):
-    run = run_setup(setup, DataSpec(subset=subset, batch_size=batch, **options), steps, capture=None)
-    np.savez(out, *run.final_weights)
+spec = importlib.util.spec_from_file_location("bench_plain", sys.argv[1])
+plain = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(plain)
+for setup, steps, subset, batch, out in json.loads(sys.argv[2]):
+    np.savez(out, *run_setup(setup, plain.spec(setup, subset, batch), steps, capture=None).final_weights)
 """
 
 
@@ -55,13 +56,13 @@ def check(names: list[str]) -> dict[str, bool]:
     with tempfile.TemporaryDirectory() as tmp:
         cmds = []
         for name in names:
-            script, _, _, steps, subset, batch = CASES[name]
+            script, _, steps, subset, batch = CASES[name]
             cmds.append([sys.executable, str(ROOT / "bench" / "plain" / script[0]), *script[1:], str(steps),
                          str(subset), str(batch), "--save", f"{tmp}/{name} plain.npz"])
         groups = [[n for n in names if "replicas" not in n], [n for n in names if "replicas" in n]]
         for group in filter(None, groups):
-            jobs = [[CASES[n][1], CASES[n][2], *CASES[n][3:], f"{tmp}/{n} xentdbg.npz"] for n in group]
-            cmds.append([sys.executable, "-c", THROUGH_XENTDBG, json.dumps(jobs)])
+            jobs = [[*CASES[n][1:], f"{tmp}/{n} xentdbg.npz"] for n in group]
+            cmds.append([sys.executable, "-c", THROUGH_XENTDBG, str(ROOT / "bench" / "plain.py"), json.dumps(jobs)])
         procs = [subprocess.Popen(c, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
                  for c in cmds]
         for proc in procs:

@@ -783,19 +783,23 @@ class _FitCapture:
         losses, local, grads, acts = self._recompute_replicas(tv, [per(copies) for copies in ntv], per(xs),
                                                               per(ys), per(sws) if sws is not None else None)
         held = _Held(ntv, None, self._pre_optimizer, xs, ys, sws)
-        return x, y, _replica_sum(losses), grads, acts, held, self._replica_records(x_host, y_host, losses, local)
+        nt = self.model.non_trainable_variables
+        copies = [distribute.local_arrays(strategy, nt[i]) for i in self.adapter.state_index]
+        replicas = self._replica_records(x_host, y_host, losses, local, copies)
+        return x, y, _replica_sum(losses), grads, acts, held, replicas
 
-    def _replica_records(self, xs: list, ys: list, losses: list, local: list) -> list[dict]:
-        """Each replica's samples (``xs[r]``, ``ys[r]``), loss, local gradients (``local``:
-        per variable, per replica) and copy of the state as it is now."""
+    def _replica_records(self, xs: list, ys: list, losses: list, local: list, state: list) -> list[dict]:
+        """Each replica's record for ``StepRecord.replicas``: its samples (``xs[r]``,
+        ``ys[r]``), loss, local gradients (``local``: per variable, per replica) and copy of
+        the state (``state``: per state variable, per replica)."""
         adapter, model = self.adapter, self.model
         name, nt = adapter.flavour.name, model.non_trainable_variables
         tnames = [name(v) for v in model.trainable_variables]
-        copies = [(name(nt[i]), distribute.local_arrays(adapter.strategy, nt[i])) for i in adapter.state_index]
+        snames = [name(nt[i]) for i in adapter.state_index]
         return [{"inputs": batch_fingerprint(np.asarray(xs[r]), np.asarray(ys[r]))[0],
                  "loss": [("loss", np.asarray(losses[r]))],
                  "gradients": [(n, np.asarray(g[r])) for n, g in zip(tnames, local, strict=True)],
-                 "state": [(n, arrays[r]) for n, arrays in copies]}
+                 "state": [(n, copies[r]) for n, copies in zip(snames, state, strict=True)]}
                 for r in range(adapter.replicas)]
 
     def _check_replayed(self, loss: Any) -> None:
@@ -910,8 +914,7 @@ class _FitCapture:
         opt = held.optimizer if optimizer is None else [np.asarray(a, dtype=dtype_of(v))
                                                         for v, a in zip(ovars, optimizer, strict=True)]
         if batch is not None:
-            held_x, held_y = (np.concatenate([np.asarray(s) for s in part]) for part in (held.x, held.y))
-            whole = list(given_batch(batch, held_x, held_y))
+            whole = list(given_batch(batch, *held.arrays()[:2]))
             xs, ys = (distribute.local_results(strategy, v) for v in distribute.distribute_batch(strategy, whole))
             sws = None
         else:
@@ -952,11 +955,7 @@ class _FitCapture:
             "state": list(zip(snames, (copies[0] for copies in new_state), strict=True)),
             "weights": list(zip(tnames, weights, strict=True)),
         }
-        for r in range(adapter.replicas):
-            replica = {"inputs": batch_fingerprint(np.asarray(xs[r]), np.asarray(ys[r]))[0],
-                       "loss": [("loss", np.asarray(losses[r]))],
-                       "gradients": [(n, np.asarray(g[r])) for n, g in zip(tnames, local, strict=True)],
-                       "state": [(n, copies[r]) for n, copies in zip(snames, new_state, strict=True)]}
+        for r, replica in enumerate(self._replica_records(xs, ys, losses, local, new_state)):
             result.update({f"{REPLICA_PREFIX}{r}:{phase}": items for phase, items in replica.items()})
         return result
 

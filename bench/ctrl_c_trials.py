@@ -37,16 +37,19 @@ SMALL = ["--subset", "64", "--batch-size", "16", "--steps", "500"]
 
 def workers_of(marker: str) -> list[int]:
     """Live replay workers whose environment holds ``marker`` (a zombie has no command line;
-    also the tests' helper, ``tests/conftest.py``)."""
+    also the tests' helper, ``tests/conftest.py``): started fresh (``xentdbg.replay.worker``
+    in the command line) or forked by a fork server (named ``xentdbg-worker``,
+    :data:`xentdbg.replay.forkserver.WORKER_NAME`; its command line is its server's)."""
     pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 cmd = (entry / "cmdline").read_bytes()
                 env = (entry / "environ").read_bytes()
+                name = (entry / "comm").read_bytes().strip()
             except OSError:
                 continue
-            if b"xentdbg.replay.worker" in cmd and marker.encode() in env:
+            if (b"xentdbg.replay.worker" in cmd or name == b"xentdbg-worker") and cmd and marker.encode() in env:
                 pids.append(int(entry.name))
     return pids
 

@@ -165,3 +165,70 @@ def _source_path(ref: SetupRef) -> Path | None:
         return None
     origin = getattr(spec, "origin", None) if spec is not None else None
     return Path(origin) if origin and origin.endswith(".py") else None
+
+
+PRELOADABLE = ("tensorflow", "keras", "tf_keras", "jax", "flax", "optax")
+"""The frameworks a fork server may import before it forks a setup's worker
+(:mod:`xentdbg.replay.forkserver`)."""
+_HARMLESS = frozenset(sys.stdlib_module_names) | {"numpy", "xentdbg"}
+"""Imports the scan of :func:`preload_modules` passes over: they run no user code that
+could change how a framework imports."""
+
+
+def preload_modules(ref: SetupRef, depth: int = 3) -> list[str]:
+    """The framework modules (:data:`PRELOADABLE`) the setup's module imports before it
+    runs a statement of its own, in the order it imports them.
+
+    A fork server imports these before the worker loads the setup (from the same
+    environment, the same working directory), so a forked worker's frameworks are in the
+    state they would reach in a fresh worker: nothing of the user's ran before them. The
+    scan reads the module's leading block of imports (after its docstring and
+    ``from __future__``), following imports of modules beside it (``import common``) up
+    to ``depth`` files deep, and stops at the first statement that is not an import, or
+    an import of anything that is not the standard library, numpy, xentdbg, a framework
+    or such a neighbour (a package that might set ``XLA_FLAGS`` on import). Modules the
+    setup imports later, or from a function, are imported by the worker itself, as
+    before. Nothing is run; ``[]`` when the source cannot be read."""
+    path = _source_path(ref)
+    if path is None:
+        return []
+    out: list[str] = []
+    _scan_leading_imports(path, out, depth, set())
+    return out
+
+
+def _scan_leading_imports(path: Path, out: list[str], depth: int, seen: set[Path]) -> bool:
+    """Append ``path``'s leading framework imports to ``out``; False where the scan must
+    stop (a statement of the user's runs next)."""
+    try:
+        if path.stat().st_size > MAX_SETUP_SOURCE:
+            return False
+        tree = ast.parse(path.read_bytes(), filename=str(path))
+    except (OSError, SyntaxError, ValueError):
+        return False
+    seen.add(path)
+    for index, node in enumerate(tree.body):
+        if index == 0 and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+            continue  # the docstring
+        if isinstance(node, ast.ImportFrom) and node.module == "__future__":
+            continue
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+        else:
+            return False
+        for name in names:
+            root = name.partition(".")[0]
+            neighbour = path.parent / f"{root}.py"
+            if root in PRELOADABLE:
+                if name not in out:
+                    out.append(name)
+            elif neighbour.is_file():
+                if neighbour in seen:
+                    continue  # imported once already: Python runs it once
+                if depth <= 1 or not _scan_leading_imports(neighbour, out, depth - 1, seen):
+                    return False
+            elif root not in _HARMLESS:
+                return False
+    return True

@@ -17,8 +17,9 @@ from xentdbg.data import DataSpec
 from xentdbg.errors import SetupFailed, UsageError
 from xentdbg.records import CaptureMode, SideInfo, side_info_from_dict
 from xentdbg.replay import ring, wire
+from xentdbg.replay.forkserver import ForkedProcess, fork_worker
 from xentdbg.replay.interpreter import mismatch, python_of, worker_command
-from xentdbg.replay.loading import SetupRef
+from xentdbg.replay.loading import SetupRef, preload_modules
 from xentdbg.replay.worker import PARENT_ENV
 
 LOAD_TIMEOUT_FLOOR = 300.0  # seconds: loading imports a framework and builds a model
@@ -60,7 +61,7 @@ class WorkerProcess:
     :meth:`handshake` before any other.
     """
 
-    def __init__(self, side: str, env: dict[str, str]):
+    def __init__(self, side: str, env: dict[str, str], preload: list[str] | None = None):
         self.side = side
         self.env_overrides = dict(env)
         to_worker_r, self._to_worker = os.pipe()
@@ -73,8 +74,11 @@ class WorkerProcess:
         fds = (to_worker_r, from_worker_w) + ((shm_fd,) if shm_fd is not None else ())
         self.python = python_of(self.env_overrides)  # None: the coordinator's own
         self.hello: dict | None = None  # the worker's first message, once :meth:`handshake` read it
+        self.proc: subprocess.Popen | ForkedProcess
         try:
-            self.proc = subprocess.Popen(
+            forked = None if self.python is not None else fork_worker(
+                full_env, preload or [], [*fds, self.log.fileno()], shm=shm_fd is not None)
+            self.proc = forked or subprocess.Popen(
                 worker_command(self.python, "xentdbg.replay.worker",
                                [str(to_worker_r), str(from_worker_w), str(shm_fd if shm_fd is not None else -1)]),
                 pass_fds=fds, env=full_env, stdin=subprocess.DEVNULL,
@@ -91,7 +95,6 @@ class WorkerProcess:
         os.close(to_worker_r)
         os.close(from_worker_w)
         self.step: int | None = None  # the step the worker is in, for error messages
-        self.keras_home: tempfile.TemporaryDirectory | None = None  # a float64 worker's, removed on close
         self._pending: list[tuple[dict, list[np.ndarray]]] = []  # messages read while waiting for a probe
 
     def send(self, header: dict, arrays: list[np.ndarray] | None = None) -> None:
@@ -230,7 +233,9 @@ class WorkerProcess:
         return "".join(text.splitlines(keepends=True)[-lines:])
 
     def kill(self) -> None:
-        if self.proc.poll() is None:
+        if isinstance(self.proc, ForkedProcess):
+            self.proc.kill()
+        elif self.proc.poll() is None:
             try:
                 os.killpg(self.proc.pid, signal.SIGKILL)
             except ProcessLookupError:
@@ -251,8 +256,6 @@ class WorkerProcess:
             time.sleep(0.02)
         self.kill()
         self.log.close()
-        if self.keras_home is not None:
-            self.keras_home.cleanup()
 
 
 FLOAT64_ENV = {"JAX_ENABLE_X64": "1"}
@@ -263,9 +266,15 @@ JAX 0.10). Keras and tf_keras read ``floatx`` from ``$KERAS_HOME/keras.json`` at
 see :func:`_float64_keras_home`."""
 
 
-def _float64_keras_home(env: dict[str, str]) -> tempfile.TemporaryDirectory:
+_float64_homes: dict[str, tempfile.TemporaryDirectory] = {}
+
+
+def _float64_keras_home(env: dict[str, str]) -> str:
     """A ``KERAS_HOME`` for a float64 worker: the side's own ``keras.json`` (its backend,
-    epsilon, image format), with ``floatx`` float64."""
+    epsilon, image format), with ``floatx`` float64. One folder per distinct
+    configuration, kept until the coordinator exits (``TemporaryDirectory`` removes it
+    then), so that the float64 workers of one configuration share an environment, and a
+    fork server (:mod:`xentdbg.replay.forkserver`)."""
     import json
 
     home = env.get("KERAS_HOME") or os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
@@ -275,10 +284,13 @@ def _float64_keras_home(env: dict[str, str]) -> tempfile.TemporaryDirectory:
         config = config if isinstance(config, dict) else {}
     except (OSError, ValueError):
         config = {}
-    folder = tempfile.TemporaryDirectory(prefix="xentdbg-float64-")
-    with open(os.path.join(folder.name, "keras.json"), "w") as f:
-        json.dump({**config, "floatx": "float64"}, f)
-    return folder
+    text = json.dumps({**config, "floatx": "float64"}, sort_keys=True)
+    folder = _float64_homes.get(text)
+    if folder is None or not os.path.isfile(os.path.join(folder.name, "keras.json")):
+        folder = _float64_homes[text] = tempfile.TemporaryDirectory(prefix="xentdbg-float64-")
+        with open(os.path.join(folder.name, "keras.json"), "w") as f:
+            f.write(text)
+    return folder.name
 
 
 def start_worker(side: str, ref: SetupRef, env: dict[str, str], data: DataSpec, steps: int,
@@ -286,9 +298,8 @@ def start_worker(side: str, ref: SetupRef, env: dict[str, str], data: DataSpec, 
     """Spawn a worker and ask it to load ``ref``; it answers with :func:`wait_ready`.
     ``capture``: what the worker captures and sends per step (:class:`CaptureMode`).
     ``float64``: a float64 oracle worker (:mod:`xentdbg.replay.worker`), which never trains."""
-    home = _float64_keras_home(env) if float64 else None
-    worker = WorkerProcess(side, {**env, **FLOAT64_ENV, "KERAS_HOME": home.name} if home else env)
-    worker.keras_home = home
+    env = {**env, **FLOAT64_ENV, "KERAS_HOME": _float64_keras_home(env)} if float64 else env
+    worker = WorkerProcess(side, env, preload_modules(ref))
     try:
         worker.send({"type": "load", "setup": {"target": ref.target, "function": ref.function},
                      "data": data.to_dict(), "steps": steps, "capture": capture.value, "float64": float64})

@@ -263,8 +263,15 @@ def serve(fd_in: int, fd_out: int, shm_fd: int = -1) -> int:
         return 3
 
 
-if __name__ == "__main__":
+def main(args: list[str]) -> None:
+    """A worker's life from its command line ``FD_IN FD_OUT [FD_SHM]`` to its exit (never
+    returns): a fresh worker's (``python -m xentdbg.replay.worker``) and a forked one's
+    (:mod:`xentdbg.replay.forkserver`)."""
     tie_to_parent()
     from xentdbg._exit import fast_exit
 
-    fast_exit(serve(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else -1))
+    fast_exit(serve(int(args[0]), int(args[1]), int(args[2]) if len(args) > 2 else -1))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,130 @@
+"""Workers forked from a fork server (:mod:`xentdbg.replay.forkserver`) train and record
+bitwise what freshly started workers do, for every setup kind; the server imports only
+what a setup imports before its first statement; a server that could not import cleanly
+starts its workers fresh."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from xentdbg.cli import app
+from xentdbg.replay import forkserver
+from xentdbg.replay.loading import SetupRef, preload_modules
+
+from conftest import CASE1, ROOT, SETUPS
+
+SMALL = ["--subset", "200", "--batch-size", "100", "--task", "digits", "--pixels", "unit", "--steps", "3"]
+
+
+def _write(folder: Path, name: str, text: str) -> str:
+    (folder / name).write_text(text)
+    return str(folder / name)
+
+
+def test_the_preload_is_the_frameworks_a_setup_imports_before_its_own_first_statement(tmp_path):
+    _write(tmp_path, "common.py", '"""Doc."""\nimport os\nimport keras\nimport xentdbg\nSEED = 1\n')
+    setup = _write(tmp_path, "setup.py", "from __future__ import annotations\nimport numpy as np\n"
+                                         "from jax import numpy as jnp\nimport optax, jax.numpy\nimport common\n"
+                                         "import tensorflow\n")
+    # common.py's "SEED = 1" runs before setup.py imports tensorflow: the scan stops there
+    assert preload_modules(SetupRef(setup, "f")) == ["jax", "optax", "jax.numpy", "keras"]
+    env_first = _write(tmp_path, "env_first.py", "import os\nos.environ['XLA_FLAGS'] = 'x'\nimport jax\n")
+    assert preload_modules(SetupRef(env_first, "f")) == []
+    third_party = _write(tmp_path, "third.py", "import keras\nimport some_plugin\nimport jax\n")
+    assert preload_modules(SetupRef(third_party, "f")) == ["keras"]  # a package may set flags on import
+    broken = _write(tmp_path, "broken.py", "import jax\ndef (:\n")
+    assert preload_modules(SetupRef(broken, "f")) == []
+    assert preload_modules(SetupRef(str(tmp_path / "missing.py"), "f")) == []
+
+
+def test_fork_server_switch(monkeypatch):
+    monkeypatch.setenv(forkserver.ENV_SWITCH, "0")
+    assert not forkserver.enabled()
+    monkeypatch.setenv(forkserver.ENV_SWITCH, "1")
+    assert forkserver.enabled() == sys.platform.startswith("linux")
+
+
+def _datasets(path: Path) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, obj: out.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
+    return out
+
+
+def _trace(setup: str, out: Path, env: dict[str, str]) -> None:
+    result = CliRunner().invoke(app, ["trace", setup, "--out", str(out), *SMALL], env={"COLUMNS": "1000", **env})
+    assert result.exit_code == 0, result.output
+
+
+def _assert_bitwise(a: Path, b: Path) -> None:
+    first, second = _datasets(a), _datasets(b)
+    assert first.keys() == second.keys() and any("gradients" in k for k in first)
+    for name, value in first.items():
+        assert value.dtype == second[name].dtype and value.shape == second[name].shape, name
+        assert value.tobytes() == second[name].tobytes(), name
+
+
+KINDS = {
+    "keras 3 fit, tensorflow": (str(SETUPS / "keras_bn.py"), {"KERAS_BACKEND": "tensorflow"}),
+    "keras 3 fit, jax": (str(SETUPS / "keras_bn.py"), {"KERAS_BACKEND": "jax"}),
+    "keras 3 compiled loop": (f"{SETUPS / 'keras_loops.py'}:compiled", {}),
+    "tf_keras fit": (str(SETUPS / "tf_keras_bn.py"), {"TF_USE_LEGACY_KERAS": "1"}),
+    "jax loop": (str(CASE1 / "jax_stable.py"), {}),
+    "fit under MirroredStrategy": (f"{SETUPS / 'keras_mirrored.py'}:fit", {}),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the fork server is Linux's")
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_a_forked_worker_records_bitwise_what_a_fresh_one_records(kind, tmp_path):
+    setup, env = KINDS[kind]
+    _trace(setup, tmp_path / "fresh.h5", {**env, forkserver.ENV_SWITCH: "0"})
+    _trace(setup, tmp_path / "forked.h5", {**env, forkserver.ENV_SWITCH: "1"})
+    _assert_bitwise(tmp_path / "fresh.h5", tmp_path / "forked.h5")
+    preload = tuple(preload_modules(SetupRef.parse(setup)))
+    assert preload and _server(preload, env).alive()  # forked from a server that imported the frameworks
+
+
+def _server(preload: tuple[str, ...], env: dict[str, str]) -> forkserver._Server:
+    """The live server this test process holds for ``preload`` under ``env``."""
+    return next(server for (_, environment, modules), server in forkserver._servers.items()
+                if modules == preload and set(env.items()) <= set(environment))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the fork server is Linux's")
+def test_a_server_that_cannot_import_cleanly_starts_its_workers_fresh(tmp_path, monkeypatch):
+    setup = str(CASE1 / "jax_stable.py")
+    _trace(setup, tmp_path / "fresh.h5", {forkserver.ENV_SWITCH: "0"})
+    preload = ["jax", "xentdbg_no_such_module"]
+    monkeypatch.setattr("xentdbg.replay.process.preload_modules", lambda ref: preload)
+    _trace(setup, tmp_path / "forked.h5", {forkserver.ENV_SWITCH: "1"})
+    _assert_bitwise(tmp_path / "fresh.h5", tmp_path / "forked.h5")
+    log = _server(tuple(preload), {}).log
+    assert b"importing xentdbg_no_such_module raised ModuleNotFoundError; each worker is started fresh" in \
+        os.pread(log.fileno(), 1 << 16, 0)
+
+
+@pytest.mark.slow
+def test_importing_the_frameworks_starts_no_runtime_and_running_an_op_does():
+    """The fact the fork server rests on, for the installed versions: after ``import``,
+    neither TensorFlow's eager context nor a JAX backend exists; after one op, each does."""
+    code = ("import tensorflow as tf, keras, jax, jax.numpy as jnp, optax, flax\n"
+            "from xentdbg.replay.forkserver import _image_is_clean as clean\n"
+            "print(clean()); tf.constant(1.0) + 1; print(clean())\n"
+            "import importlib; ctx = importlib.import_module('tensorflow.python.eager.context')\n"
+            "ctx._context._context_handle = None; jnp.ones(2) + 1; print(clean())\n")
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines() == ["None", "the TensorFlow eager context was initialized",
+                                       "a JAX backend was initialized"]

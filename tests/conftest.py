@@ -89,6 +89,28 @@ def run_cli(*args: str, tmp_path: Path, env: dict | None = None, timeout: float 
     return CliRun(proc.returncode, proc.stdout, proc.stderr, data)
 
 
+def run_in_process(*args: str, tmp_path: Path, env: dict | None = None) -> CliRun:
+    """``xentdbg ARGS --json FILE`` run by this process (``typer.testing.CliRunner``), from
+    the repository root: what :func:`run_cli` runs, without starting an interpreter per
+    run, so this test process keeps its fork servers (:mod:`xentdbg.replay.forkserver`)
+    from one run to the next. An exception the CLI did not turn into an exit code (a bug,
+    exit 70 from ``python -m xentdbg``) is raised, never read as an exit code."""
+    import contextlib
+
+    from typer.testing import CliRunner
+
+    from xentdbg.cli import app
+
+    report = tmp_path / f"report-{abs(hash(args))}.json"
+    extra = ["--json", str(report)] if args and args[0] == "compare" else []
+    with contextlib.chdir(ROOT):
+        result = CliRunner().invoke(app, [*args, *extra], env={"COLUMNS": "160", **(env or {})})
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    data = json.loads(report.read_text()) if report.exists() else None
+    return CliRun(result.exit_code, result.stdout, result.stderr, data)
+
+
 @pytest.fixture(scope="session")
 def session_tmp(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("xentdbg")
@@ -159,8 +181,8 @@ def run_compare(a: str | Path, b: str | Path, *args: str, tmp_path: Path) -> Cli
     tests that read its report share it. Only for deterministic runs whose report the tests
     just read."""
     key = (str(a), str(b), *args)
-    run = shared(json.dumps(["compare", *key]), lambda: run_cli("compare", *key, tmp_path=tmp_path).__dict__,
-                 tmp_path)
+    run = shared(json.dumps(["compare", *key]),
+                 lambda: run_in_process("compare", *key, tmp_path=tmp_path).__dict__, tmp_path)
     return CliRun(**run)
 
 

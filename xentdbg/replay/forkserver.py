@@ -56,6 +56,8 @@ import threading
 import time
 from collections import OrderedDict
 
+from xentdbg.replay.worker import PARENT_ENV
+
 ENV_SWITCH = "XENTDBG_FORK_SERVER"
 """``0`` in the coordinator's environment: no fork server, every worker starts fresh."""
 MAX_SERVERS = 4
@@ -66,6 +68,12 @@ PID_WAIT = 120.0
 worker before it kills the server instead."""
 WORKER_NAME = b"xentdbg-worker"
 """A forked worker's process name (``/proc/PID/comm``, ``ps -o comm``): its command line is its server's."""
+VOLATILE_ENV = (PARENT_ENV, "PYTEST_CURRENT_TEST")
+"""Variables a server's key leaves out, and a forked worker takes from its request: the
+coordinator's pid (:data:`xentdbg.replay.worker.PARENT_ENV`, replaced by the server's in a
+forked worker) and the test pytest is running, which pytest rewrites around every test
+phase ("PYTEST_CURRENT_TEST environment variable", pytest's reference); no framework
+reads either."""
 _MAX_REQUEST = 1 << 16
 _PR_SET_NAME = 15  # linux/prctl.h
 
@@ -178,12 +186,13 @@ class _Server:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def fork(self, fds: list[int], shm: bool) -> ForkedProcess:
+    def fork(self, fds: list[int], shm: bool, volatile: dict[str, str]) -> ForkedProcess:
         """Ask for a worker with ``fds`` (its channel in, channel out, [shared memory],
-        log). Raises OSError when the server is gone."""
+        log) and the :data:`VOLATILE_ENV` variables ``volatile``. Raises OSError when the
+        server is gone."""
         status_r, status_w = os.pipe()
         try:
-            socket.send_fds(self.sock, [json.dumps({"shm": shm}).encode()], [*fds, status_w])
+            socket.send_fds(self.sock, [json.dumps({"shm": shm, "env": volatile}).encode()], [*fds, status_w])
         except OSError:
             os.close(status_r)
             raise
@@ -214,13 +223,13 @@ def fork_worker(env: dict[str, str], preload: list[str], fds: list[int], shm: bo
     server cannot be reached twice in a row (the caller then starts the worker fresh).
 
     ``env`` is the worker's whole environment; :data:`~xentdbg.replay.worker.PARENT_ENV`
-    in it names the coordinator, and a forked worker's names its server. ``fds``: the
+    in it names the coordinator, and a forked worker's names its server. The key leaves
+    out :data:`VOLATILE_ENV`. ``fds``: the
     worker's channel in, channel out, shared memory if ``shm``, and log."""
     if not enabled():
         return None
-    from xentdbg.replay.worker import PARENT_ENV
-
-    key = (os.getcwd(), tuple(sorted((k, v) for k, v in env.items() if k != PARENT_ENV)), tuple(preload))
+    key = (os.getcwd(), tuple(sorted((k, v) for k, v in env.items() if k not in VOLATILE_ENV)), tuple(preload))
+    volatile = {k: env[k] for k in VOLATILE_ENV if k in env}
     with _lock:
         for _ in range(2):
             server = _servers.pop(key, None)
@@ -232,7 +241,7 @@ def fork_worker(env: dict[str, str], preload: list[str], fds: list[int], shm: bo
             while len(_servers) > MAX_SERVERS:
                 _servers.popitem(last=False)[1].close()
             try:
-                return server.fork(fds, shm)
+                return server.fork(fds, shm, volatile)
             except OSError:
                 _servers.pop(key).close()
     return None
@@ -297,8 +306,13 @@ def _child(request: dict, fds: list[int], server_pid: int, unclean: str | None, 
         os.dup2(log, 1)
         os.dup2(log, 2)
         os.close(log)
-        from xentdbg.replay.worker import PARENT_ENV, main
+        from xentdbg.replay.worker import main
 
+        for name in VOLATILE_ENV:  # the rest of the environment is the server's: the same (the key)
+            if name in request["env"]:
+                os.environ[name] = request["env"][name]
+            else:
+                os.environ.pop(name, None)
         os.environ[PARENT_ENV] = str(server_pid)
         args = [str(fd_in), str(fd_out), str(shm)]
         if unclean is not None:  # start it fresh, in this process: nothing imported here carries over

@@ -347,6 +347,11 @@ def _pidfd(pid: int) -> int:
 def serve(sock: socket.socket, preload: list[str]) -> None:
     """The server's loop: fork a worker per request until the coordinator closes the
     channel, then wait for the workers to end."""
+    import warnings
+
+    # Python 3.12+ warns at fork when the process has threads: here only OpenBLAS's pools
+    # (see the module's docstring), which OpenBLAS restarts in the child itself
+    warnings.filterwarnings("ignore", message=r"This process .* is multi-threaded", category=DeprecationWarning)
     unclean = _preload(preload)
     if unclean:
         print(f"xentdbg fork server: {unclean}; each worker is started fresh", file=sys.stderr, flush=True)

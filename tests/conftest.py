@@ -77,38 +77,43 @@ class CliRun:
         return self.stdout + self.stderr
 
 
-def run_cli(*args: str, tmp_path: Path, env: dict | None = None, timeout: float = 240) -> CliRun:
-    """``python -m xentdbg ARGS --json FILE`` in a subprocess, from the repository root."""
-    report = tmp_path / f"report-{abs(hash(args))}.json"
-    cmd = [sys.executable, "-m", "xentdbg", *args]
-    if args and args[0] == "compare":
-        cmd += ["--json", str(report)]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-                          env={**__import__("os").environ, "COLUMNS": "160", **(env or {})})
-    data = json.loads(report.read_text()) if report.exists() else None
-    return CliRun(proc.returncode, proc.stdout, proc.stderr, data)
+def run_cli(*args: str, tmp_path: Path, env: dict | None = None, process: bool = False,
+            timeout: float = 240) -> CliRun:
+    """``xentdbg ARGS`` (``--json FILE`` added to a compare), from the repository root.
 
+    Run by this process (``typer.testing.CliRunner``) unless ``process``: no interpreter
+    started per run, and this test process keeps its fork servers
+    (:mod:`xentdbg.replay.forkserver`) from one run to the next, so TensorFlow is imported
+    once per server, not twice per run. ``env`` is set in ``os.environ`` for the run, as
+    ``python -m xentdbg`` would inherit it; only the workers read it (the coordinator has
+    read ``TMPDIR`` already: give ``process=True`` for a run that needs its own). An
+    exception the CLI did not turn into an exit code (a bug: exit 70 from ``python -m
+    xentdbg``) is raised, never read as an exit code.
 
-def run_in_process(*args: str, tmp_path: Path, env: dict | None = None) -> CliRun:
-    """``xentdbg ARGS --json FILE`` run by this process (``typer.testing.CliRunner``), from
-    the repository root: what :func:`run_cli` runs, without starting an interpreter per
-    run, so this test process keeps its fork servers (:mod:`xentdbg.replay.forkserver`)
-    from one run to the next. An exception the CLI did not turn into an exit code (a bug,
-    exit 70 from ``python -m xentdbg``) is raised, never read as an exit code."""
-    import contextlib
-
-    from typer.testing import CliRunner
-
-    from xentdbg.cli import app
-
+    ``process=True``: ``python -m xentdbg ARGS`` in a subprocess, stopped after ``timeout``
+    seconds, for tests of the process itself (its exit code path, a hang)."""
     report = tmp_path / f"report-{abs(hash(args))}.json"
     extra = ["--json", str(report)] if args and args[0] == "compare" else []
-    with contextlib.chdir(ROOT):
-        result = CliRunner().invoke(app, [*args, *extra], env={"COLUMNS": "160", **(env or {})})
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
+    if process:
+        proc = subprocess.run([sys.executable, "-m", "xentdbg", *args, *extra], cwd=ROOT, capture_output=True,
+                              text=True, timeout=timeout, env={**os.environ, "COLUMNS": "160", **(env or {})})
+        code, stdout, stderr = proc.returncode, proc.stdout, proc.stderr
+    else:
+        import contextlib
+        from unittest import mock
+
+        from typer.testing import CliRunner
+
+        from xentdbg.cli import app
+
+        argv = [str(ROOT / "xentdbg" / "__main__.py"), *args, *extra]  # what a trace records as its command
+        with contextlib.chdir(ROOT), mock.patch.object(sys, "argv", argv):
+            result = CliRunner().invoke(app, [*args, *extra], env={"COLUMNS": "160", **(env or {})})
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            raise result.exception
+        code, stdout, stderr = result.exit_code, result.stdout, result.stderr
     data = json.loads(report.read_text()) if report.exists() else None
-    return CliRun(result.exit_code, result.stdout, result.stderr, data)
+    return CliRun(code, stdout, stderr, data)
 
 
 @pytest.fixture(scope="session")
@@ -182,7 +187,7 @@ def run_compare(a: str | Path, b: str | Path, *args: str, tmp_path: Path) -> Cli
     just read."""
     key = (str(a), str(b), *args)
     run = shared(json.dumps(["compare", *key]),
-                 lambda: run_in_process("compare", *key, tmp_path=tmp_path).__dict__, tmp_path)
+                 lambda: run_cli("compare", *key, tmp_path=tmp_path).__dict__, tmp_path)
     return CliRun(**run)
 
 

@@ -66,7 +66,7 @@ def test_setup_raising_while_building(session_tmp):
 
 @pytest.mark.slow
 def test_worker_killed(session_tmp):
-    run = run_cli("compare", SMALL, f"{SMALL}:killed_at_step_1", *FAST, tmp_path=session_tmp)
+    run = run_cli("compare", SMALL, f"{SMALL}:killed_at_step_1", *FAST, tmp_path=session_tmp, process=True)
     assert run.code == 3
     assert "Side B's worker was killed by signal 9 in step 1" in run.stderr
 

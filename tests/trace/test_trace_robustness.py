@@ -197,10 +197,10 @@ def test_cli_on_hostile_files_exits_2_without_traceback(tmp_path):
         path = tmp_path / f"{name.replace(' ', '_')}.h5"
         hostile.CLASSES[name][0](path)
         for args in (["show", str(path)], ["diff", str(path), str(good)]):
-            run = run_cli(*args, tmp_path=tmp_path, timeout=30)
+            run = run_cli(*args, tmp_path=tmp_path, process=True, timeout=30)
             assert run.code == 2, (name, args[0], run.output)
             assert "not a usable xentdbg trace" in run.stderr and "Traceback" not in run.output, (name, run.output)
     cut_short = tmp_path / "cut_short.h5"
     hostile.CLASSES["interrupted step without name"][0](cut_short)
-    run = run_cli("show", str(cut_short), tmp_path=tmp_path, timeout=30)
+    run = run_cli("show", str(cut_short), tmp_path=tmp_path, process=True, timeout=30)
     assert run.code == 0 and f"{hostile.STEPS} complete of {hostile.STEPS}" in run.stdout, run.output

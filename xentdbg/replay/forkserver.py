@@ -355,6 +355,13 @@ def serve(sock: socket.socket, preload: list[str]) -> None:
     unclean = _preload(preload)
     if unclean:
         print(f"xentdbg fork server: {unclean}; each worker is started fresh", file=sys.stderr, flush=True)
+    import gc
+
+    # The imports' objects, moved out of the collector's reach: a child's collections then
+    # never write to their pages, which stay shared with this process instead of being
+    # copied into every worker ("gc.freeze", Python's gc documentation). Nothing of the
+    # user's exists yet; the child collects its own objects as usual.
+    gc.freeze()
     children: dict[int, tuple[int, int]] = {}  # pid -> (status pipe, pidfd or -1)
     accepting = True
     while accepting or children:

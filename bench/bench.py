@@ -1,10 +1,16 @@
 """xentdbg benchmark: replay cost against the plain trainings, memory, trace throughput.
 
-    python bench/bench.py [--runs 3] [--out bench/results.json] [--only crossfeed|long|distributed|baseline]
+    python bench/bench.py [--runs 3] [--out bench/results.json] [--only crossfeed|long|distributed|baseline|sizes]
 
 ``--only crossfeed`` runs the cross-feed and float64-oracle entries alone, ``--only long``
 the two 500-step replays, ``--only distributed`` the one-device against 4-replica pair,
 and merges them into an existing results file.
+
+``--only sizes`` measures the same way at realistic sizes (``bench/setups/sizes.py``: a
+1.2M-parameter convnet at batch 64 for 300 steps, a 10M-parameter MLP for 100 steps;
+``model.fit`` against the same model's custom loop), with peak memory, and fits the
+per-step overhead against the parameter count (with the case-1 model's from
+``--only baseline``).
 
 ``--only baseline`` measures ``xentdbg compare`` against what a user would otherwise run:
 their own two scripts, which import no xentdbg (``bench/plain/``; each trains bitwise what
@@ -64,6 +70,10 @@ CASE1 = {"steps": 10, "subset": 1000, "batch": 1000}
 LONG = {"steps": 500, "subset": 1000, "batch": 100}
 DIST_A, DIST_B = "examples/distributed/model.py:single", "examples/distributed/model.py:replicas4"
 DIST = {"steps": 200, "subset": 1024, "batch": 64}
+# Realistic sizes (bench/setups/sizes.py): model.fit against the same model's custom loop.
+SIZES_SETUPS = "bench/setups/sizes.py"
+SIZES = {"convnet": ({"steps": 300, "subset": 4800, "batch": 64}, 1_199_882),
+         "mlp": ({"steps": 100, "subset": 5000, "batch": 100}, 10_020_874)}
 
 
 def _tree_rss(pid: int) -> int:
@@ -107,7 +117,8 @@ def plain(setup: str, p: dict) -> list[str]:
 # baseline ratios. Each trains what the setup it stands for trains.
 INDEPENDENT = {A: ["bench/plain/jax_loop.py", "stable"], CLEAN_A: ["bench/plain/jax_loop.py", "logits"],
                B: ["bench/plain/keras_fit.py"], DIST_A: ["bench/plain/distributed.py", "single"],
-               DIST_B: ["bench/plain/distributed.py", "replicas4"]}
+               DIST_B: ["bench/plain/distributed.py", "replicas4"],
+               **{f"{SIZES_SETUPS}:{m}_{k}": ["bench/plain/sizes.py", m, k] for m in SIZES for k in ("fit", "loop")}}
 
 
 def independent(setup: str, p: dict) -> list[str]:
@@ -140,6 +151,47 @@ def baseline_case(p: dict, runs: int, extra: tuple[str, ...] = (), a: str = A, b
     return {"compare_s": med(compare_s), "scripts_back_to_back_s": med(seq), "scripts_at_once_s": med(together),
             "ratio_back_to_back": med(compare_s) / med(seq), "ratio_at_once": med(compare_s) / med(together),
             "runs": runs, "all_compare_s": compare_s, "all_back_to_back_s": seq, "all_at_once_s": together}
+
+
+def sizes_case(model: str, runs: int) -> dict:
+    """:func:`baseline_case` for one of :data:`SIZES`, with peak memory: the compare's
+    process tree (coordinator, workers, fork servers) against the larger of the two
+    scripts and against their sum (both trainings' memory, as the compare holds both)."""
+    p, params = SIZES[model]
+    a, b = f"{SIZES_SETUPS}:{model}_fit", f"{SIZES_SETUPS}:{model}_loop"
+    seq, together, compare_s, script_peaks, compare_peaks = [], [], [], [], []
+    for _ in range(runs):
+        times = [run(independent(s, p)) for s in (a, b)]
+        assert all(code == 0 for _, _, code in times), "a plain script failed"
+        seq.append(sum(t for t, _, _ in times))
+        script_peaks.append([peak for _, peak, _ in times])
+        together.append(run_together([independent(a, p), independent(b, p)]))
+        seconds, peak, code = run(compare(p, a=a, b=b))
+        assert code in (0, 1), f"compare exited {code}"
+        compare_s.append(seconds)
+        compare_peaks.append(peak)
+    med = statistics.median
+    scripts_sum = med([sum(pk) for pk in script_peaks]) / 2**20
+    return {"params": params, **p, "compare_s": med(compare_s), "scripts_back_to_back_s": med(seq),
+            "scripts_at_once_s": med(together), "ratio_back_to_back": med(compare_s) / med(seq),
+            "ratio_at_once": med(compare_s) / med(together),
+            "overhead_ms_per_step": (med(compare_s) - med(seq)) / p["steps"] * 1e3,
+            "compare_peak_rss_mb": med(compare_peaks) / 2**20, "scripts_peak_rss_mb_sum": scripts_sum,
+            "rss_ratio_to_sum": med(compare_peaks) / 2**20 / scripts_sum,
+            "runs": runs, "all_compare_s": compare_s, "all_back_to_back_s": seq, "all_at_once_s": together,
+            "all_compare_peak_rss_mb": [x / 2**20 for x in compare_peaks],
+            "all_script_peak_rss_mb": [[x / 2**20 for x in pk] for pk in script_peaks]}
+
+
+def overhead_fit(points: list[tuple[int, float]]) -> dict:
+    """Least squares ``overhead ms per step = a + b * millions of parameters``."""
+    import numpy as np
+
+    x = np.array([p / 1e6 for p, _ in points])
+    y = np.array([ms for _, ms in points])
+    b, a = np.polyfit(x, y, 1)
+    return {"ms_per_step_at_0": float(a), "ms_per_step_per_million_params": float(b),
+            "points": [{"params": p, "overhead_ms_per_step": ms} for p, ms in points]}
 
 
 def versions() -> dict:
@@ -222,8 +274,8 @@ def oracle_cost(runs: int, tmp: Path) -> dict:
 def overhead_split(p: dict, tmp: Path) -> dict:
     """Per-step capture, transfer and comparison cost on the long run (milliseconds)."""
     from xentdbg.compare.divergence import Pairing, compare_step
-    from xentdbg.compare.matching import match_by_order
     from xentdbg.compare.metrics import Tolerance
+    from xentdbg.compare.params import match_parameters
     from xentdbg.trace import load_trace
 
     probes = {}
@@ -235,7 +287,7 @@ def overhead_split(p: dict, tmp: Path) -> dict:
     train_ms = {s: v["plain_s"] / p["steps"] * 1000 for s, v in probes.items()}
     with load_trace(tmp / "a.h5") as ta, load_trace(tmp / "b.h5") as tb:
         ra, rb = list(ta.records(load=True)), list(tb.records(load=True))
-        pairing = Pairing(params=match_by_order(ta.info.params, tb.info.params).pairs, state=[])
+        pairing = Pairing(params=match_parameters(ta.info.params, tb.info.params).params, state=[])
     start = time.perf_counter()
     for x, y in zip(ra, rb):
         compare_step(x, y, pairing, Tolerance(), detail=False)
@@ -301,7 +353,7 @@ def trace_throughput(tmp: Path, gigabytes: float = 1.05) -> dict:
         with TraceWriter(tmp / name, {"data": {"source": "mnist", "subset": 1, "task": "binary", "pixels": "raw",
                                                "batch_size": 1}}, info, (base, [])) as w:
             for k in range(steps):
-                w.write(StepRecord(k, {"loss": [("loss", np.float32(k))],
+                w.write(StepRecord(k, {"loss": [("loss", np.array(k, np.float32))],
                                        "weights": [(f"w{i}", b) for i, b in enumerate(base)]}))
         seconds.append(time.perf_counter() - start)
     size = (tmp / "a.h5").stat().st_size
@@ -316,7 +368,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results.json"))
-    parser.add_argument("--only", choices=["crossfeed", "long", "distributed", "baseline"],
+    parser.add_argument("--only", choices=["crossfeed", "long", "distributed", "baseline", "sizes"],
                         help="run only these entries, merged into --out")
     args = parser.parse_args()
     if args.only:
@@ -331,6 +383,22 @@ def main() -> None:
                 "long_clean": baseline_case(LONG, args.runs, a=CLEAN_A),
                 "long_clean_fingerprint": baseline_case(LONG, args.runs, ("--fingerprint",), a=CLEAN_A),
                 "distributed": baseline_case(DIST, args.runs, a=DIST_A, b=DIST_B)}
+        elif args.only == "sizes":
+            names = [f"{m} {k}" for m in SIZES for k in ("fit", "loop")]
+            checked = subprocess.run([PY, "bench/plain/check.py", *names], cwd=ROOT, capture_output=True,
+                                     text=True, check=True)
+            bitwise = json.loads(checked.stdout.strip().splitlines()[-1])
+            assert all(bitwise.values()), f"a plain script trains something else than its setup: {bitwise}"
+            sizes = {"machine": _machine(), "versions": versions(), "scripts_bitwise_equal_to_setups": bitwise}
+            for model in SIZES:
+                print(f"sizes: {model} ...", flush=True)
+                sizes[model] = sizes_case(model, args.runs)
+            long_clean = results.get("baseline", {}).get("long_clean")
+            if long_clean:  # the case-1 model (785,000 + 1,001 parameters), from --only baseline
+                case1_ms = (long_clean["compare_s"] - long_clean["scripts_back_to_back_s"]) / LONG["steps"] * 1e3
+                sizes["fit"] = overhead_fit([(786_001, case1_ms)] +
+                                            [(sizes[m]["params"], sizes[m]["overhead_ms_per_step"]) for m in SIZES])
+            results["sizes"] = sizes
         elif args.only == "distributed":
             results["distributed"] = ratio_case(DIST, args.runs, a=DIST_A, b=DIST_B)
         elif args.only == "crossfeed":
@@ -422,6 +490,18 @@ def _print(r: dict) -> None:
             t.add_row(f"{label}: compare / your scripts (back to back; at once)",
                       f"{v['compare_s']:.1f} s / {v['scripts_back_to_back_s']:.1f} s = {v['ratio_back_to_back']:.2f}x; "
                       f"/ {v['scripts_at_once_s']:.1f} s = {v['ratio_at_once']:.2f}x", target)
+    for model, target in (("convnet", "<= 1.3x"), ("mlp", "<= 1.5x; RSS <= 2x")):
+        v = r.get("sizes", {}).get(model)
+        if v:
+            t.add_row(f"{v['params'] / 1e6:.1f}M-parameter {model}, {v['steps']} steps: compare / your scripts "
+                      "(back to back); peak RSS / both scripts'",
+                      f"{v['compare_s']:.1f} s / {v['scripts_back_to_back_s']:.1f} s = {v['ratio_back_to_back']:.2f}x; "
+                      f"{v['compare_peak_rss_mb']:.0f} MB / {v['scripts_peak_rss_mb_sum']:.0f} MB = "
+                      f"{v['rss_ratio_to_sum']:.2f}x", target)
+    fit = r.get("sizes", {}).get("fit")
+    if fit:
+        t.add_row("overhead per step against parameters (least squares, 3 sizes)",
+                  f"{fit['ms_per_step_at_0']:.1f} ms + {fit['ms_per_step_per_million_params']:.2f} ms per M", "")
     if "distributed" in r:
         dv = r["distributed"]
         t.add_row("one device vs 4 replicas, 200 steps: compare / plain A+B",

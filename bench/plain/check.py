@@ -31,6 +31,10 @@ CASES: dict[str, tuple[list[str], str, int, int, int]] = {
     "distributed replicas4": (["distributed.py", "replicas4"], f"{EXAMPLES / 'distributed' / 'model.py'}:replicas4",
                               3, 256, 64),
 }
+SIZES = str(ROOT / "bench" / "setups" / "sizes.py")
+for _model, _batch in (("convnet", 64), ("mlp", 100)):
+    for _kind in ("fit", "loop"):
+        CASES[f"{_model} {_kind}"] = (["sizes.py", _model, _kind], f"{SIZES}:{_model}_{_kind}", 3, 300, _batch)
 # The setups' plain runs as bench/plain.py runs them (its ``spec``: the data the setup declares).
 THROUGH_XENTDBG = """
 import importlib.util, json, sys, numpy as np

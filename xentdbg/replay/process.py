@@ -57,8 +57,11 @@ class WorkerProcess:
 
     It runs under the interpreter ``env`` names (:func:`~xentdbg.replay.interpreter.python_of`,
     ``--python-a/--python-b``), else the coordinator's, and imports this xentdbg either way
-    (:func:`~xentdbg.replay.interpreter.worker_command`). Its first message is checked by
-    :meth:`handshake` before any other.
+    (:func:`~xentdbg.replay.interpreter.worker_command`). Under the coordinator's own
+    interpreter it is forked by a fork server that imported ``preload``, the frameworks
+    the setup imports first (:mod:`xentdbg.replay.forkserver`; ``self.proc`` is then a
+    :class:`~xentdbg.replay.forkserver.ForkedProcess`), else started fresh. Its first
+    message is checked by :meth:`handshake` before any other.
     """
 
     def __init__(self, side: str, env: dict[str, str], preload: list[str] | None = None):

@@ -117,12 +117,33 @@ def test_importing_the_frameworks_starts_no_runtime_and_running_an_op_does():
     """The fact the fork server rests on, for the installed versions: after ``import``,
     neither TensorFlow's eager context nor a JAX backend exists; after one op, each does."""
     code = ("import tensorflow as tf, keras, jax, jax.numpy as jnp, optax, flax\n"
-            "from xentdbg.replay.forkserver import _image_is_clean as clean\n"
-            "print(clean()); tf.constant(1.0) + 1; print(clean())\n"
+            "from xentdbg.replay.forkserver import _runtime_started as started\n"
+            "print(started()); tf.constant(1.0) + 1; print(started())\n"
             "import importlib; ctx = importlib.import_module('tensorflow.python.eager.context')\n"
-            "ctx._context._context_handle = None; jnp.ones(2) + 1; print(clean())\n")
+            "ctx._context._context_handle = None; jnp.ones(2) + 1; print(started())\n")
     run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert run.returncode == 0, run.stderr
     assert run.stdout.splitlines() == ["None", "the TensorFlow eager context was initialized",
                                        "a JAX backend was initialized"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the fork server is Linux's")
+def test_a_worker_killed_the_moment_it_is_forked_ends():
+    """A coordinator may kill a worker right after the server forked it (the other side's
+    setup failed at once), before the child called ``setsid``: killing its process group
+    alone then found nothing and the coordinator waited for ever (a suite run hung here)."""
+    import threading
+
+    from xentdbg.replay.process import WorkerProcess
+
+    for _ in range(5):
+        worker = WorkerProcess("A", {}, preload=[])
+        assert isinstance(worker.proc, forkserver.ForkedProcess)
+        killer = threading.Thread(target=worker.kill, daemon=True)
+        killer.start()
+        killer.join(60)
+        assert not killer.is_alive(), "kill() did not return"
+        assert worker.proc.returncode == -9
+        worker.close(grace=0)

@@ -20,7 +20,7 @@ What keeps a forked worker identical to a fresh one:
 * **Nothing runs in the frameworks before the fork.** Importing TensorFlow does not
   create its eager context, nor does importing JAX start a backend: both happen at the
   first op (``context.ensure_initialized``, tensorflow/python/eager/context.py;
-  ``xla_bridge.backends()``, jax/_src/xla_bridge.py). :func:`_image_is_clean` checks both
+  ``xla_bridge.backends()``, jax/_src/xla_bridge.py). :func:`_runtime_started` checks both
   after the imports; a server whose image is not clean (an import raised, a runtime
   started) execs a fresh worker in the forked child instead, so the answer is right
   either way. The only threads the imports start are OpenBLAS's pools (numpy's and
@@ -154,7 +154,7 @@ class ForkedProcess:
         return self.returncode
 
     def kill(self) -> None:
-        """SIGKILL the worker's process group (its own session), and wait for it. A
+        """SIGKILL the worker and its process group (its own session), and wait for it. A
         server that has not forked it within :data:`PID_WAIT` (stuck importing) is
         killed instead: nothing it would fork can be trusted."""
         if self.poll() is not None:
@@ -163,10 +163,13 @@ class ForkedProcess:
         if pid is None:
             self._server.kill()
         else:
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            # the process itself first: a child just forked may not have called setsid()
+            # yet, and then no process group has its pid (killpg fails with ESRCH)
+            for kill in (os.kill, os.killpg):
+                try:
+                    kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
         self.wait()
 
 
@@ -227,8 +230,8 @@ def fork_worker(env: dict[str, str], preload: list[str], fds: list[int], shm: bo
 
     ``env`` is the worker's whole environment; :data:`~xentdbg.replay.worker.PARENT_ENV`
     in it names the coordinator, and a forked worker's names its server. The key leaves
-    out :data:`VOLATILE_ENV`. ``fds``: the
-    worker's channel in, channel out, shared memory if ``shm``, and log."""
+    out :data:`VOLATILE_ENV`. ``fds``: the worker's channel in, channel out, shared
+    memory if ``shm``, and log."""
     if not enabled():
         return None
     key = (os.getcwd(), tuple(sorted((k, v) for k, v in env.items() if k not in VOLATILE_ENV)), tuple(preload))
@@ -253,9 +256,10 @@ def fork_worker(env: dict[str, str], preload: list[str], fds: list[int], shm: bo
 # --------------------------------------------------------------------- server side
 
 
-def _image_is_clean() -> str | None:
-    """Why a forked worker would not start as a fresh one would (None: it would): a
-    TensorFlow eager context or a JAX backend already initialized."""
+def _runtime_started() -> str | None:
+    """Which framework runtime this process already started (None: none), the reason a
+    forked worker would not start as a fresh one would: a TensorFlow eager context or a
+    JAX backend."""
     tf_context = sys.modules.get("tensorflow.python.eager.context")
     if tf_context is not None and getattr(tf_context, "_context", None) is not None:
         if getattr(tf_context._context, "_context_handle", None) is not None:
@@ -278,7 +282,7 @@ def _preload(modules: list[str]) -> str | None:
             return f"importing {name} raised {type(e).__name__}"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return _image_is_clean()
+        return _runtime_started()
 
 
 def _set_name(name: bytes) -> None:

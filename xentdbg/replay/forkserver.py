@@ -273,16 +273,13 @@ def _runtime_started() -> str | None:
 def _preload(modules: list[str]) -> str | None:
     """Import ``modules`` in order; why the image is not clean, or None."""
     import importlib
-    import warnings
 
     for name in modules:
         try:
             importlib.import_module(name)
         except BaseException as e:  # noqa: BLE001  (the worker imports it again and reports it)
             return f"importing {name} raised {type(e).__name__}"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return _runtime_started()
+    return _runtime_started()
 
 
 def _set_name(name: bytes) -> None:

@@ -85,7 +85,9 @@ class JaxStep:
         state: the initial training state: the parameters themselves, a Flax
             ``TrainState``, or any pytree that holds them.
         loss_fn: the loss ``step`` minimises, ``loss_fn(params, x, y)`` or
-            ``loss_fn(params, batch)``.
+            ``loss_fn(params, batch)``; with a ``model_state``,
+            ``loss_fn(params, model_state, x, y) -> (loss, new_model_state)``, the training
+            forward pass returning the updated collections (as ``JaxLoop``'s stateful loss).
         grads_fn: instead of ``loss_fn`` (with a ``mesh``: as well), your own function
             that returns the gradients and the loss at the state's parameters,
             ``grads_fn(state, x, y)`` or
@@ -98,6 +100,13 @@ class JaxStep:
             must be leaves of ``state``: that is how xentdbg puts the shared initial
             weights, and the other side's weights for a cross-feed, in their place. The
             other leaves (optimizer moments, counters) are the optimizer state.
+        model_state: ``model_state(state)``: the non-trainable model state inside
+            ``state``, such as Flax linen's ``batch_stats`` (BatchNorm's moving
+            statistics). By default ``state.batch_stats`` for a ``TrainState`` that has
+            that field, as Flax's ImageNet example defines it, else none. Its leaves must
+            be leaves of ``state``, like the parameters'. Each record's ``state`` phase
+            holds it after the step (the step's own result); the cross-feed and the shared
+            initial values set it in place.
         layers: optional ``stax`` layers (``params[i]`` feeds ``layers[i]``) for per-layer
             activations, as for :class:`JaxLoop`. A Flax linen ``TrainState`` needs none:
             each submodule's output is read with linen's ``capture_intermediates``.
@@ -117,7 +126,11 @@ class JaxStep:
     samples and what a data-parallel step computes on its own slice before the reduction:
     the local loss and local gradients of ``loss_fn`` at the pre-step parameters,
     ``jax.shard_map(jax.value_and_grad(loss_fn))`` over the same mesh (recomputed by
-    xentdbg, not read from the step). The record's own gradients are the ones the step
+    xentdbg, not read from the step). With a ``model_state`` and a step written with
+    ``jax.shard_map``, each replica also holds the model state its own forward pass
+    computes (BatchNorm's moving statistics from its slice, before any ``pmean``), and
+    the layer outputs come from each replica's forward pass on its slice, joined in
+    replica order. The record's own gradients are the ones the step
     applies when you give ``grads_fn``, your own sharded function the step calls (observed:
     its output is what the step applies); with ``loss_fn`` alone they are recomputed on the
     whole global batch, which is what a correct data-parallel step applies up to the order
@@ -162,6 +175,7 @@ class JaxStep:
     grads_fn: Callable[..., Any] | None = None
     mesh: Any = None  # a jax.sharding.Mesh
     batch_axis: str | None = None
+    model_state: Callable[[Any], Any] | None = None
 
     @classmethod
     def from_optimizers(cls, update: Callable[..., Any], opt_state: Any, get_params: Callable[[Any], Any],

@@ -65,6 +65,51 @@ def test_bad_meshes_and_batches_are_refused(checks):
     assert "'batch' is not an axis of the mesh" in refused["no such axis"]
 
 
+@pytest.mark.parametrize("name", ["replicas4", "replicas4_sync"])
+def test_batchnorm_state_is_captured_per_replica_and_capture_stays_neutral(checks, name):
+    """A linen TrainState with batch_stats (examples/distributed/jax_bn.py): every leaf of
+    the state ends bitwise where the user's loop ends, in each capture mode; replica r's
+    batch_stats are what the model's loss computes on its slice alone (per-replica
+    BatchNorm) or on the whole batch (axis_name); its BatchNorm outputs are normalized per
+    slice only without axis_name; a re-run from the recorded values reproduces step 1."""
+    bn = checks["bn"]
+    for mode in ("none", "full", "fingerprint"):
+        assert bn["neutral"][f"{name} {mode}"] == {"equal": True, "state_is_final": True}, (name, mode)
+    local = bn["local"][name]
+    assert local["names"] == ["['BatchNorm_0']['mean']", "['BatchNorm_0']['var']"]
+    assert local["layers"] == ["Dense_0", "BatchNorm_0", "Dense_1", "MLP"]
+    assert local["gap"] < 1e-6, local
+    if name == "replicas4":  # copies part; each slice's normalized rows have mean 0 (bias 0 at init)
+        assert local["spread"] > 1e-3 and local["slice_means"] < 1e-5, local
+    else:  # one set of statistics, the batch's: a slice's mean is not 0
+        assert local["spread"] == 0.0 and local["slice_means"] > 1e-2, local
+    assert all(bn["rerun"][name].values()), bn["rerun"][name]
+
+
+def test_a_loss_that_needs_the_mesh_axis_needs_grads_fn(checks):
+    assert "loss_fn runs only on the mesh, under jax.shard_map" in checks["bn"]["refused"]
+    assert "unbound axis name: data" in checks["bn"]["refused"]
+
+
+def test_per_replica_flax_batchnorm_is_named_and_axis_name_agrees_with_one_device(session_tmp):
+    """The example pairs (shared with test_examples.py): without axis_name the replicas'
+    batch_stats fit their own slices and the cause is named with linen's fix; with
+    ``BatchNorm(axis_name="data")`` the sides agree (updates are not compared against a
+    JaxStep: the Dense bias before BatchNorm has gradients at the float32 noise floor)."""
+    run = run_pair("distributed", "JAX: per-replica BatchNorm (no axis_name) against one device's", session_tmp)
+    assert run.code == 1, run.output[-3000:]
+    report = run.report
+    assert (report["first_divergence"]["step"], report["first_divergence"]["phase"]) == (0, "loss")
+    top = report["diagnosis"]["findings"][0]
+    assert top["cause"] == "per-replica-batchnorm", report["diagnosis"]
+    assert top["numbers"]["layers"] == ["BatchNorm_0"]
+    assert "replica r's 16/16/16/16 samples" in " ".join(top["evidence"])
+    assert "axis_name" in top["fix"]
+    clean = run_pair("distributed", "JAX: BatchNorm(axis_name) on 4 devices against one device (clean)", session_tmp)
+    assert clean.code == 0, clean.output[-3000:]
+    assert "side A (JaxStep) cannot re-run its optimizer step" in " ".join(clean.report["notes"])
+
+
 def test_summed_gradients_are_named_and_pmean_agrees_with_one_device(session_tmp):
     """The example pair (shard_map's default check_vma: jax.grad already sums, the pmean
     leaves 4x; shared with test_examples.py) names the cause with JAX's fix; the pmean of

@@ -121,3 +121,63 @@ def test_the_stax_serial_pair_is_opened_into_its_layers():
     records = []
     adapter.train(1, records.append)
     assert [a.shape for _, a in records[0].tensors["activations"]] == [(32, 1024)] * 4 + [(32, 10)] * 2
+
+
+BN_SETUP = ROOT / "examples" / "distributed" / "jax_bn.py"  # a linen TrainState with batch_stats
+
+
+def _bn_data():
+    return load(DataSpec(subset=96, batch_size=32, task="digits", labels="sparse", pixels="unit"))
+
+
+def test_a_trainstate_with_batch_stats_records_its_state_and_capture_stays_neutral():
+    """The model state is found without model_state= (a TrainState's batch_stats); each
+    record's state is the batch_stats the user's own loop has after that step; every leaf
+    of the state (parameters, batch_stats, optimizer) ends bitwise where that loop ends."""
+    pytest.importorskip("flax")
+    data = _bn_data()
+    setup = load_function(SetupRef.parse(f"{BN_SETUP}:single"))(data)
+    state, after = setup.state, []
+    for i in range(STEPS):
+        sl = data.spec.batch_slice(i)
+        state, _ = setup.step(state, data.x[sl], data.y[sl])
+        after.append(_bytes(jax.tree_util.tree_leaves(state.batch_stats)))
+    plain = _bytes(jax.tree_util.tree_leaves(state))
+    for emit, mode in ((False, CaptureMode.FULL), (True, CaptureMode.FULL), (True, CaptureMode.FINGERPRINT)):
+        adapter = make_adapter(load_function(SetupRef.parse(f"{BN_SETUP}:single"))(data), data)
+        records: list = []
+        adapter.train(STEPS, records.append if emit else None, capture=mode)
+        assert _bytes(jax.tree_util.tree_leaves(adapter.state)) == plain, mode
+        assert [_bytes(a for _, a in r.tensors["state"]) for r in records] == (after if emit else [])
+    info = adapter.describe()
+    assert [s.name for s in info.state] == ["['BatchNorm_0']['mean']", "['BatchNorm_0']['var']"]
+    assert info.layers == ["Dense_0", "BatchNorm_0", "Dense_1", "MLP"]  # read through the loss, in training mode
+    assert "state" in adapter.PROBE_PHASES and "weights" not in adapter.PROBE_PHASES
+
+
+@pytest.mark.filterwarnings("ignore:shape requires ndarray")  # the refused loss feeds batch_stats to Dense
+def test_model_state_lands_in_the_users_state_and_a_loss_without_it_is_refused():
+    pytest.importorskip("flax")
+    data = _bn_data()
+    adapter = make_adapter(load_function(SetupRef.parse(f"{BN_SETUP}:single"))(data), data)
+    params, model = adapter.initial_values()
+    adapter.set_initial_values(None, [np.full_like(m, 0.5) for m in model])
+    assert all(np.all(np.asarray(a) == 0.5) for a in jax.tree_util.tree_leaves(adapter.state.batch_stats))
+    assert _bytes(adapter.initial_values()[0]) == _bytes(params)
+    records: list = []
+    adapter.train(1, records.append)
+    mean = records[0].tensors["state"][0][1]  # momentum 0.9 from 0.5, towards the mean of BatchNorm's input
+    h = dict(records[0].tensors["activations"])["Dense_0"].astype(np.float64)
+    np.testing.assert_allclose(mean, 0.9 * 0.5 + 0.1 * h.mean(axis=0), rtol=1e-5, atol=1e-6)
+    rerun = adapter.evaluate(0, params, model, grads=[g for _, g in records[0].tensors["gradients"]])
+    assert "weights" not in rerun and [n for n, _ in rerun["state"]] == [n for n, _ in records[0].tensors["state"]]
+
+    setup = load_function(SetupRef.parse(f"{BN_SETUP}:single"))(data)
+    logits = setup.state.apply_fn
+    setup.loss_fn = lambda p, x, y: logits({"params": p, "batch_stats": setup.state.batch_stats}, x).mean()
+    with pytest.raises(UsageError, match=r"loss_fn\(params, model_state, x, y\)"):
+        make_adapter(setup, data)
+    setup = load_function(SetupRef.parse(f"{BN_SETUP}:single"))(data)
+    setup.model_state = lambda s: jax.tree_util.tree_map(jnp.copy, s.batch_stats)
+    with pytest.raises(UsageError, match=r"model_state\(state\) returns is not a leaf of the state"):
+        make_adapter(setup, data)

@@ -21,9 +21,13 @@ BN = ["seq/bn/moving_mean", "seq/bn/moving_variance"]
 R = 4
 
 
-def _info(replicas: int, state=()) -> SideInfo:
-    fw = {"backend": "tensorflow", **({"replicas": str(replicas), "strategy": "MirroredStrategy"}
-                                     if replicas > 1 else {})}
+def _info(replicas: int, state=(), jax: bool = False) -> SideInfo:
+    if jax:  # JaxStep(mesh=...) reports its mesh
+        fw = {"backend": "cpu", **({"replicas": str(replicas), "strategy": "shard_map", "mesh": f"data={replicas}"}
+                                   if replicas > 1 else {})}
+    else:
+        fw = {"backend": "tensorflow", **({"replicas": str(replicas), "strategy": "MirroredStrategy"}
+                                         if replicas > 1 else {})}
     return SideInfo("KerasLoop", fw, [TensorSpec.of(n, w) for n, w in zip(NAMES, W0)],
                     [TensorSpec.of(n, s) for n, s in state])
 
@@ -35,13 +39,13 @@ def _record(loss, grads, state=(), acts=(), replicas=()) -> StepRecord:
                       replicas=list(replicas))
 
 
-def _diagnose(ra: StepRecord, rb: StepRecord, replicas_b: int = R, state_before=()) -> Diagnosis:
+def _diagnose(ra: StepRecord, rb: StepRecord, replicas_b: int = R, state_before=(), jax: bool = False) -> Diagnosis:
     pairing = Pairing(params=[(0, 0), (1, 1)], state=[(i, i) for i in range(len(state_before))])
     step = compare_step(ra, rb, pairing, Tolerance())
     assert step.first is not None
     before = list(zip(NAMES, W0))
-    ctx = Context(step, Side("A", _info(1, state_before), ra, before, list(state_before)),
-                  Side("B", _info(replicas_b, state_before), rb, before, list(state_before)), pairing,
+    ctx = Context(step, Side("A", _info(1, state_before, jax), ra, before, list(state_before)),
+                  Side("B", _info(replicas_b, state_before, jax), rb, before, list(state_before)), pairing,
                   Tolerance(), None, None, [step])
     return diagnose(ctx)
 
@@ -77,17 +81,21 @@ def test_unscaled_replica_loss_needs_the_replica_count_and_a_distributed_side():
     assert all(f.cause != "unscaled-replica-loss" for f in _unscaled(replicas_b=1).findings)
 
 
-def _bn(per_replica: bool, replicas_b: int = R):
-    """BN input h (64, 3) in 4 slices of 16 with other means; momentum 0.99 from zeros."""
+FLAX_BN = ["['bn']['mean']", "['bn']['var']"]  # a linen TrainState's batch_stats, as JaxStep names them
+
+
+def _bn(per_replica: bool, replicas_b: int = R, names=BN, jax: bool = False):
+    """BN input h (64, 3) in 4 slices of 16 with other means; momentum 0.99 from zeros;
+    the statistics named as Keras (``BN``) or as Flax linen (``FLAX_BN``) names them."""
     h = (RNG.standard_normal((64, 3)) + np.repeat(np.arange(R), 16)[:, None]).astype(np.float32)
     x = RNG.random((64, 5)).astype(np.float32)
     y = np.eye(3, dtype=np.float32)[np.arange(64) % 3]
-    before = [(BN[0], np.zeros(3, np.float32)), (BN[1], np.ones(3, np.float32))]
+    before = [(names[0], np.zeros(3, np.float32)), (names[1], np.ones(3, np.float32))]
 
     def update(rows):
         rows = rows.astype(np.float64)
-        return [(BN[0], (0.01 * rows.mean(axis=0)).astype(np.float32)),
-                (BN[1], (0.99 + 0.01 * rows.var(axis=0)).astype(np.float32))]
+        return [(names[0], (0.01 * rows.mean(axis=0)).astype(np.float32)),
+                (names[1], (0.99 + 0.01 * rows.var(axis=0)).astype(np.float32))]
 
     slices = [h[16 * r:16 * (r + 1)] for r in range(R)]
     copies = [update(s) if per_replica else update(h) for s in slices]
@@ -97,7 +105,7 @@ def _bn(per_replica: bool, replicas_b: int = R):
     ra = _record(2.0, G, update(h), acts)
     rb = _record(2.0 if not per_replica else 2.1, [g * np.float32(1.1) for g in G], copies[0], acts,
                  replicas=replicas)
-    return _diagnose(ra, rb, replicas_b, before)
+    return _diagnose(ra, rb, replicas_b, before, jax)
 
 
 def test_per_replica_batchnorm_statistics_are_fitted_copy_by_copy():
@@ -106,6 +114,13 @@ def test_per_replica_batchnorm_statistics_are_fitted_copy_by_copy():
     assert d.top.numbers["layers"] == ["seq/bn"]
     evidence = " ".join(d.top.evidence)
     assert "replica r's 16/16/16/16 samples" in evidence and "fits the mean of all 64 samples" in evidence
+
+
+def test_per_replica_batchnorm_reads_flax_batch_stats_and_gives_the_jax_fix():
+    d = _bn(per_replica=True, names=FLAX_BN, jax=True)
+    assert d.top.cause == "per-replica-batchnorm" and d.top.numbers["layers"] == ["bn"]
+    assert "flax.linen.BatchNorm axis_name" in d.top.fix and "synchronized" not in d.top.fix
+    assert all(f.cause != "per-replica-batchnorm" for f in _bn(per_replica=False, names=FLAX_BN, jax=True).findings)
 
 
 def test_per_replica_batchnorm_needs_copies_that_part_and_a_distributed_side():

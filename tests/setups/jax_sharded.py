@@ -10,6 +10,7 @@ same step jitted over the sharded batch (no ``shard_map``: XLA's partitioner spl
 import json
 import os
 import sys
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -21,6 +22,7 @@ from jax.sharding import PartitionSpec as P
 import xentdbg
 
 REPLICAS = 4
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "distributed"))  # jax_bn's MLP
 
 
 def _init(data):
@@ -184,6 +186,87 @@ def replicas() -> dict:
             "framework": shown}
 
 
+# -- a linen model with BatchNorm in a TrainState (examples/distributed/jax_bn.py) ----
+def _bn_setup(name: str, data):
+    from xentdbg.replay.loading import SetupRef, load_function
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "distributed" / "jax_bn.py"
+    return load_function(SetupRef.parse(f"{path}:{name}"))(data)
+
+
+def _bn_data():
+    from xentdbg.data import DataSpec, load
+
+    return load(DataSpec(subset=128, batch_size=32, task="digits", labels="sparse", pixels="unit"))
+
+
+def bn(steps: int) -> dict:
+    """The BatchNorm setups on 4 devices: capture neutral on every leaf of the TrainState
+    (parameters, batch_stats, optimizer state) in each mode; each replica's recorded
+    batch_stats against the example's loss run on its slice alone (per-replica BatchNorm)
+    or on the whole batch (BatchNorm(axis_name)); the cross-feed re-run of step 1; a loss
+    that needs the mesh axis without grads_fn refused."""
+    from xentdbg.adapters import make_adapter
+    from xentdbg.errors import UsageError
+    from xentdbg.records import CaptureMode, StepRecord
+
+    data = _bn_data()
+    out: dict = {"neutral": {}, "local": {}, "rerun": {}}
+    for name in ("replicas4", "replicas4_sync"):
+        setup = _bn_setup(name, data)
+        sharding = NamedSharding(setup.mesh, P("data"))
+        state = setup.state
+        for i in range(steps):
+            sl = data.spec.batch_slice(i)
+            state, _ = setup.step(state, jax.device_put(data.x[sl], sharding), jax.device_put(data.y[sl], sharding))
+        plain = _bytes(jax.tree_util.tree_leaves(state))
+        for mode in ("none", "full", "fingerprint"):
+            adapter = make_adapter(_bn_setup(name, data), data)
+            records: list = []
+            adapter.train(steps, records.append if mode != "none" else None,
+                          capture=CaptureMode("full" if mode == "none" else mode))
+            last = records[-1].tensors["state"] if records else []
+            out["neutral"][f"{name} {mode}"] = {
+                "equal": _bytes(jax.tree_util.tree_leaves(adapter.state)) == plain,
+                "state_is_final": not records or _bytes(a for _, a in last) == _bytes(
+                    jax.tree_util.tree_leaves(adapter.state.batch_stats))}
+        adapter = make_adapter(_bn_setup(name, data), data)
+        records = []
+        adapter.train(2, records.append)
+        rec, s0 = records[0], _bn_setup(name, data).state
+        x, y = data.x[data.spec.batch_slice(0)], data.y[data.spec.batch_slice(0)]
+        from jax_bn import MLP, loss_of  # the example's own loss, on one device
+
+        gap = 0.0
+        for r, replica in enumerate(rec.replicas):
+            rows = slice(r * len(x) // REPLICAS, (r + 1) * len(x) // REPLICAS) if name == "replicas4" else slice(None)
+            _, want = jax.jit(loss_of(MLP()))(s0.params, s0.batch_stats, x[rows], y[rows])
+            gap = max(gap, *(float(np.max(np.abs(np.asarray(w) - a))) for w, (_, a) in
+                             zip(jax.tree_util.tree_leaves(want), replica["state"], strict=True)))
+        spread = max(float(np.max(np.abs(a - b))) for rep in rec.replicas[1:]
+                     for (_, a), (_, b) in zip(rep["state"], rec.replicas[0]["state"], strict=True))
+        normed = dict(rec.tensors["activations"])["BatchNorm_0"]  # each replica's rows, in replica order
+        slice_means = max(float(np.max(np.abs(normed[16 * r:16 * (r + 1)].mean(axis=0)))) for r in range(REPLICAS))
+        out["local"][name] = {"gap": gap, "spread": spread, "names": [n for n, _ in rec.tensors["state"]],
+                              "layers": [n for n, _ in rec.tensors["activations"]], "slice_means": slice_means}
+        rerun = StepRecord.of(1, adapter.evaluate(1, [w for _, w in rec.tensors["weights"]],
+                                                  [s for _, s in rec.tensors["state"]]))
+        out["rerun"][name] = {phase: _bytes(a for _, a in rerun.tensors[phase]) ==
+                              _bytes(a for _, a in records[1].tensors[phase])
+                              for phase in ("loss", "gradients", "state", "weights", "activations")}
+        out["rerun"][name]["replica state"] = all(
+            _bytes(a for _, a in mine["state"]) == _bytes(a for _, a in theirs["state"])
+            for mine, theirs in zip(rerun.replicas, records[1].replicas, strict=True))
+    setup = _bn_setup("replicas4_sync", data)
+    setup.grads_fn = None
+    try:
+        make_adapter(setup, data)
+        out["refused"] = None
+    except UsageError as e:
+        out["refused"] = e.message
+    return out
+
+
 def refused() -> dict:
     """The UsageError messages for a batch that does not split, a mesh that is not a Mesh
     and an axis the mesh lacks."""
@@ -216,7 +299,7 @@ if __name__ == "__main__":
     assert isinstance(jax.devices(), list) and len(jax.devices()) >= REPLICAS, jax.devices()
     steps = int(sys.argv[1]) if len(sys.argv) > 1 else 3
     result = {"neutral": {name: neutral(name, steps) for name in SETUPS}, "split": split(),
-              "replicas": replicas(), "refused": refused()}
+              "replicas": replicas(), "refused": refused(), "bn": bn(steps)}
     print(json.dumps(result))
     sys.stdout.flush()
     os._exit(0)

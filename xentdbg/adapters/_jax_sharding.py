@@ -90,21 +90,39 @@ def check_split(mesh: Mesh, axis: str, placed: jax.Array) -> None:
                                f"{position[shard.device]} of axis {axis!r}): this JAX splits a batch differently")
 
 
-def local_values_and_grads(mesh: Mesh, axis: str, loss: Any) -> Any:
-    """A jitted ``f(params, x, y) -> (losses, grads)``: each replica's loss and gradients
-    of ``loss`` on its own slice of the batch at the given (replicated) parameters::
+def per_replica(mesh: Mesh, axis: str, replicated: int) -> Any:
+    """``wrap(f)``: ``f`` run by each replica on its own slice of the batch, jitted:
+    ``jax.shard_map`` over ``mesh`` with ``in_specs`` ``P()`` for the first
+    ``replicated`` arguments (parameters, model state) and ``P(axis)`` for the batch
+    ``x``, ``y``, and ``out_specs`` ``P(axis)``: the outputs (each with a leading axis per
+    replica, or per sample) joined along their first axis in replica order.
+    ``check_vma=False``, so that the gradients taken inside stay local (module docstring);
+    collectives over ``axis`` (a BatchNorm's ``axis_name``) still run."""
+    specs = (*[P()] * replicated, P(axis), P(axis))
+    return lambda f: jax.jit(jax.shard_map(f, mesh=mesh, in_specs=specs, out_specs=P(axis), check_vma=False))
+
+
+def local_values_and_grads(mesh: Mesh, axis: str, loss: Any, stateful: bool = False) -> Any:
+    """A jitted ``f(params, [model_state,] x, y) -> (losses, grads[, model_states])``: each
+    replica's loss and gradients of ``loss`` on its own slice of the batch at the given
+    (replicated) parameters::
 
         losses[r], grads[r] = value_and_grad(loss)(params, x[slice r], y[slice r])
 
-    stacked along a new leading axis of length ``R``. ``jax.shard_map`` over ``mesh``
-    with ``in_specs`` ``P()`` for the parameters and ``P(axis)`` for the batch, and
-    ``check_vma=False`` so that the gradients stay local (module docstring)."""
-    def local(params, x, y):
-        value, grads = jax.value_and_grad(loss)(params, x, y)
-        return value[None], jax.tree_util.tree_map(lambda g: g[None], grads)
+    stacked along a new leading axis of length ``R`` (:func:`per_replica`). A
+    ``stateful`` loss takes the model state after the parameters and returns ``(loss,
+    new_model_state)``; each replica's new model state is stacked the same way."""
+    def stack(tree: Any) -> Any:
+        return jax.tree_util.tree_map(lambda g: g[None], tree)
 
-    return jax.jit(jax.shard_map(local, mesh=mesh, in_specs=(P(), P(axis), P(axis)), out_specs=P(axis),
-                                 check_vma=False))
+    def local(*args):
+        if stateful:
+            (value, new), grads = jax.value_and_grad(loss, has_aux=True)(*args)
+            return value[None], stack(grads), stack(new)
+        value, grads = jax.value_and_grad(loss)(*args)
+        return value[None], stack(grads)
+
+    return per_replica(mesh, axis, 2 if stateful else 1)(local)
 
 
 def strategy(step: Any, args: tuple) -> str:

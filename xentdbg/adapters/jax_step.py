@@ -29,7 +29,10 @@ Cross-feed (:meth:`JaxStepAdapter.evaluate`): the adapter holds, for the last tw
 steps, the batch and a copy of the pre-step state (a copy, since a step jitted with
 ``donate_argnums`` may free its input buffers), and re-runs the user's step from given
 parameters. Applying *given* gradients is not possible through a user's step, so that
-re-run leaves ``weights`` out.
+re-run leaves ``weights`` out, and ``weights`` is not among the probed phases: updates
+(``w_after - w_before`` at their own scale) are not compared against a ``JaxStep``; its
+weights are, at the weights' scale. With a model state (:attr:`xentdbg.JaxStep.model_state`)
+the re-run still runs the user's step for the ``state`` it sets in its forward pass.
 
 Data-parallel steps (:attr:`xentdbg.JaxStep.mesh`): each global batch ``x``, ``y`` is
 placed sharded along the batch axis, ``device_put(a, NamedSharding(mesh, P(axis)))``
@@ -80,11 +83,12 @@ from xentdbg.records import REPLICA_PREFIX, CaptureMode, SideInfo, StepRecord, T
 from xentdbg.setups import JaxStep
 
 
-def param_positions(state: Any, params: Any) -> list[int]:
+def param_positions(state: Any, params: Any, what: str = "params(state)") -> list[int]:
     """For each leaf of ``params`` (in leaf order), its position among the leaves of
     ``state``, found by identity. Raises :class:`UsageError` when a parameter is not a
     leaf of the state, or is one several times (a state that holds the same array twice
-    cannot say which position is the parameter)."""
+    cannot say which position is the parameter). ``what`` names the accessor in the
+    message (``model_state(state)`` for the model state)."""
     state_leaves = jax.tree_util.tree_leaves(state)
     where: dict[int, list[int]] = {}
     for i, leaf in enumerate(state_leaves):
@@ -95,9 +99,10 @@ def param_positions(state: Any, params: Any) -> list[int]:
         if len(found) != 1:
             why = "is not a leaf of the state" if not found else f"appears {len(found)} times in the state"
             raise UsageError(
-                f"JaxStep: a parameter of shape {np.shape(leaf)} that params(state) returns {why}.",
-                hint="params(state) must return the state's own arrays (e.g. lambda s: s.params for a "
-                     "Flax TrainState, get_params for jax.example_libraries.optimizers), not copies.")
+                f"JaxStep: an array of shape {np.shape(leaf)} that {what} returns {why}.",
+                hint=f"{what} must return the state's own arrays (e.g. lambda s: s.params or lambda s: "
+                     "s.batch_stats for a Flax TrainState, get_params for jax.example_libraries.optimizers), "
+                     "not copies.")
         positions.append(found[0])
     return positions
 
@@ -121,6 +126,16 @@ def default_params(state: Any) -> Any:
     if hasattr(state, "params") and hasattr(state, "apply_fn"):
         return lambda s: s.params
     return lambda s: s
+
+
+def default_model_state(state: Any) -> Any:
+    """``model_state(state)`` when the setup gives none: ``state.batch_stats`` for a Flax
+    ``TrainState`` that has that field (Flax's ImageNet example subclasses ``TrainState``
+    with ``batch_stats: Any``, ``examples/imagenet/train.py``) and holds arrays in it,
+    else None (no model state)."""
+    if hasattr(state, "apply_fn") and jax.tree_util.tree_leaves(getattr(state, "batch_stats", None)):
+        return lambda s: s.batch_stats
+    return None
 
 
 def linen_forward(state: Any, params: Any, x: np.ndarray) -> tuple[list[str], Any] | None:
@@ -180,17 +195,89 @@ def linen_forward(state: Any, params: Any, x: np.ndarray) -> tuple[list[str], An
     return [name(path) for path in paths], jax.jit(forward)
 
 
+def linen_intercepted(loss: Any, args: tuple, wrap: Any = jax.jit) -> tuple[list[str], Any] | None:
+    """Per-module outputs of the Flax linen modules the user's ``loss`` calls, read through
+    linen's public method interception (``flax.linen.intercept_methods``,
+    ``flax/linen/module.py``, flax 0.12): every ``__call__`` of a module returns through an
+    interceptor that keeps its output. The loss runs as the setup wrote it, so the model
+    is called in its training mode and with its own collections (``batch_stats``), which
+    :func:`linen_forward` cannot do.
+
+    Names: each module's path, or the top module's class name, ``[i]`` for its i-th call
+    after the first. Outputs that are not arrays with the batch as their first axis are
+    left out. ``wrap`` makes the runnable function from ``f(*args) -> [outputs]``:
+    ``jax.jit``, or a ``jax.shard_map`` that runs it on each replica's slice and joins the
+    outputs in replica order. The wrapped function is traced once on ``args`` (``(params,
+    [model_state,] x, y)``, nothing executed) to read the names. Returns the names and the
+    wrapped function, or None when flax is not imported, the loss calls no linen module,
+    or it does not trace."""
+    import sys
+
+    if "flax" not in sys.modules:
+        return None
+    import flax.linen as nn
+
+    def run(*a: Any) -> tuple[list[str], list[Any]]:
+        batch = np.shape(a[-2])[0]
+        names: list[str] = []
+        outs: list[Any] = []
+        calls: dict[str, int] = {}
+
+        def keep(next_fun, fa, fkw, context):
+            out = next_fun(*fa, **fkw)
+            if context.method_name == "__call__":
+                base = "/".join(context.module.path) or type(context.module).__name__
+                n = calls[base] = calls.get(base, -1) + 1
+                if isinstance(out, jax.Array) and out.ndim >= 1 and out.shape[0] == batch:
+                    names.append(base if n == 0 else f"{base}[{n}]")
+                    outs.append(out)
+            return out
+
+        with nn.intercept_methods(keep):
+            loss(*a)
+        return names, outs
+
+    traced: dict[str, list[str]] = {}
+
+    def outputs(*a: Any) -> list[Any]:
+        traced["names"], outs = run(*a)
+        return outs
+
+    try:
+        jax.eval_shape(wrap(outputs), *args)
+    except Exception:  # noqa: BLE001 - activations only localize; a loss that does not trace runs without them
+        return None
+    if not traced.get("names"):
+        return None
+    return traced["names"], wrap(lambda *a: run(*a)[1])
+
+
 class JaxStepAdapter(Adapter):
     """Runs :class:`xentdbg.JaxStep`; see the module docstring."""
 
-    PROBE_PHASES = ("loss", "gradients", "activations", "weights")
-    ORACLE_PHASES = ("loss", "gradients")
+    # No "weights": the cross-feed re-runs a step on the other side's gradients, which the
+    # user's step cannot apply, so updates are not compared against a JaxStep (as against
+    # LegacyKerasFunction; xentdbg/replay/engine.py).
+    PROBE_PHASES: tuple[str, ...] = ("loss", "gradients", "activations")
+    ORACLE_PHASES: tuple[str, ...] = ("loss", "gradients")
 
     def __init__(self, setup: JaxStep, data: DataInfo):
         self.setup, self.data = setup, data
         self.state = setup.state
         self._params_of = setup.params or default_params(self.state)
         self._positions = param_positions(self.state, self._params_of(self.state))
+        self._model_of = setup.model_state or default_model_state(self.state)
+        self._state_positions: list[int] = []
+        self._state_names: list[str] = []
+        if self._model_of is not None:
+            self._state_positions = param_positions(self.state, self._model_of(self.state), "model_state(state)")
+            if set(self._state_positions) & set(self._positions):
+                raise UsageError("JaxStep: model_state(state) and params(state) return the same arrays.",
+                                 hint="model_state(state) is the non-trainable part (e.g. lambda s: s.batch_stats).")
+            self._state_names = path_names(self._model_of(self.state))
+            self.PROBE_PHASES = ("loss", "gradients", "activations", "state")
+            self.ORACLE_PHASES = ("loss", "gradients", "state")
+        stateful = self._model_of is not None
         self._treedef = jax.tree_util.tree_structure(self.state)
         both = setup.loss_fn is not None and setup.grads_fn is not None
         if (setup.loss_fn is None and setup.grads_fn is None) or (both and setup.mesh is None):
@@ -203,45 +290,112 @@ class JaxStepAdapter(Adapter):
             spec = data.spec
             sizes = [spec.batch_slice(i).stop - spec.batch_slice(i).start for i in range(spec.steps_per_epoch)]
             sharding.check_batches(sizes, self.replicas, self._axis)
-        self._loss = xy_form(setup.loss_fn, 1) if setup.loss_fn is not None else None
+        self._loss = xy_form(setup.loss_fn, 2 if stateful else 1) if setup.loss_fn is not None else None
         self._grads_of = xy_form(setup.grads_fn, 1) if setup.grads_fn is not None else None
         self._step = xy_form(setup.step, 2 if setup.indexed else 1)
         params = self._params_of(self.state)
         self._param_names = path_names(params)
-        self._grad_fn: Any = jax.jit(jax.value_and_grad(self._loss)) if self._loss is not None else None
+        self._grad_fn: Any = (jax.jit(jax.value_and_grad(self._loss, has_aux=stateful))
+                              if self._loss is not None else None)
         self._loss_fn: Any = jax.jit(self._loss) if self._loss is not None else None
-        self._local: Any = (sharding.local_values_and_grads(setup.mesh, self._axis, self._loss)
+        self._local: Any = (sharding.local_values_and_grads(setup.mesh, self._axis, self._loss, stateful)
                             if setup.mesh is not None and self._loss is not None else None)
+        if self._loss is not None and stateful:
+            self._check_stateful_loss()
         self._forward = stax_forward(setup.layers) if setup.layers is not None else None
         self._names = [stax_layer_name(i, layer) for i, layer in enumerate(stax_layers(setup.layers or []))]
+        self._forward_args = False  # whether _forward takes the loss's arguments (params, [state,] x, y)
         if setup.layers is None:
-            found = linen_forward(self.state, params, data.x)
+            found = linen_forward(self.state, params, data.x) if not stateful else None
+            if found is None and self._loss is not None:
+                found = self._intercepted()
+                self._forward_args = found is not None
             if found is not None:
                 self._names, self._forward = found
         self._held: dict[int, tuple] = {}  # step -> (x, y, copy of the pre-step state): the last two steps
         self._grad64: Any = None
 
-    # -- the state's two parts -------------------------------------------------
+    def _check_stateful_loss(self) -> None:
+        """Raise :class:`UsageError` unless ``loss_fn(params, model_state, x, y)`` returns
+        ``(loss, new_model_state)`` with the model state's tree structure, traced with
+        ``jax.eval_shape`` on the first batch (nothing executed): on the whole batch, or
+        with a mesh, where the loss may use the mesh axis (``BatchNorm(axis_name=...)``),
+        on each replica's slice. Such a loss has no value on the whole batch, so the
+        applied gradients must then come from ``grads_fn``."""
+        sl = self.data.spec.batch_slice(0)
+        x, y = self.data.x[sl], self.data.y[sl]
+        args = self._loss_args(self.state)
+        model = args[1]
+        hint = ("With a model state (a TrainState's batch_stats), loss_fn(params, batch_stats, x, y) must return "
+                "(loss, new_batch_stats): e.g. logits, updates = model.apply({'params': params, 'batch_stats': "
+                "batch_stats}, x, train=True, mutable=['batch_stats']); return loss, updates['batch_stats'].")
+
+        def failed(e: Exception) -> UsageError:
+            first = str(e).splitlines()[0] if str(e) else ""
+            return UsageError(f"JaxStep: loss_fn(params, model_state, x, y) failed: {type(e).__name__}: {first}",
+                              hint=hint)
+
+        try:
+            out = jax.eval_shape(self._loss, *args, x, y)  # type: ignore[arg-type]  # checked by the caller
+            loss, new = out if isinstance(out, tuple) and len(out) == 2 else (out, None)
+        except Exception as e:  # noqa: BLE001 - the user's loss, reported as their input
+            if self._local is None:
+                raise failed(e) from None
+            try:  # on each replica's slice, where the mesh axis is bound
+                losses, _, new = jax.eval_shape(self._local, *args, *self._feed(x, y))
+                loss = jax.ShapeDtypeStruct(losses.shape[1:], losses.dtype)
+                new = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), new)
+            except Exception:  # noqa: BLE001 - as above
+                raise failed(e) from None
+            if self._grads_of is None:
+                raise UsageError(f"JaxStep: loss_fn runs only on the mesh, under jax.shard_map ({failed(e).message}): "
+                                 "it has no value on the whole batch.",
+                                 hint="Give grads_fn, the step's own sharded function, for the gradients the step "
+                                      "applies; loss_fn then serves the replicas.") from None
+        structure: Any = jax.tree_util.tree_structure(model)
+        if not (np.ndim(loss) == 0 and new is not None and jax.tree_util.tree_structure(new) == structure):
+            raise UsageError("JaxStep: loss_fn(params, model_state, x, y) does not return (loss, new model state) "
+                             "shaped like model_state(state).", hint=hint)
+
+    def _intercepted(self) -> tuple[list[str], Any] | None:
+        """:func:`linen_intercepted` on the setup's loss: each replica's forward pass on its
+        slice when the step is written with ``jax.shard_map`` (a replica's BatchNorm sees
+        only its slice there), else the whole batch's."""
+        sl = self.data.spec.batch_slice(0)
+        x, y = self.data.x[sl], self.data.y[sl]
+        stateful = self._model_of is not None
+        args = (*self._loss_args(self.state), x, y)
+        wrap: Any = jax.jit
+        if self.setup.mesh is not None and self._strategy_label() == "shard_map":
+            wrap = sharding.per_replica(self.setup.mesh, self._axis, 2 if stateful else 1)
+            args = (*args[:-2], *self._feed(x, y))
+        return linen_intercepted(self._loss, args, wrap)
+
+    # -- the state's three parts -----------------------------------------------
     def _params(self, state: Any) -> list[Any]:
         leaves = jax.tree_util.tree_leaves(state)
         return [leaves[i] for i in self._positions]
 
+    def _model_state(self, state: Any) -> list[Any]:
+        leaves = jax.tree_util.tree_leaves(state)
+        return [leaves[i] for i in self._state_positions]
+
     def _others(self, state: Any) -> list[Any]:
-        """The leaves that are not parameters: the optimizer state, in leaf order."""
-        taken = set(self._positions)
+        """The leaves that are neither parameters nor model state: the optimizer state, in leaf order."""
+        taken = set(self._positions) | set(self._state_positions)
         return [leaf for i, leaf in enumerate(jax.tree_util.tree_leaves(state)) if i not in taken]
 
-    def _with(self, state: Any, params: list | None = None, others: list | None = None) -> Any:
-        """``state`` with its parameter leaves (and other leaves) replaced, each cast to its old dtype."""
+    def _with(self, state: Any, params: list | None = None, others: list | None = None,
+              model: list | None = None) -> Any:
+        """``state`` with its parameter leaves (other leaves, model-state leaves) replaced,
+        each cast to its old dtype."""
         leaves = list(jax.tree_util.tree_leaves(state))
-        taken = set(self._positions)
-        if params is not None:
-            for i, v in zip(self._positions, params, strict=True):
-                leaves[i] = jnp.asarray(v, dtype=jnp.asarray(leaves[i]).dtype)
-        if others is not None:
-            rest = [i for i in range(len(leaves)) if i not in taken]
-            for i, v in zip(rest, others, strict=True):
-                leaves[i] = jnp.asarray(v, dtype=jnp.asarray(leaves[i]).dtype)
+        taken = set(self._positions) | set(self._state_positions)
+        rest = [i for i in range(len(leaves)) if i not in taken]
+        for positions, values in ((self._positions, params), (rest, others), (self._state_positions, model)):
+            if values is not None:
+                for i, v in zip(positions, values, strict=True):
+                    leaves[i] = jnp.asarray(v, dtype=jnp.asarray(leaves[i]).dtype)
         return jax.tree_util.tree_unflatten(self._treedef, leaves)
 
     def _feed(self, x: np.ndarray, y: np.ndarray) -> tuple[Any, Any]:
@@ -255,57 +409,82 @@ class JaxStepAdapter(Adapter):
             self._split_checked = True
         return xs, ys
 
-    def _loss_and_grads(self, state: Any, params: Any, x: Any, y: Any, fed: tuple | None = None) -> tuple[Any, Any]:
-        """The loss and gradients at ``state``'s parameters: ``value_and_grad(loss_fn)`` on the
-        global batch ``x``, ``y``, or the user's ``grads_fn(state, x, y)`` on the batch as the
-        step receives it (``fed``, sharded with a mesh), whose result holds the gradients (the
-        item with the parameters' tree structure) and the loss (its first scalar)."""
+    def _loss_args(self, state: Any) -> tuple:
+        """The arguments of the setup's loss before the batch: ``(params,)``, or ``(params,
+        model_state)`` with a model state."""
+        params = self._params_of(state)
+        return (params,) if self._model_of is None else (params, self._model_of(state))
+
+    def _loss_and_grads(self, state: Any, x: Any, y: Any, fed: tuple | None = None) -> tuple[Any, Any, Any]:
+        """The loss, gradients and (with a model state and ``loss_fn``) new model state at
+        ``state``'s parameters: ``value_and_grad(loss_fn)`` on the global batch ``x``, ``y``,
+        or the user's ``grads_fn(state, x, y)`` on the batch as the step receives it
+        (``fed``, sharded with a mesh), whose result holds the gradients (the item with the
+        parameters' tree structure) and the loss (its first scalar); the model state is
+        then None."""
         if self._grads_of is None:
-            return self._grad_fn(params, x, y)
+            value, grads = self._grad_fn(*self._loss_args(state), x, y)
+            loss, new = value if self._model_of is not None else (value, None)
+            return loss, grads, new
         out = self._grads_of(state, *(fed if fed is not None else (x, y)))
         items = list(out) if isinstance(out, tuple) else [out]
-        structure: Any = jax.tree_util.tree_structure(params)
+        structure: Any = jax.tree_util.tree_structure(self._params_of(state))
         grads = next((item for item in items if structure == jax.tree_util.tree_structure(item)), None)
         loss = next((item for item in items if np.ndim(item) == 0 and not isinstance(item, dict)), None)
         if grads is None or loss is None:
             raise UsageError("JaxStep: grads_fn returned no item shaped like the parameters, or no scalar loss.",
                              hint="grads_fn(state, x, y) must return the gradients and the loss, e.g. "
                                   "(grads, loss, accuracy).")
-        return loss, grads
+        return loss, grads, None
 
-    def _params_tree(self, state: Any) -> Any:
-        return self._params_of(state)
+    def _activations(self, state: Any, x: Any, y: Any, fed: tuple) -> list[Any]:
+        if self._forward is None:
+            return []
+        if not self._forward_args:
+            return self._forward(self._params_of(state), x)
+        per_replica = self.setup.mesh is not None and self._strategy_label() == "shard_map"
+        return self._forward(*self._loss_args(state), *(fed if per_replica else (x, y)))
 
-    def _replicas(self, params: Any, x: np.ndarray, y: np.ndarray,
+    def _replicas(self, state: Any, x: np.ndarray, y: np.ndarray,
                   fed: tuple) -> list[dict[str, list[tuple[str, np.ndarray]]]]:
         """Per replica, for ``StepRecord.replicas``: its samples (per-sample sums of its slice
-        of ``x``, ``y``) and, with ``loss_fn``, its local loss and gradients at ``params``
-        (:func:`_jax_sharding.local_values_and_grads` on the sharded batch ``fed``)."""
+        of ``x``, ``y``) and, with ``loss_fn``, its local loss and gradients at ``state``'s
+        parameters (:func:`_jax_sharding.local_values_and_grads` on the sharded batch
+        ``fed``); with a model state and a step written with ``jax.shard_map``, the model
+        state its forward pass computed from its slice."""
         out: list[dict[str, list[tuple[str, np.ndarray]]]] = [
             {"inputs": batch_fingerprint(x[sl], y[sl])[0]} for sl in sharding.slices(len(x), self.replicas)]
         if self._local is not None:
-            losses, grads = self._local(params, *fed)
+            losses, grads, *new = self._local(*self._loss_args(state), *fed)
             losses = np.asarray(losses)
             leaves = [np.asarray(g) for g in jax.tree_util.tree_leaves(grads)]
+            states = [np.asarray(s) for s in jax.tree_util.tree_leaves(new[0])] if new else []
+            local_state = bool(states) and self._strategy_label() == "shard_map"
             for r, replica in enumerate(out):
                 replica["loss"] = [("loss", np.asarray(losses[r]))]
                 replica["gradients"] = [(n, g[r]) for n, g in zip(self._param_names, leaves, strict=True)]
+                if local_state:
+                    replica["state"] = [(n, s[r]) for n, s in zip(self._state_names, states, strict=True)]
         return out
 
     def _run_step(self, i: int, state: Any, x: Any, y: Any) -> Any:
         args = (i, state, x, y) if self.setup.indexed else (state, x, y)
         return _new_state(self._step(*args), self._treedef)
 
+    def _named_state(self, state: Any) -> list[tuple[str, np.ndarray]]:
+        return list(zip(self._state_names, map(np.asarray, self._model_state(state))))
+
     # -- description -----------------------------------------------------------
     def describe(self) -> SideInfo:
-        params, _ = self.initial_values()
+        params, model = self.initial_values()
         fw = {"jax": jax.__version__, "backend": jax.default_backend(), **python_info()}
         if self.setup.mesh is not None:
             mesh = self.setup.mesh
             fw.update(replicas=str(self.replicas), strategy=self._strategy_label(),
                       mesh=", ".join(f"{name}={size}" for name, size in mesh.shape.items()))
         return SideInfo(kind="JaxStep", framework=fw,
-                        params=[TensorSpec.of(n, a) for n, a in zip(self._param_names, params)], state=[],
+                        params=[TensorSpec.of(n, a) for n, a in zip(self._param_names, params)],
+                        state=[TensorSpec.of(n, a) for n, a in zip(self._state_names, model)],
                         layers=self._layer_names())
 
     def _strategy_label(self) -> str:
@@ -318,11 +497,10 @@ class JaxStepAdapter(Adapter):
         return self._strategy
 
     def initial_values(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        return [np.asarray(a) for a in self._params(self.state)], []
+        return [np.asarray(a) for a in self._params(self.state)], [np.asarray(a) for a in self._model_state(self.state)]
 
     def set_initial_values(self, params, state) -> None:
-        if params is not None:
-            self.state = self._with(self.state, params)
+        self.state = self._with(self.state, params, model=state if self._state_positions else None)
 
     def _layer_names(self) -> list[str]:
         return self._names
@@ -338,18 +516,18 @@ class JaxStepAdapter(Adapter):
             fed = self._feed(x, y)  # with a mesh: sharded along the batch axis
             replicas: list = []
             if emit is not None:
-                params = self._params_tree(state)
                 if capture is CaptureMode.FULL:
-                    loss, grads = self._loss_and_grads(state, params, x, y, fed)
-                    acts = self._forward(params, x) if self._forward is not None else []
+                    loss, grads, _ = self._loss_and_grads(state, x, y, fed)
+                    acts = self._activations(state, x, y, fed)
                     if self.setup.mesh is not None:
-                        replicas = self._replicas(params, x, y, fed)
+                        replicas = self._replicas(state, x, y, fed)
                     self._held[i] = (x, y, jax.tree_util.tree_map(jnp.copy, state))
                     self._held.pop(i - 2, None)
                 elif self._grads_of is None:
-                    loss, grads, acts = self._loss_fn(params, x, y), None, []
+                    value = self._loss_fn(*self._loss_args(state), x, y)
+                    loss, grads, acts = value[0] if self._model_of is not None else value, None, []
                 else:  # grads_fn gives the loss only with the gradients
-                    (loss, grads), acts = self._loss_and_grads(state, params, x, y, fed), []
+                    (loss, grads, _), acts = self._loss_and_grads(state, x, y, fed), []
             state = self._run_step(i, state, *fed)  # the user's step, unchanged
             if emit is None:
                 continue
@@ -360,7 +538,7 @@ class JaxStepAdapter(Adapter):
                 "loss": [("loss", np.asarray(loss))],
                 "gradients": (list(zip(self._param_names, map(np.asarray, jax.tree_util.tree_leaves(grads))))
                               if grads is not None else []),
-                "state": [],
+                "state": self._named_state(state),
                 "weights": list(zip(self._param_names, map(np.asarray, self._params(state)))),
             }
             emit(StepRecord(step=i, tensors=tensors, digests=digests, replicas=replicas))
@@ -376,12 +554,14 @@ class JaxStepAdapter(Adapter):
         return self._held[step]
 
     def evaluate(self, step, params, state, grads=None, optimizer=None, batch=None):
-        """Step ``step`` re-run by the user's step from ``params`` and the optimizer state
-        held from before it (or ``optimizer``, in :meth:`held_optimizer` order), on its
-        batch or ``batch``. With ``grads`` given, ``weights`` is left out: the user's step
-        computes its own gradients and cannot apply given ones. With a mesh the batch is
-        placed sharded as in training, and each replica's samples, local loss and local
-        gradients come back under ``replica:<r>:<phase>``."""
+        """Step ``step`` re-run by the user's step from ``params`` (and ``state``, the model
+        state, when given) and the optimizer state held from before it (or ``optimizer``,
+        in :meth:`held_optimizer` order), on its batch or ``batch``. With ``grads`` given,
+        ``weights`` is left out: the user's step computes its own gradients and cannot
+        apply given ones. The model state is the step's result either way: its forward
+        pass sets it from the given values, whatever gradients it applies. With a mesh the
+        batch is placed sharded as in training, and each replica's samples, local loss,
+        local gradients (and model state) come back under ``replica:<r>:<phase>``."""
         x, y, held = self._held_step(step)
         if batch is not None:
             x, y = given_batch(batch, x, y)
@@ -389,23 +569,26 @@ class JaxStepAdapter(Adapter):
                 raise ValueError(f"the other side's batch of {len(x)} samples does not split into {self.replicas} "
                                  "replicas")
         fed = self._feed(x, y)
-        s = self._with(held, params, optimizer)
-        p = self._params_tree(s)
-        loss, g = self._loss_and_grads(s, p, x, y, fed)
+        s = self._with(held, params, optimizer, model=state if self._state_positions else None)
+        loss, g, _ = self._loss_and_grads(s, x, y, fed)
         out = {"loss": [("loss", np.asarray(loss))],
                "gradients": list(zip(self._param_names, map(np.asarray, jax.tree_util.tree_leaves(g))))}
         if self.setup.mesh is not None:
-            for r, replica in enumerate(self._replicas(p, x, y, fed)):
+            for r, replica in enumerate(self._replicas(s, x, y, fed)):
                 out.update({f"{REPLICA_PREFIX}{r}:{phase}": items for phase, items in replica.items()})
-        if grads is None:
+        if grads is None or self._state_positions:
             new = self._run_step(step, s, *fed)
-            out["weights"] = list(zip(self._param_names, map(np.asarray, self._params(new))))
+            if grads is None:
+                out["weights"] = list(zip(self._param_names, map(np.asarray, self._params(new))))
+            if self._state_positions:  # the forward pass's, whatever gradients the step then applied
+                out["state"] = self._named_state(new)
         if self._forward is not None:
-            out["activations"] = [(n, np.asarray(a)) for n, a in zip(self._layer_names(), self._forward(p, x))]
+            out["activations"] = [(n, np.asarray(a)) for n, a in zip(self._layer_names(),
+                                                                      self._activations(s, x, y, fed))]
         return out
 
     def held_optimizer(self, step: int) -> list[np.ndarray]:
-        """The leaves of the state held from before step ``step`` that are not parameters."""
+        """The leaves of the state held from before step ``step`` that are neither parameters nor model state."""
         return [np.asarray(a) for a in self._others(self._held_step(step)[2])]
 
     def held_batch(self, step: int) -> list[np.ndarray]:
@@ -413,16 +596,25 @@ class JaxStepAdapter(Adapter):
         return [np.asarray(x), np.asarray(y)]
 
     def oracle(self, params, state, batch):
-        """``value_and_grad`` of ``loss_fn`` in float64 (see :meth:`Adapter.oracle`); the
-        worker runs with ``JAX_ENABLE_X64``, and the returned dtypes show what the loss
-        actually computed in."""
+        """``value_and_grad`` of ``loss_fn`` in float64 (see :meth:`Adapter.oracle`), with the
+        model state after its forward pass when there is one; the worker runs with
+        ``JAX_ENABLE_X64``, and the returned dtypes show what the loss actually computed in."""
         if not jax.config.read("jax_enable_x64"):
             raise ValueError("JAX x64 is off in this worker")
         if self._grads_of is not None or self._loss is None:
             raise ValueError("the setup gives grads_fn: the gradients the step applies are its own, not loss_fn's")
+        stateful = self._model_of is not None
         if self._grad64 is None:
-            self._grad64 = jax.jit(jax.value_and_grad(self._loss))
-        p = with_leaves(self._params_tree(self.state), params, as_float64)
-        loss, g = self._grad64(p, as_float64(batch[0]), as_float64(batch[1]))
-        return {"loss": [("loss", np.asarray(loss))],
-                "gradients": list(zip(self._param_names, map(np.asarray, jax.tree_util.tree_leaves(g))))}
+            self._grad64 = jax.jit(jax.value_and_grad(self._loss, has_aux=stateful))
+        args: list[Any] = [with_leaves(self._params_of(self.state), params, as_float64)]
+        if stateful:
+            model = self._model_of(self.state)
+            args.append(with_leaves(model, state, as_float64) if state is not None
+                        else jax.tree_util.tree_map(as_float64, model))
+        value, g = self._grad64(*args, as_float64(batch[0]), as_float64(batch[1]))
+        out = {"gradients": list(zip(self._param_names, map(np.asarray, jax.tree_util.tree_leaves(g))))}
+        if stateful:
+            value, new = value
+            out["state"] = list(zip(self._state_names, map(np.asarray, jax.tree_util.tree_leaves(new))))
+        out["loss"] = [("loss", np.asarray(value))]
+        return out

@@ -16,6 +16,11 @@ The facts they rest on (TensorFlow 2.21, Keras 3.15):
   and its moving statistics are mirrored variables with aggregation ``none``
   (:262-275), which each replica assigns in its own context: the replicas' copies part,
   and reading the variable gives the first replica's.
+- Flax linen's ``BatchNorm`` (flax 0.12) takes the batch statistics over the samples the
+  replica sees unless it is given ``axis_name``, which ``jax.lax.pmean``-s them over that
+  mesh axis (flax/linen/normalization.py:118-135), and updates ``batch_stats`` the same
+  way, ``ra = m ra + (1 - m) stat`` (:400-404). A ``jax.shard_map`` step that leaves
+  ``axis_name`` out normalizes each device's slice with its own statistics.
 """
 
 from __future__ import annotations
@@ -127,11 +132,13 @@ def per_replica_batchnorm(ctx: Context) -> list[Finding]:
         return []
     before_d, before_one = dict(d.state_before), dict(one.state_before)
     after_one = dict(one.tensors("state"))
-    pairs = {(ctx.a.tensors("state")[i][0], ctx.b.tensors("state")[j][0]) for i, j in ctx.pairing.state}
+    state_a, state_b = ctx.a.tensors("state"), ctx.b.tensors("state")
+    pairs = {(state_a[i][0], state_b[j][0]) for i, j in ctx.pairing.state if i < len(state_a) and j < len(state_b)}
     ev, layers = [], []
     for name_a, name_b in sorted(pairs):
         name_d, name_one = (name_a, name_b) if d is ctx.a else (name_b, name_a)
-        if layer_and_role(name_d)[1] != "moving_mean" or name_d not in before_d or name_one not in after_one:
+        if (layer_and_role(name_d)[1] not in ("moving_mean", "mean") or name_d not in before_d
+                or name_one not in after_one):
             continue
         h_d, h_one = bn_input(d, name_d), bn_input(one, name_one)
         if h_d is None or h_one is None or len(h_d) % sum(slices):
@@ -165,9 +172,14 @@ def per_replica_batchnorm(ctx: Context) -> list[Finding]:
     if not ctx.agrees("loss"):
         ev.append(f"the normalization uses the same per-replica statistics, so the loss and gradients of step "
                   f"{ctx.step.step} differ too (loss {fmt(ctx.a.loss, 6)} against {fmt(ctx.b.loss, 6)})")
-    fix = (f"Build side {d.label}'s BatchNormalization with synchronized=True (Keras 3, TensorFlow backend; "
-           "tf.keras.layers.experimental.SyncBatchNormalization in Keras 2): the replicas all-reduce the batch "
-           "statistics, which then match one device's; or accept per-replica statistics.")
+    if _jax(d):
+        fix = (f"Give side {d.label}'s flax.linen.BatchNorm axis_name=<the mesh's batch axis> (the name its "
+               "shard_map splits the batch over): linen then pmean-s the batch statistics over the devices, "
+               "which match one device's; or accept per-replica statistics.")
+    else:
+        fix = (f"Build side {d.label}'s BatchNormalization with synchronized=True (Keras 3, TensorFlow backend; "
+               "tf.keras.layers.experimental.SyncBatchNormalization in Keras 2): the replicas all-reduce the batch "
+               "statistics, which then match one device's; or accept per-replica statistics.")
     return [Finding("per-replica-batchnorm",
                     f"Side {d.label}'s BatchNorm normalizes each replica with its own batch statistics",
                     tuple(ev), fix, numbers={"side": d.label, "replicas": d.replicas, "layers": layers})]

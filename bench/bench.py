@@ -1,10 +1,13 @@
 """xentdbg benchmark: replay cost against the plain trainings, memory, trace throughput.
 
-    python bench/bench.py [--runs 3] [--out bench/results.json] [--only crossfeed|long|distributed|baseline|sizes]
+    python bench/bench.py [--runs 3] [--out bench/results.json]
+                          [--only crossfeed|long|distributed|baseline|sizes|memory|trace]
 
 ``--only crossfeed`` runs the cross-feed and float64-oracle entries alone, ``--only long``
 the two 500-step replays, ``--only distributed`` the one-device against 4-replica pair,
-and merges them into an existing results file.
+``--only memory`` the compare's peak RSS at 50 and at 500 steps (medians of ``--runs``),
+``--only trace`` the trace write and diff throughput on 1 GB, and merges them into an
+existing results file.
 
 ``--only sizes`` measures the same way at realistic sizes (``bench/setups/sizes.py``: a
 1.2M-parameter convnet at batch 64 for 300 steps, a 10M-parameter MLP for 100 steps;
@@ -225,6 +228,22 @@ def ratio_case(p: dict, runs: int, extra: tuple[str, ...] = (), a: str = A, b: s
             "all_plain_s": plain_s, "all_compare_s": compare_s}
 
 
+def memory_case(runs: int) -> dict:
+    """Peak RSS of the compare's process tree at 50 and at 500 steps of the long pair (the
+    same model and batch): what the coordinator and the workers hold must not grow with
+    the run's length."""
+    peaks: dict[int, list[float]] = {}
+    for steps in (50, LONG["steps"]):
+        peaks[steps] = []
+        for _ in range(runs):
+            _, peak, code = run(compare({**LONG, "steps": steps}))
+            assert code in (0, 1), f"compare exited {code}"
+            peaks[steps].append(peak / 2**20)
+    short, long = statistics.median(peaks[50]), statistics.median(peaks[LONG["steps"]])
+    return {"peak_rss_mb_50": short, "peak_rss_mb_500": long, "growth": long / short - 1, "runs": runs,
+            "all_peak_rss_mb_50": peaks[50], "all_peak_rss_mb_500": peaks[LONG["steps"]]}
+
+
 DRIFT = "tests/setups/jax_verdicts.py"
 
 
@@ -368,7 +387,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results.json"))
-    parser.add_argument("--only", choices=["crossfeed", "long", "distributed", "baseline", "sizes"],
+    parser.add_argument("--only", choices=["crossfeed", "long", "distributed", "baseline", "sizes", "memory", "trace"],
                         help="run only these entries, merged into --out")
     args = parser.parse_args()
     if args.only:
@@ -401,6 +420,11 @@ def main() -> None:
             results["sizes"] = sizes
         elif args.only == "distributed":
             results["distributed"] = ratio_case(DIST, args.runs, a=DIST_A, b=DIST_B)
+        elif args.only == "memory":
+            results["memory"] = memory_case(args.runs)
+        elif args.only == "trace":
+            with tempfile.TemporaryDirectory(dir=ROOT) as tmp:
+                results["trace"] = trace_throughput(Path(tmp))
         elif args.only == "crossfeed":
             with tempfile.TemporaryDirectory() as tmp:
                 results["crossfeed"] = crossfeed_cost(args.runs, Path(tmp))

@@ -104,9 +104,9 @@ class JaxStep:
             ``state``, such as Flax linen's ``batch_stats`` (BatchNorm's moving
             statistics). By default ``state.batch_stats`` for a ``TrainState`` that has
             that field, as Flax's ImageNet example defines it, else none. Its leaves must
-            be leaves of ``state``, like the parameters'. Each record's ``state`` phase
-            holds it after the step (the step's own result); the cross-feed and the shared
-            initial values set it in place.
+            be leaves of ``state``, like the parameters' (``lambda s: {}`` records none).
+            Each record's ``state`` phase holds it after the step (the step's own result);
+            the cross-feed and the shared initial values set it in place.
         layers: optional ``stax`` layers (``params[i]`` feeds ``layers[i]``) for per-layer
             activations, as for :class:`JaxLoop`. A Flax linen ``TrainState`` needs none:
             each submodule's output is read with linen's ``capture_intermediates``.

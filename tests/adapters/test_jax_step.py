@@ -177,6 +177,13 @@ def test_model_state_lands_in_the_users_state_and_a_loss_without_it_is_refused()
     setup.loss_fn = lambda p, x, y: logits({"params": p, "batch_stats": setup.state.batch_stats}, x).mean()
     with pytest.raises(UsageError, match=r"loss_fn\(params, model_state, x, y\)"):
         make_adapter(setup, data)
+    # opting out: no model state, and a loss_fn(params, x, y) (here the model in inference mode) is then right
+    setup.model_state = lambda s: {}
+    setup.loss_fn = lambda p, x, y: logits({"params": p, "batch_stats": setup.state.batch_stats}, x, train=False).mean()
+    adapter = make_adapter(setup, data)
+    records = []
+    adapter.train(1, records.append)
+    assert adapter.describe().state == [] and records[0].tensors["state"] == [] and "state" not in adapter.PROBE_PHASES
     setup = load_function(SetupRef.parse(f"{BN_SETUP}:single"))(data)
     setup.model_state = lambda s: jax.tree_util.tree_map(jnp.copy, s.batch_stats)
     with pytest.raises(UsageError, match=r"model_state\(state\) returns is not a leaf of the state"):

@@ -267,6 +267,8 @@ class JaxStepAdapter(Adapter):
         self._params_of = setup.params or default_params(self.state)
         self._positions = param_positions(self.state, self._params_of(self.state))
         self._model_of = setup.model_state or default_model_state(self.state)
+        if self._model_of is not None and not jax.tree_util.tree_leaves(self._model_of(self.state)):
+            self._model_of = None  # model_state=lambda s: {}: none recorded
         self._state_positions: list[int] = []
         self._state_names: list[str] = []
         if self._model_of is not None:
@@ -328,7 +330,8 @@ class JaxStepAdapter(Adapter):
         model = args[1]
         hint = ("With a model state (a TrainState's batch_stats), loss_fn(params, batch_stats, x, y) must return "
                 "(loss, new_batch_stats): e.g. logits, updates = model.apply({'params': params, 'batch_stats': "
-                "batch_stats}, x, train=True, mutable=['batch_stats']); return loss, updates['batch_stats'].")
+                "batch_stats}, x, train=True, mutable=['batch_stats']); return loss, updates['batch_stats']. "
+                "To record no model state, pass model_state=lambda s: {}.")
 
         def failed(e: Exception) -> UsageError:
             first = str(e).splitlines()[0] if str(e) else ""

@@ -53,8 +53,9 @@ def test_replicas_hold_their_samples_and_local_loss_and_gradients(checks):
     assert rep["loss_gap"] < 1e-6 and rep["local_gap"] < 1e-6, rep
     assert rep["mean_gap"] < 1e-6, rep  # the step pmean-s them: the applied gradients are their mean
     assert all(rep["rerun_equal"].values()) and rep["rerun_replicas"], rep
-    assert rep["framework"] == {"shard_map": {"replicas": "4", "strategy": "shard_map", "mesh": "data=4"},
-                                "jit": {"replicas": "4", "strategy": "jit sharding", "mesh": "data=4"}}
+    assert rep["framework"] == {
+        "shard_map": {"replicas": "4", "strategy": "shard_map", "mesh": "data=4", "batch_axis": "data"},
+        "jit": {"replicas": "4", "strategy": "jit sharding", "mesh": "data=4", "batch_axis": "data"}}
 
 
 def test_bad_meshes_and_batches_are_refused(checks):
@@ -104,7 +105,7 @@ def test_per_replica_flax_batchnorm_is_named_and_axis_name_agrees_with_one_devic
     assert top["cause"] == "per-replica-batchnorm", report["diagnosis"]
     assert top["numbers"]["layers"] == ["BatchNorm_0"]
     assert "replica r's 16/16/16/16 samples" in " ".join(top["evidence"])
-    assert "axis_name" in top["fix"]
+    assert 'axis_name="data"' in top["fix"]
     clean = run_pair("distributed", "JAX: BatchNorm(axis_name) on 4 devices against one device (clean)", session_tmp)
     assert clean.code == 0, clean.output[-3000:]
     assert "side A (JaxStep) cannot re-run its optimizer step" in " ".join(clean.report["notes"])

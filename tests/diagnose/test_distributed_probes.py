@@ -23,8 +23,8 @@ R = 4
 
 def _info(replicas: int, state=(), jax: bool = False) -> SideInfo:
     if jax:  # JaxStep(mesh=...) reports its mesh
-        fw = {"backend": "cpu", **({"replicas": str(replicas), "strategy": "shard_map", "mesh": f"data={replicas}"}
-                                   if replicas > 1 else {})}
+        fw = {"backend": "cpu", **({"replicas": str(replicas), "strategy": "shard_map", "mesh": f"data={replicas}",
+                                    "batch_axis": "data"} if replicas > 1 else {})}
     else:
         fw = {"backend": "tensorflow", **({"replicas": str(replicas), "strategy": "MirroredStrategy"}
                                          if replicas > 1 else {})}
@@ -119,7 +119,7 @@ def test_per_replica_batchnorm_statistics_are_fitted_copy_by_copy():
 def test_per_replica_batchnorm_reads_flax_batch_stats_and_gives_the_jax_fix():
     d = _bn(per_replica=True, names=FLAX_BN, jax=True)
     assert d.top.cause == "per-replica-batchnorm" and d.top.numbers["layers"] == ["bn"]
-    assert "flax.linen.BatchNorm axis_name" in d.top.fix and "synchronized" not in d.top.fix
+    assert 'flax.linen.BatchNorm axis_name="data"' in d.top.fix and "synchronized" not in d.top.fix
     assert all(f.cause != "per-replica-batchnorm" for f in _bn(per_replica=False, names=FLAX_BN, jax=True).findings)
 
 

@@ -179,7 +179,7 @@ def replicas() -> dict:
         for mine, theirs in zip(rerun.replicas, records[1].replicas, strict=True)
         for phase in ("inputs", "loss", "gradients"))
     labels = {name: make_adapter(SETUPS[name](data), data).describe().framework for name in SETUPS}
-    shown = {name: {k: fw.get(k) for k in ("replicas", "strategy", "mesh")} for name, fw in labels.items()}
+    shown = {name: {k: fw.get(k) for k in ("replicas", "strategy", "mesh", "batch_axis")} for name, fw in labels.items()}
     return {"count": len(rec.replicas), "inputs_equal": inputs_equal, "loss_gap": loss_gap, "local_gap": local_gap,
             "mean_gap": mean_gap, "names_match": names_match, "rerun_equal": rerun_equal,
             "rerun_replicas": rerun_replicas,

@@ -484,7 +484,7 @@ class JaxStepAdapter(Adapter):
         if self.setup.mesh is not None:
             mesh = self.setup.mesh
             fw.update(replicas=str(self.replicas), strategy=self._strategy_label(),
-                      mesh=", ".join(f"{name}={size}" for name, size in mesh.shape.items()))
+                      mesh=", ".join(f"{name}={size}" for name, size in mesh.shape.items()), batch_axis=self._axis)
         return SideInfo(kind="JaxStep", framework=fw,
                         params=[TensorSpec.of(n, a) for n, a in zip(self._param_names, params)],
                         state=[TensorSpec.of(n, a) for n, a in zip(self._state_names, model)],

@@ -173,9 +173,10 @@ def per_replica_batchnorm(ctx: Context) -> list[Finding]:
         ev.append(f"the normalization uses the same per-replica statistics, so the loss and gradients of step "
                   f"{ctx.step.step} differ too (loss {fmt(ctx.a.loss, 6)} against {fmt(ctx.b.loss, 6)})")
     if _jax(d):
-        fix = (f"Give side {d.label}'s flax.linen.BatchNorm axis_name=<the mesh's batch axis> (the name its "
-               "shard_map splits the batch over): linen then pmean-s the batch statistics over the devices, "
-               "which match one device's; or accept per-replica statistics.")
+        axis = d.info.framework.get("batch_axis")
+        named = f'axis_name="{axis}"' if axis else "axis_name=<the mesh axis the batch is split over>"
+        fix = (f"Give side {d.label}'s flax.linen.BatchNorm {named}: linen then pmean-s the batch statistics "
+               "over the devices of that mesh axis, which match one device's; or accept per-replica statistics.")
     else:
         fix = (f"Build side {d.label}'s BatchNormalization with synchronized=True (Keras 3, TensorFlow backend; "
                "tf.keras.layers.experimental.SyncBatchNormalization in Keras 2): the replicas all-reduce the batch "

@@ -106,10 +106,14 @@ class JaxStep:
             that field, as Flax's ImageNet example defines it, else none. Its leaves must
             be leaves of ``state``, like the parameters' (``lambda s: {}`` records none).
             Each record's ``state`` phase holds it after the step (the step's own result);
-            the cross-feed and the shared initial values set it in place.
+            the cross-feed and the shared initial values set it in place. The per-replica
+            copies and the float64 oracle take it from ``loss_fn``'s second result, so they
+            assume the step stores what its loss returns. A default ``batch_stats`` with a
+            ``loss_fn(params, x, y)`` is not recorded (the loss cannot return it).
         layers: optional ``stax`` layers (``params[i]`` feeds ``layers[i]``) for per-layer
             activations, as for :class:`JaxLoop`. A Flax linen ``TrainState`` needs none:
-            each submodule's output is read with linen's ``capture_intermediates``.
+            each submodule's output is read with linen's ``capture_intermediates``, or,
+            for a model with ``batch_stats``, through ``loss_fn`` in training mode.
         indexed: the step takes the step number first, ``step(i, state, batch)``, as the
             ``jax.example_libraries.optimizers`` pattern does; see :meth:`from_optimizers`.
         mesh: for a data-parallel step, the ``jax.sharding.Mesh`` it runs over. xentdbg then

@@ -9,7 +9,7 @@ it sees. Without ``axis_name`` those are its own 16 (per-replica BatchNorm, the 
 with ``BatchNorm(axis_name="data")`` linen averages the statistics over the devices of
 that mesh axis with ``jax.lax.pmean`` (``flax/linen/normalization.py:118-135``, flax
 0.12), which gives the whole batch's. Either way the step averages the replicas' new
-``batch_stats`` with ``pmean``, as the ImageNet example's ``sync_batch_stats`` does.
+``batch_stats`` with ``pmean``, so that the state stays one value on every device.
 
 Run the data-parallel side with ``XLA_FLAGS=--xla_force_host_platform_device_count=4``
 (``--env-b`` of ``xentdbg compare``) on a machine without 4 accelerators.

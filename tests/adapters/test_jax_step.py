@@ -155,7 +155,7 @@ def test_a_trainstate_with_batch_stats_records_its_state_and_capture_stays_neutr
     assert "state" in adapter.PROBE_PHASES and "weights" not in adapter.PROBE_PHASES
 
 
-@pytest.mark.filterwarnings("ignore:shape requires ndarray")  # the refused loss feeds batch_stats to Dense
+@pytest.mark.filterwarnings("ignore:shape requires ndarray")  # a refused loss feeds batch_stats to Dense
 def test_model_state_lands_in_the_users_state_and_a_loss_without_it_is_refused():
     pytest.importorskip("flax")
     data = _bn_data()
@@ -173,18 +173,61 @@ def test_model_state_lands_in_the_users_state_and_a_loss_without_it_is_refused()
     assert "weights" not in rerun and [n for n, _ in rerun["state"]] == [n for n, _ in records[0].tensors["state"]]
 
     setup = load_function(SetupRef.parse(f"{BN_SETUP}:single"))(data)
-    logits = setup.state.apply_fn
-    setup.loss_fn = lambda p, x, y: logits({"params": p, "batch_stats": setup.state.batch_stats}, x).mean()
-    with pytest.raises(UsageError, match=r"loss_fn\(params, model_state, x, y\)"):
-        make_adapter(setup, data)
-    # opting out: no model state, and a loss_fn(params, x, y) (here the model in inference mode) is then right
-    setup.model_state = lambda s: {}
-    setup.loss_fn = lambda p, x, y: logits({"params": p, "batch_stats": setup.state.batch_stats}, x, train=False).mean()
+    logits, stats = setup.state.apply_fn, setup.state.batch_stats
+    inference = lambda p, x, y: logits({"params": p, "batch_stats": stats}, x, train=False).mean()  # noqa: E731
+    # a loss_fn(params, x, y) with a TrainState's batch_stats: no model state, as before the state phase existed
+    setup.loss_fn = inference
     adapter = make_adapter(setup, data)
     records = []
     adapter.train(1, records.append)
     assert adapter.describe().state == [] and records[0].tensors["state"] == [] and "state" not in adapter.PROBE_PHASES
+    # asked for explicitly, the state needs the stateful form: refused with the form it needs
+    setup.model_state = lambda s: s.batch_stats
+    with pytest.raises(UsageError, match=r"loss_fn\(params, model_state, x, y\) failed"):
+        make_adapter(setup, data)
+    setup.loss_fn = lambda p, b, x, y: logits({"params": p, "batch_stats": b}, x, train=False).mean()
+    with pytest.raises(UsageError, match=r"does not return \(loss, new model state\)"):
+        make_adapter(setup, data)
+    setup.model_state = lambda s: s.params
+    with pytest.raises(UsageError, match="return the same arrays"):
+        make_adapter(setup, data)
+    # opting out of a default model state
+    setup = load_function(SetupRef.parse(f"{BN_SETUP}:single"))(data)
+    setup.model_state = lambda s: {}
+    setup.loss_fn = inference
+    assert make_adapter(setup, data).describe().state == []
     setup = load_function(SetupRef.parse(f"{BN_SETUP}:single"))(data)
     setup.model_state = lambda s: jax.tree_util.tree_map(jnp.copy, s.batch_stats)
     with pytest.raises(UsageError, match=r"model_state\(state\) returns is not a leaf of the state"):
         make_adapter(setup, data)
+
+
+def test_a_donating_step_with_a_model_state_is_re_run_more_than_once():
+    """A step jitted with donate_argnums frees its input state: the re-run runs it on a copy,
+    so the held state survives, and a second re-run of the same step gives the same."""
+    pytest.importorskip("flax")
+    data = _bn_data()
+    setup = load_function(SetupRef.parse(f"{BN_SETUP}:single"))(data)
+    setup.step = jax.jit(setup.step.__wrapped__, donate_argnums=0)
+    adapter = make_adapter(setup, data)
+    records: list = []
+    adapter.train(2, records.append)
+    weights, state = ([a for _, a in records[0].tensors[p]] for p in ("weights", "state"))
+    grads = [g for _, g in records[1].tensors["gradients"]]
+    first = adapter.evaluate(1, weights, state, grads=grads)
+    again = adapter.evaluate(1, weights, state)
+    for phase in ("loss", "gradients", "state", "activations"):
+        assert _bytes(a for _, a in first[phase]) == _bytes(a for _, a in records[1].tensors[phase]), phase
+        assert _bytes(a for _, a in again[phase]) == _bytes(a for _, a in first[phase]), phase
+    assert _bytes(a for _, a in again["weights"]) == _bytes(a for _, a in records[1].tensors["weights"])
+    assert len(adapter.held_optimizer(1)) == len(adapter.held_optimizer(0))
+
+
+def test_a_jitted_loss_still_gives_the_layer_outputs():
+    """jax.jit replays its cached trace, which calls no module: the outputs are read
+    through the function it wraps."""
+    pytest.importorskip("flax")
+    data = _bn_data()
+    setup = load_function(SetupRef.parse(f"{BN_SETUP}:single"))(data)
+    setup.loss_fn = jax.jit(setup.loss_fn)
+    assert make_adapter(setup, data).describe().layers == ["Dense_0", "BatchNorm_0", "Dense_1", "MLP"]

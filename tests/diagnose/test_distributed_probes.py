@@ -84,7 +84,7 @@ def test_unscaled_replica_loss_needs_the_replica_count_and_a_distributed_side():
 FLAX_BN = ["['bn']['mean']", "['bn']['var']"]  # a linen TrainState's batch_stats, as JaxStep names them
 
 
-def _bn(per_replica: bool, replicas_b: int = R, names=BN, jax: bool = False):
+def _bn(per_replica: bool, replicas_b: int = R, names=BN, jax: bool = False, replica_state: bool = True):
     """BN input h (64, 3) in 4 slices of 16 with other means; momentum 0.99 from zeros;
     the statistics named as Keras (``BN``) or as Flax linen (``FLAX_BN``) names them."""
     h = (RNG.standard_normal((64, 3)) + np.repeat(np.arange(R), 16)[:, None]).astype(np.float32)
@@ -100,7 +100,7 @@ def _bn(per_replica: bool, replicas_b: int = R, names=BN, jax: bool = False):
     slices = [h[16 * r:16 * (r + 1)] for r in range(R)]
     copies = [update(s) if per_replica else update(h) for s in slices]
     replicas = [{"inputs": batch_fingerprint(x[16 * r:16 * (r + 1)], y[16 * r:16 * (r + 1)])[0],
-                 "state": copies[r]} for r in range(R)]
+                 **({"state": copies[r]} if replica_state else {})} for r in range(R)]
     acts = [("dense", h), ("bn", h)]
     ra = _record(2.0, G, update(h), acts)
     rb = _record(2.0 if not per_replica else 2.1, [g * np.float32(1.1) for g in G], copies[0], acts,
@@ -121,6 +121,12 @@ def test_per_replica_batchnorm_reads_flax_batch_stats_and_gives_the_jax_fix():
     assert d.top.cause == "per-replica-batchnorm" and d.top.numbers["layers"] == ["bn"]
     assert 'flax.linen.BatchNorm axis_name="data"' in d.top.fix and "synchronized" not in d.top.fix
     assert all(f.cause != "per-replica-batchnorm" for f in _bn(per_replica=False, names=FLAX_BN, jax=True).findings)
+
+
+def test_per_replica_batchnorm_without_per_replica_state_stays_silent():
+    """A JAX step under jit sharding records no per-replica state: no finding, no probe error."""
+    d = _bn(per_replica=True, names=FLAX_BN, jax=True, replica_state=False)
+    assert all(f.cause != "per-replica-batchnorm" for f in d.findings) and not d.errors
 
 
 def test_per_replica_batchnorm_needs_copies_that_part_and_a_distributed_side():

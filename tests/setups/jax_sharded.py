@@ -22,7 +22,6 @@ from jax.sharding import PartitionSpec as P
 import xentdbg
 
 REPLICAS = 4
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "distributed"))  # jax_bn's MLP
 
 
 def _init(data):
@@ -179,7 +178,8 @@ def replicas() -> dict:
         for mine, theirs in zip(rerun.replicas, records[1].replicas, strict=True)
         for phase in ("inputs", "loss", "gradients"))
     labels = {name: make_adapter(SETUPS[name](data), data).describe().framework for name in SETUPS}
-    shown = {name: {k: fw.get(k) for k in ("replicas", "strategy", "mesh", "batch_axis")} for name, fw in labels.items()}
+    keys = ("replicas", "strategy", "mesh", "batch_axis")
+    shown = {name: {k: fw.get(k) for k in keys} for name, fw in labels.items()}
     return {"count": len(rec.replicas), "inputs_equal": inputs_equal, "loss_gap": loss_gap, "local_gap": local_gap,
             "mean_gap": mean_gap, "names_match": names_match, "rerun_equal": rerun_equal,
             "rerun_replicas": rerun_replicas,
@@ -235,6 +235,7 @@ def bn(steps: int) -> dict:
         adapter.train(2, records.append)
         rec, s0 = records[0], _bn_setup(name, data).state
         x, y = data.x[data.spec.batch_slice(0)], data.y[data.spec.batch_slice(0)]
+        sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "distributed"))
         from jax_bn import MLP, loss_of  # the example's own loss, on one device
 
         gap = 0.0

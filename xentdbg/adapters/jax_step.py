@@ -5,6 +5,11 @@ Each step, with capture::
     params = params_of(state)                         # the pre-step parameters
     loss, grads = value_and_grad(loss_fn)(params, x, y)   # xentdbg's own jitted function
     state = step(state, x, y)                         # the user's step, as written
+    model_state = model_state_of(state)               # with a model state: the step's result
+
+With a model state (a Flax ``TrainState``'s ``batch_stats``), the loss is
+``loss_fn(params, model_state, x, y) -> (loss, new_model_state)``, differentiated with
+``has_aux``; the record's ``state`` phase is the model state the step returned.
 
 The capture function is pure and reads immutable arrays, so the user's step sees the
 same inputs with or without it: a captured run ends bitwise where the plain run ends
@@ -15,7 +20,9 @@ per-layer activations.
 
 Per-layer activations come from the stax ``layers`` the setup lists or, for a Flax linen
 ``TrainState``, from linen's ``capture_intermediates`` (:func:`linen_forward`), in a
-separate jitted forward pass at the pre-step parameters.
+separate jitted forward pass at the pre-step parameters. A linen model that needs more
+than its parameters (``batch_stats``, a ``train`` argument) is read through the setup's
+own loss instead (:func:`linen_intercepted`), in its training mode.
 
 Parameters live inside the user's state (a Flax ``TrainState``, an ``OptimizerState`` of
 ``jax.example_libraries.optimizers``, or the parameters themselves). xentdbg finds each
@@ -48,11 +55,15 @@ What is recorded, and where it comes from::
                          loss, gradients: value_and_grad(loss_fn) on that slice at the
                          pre-step parameters, in shard_map over the mesh (recomputed:
                          what a data-parallel step computes locally before its pmean/psum)
-    weights              the parameters the step returned: observed
+                         state (with a model state, shard_map steps only): the model
+                         state loss_fn returns on that slice (recomputed)
+                         activations (shard_map steps, linen through the loss): each
+                         replica's rows from its own slice, joined in replica order
+    weights, state       the parameters and model state the step returned: observed
 
 ``SideInfo.framework`` gets ``replicas`` (the mesh's size along the batch axis),
 ``strategy`` (:func:`_jax_sharding.strategy`: ``shard_map`` when the step's traced
-program holds one, else ``jit sharding``) and ``mesh`` (axis sizes). The extra work is
+program holds one, else ``jit sharding``), ``mesh`` (axis sizes) and ``batch_axis``. The extra work is
 pure functions of immutable arrays, so capture stays bitwise neutral
 (``tests/adapters/test_jax_sharded.py``). The float64 oracle does not run when the
 gradients come from ``grads_fn``.
@@ -198,7 +209,7 @@ def linen_forward(state: Any, params: Any, x: np.ndarray) -> tuple[list[str], An
 def linen_intercepted(loss: Any, args: tuple, wrap: Any = jax.jit) -> tuple[list[str], Any] | None:
     """Per-module outputs of the Flax linen modules the user's ``loss`` calls, read through
     linen's public method interception (``flax.linen.intercept_methods``,
-    ``flax/linen/module.py``, flax 0.12): every ``__call__`` of a module returns through an
+    ``flax/linen/module.py:327``, flax 0.12.8): every ``__call__`` of a module returns through an
     interceptor that keeps its output. The loss runs as the setup wrote it, so the model
     is called in its training mode and with its own collections (``batch_stats``), which
     :func:`linen_forward` cannot do.
@@ -252,6 +263,22 @@ def linen_intercepted(loss: Any, args: tuple, wrap: Any = jax.jit) -> tuple[list
     return traced["names"], wrap(lambda *a: run(*a)[1])
 
 
+def _stateless_loss(setup: JaxStep, state: Any, data: DataInfo) -> bool:
+    """Whether ``setup.loss_fn`` is written ``loss_fn(params, x, y)`` (or ``(params,
+    batch)``): it traces on the first batch to a scalar (``jax.eval_shape``, nothing
+    executed). Such a loss cannot return the new model state, so a model state found by
+    default (:func:`default_model_state`) is then not recorded."""
+    if setup.loss_fn is None:
+        return False
+    sl = data.spec.batch_slice(0)
+    params = (setup.params or default_params(state))(state)
+    try:
+        out = jax.eval_shape(xy_form(setup.loss_fn, 1), params, data.x[sl], data.y[sl])
+    except Exception:  # noqa: BLE001 - not this form; the stateful check reports the loss's error
+        return False
+    return isinstance(out, jax.ShapeDtypeStruct) and out.shape == ()
+
+
 class JaxStepAdapter(Adapter):
     """Runs :class:`xentdbg.JaxStep`; see the module docstring."""
 
@@ -269,6 +296,8 @@ class JaxStepAdapter(Adapter):
         self._model_of = setup.model_state or default_model_state(self.state)
         if self._model_of is not None and not jax.tree_util.tree_leaves(self._model_of(self.state)):
             self._model_of = None  # model_state=lambda s: {}: none recorded
+        if setup.model_state is None and self._model_of is not None and _stateless_loss(setup, self.state, data):
+            self._model_of = None  # a TrainState with batch_stats, and a loss_fn(params, x, y): as before
         self._state_positions: list[int] = []
         self._state_names: list[str] = []
         if self._model_of is not None:
@@ -372,7 +401,12 @@ class JaxStepAdapter(Adapter):
         if self.setup.mesh is not None and self._strategy_label() == "shard_map":
             wrap = sharding.per_replica(self.setup.mesh, self._axis, 2 if stateful else 1)
             args = (*args[:-2], *self._feed(x, y))
-        return linen_intercepted(self._loss, args, wrap)
+        # A jitted loss_fn replays its cached trace, which the interceptor would never see:
+        # intercept the function it wraps (jax.jit sets __wrapped__).
+        import inspect
+
+        raw = inspect.unwrap(self.setup.loss_fn)  # type: ignore[arg-type]  # _loss exists: loss_fn is set
+        return linen_intercepted(xy_form(raw, 2 if stateful else 1), args, wrap)
 
     # -- the state's three parts -----------------------------------------------
     def _params(self, state: Any) -> list[Any]:
@@ -579,15 +613,16 @@ class JaxStepAdapter(Adapter):
         if self.setup.mesh is not None:
             for r, replica in enumerate(self._replicas(s, x, y, fed)):
                 out.update({f"{REPLICA_PREFIX}{r}:{phase}": items for phase, items in replica.items()})
+        if self._forward is not None:
+            out["activations"] = [(n, np.asarray(a)) for n, a in zip(self._layer_names(),
+                                                                      self._activations(s, x, y, fed))]
         if grads is None or self._state_positions:
-            new = self._run_step(step, s, *fed)
+            # on a copy: a step jitted with donate_argnums frees its input, and s shares the held leaves
+            new = self._run_step(step, jax.tree_util.tree_map(jnp.copy, s), *fed)
             if grads is None:
                 out["weights"] = list(zip(self._param_names, map(np.asarray, self._params(new))))
             if self._state_positions:  # the forward pass's, whatever gradients the step then applied
                 out["state"] = self._named_state(new)
-        if self._forward is not None:
-            out["activations"] = [(n, np.asarray(a)) for n, a in zip(self._layer_names(),
-                                                                      self._activations(s, x, y, fed))]
         return out
 
     def held_optimizer(self, step: int) -> list[np.ndarray]:

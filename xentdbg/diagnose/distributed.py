@@ -128,8 +128,8 @@ def per_replica_batchnorm(ctx: Context) -> list[Finding]:
     d, one = sides
     copies = d.replica_tensors("state")
     slices = d.record.replica_sizes()
-    if len(copies) != d.replicas or len(slices) != d.replicas or not all(slices):
-        return []
+    if len(copies) != d.replicas or not all(copies) or len(slices) != d.replicas or not all(slices):
+        return []  # no per-replica state (a JAX step under jit sharding records none)
     before_d, before_one = dict(d.state_before), dict(one.state_before)
     after_one = dict(one.tensors("state"))
     state_a, state_b = ctx.a.tensors("state"), ctx.b.tensors("state")
@@ -138,7 +138,7 @@ def per_replica_batchnorm(ctx: Context) -> list[Finding]:
     for name_a, name_b in sorted(pairs):
         name_d, name_one = (name_a, name_b) if d is ctx.a else (name_b, name_a)
         if (layer_and_role(name_d)[1] not in ("moving_mean", "mean") or name_d not in before_d
-                or name_one not in after_one):
+                or name_one not in after_one or any(name_d not in dict(c) for c in copies)):
             continue
         h_d, h_one = bn_input(d, name_d), bn_input(one, name_one)
         if h_d is None or h_one is None or len(h_d) % sum(slices):

@@ -310,6 +310,9 @@ class JaxStepAdapter(Adapter):
             self.ORACLE_PHASES = ("loss", "gradients", "state")
         stateful = self._model_of is not None
         self._treedef = jax.tree_util.tree_structure(self.state)
+        taken = set(self._positions) | set(self._state_positions)
+        # the other leaves: the optimizer state (held_optimizer), in leaf order
+        self._other_positions = [i for i in range(len(jax.tree_util.tree_leaves(self.state))) if i not in taken]
         both = setup.loss_fn is not None and setup.grads_fn is not None
         if (setup.loss_fn is None and setup.grads_fn is None) or (both and setup.mesh is None):
             raise UsageError("JaxStep needs one of loss_fn and grads_fn (both only with a mesh).",
@@ -398,7 +401,7 @@ class JaxStepAdapter(Adapter):
         stateful = self._model_of is not None
         args = (*self._loss_args(self.state), x, y)
         wrap: Any = jax.jit
-        if self.setup.mesh is not None and self._strategy_label() == "shard_map":
+        if self._shard_map_step():
             wrap = sharding.per_replica(self.setup.mesh, self._axis, 2 if stateful else 1)
             args = (*args[:-2], *self._feed(x, y))
         # A jitted loss_fn replays its cached trace, which the interceptor would never see:
@@ -419,17 +422,16 @@ class JaxStepAdapter(Adapter):
 
     def _others(self, state: Any) -> list[Any]:
         """The leaves that are neither parameters nor model state: the optimizer state, in leaf order."""
-        taken = set(self._positions) | set(self._state_positions)
-        return [leaf for i, leaf in enumerate(jax.tree_util.tree_leaves(state)) if i not in taken]
+        leaves = jax.tree_util.tree_leaves(state)
+        return [leaves[i] for i in self._other_positions]
 
     def _with(self, state: Any, params: list | None = None, others: list | None = None,
               model: list | None = None) -> Any:
         """``state`` with its parameter leaves (other leaves, model-state leaves) replaced,
         each cast to its old dtype."""
         leaves = list(jax.tree_util.tree_leaves(state))
-        taken = set(self._positions) | set(self._state_positions)
-        rest = [i for i in range(len(leaves)) if i not in taken]
-        for positions, values in ((self._positions, params), (rest, others), (self._state_positions, model)):
+        for positions, values in ((self._positions, params), (self._other_positions, others),
+                                  (self._state_positions, model)):
             if values is not None:
                 for i, v in zip(positions, values, strict=True):
                     leaves[i] = jnp.asarray(v, dtype=jnp.asarray(leaves[i]).dtype)
@@ -479,8 +481,7 @@ class JaxStepAdapter(Adapter):
             return []
         if not self._forward_args:
             return self._forward(self._params_of(state), x)
-        per_replica = self.setup.mesh is not None and self._strategy_label() == "shard_map"
-        return self._forward(*self._loss_args(state), *(fed if per_replica else (x, y)))
+        return self._forward(*self._loss_args(state), *(fed if self._shard_map_step() else (x, y)))
 
     def _replicas(self, state: Any, x: np.ndarray, y: np.ndarray,
                   fed: tuple) -> list[dict[str, list[tuple[str, np.ndarray]]]]:
@@ -496,7 +497,7 @@ class JaxStepAdapter(Adapter):
             losses = np.asarray(losses)
             leaves = [np.asarray(g) for g in jax.tree_util.tree_leaves(grads)]
             states = [np.asarray(s) for s in jax.tree_util.tree_leaves(new[0])] if new else []
-            local_state = bool(states) and self._strategy_label() == "shard_map"
+            local_state = bool(states) and self._shard_map_step()
             for r, replica in enumerate(out):
                 replica["loss"] = [("loss", np.asarray(losses[r]))]
                 replica["gradients"] = [(n, g[r]) for n, g in zip(self._param_names, leaves, strict=True)]
@@ -523,6 +524,12 @@ class JaxStepAdapter(Adapter):
                         params=[TensorSpec.of(n, a) for n, a in zip(self._param_names, params)],
                         state=[TensorSpec.of(n, a) for n, a in zip(self._state_names, model)],
                         layers=self._layer_names())
+
+    def _shard_map_step(self) -> bool:
+        """Whether the step runs per replica in a ``jax.shard_map`` of its own, so that each
+        replica's forward pass sees only its slice (under jit sharding XLA computes the
+        whole batch's statistics)."""
+        return self.setup.mesh is not None and self._strategy_label() == "shard_map"
 
     def _strategy_label(self) -> str:
         """:func:`_jax_sharding.strategy` of the step, traced once on the first batch."""

@@ -64,8 +64,9 @@ MAX_SERVERS = 8
 """Servers kept per coordinator, least recently used closed first. Each holds its
 frameworks' imports: 231 MB of private memory with Keras on TensorFlow, 66 MB with JAX
 and optax (``Private_Dirty`` in ``/proc/PID/smaps_rollup``; the libraries' code is shared
-with the workers). A comparison uses at most 4 (two sides, two float64 oracles); the
-test suite, about 23 per test process."""
+with the workers). A comparison uses at most 2, one per side: a side's float64 oracle is
+forked by the side's own server (:func:`enable_float64`); the test suite, about 23 per
+test process."""
 PID_WAIT = 120.0
 """Seconds :meth:`ForkedProcess.kill` waits for a server still importing to fork the
 worker before it kills the server instead."""
@@ -192,13 +193,16 @@ class _Server:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def fork(self, fds: list[int], shm: bool, volatile: dict[str, str]) -> ForkedProcess:
+    def fork(self, fds: list[int], shm: bool, volatile: dict[str, str],
+             float64: dict[str, str] | None = None) -> ForkedProcess:
         """Ask for a worker with ``fds`` (its channel in, channel out, [shared memory],
-        log) and the :data:`VOLATILE_ENV` variables ``volatile``. Raises OSError when the
-        server is gone."""
+        log) and the :data:`VOLATILE_ENV` variables ``volatile``; a float64 worker with the
+        variables ``float64`` adds (:func:`enable_float64`). Raises OSError when the server
+        is gone."""
         status_r, status_w = os.pipe()
+        request = {"shm": shm, "env": volatile, **({"float64": float64} if float64 else {})}
         try:
-            socket.send_fds(self.sock, [json.dumps({"shm": shm, "env": volatile}).encode()], [*fds, status_w])
+            socket.send_fds(self.sock, [json.dumps(request).encode()], [*fds, status_w])
         except OSError:
             os.close(status_r)
             raise
@@ -223,7 +227,8 @@ _servers: OrderedDict[tuple, _Server] = OrderedDict()
 _lock = threading.Lock()
 
 
-def fork_worker(env: dict[str, str], preload: list[str], fds: list[int], shm: bool) -> ForkedProcess | None:
+def fork_worker(env: dict[str, str], preload: list[str], fds: list[int], shm: bool,
+                float64: dict[str, str] | None = None) -> ForkedProcess | None:
     """A worker forked by the server for (``env``, the working directory, ``preload``),
     started on first use; None when workers are not forked here (:func:`enabled`) or the
     server cannot be reached twice in a row (the caller then starts the worker fresh).
@@ -231,7 +236,9 @@ def fork_worker(env: dict[str, str], preload: list[str], fds: list[int], shm: bo
     ``env`` is the worker's whole environment; :data:`~xentdbg.replay.worker.PARENT_ENV`
     in it names the coordinator, and a forked worker's names its server. The key leaves
     out :data:`VOLATILE_ENV`. ``fds``: the worker's channel in, channel out, shared
-    memory if ``shm``, and log."""
+    memory if ``shm``, and log. ``float64``: for a float64 oracle worker, the variables
+    it adds to ``env`` (its side's); it is forked by its side's server, which already
+    imported the frameworks, and switches them in the child (:func:`enable_float64`)."""
     if not enabled():
         return None
     key = (os.getcwd(), tuple(sorted((k, v) for k, v in env.items() if k not in VOLATILE_ENV)), tuple(preload))
@@ -247,7 +254,7 @@ def fork_worker(env: dict[str, str], preload: list[str], fds: list[int], shm: bo
             while len(_servers) > MAX_SERVERS:
                 _servers.popitem(last=False)[1].close()
             try:
-                return server.fork(fds, shm, volatile)
+                return server.fork(fds, shm, volatile, float64)
             except OSError:
                 _servers.pop(key).close()
     return None
@@ -280,6 +287,31 @@ def _preload(modules: list[str]) -> str | None:
         except BaseException as e:  # noqa: BLE001  (the worker imports it again and reports it)
             return f"importing {name} raised {type(e).__name__}"
     return _runtime_started()
+
+
+def enable_float64() -> None:
+    """Switch the frameworks this image imported to float64, as a fresh float64 oracle
+    worker (:data:`xentdbg.replay.process.FLOAT64_ENV`) finds them after its imports.
+
+    A fresh one reads its environment at import: JAX's ``jax_enable_x64`` from
+    ``JAX_ENABLE_X64`` (jax/_src/config.py:1688, JAX 0.10), Keras's and tf_keras's
+    ``floatx`` from ``$KERAS_HOME/keras.json`` (keras/src/backend/config.py:275-324,
+    Keras 3.15; tf_keras/src/backend.py:7292-7312). Here the server imported them under
+    its side's environment (the same ``keras.json`` but for ``floatx``), and nothing has
+    run in them (:func:`_runtime_started`), so the public setters give the same state:
+    ``jax.config.update("jax_enable_x64", True)``, which JAX accepts before its first
+    computation, and ``keras.config.set_floatx`` / ``tf_keras.backend.set_floatx``,
+    which every layer built afterwards reads. Neither library keeps a copy of the value
+    made at import (``floatx()`` and the x64 flag are read where they are used).
+    Frameworks the image did not import read the environment when the setup imports them.
+    ``tests/adapters/test_oracle.py`` checks a forked float64 worker bitwise against a
+    fresh one on each adapter kind."""
+    if "jax" in sys.modules:
+        sys.modules["jax"].config.update("jax_enable_x64", True)
+    if "keras" in sys.modules:
+        sys.modules["keras"].config.set_floatx("float64")
+    if "tf_keras" in sys.modules:
+        sys.modules["tf_keras"].backend.set_floatx("float64")
 
 
 def _set_name(name: bytes) -> None:
@@ -318,6 +350,7 @@ def _child(request: dict, fds: list[int], server_pid: int, unclean: str | None, 
             else:
                 os.environ.pop(name, None)
         os.environ[PARENT_ENV] = str(server_pid)
+        os.environ.update(request.get("float64") or {})  # a fresh float64 worker's environment
         args = [str(fd_in), str(fd_out), str(shm)]
         if unclean is not None:  # start it fresh, in this process: nothing imported here carries over
             from xentdbg.replay.interpreter import worker_command
@@ -328,6 +361,8 @@ def _child(request: dict, fds: list[int], server_pid: int, unclean: str | None, 
             command = worker_command(None, "xentdbg.replay.worker", args)
             os.execve(command[0], command, dict(os.environ))
         _set_name(WORKER_NAME)
+        if request.get("float64"):
+            enable_float64()
         numpy_random = sys.modules.get("numpy.random")
         if numpy_random is not None:
             numpy_random.seed()  # as a fresh process's: from the OS's entropy

@@ -64,23 +64,29 @@ class WorkerProcess:
     message is checked by :meth:`handshake` before any other.
     """
 
-    def __init__(self, side: str, env: dict[str, str], preload: list[str] | None = None):
+    def __init__(self, side: str, env: dict[str, str], preload: list[str] | None = None,
+                 float64: dict[str, str] | None = None):
         self.side = side
-        self.env_overrides = dict(env)
+        self.env_overrides = {**env, **(float64 or {})}
         to_worker_r, self._to_worker = os.pipe()
         self._from_worker, from_worker_w = os.pipe()
         _widen(self._from_worker)
         shm_fd = ring.create(side)  # step records' arrays go through shared memory where there is some
         self._ring = ring.RingReader(shm_fd) if shm_fd is not None else None
         self.log = tempfile.TemporaryFile(prefix=f"xentdbg-{side}-", suffix=".log")  # no name on disk
-        full_env = {**os.environ, **DEFAULT_WORKER_ENV, **self.env_overrides, PARENT_ENV: str(os.getpid())}
+        # ``float64``: what a float64 oracle worker adds to its side's environment. Forked, it
+        # comes from the side's own server (the same imports), which switches the frameworks
+        # to float64 in the child (:func:`~xentdbg.replay.forkserver.enable_float64`); started
+        # fresh, it reads these variables at import.
+        side_env = {**os.environ, **DEFAULT_WORKER_ENV, **env, PARENT_ENV: str(os.getpid())}
+        full_env = {**side_env, **(float64 or {})}
         fds = (to_worker_r, from_worker_w) + ((shm_fd,) if shm_fd is not None else ())
         self.python = python_of(self.env_overrides)  # None: the coordinator's own
         self.hello: dict | None = None  # the worker's first message, once :meth:`handshake` read it
         self.proc: subprocess.Popen | ForkedProcess
         try:
             forked = None if self.python is not None else fork_worker(
-                full_env, preload or [], [*fds, self.log.fileno()], shm=shm_fd is not None)
+                side_env, preload or [], [*fds, self.log.fileno()], shm=shm_fd is not None, float64=float64)
             self.proc = forked or subprocess.Popen(
                 worker_command(self.python, "xentdbg.replay.worker",
                                [str(to_worker_r), str(from_worker_w), str(shm_fd if shm_fd is not None else -1)]),
@@ -276,8 +282,9 @@ def _float64_keras_home(env: dict[str, str]) -> str:
     """A ``KERAS_HOME`` for a float64 worker: the side's own ``keras.json`` (its backend,
     epsilon, image format), with ``floatx`` float64. One folder per distinct
     configuration, kept until the coordinator exits (``TemporaryDirectory`` removes it
-    then), so that the float64 workers of one configuration share an environment, and a
-    fork server (:mod:`xentdbg.replay.forkserver`)."""
+    then), so that the float64 workers of one configuration share an environment. A
+    forked float64 worker sets it in the child of its side's own fork server
+    (:func:`xentdbg.replay.forkserver.enable_float64`)."""
     import json
 
     home = env.get("KERAS_HOME") or os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
@@ -301,8 +308,8 @@ def start_worker(side: str, ref: SetupRef, env: dict[str, str], data: DataSpec, 
     """Spawn a worker and ask it to load ``ref``; it answers with :func:`wait_ready`.
     ``capture``: what the worker captures and sends per step (:class:`CaptureMode`).
     ``float64``: a float64 oracle worker (:mod:`xentdbg.replay.worker`), which never trains."""
-    env = {**env, **FLOAT64_ENV, "KERAS_HOME": _float64_keras_home(env)} if float64 else env
-    worker = WorkerProcess(side, env, preload_modules(ref))
+    extra = {**FLOAT64_ENV, "KERAS_HOME": _float64_keras_home(env)} if float64 else None
+    worker = WorkerProcess(side, env, preload_modules(ref), float64=extra)
     try:
         worker.send({"type": "load", "setup": {"target": ref.target, "function": ref.function},
                      "data": data.to_dict(), "steps": steps, "capture": capture.value, "float64": float64})

@@ -143,3 +143,18 @@ def test_nan_against_a_number_is_reported_as_not_applicable():
     assert fmt_difference(m.max_abs, m.finite_pairs, m.nonfinite_mismatch) == "n/a"
     assert fmt_cosine(m.cosine) == "n/a"
     assert coverage(m.finite_pairs, m.size) == "none of 1 elements is finite on both sides"
+
+
+def test_screen_reuses_its_scratch_without_mixing_pairs():
+    """The screen writes A - B into one reused buffer: a large pair, then a smaller one of
+    another shape, then a 0-d one give what the full metrics give for each, and the
+    inputs are left as they were."""
+    rng = np.random.default_rng(3)
+    pairs = [(rng.normal(size=(300, 40)), 0.5), (rng.normal(size=(7,)), 2.0), (np.array(1.25), -1.0)]
+    for x, shift in pairs:
+        a = x.astype(np.float32)
+        b = (x + shift * rng.normal(size=x.shape)).astype(np.float32)
+        kept = a.copy(), b.copy()
+        m, full = screen_metrics(a, b), tensor_metrics(a, b)
+        assert (m.max_abs, m.scale) == (full.max_abs, full.scale)
+        assert a.tobytes() == kept[0].tobytes() and b.tobytes() == kept[1].tobytes()

@@ -9,7 +9,15 @@ import numpy as np
 from xentdbg.compare.alignment import Alignment, aligned_record, alignment_of
 from xentdbg.compare.fingerprint import fingerprint, fingerprints_agree
 from xentdbg.compare.matching import Matching, match_activations
-from xentdbg.compare.metrics import Summary, TensorMetrics, Tolerance, screen_metrics, summarize, tensor_metrics
+from xentdbg.compare.metrics import (
+    Summary,
+    TensorMetrics,
+    Tolerance,
+    scratch,
+    screen_metrics,
+    summarize,
+    tensor_metrics,
+)
 from xentdbg.compare.oracle import Float64Check
 from xentdbg.compare.params import Frozen, as_shape
 from xentdbg.records import StepRecord, effective_training
@@ -456,7 +464,8 @@ def _updates(out: list[TensorComparison], step: int, a: StepRecord, b: StepRecor
             continue
         xb, bb = as_shape(xb, xa.shape), as_shape(bb, xa.shape)
         with np.errstate(invalid="ignore", over="ignore"):
-            da, db = np.subtract(xa, ba), np.subtract(xb, bb)
+            da = np.subtract(xa, ba, out=scratch("update_a", np.result_type(xa, ba), xa.shape))
+            db = np.subtract(xb, bb, out=scratch("update_b", np.result_type(xb, bb), xa.shape))
         m = screen_metrics(da, db)
         scale = max(_absmax(t) for t in (xa, xb, ba, bb))
         ok = m.within(update_tolerance(tol, scale))

@@ -327,7 +327,7 @@ def _pair_flags(fa: dict, fb: dict) -> list[tuple[str, str]]:
 
 def compare_step(a: StepRecord, b: StepRecord, pairing: Pairing, tol: Tolerance,
                  detail: bool = True, before: tuple[StepRecord | None, StepRecord | None] | None = None,
-                 updates: bool = True) -> StepComparison:
+                 updates: bool = True, before_scales: dict[tuple[str, str], float] | None = None) -> StepComparison:
     """All tensor comparisons of one step, in phase order (see :mod:`xentdbg.records`).
 
     Every pair is first screened (:func:`~xentdbg.compare.metrics.screen_metrics`: the
@@ -337,7 +337,9 @@ def compare_step(a: StepRecord, b: StepRecord, pairing: Pairing, tol: Tolerance,
 
     ``before``: both sides' weights before the step (the previous records, or records
     holding the initial weights), for the ``updates`` phase (``updates=False`` skips it:
-    the fingerprint pass).
+    the fingerprint pass). ``before_scales``: :func:`weight_scales` of the comparison of
+    the records in ``before``, when the caller has it; the updates' tolerance then reuses
+    those ``max(|A|, |B|)`` instead of reading the weights before the step again.
 
     When the batches' digests differ but they hold the same samples in another order
     (:mod:`xentdbg.compare.alignment`), A's per-sample tensors (the inputs' sums, layer
@@ -404,13 +406,19 @@ def compare_step(a: StepRecord, b: StepRecord, pairing: Pairing, tol: Tolerance,
     tensors("loss", [(0, 0)])
     tensors("gradients", pairing.params, reverse=True)  # nearest the loss first
     tensors("state", pairing.state)
-    if updates and before is not None and before[0] is not None and before[1] is not None:
-        _updates(out, step, a, b, before[0], before[1], pairing, tol, detail)
+    # the weights before the updates they follow in the output: their scales bound the updates'
+    mark = len(out)
     tensors("weights", pairing.params)
     for f in pairing.frozen:
         pair = pairing.frozen_pair(f, a, b)
         if pair is not None:
             one("weights", *pair[0], *pair[1], held=_held(f))
+    weights = out[mark:]
+    del out[mark:]
+    if updates and before is not None and before[0] is not None and before[1] is not None:
+        _updates(out, step, a, b, before[0], before[1], pairing, tol, detail,
+                 (_scales(weights), before_scales or {}))
+    out += weights
     return StepComparison(step, out, a.loss, b.loss, skipped, dict(a.flags), dict(b.flags), alignment=alignment)
 
 
@@ -441,12 +449,29 @@ def _inputs(a: StepRecord, b: StepRecord, alignment: Alignment | None, detail: b
     return out
 
 
+def weight_scales(cmp: StepComparison) -> dict[tuple[str, str], float]:
+    """``max(|A|, |B|)`` of each weights pair ``cmp`` compared, by ``(name_a, name_b)``:
+    for the next step's ``before_scales`` (:func:`compare_step`)."""
+    return _scales([t for t in cmp.tensors if t.phase == "weights"])
+
+
+def _scales(weights: list[TensorComparison]) -> dict[tuple[str, str], float]:
+    """The metrics' ``scale`` of each pair that is finite throughout: there it is
+    ``max(|A|, |B|)`` over every element, as :func:`_absmax` of each side gives it."""
+    return {(t.name_a, t.name_b): t.metrics.scale for t in weights
+            if t.metrics is not None and t.metrics.same_shape and not t.metrics.nonfinite_a
+            and not t.metrics.nonfinite_b and t.metrics.finite_pairs == t.metrics.size}
+
+
 def _updates(out: list[TensorComparison], step: int, a: StepRecord, b: StepRecord, pa: StepRecord,
-             pb: StepRecord, pairing: Pairing, tol: Tolerance, detail: bool) -> None:
+             pb: StepRecord, pairing: Pairing, tol: Tolerance, detail: bool,
+             scales: tuple[dict[tuple[str, str], float], dict[tuple[str, str], float]]) -> None:
     """The ``updates`` phase: ``w_after - w_before`` per parameter pair in the weights' own
     float width (within one rounding of ``Δ``, far below the ulp of ``w`` that
     :func:`update_tolerance` allows), under :func:`update_tolerance`.
-    Tensors held as fingerprints on either side, before or after, are skipped."""
+    Tensors held as fingerprints on either side, before or after, are skipped.
+    ``scales``: ``max(|A|, |B|)`` of the weights after and before the step where the
+    weights' comparisons already read them (:func:`_scales`), by names."""
     wa, wb, va, vb = (r.tensors.get("weights", []) for r in (a, b, pa, pb))
     if not (wa and wb and va and vb):
         return
@@ -467,7 +492,9 @@ def _updates(out: list[TensorComparison], step: int, a: StepRecord, b: StepRecor
             da = np.subtract(xa, ba, out=scratch("update_a", np.result_type(xa, ba), xa.shape))
             db = np.subtract(xb, bb, out=scratch("update_b", np.result_type(xb, bb), xa.shape))
         m = screen_metrics(da, db)
-        scale = max(_absmax(t) for t in (xa, xb, ba, bb))
+        scale_after, scale_before = scales[0].get((na, nb)), scales[1].get((na, nb))
+        scale = max(max(_absmax(xa), _absmax(xb)) if scale_after is None else scale_after,
+                    max(_absmax(ba), _absmax(bb)) if scale_before is None else scale_before)
         ok = m.within(update_tolerance(tol, scale))
         sa = sb = None
         if detail and not ok:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from xentdbg.compare.crossfeed import CrossFeed, Drift, drift_of
-from xentdbg.compare.divergence import Pairing, StepComparison, TensorComparison, compare_step
+from xentdbg.compare.divergence import Pairing, StepComparison, TensorComparison, compare_step, weight_scales
 from xentdbg.compare.metrics import Tolerance
 from xentdbg.findings import Diagnosis
 from xentdbg.records import StepRecord
@@ -70,7 +70,9 @@ def compare_stream(pairs: Iterable[RecordPair], pairing: Pairing, tolerance: Tol
     notes: list[str] = []
     for ra, rb in pairs:
         before = previous if previous[0] is not None else start
-        cmp = compare_step(ra, rb, pairing, tolerance, detail=not diverged, before=before, updates=updates)
+        scales = weight_scales(steps[-1]) if steps and previous[0] is not None else None
+        cmp = compare_step(ra, rb, pairing, tolerance, detail=not diverged, before=before, updates=updates,
+                           before_scales=scales)
         if cmp.flagged is not None and not diverged and crossfeed is not None:
             cmp.crossfeed = crossfeed(cmp, (ra, rb), before)
         inside = cmp.first_activation

@@ -456,11 +456,12 @@ def weight_scales(cmp: StepComparison) -> dict[tuple[str, str], float]:
 
 
 def _scales(weights: list[TensorComparison]) -> dict[tuple[str, str], float]:
-    """The metrics' ``scale`` of each pair that is finite throughout: there it is
-    ``max(|A|, |B|)`` over every element, as :func:`_absmax` of each side gives it."""
+    """The metrics' ``scale`` of each pair that is finite throughout (not
+    :attr:`~xentdbg.compare.metrics.TensorMetrics.partial`: a non-finite element on
+    either side leaves a position out): there it is ``max(|A|, |B|)`` over every element,
+    as :func:`_absmax` of each side gives it."""
     return {(t.name_a, t.name_b): t.metrics.scale for t in weights
-            if t.metrics is not None and t.metrics.same_shape and not t.metrics.nonfinite_a
-            and not t.metrics.nonfinite_b and t.metrics.finite_pairs == t.metrics.size}
+            if t.metrics is not None and t.metrics.same_shape and not t.metrics.partial}
 
 
 def _updates(out: list[TensorComparison], step: int, a: StepRecord, b: StepRecord, pa: StepRecord,

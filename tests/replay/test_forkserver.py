@@ -112,6 +112,46 @@ def test_a_server_that_cannot_import_cleanly_starts_its_workers_fresh(tmp_path, 
         os.pread(log.fileno(), 1 << 16, 0)
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the fork server is Linux's")
+def test_past_the_cap_the_least_recently_used_server_is_closed_and_exits(monkeypatch):
+    """Servers for :data:`~xentdbg.replay.forkserver.MAX_SERVERS` start-up contexts at
+    most: past it the least recently used is closed, and it exits once its workers did.
+    (Servers that import nothing, in a table of this test's own: the test process's
+    servers are left alone.)"""
+    from collections import OrderedDict
+
+    from xentdbg.replay.process import WorkerProcess
+
+    monkeypatch.setattr(forkserver, "_servers", OrderedDict())
+    monkeypatch.setattr(forkserver, "MAX_SERVERS", 2)
+
+    def key_of(server: forkserver._Server) -> str:
+        return next(dict(env)["XENTDBG_TEST_SERVER_KEY"] for (_, env, _), s in forkserver._servers.items()
+                    if s is server)
+
+    workers, servers = [], []
+    try:
+        for key in ("1", "2", "1"):  # "1" used again: "2" is now the least recently used
+            workers.append(WorkerProcess("A", {"XENTDBG_TEST_SERVER_KEY": key}, preload=[]))
+            assert isinstance(workers[-1].proc, forkserver.ForkedProcess)
+        servers = list(forkserver._servers.values())
+        assert [key_of(s) for s in servers] == ["2", "1"]
+        least = servers[0]
+        workers.append(WorkerProcess("A", {"XENTDBG_TEST_SERVER_KEY": "3"}, preload=[]))
+        servers = [*servers, *forkserver._servers.values()]
+        assert least not in forkserver._servers.values() and len(forkserver._servers) == 2
+        assert least.alive()  # closed, it waits for its worker
+        workers[1].kill()
+        workers[1].close(grace=0)
+        assert least.proc.wait(timeout=60) == 0  # and exits once that worker ended
+    finally:
+        for w in workers:
+            w.kill()
+            w.close(grace=0)
+        for server in servers:
+            server.close()
+
+
 @pytest.mark.slow
 def test_importing_the_frameworks_starts_no_runtime_and_running_an_op_does():
     """The fact the fork server rests on, for the installed versions: after ``import``,

@@ -47,7 +47,10 @@ Whole-process wall times (imports included, like /usr/bin/time), medians of --ru
 5. the one-device against 4-replica pair of examples/distributed (MirroredStrategy on 4
    logical CPU devices, batch 64, 200 steps): `xentdbg compare` against the two setups
    trained plainly one after the other.
-Prints a table and writes JSON so that commits can be compared.
+Prints a table and writes JSON so that commits can be compared. A full run keeps the
+``--only baseline`` and ``--only sizes`` entries of an existing results file, which it does
+not measure; each row of the table says when its entry was measured
+(:func:`measured_on`).
 """
 
 from __future__ import annotations
@@ -439,7 +442,9 @@ def main() -> None:
         Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
         _print(results)
         return
-    results = {"machine": _machine(), "versions": versions(), "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
+    results = kept_by_full_run(json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {})
+    results.update({"machine": _machine(), "versions": versions(),
+                    "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime())})
     print("1. case 1 ...", flush=True)
     results["case1"] = ratio_case(CASE1, args.runs)
     print("2. long run ...", flush=True)
@@ -471,18 +476,43 @@ def _machine() -> dict:
     return {"cpus": os.cpu_count(), "platform": platform.platform(terse=True), "python": platform.python_version()}
 
 
+# The entries each --only run measures (and dates with results[f"{only}_date"]); the others,
+# and these until such a run, are dated by the last full run's results["date"].
+ONLY_RUNS = {"long": ("long", "long_clean"), "crossfeed": ("crossfeed", "oracle"), "memory": ("memory",),
+             "trace": ("trace",), "distributed": ("distributed",), "baseline": ("baseline",), "sizes": ("sizes",)}
+
+
+def kept_by_full_run(existing: dict) -> dict:
+    """What a full run keeps of an existing results file: the entries only their own --only
+    run measures (baseline, sizes), with their dates. Everything else it measures again,
+    and the --only dates of those entries go with the old values."""
+    return {k: v for k, v in existing.items() if k in ("baseline", "baseline_date", "sizes", "sizes_date")}
+
+
+def measured_on(r: dict, key: str) -> str:
+    """When entry ``key`` of results ``r`` was measured (UTC), for the table's last column."""
+    for only, keys in ONLY_RUNS.items():
+        if key in keys and f"{only}_date" in r:
+            return str(r[f"{only}_date"])
+    return "" if key in ("baseline", "sizes") else str(r.get("date", ""))
+
+
 def _print(r: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
     t = Table(title="xentdbg bench (medians)")
-    for col in ("measure", "value", "target"):
+    for col in ("measure", "value", "target", "measured (UTC)"):
         t.add_column(col)
+
+    def row(key: str, measure: str, value: str, target: str) -> None:
+        t.add_row(measure, value, target, measured_on(r, key))
+
     c1, lg, sp, mem, tr = r["case1"], r["long"], r["long"]["split"], r["memory"], r["trace"]
-    t.add_row("case 1: compare / plain A+B",
-              f"{c1['compare_s']:.1f} s / {c1['plain_s']:.1f} s = {c1['ratio']:.2f}x", "<= 1.0x")
-    t.add_row("500 steps: compare / plain A+B",
-              f"{lg['compare_s']:.1f} s / {lg['plain_s']:.1f} s = {lg['ratio']:.2f}x", "<= 1.5x")
+    row("case1", "case 1: compare / plain A+B",
+        f"{c1['compare_s']:.1f} s / {c1['plain_s']:.1f} s = {c1['ratio']:.2f}x", "<= 1.0x")
+    row("long", "500 steps: compare / plain A+B",
+        f"{lg['compare_s']:.1f} s / {lg['plain_s']:.1f} s = {lg['ratio']:.2f}x", "<= 1.5x")
     for key, label, target in (("long_clean", "500 steps, clean pair: compare / plain", "<= 1.5x"),
                                ("long_clean_fingerprint", "500 steps, clean pair: --fingerprint / plain",
                                 "<= 1.15x"),
@@ -490,56 +520,56 @@ def _print(r: dict) -> None:
                                 "<= 1.15x")):
         if key in r:
             v = r[key]
-            t.add_row(label, f"{v['compare_s']:.1f} s / {v['plain_s']:.1f} s = {v['ratio']:.2f}x", target)
+            row(key, label, f"{v['compare_s']:.1f} s / {v['plain_s']:.1f} s = {v['ratio']:.2f}x", target)
     if "crossfeed" in r:
         cf = r["crossfeed"]
-        t.add_row("cross-feed: drift pair, 200 steps, unflagged / flagged",
-                  f"{cf['unflagged']['compare_s']:.1f} s / {cf['flagged']['compare_s']:.1f} s "
-                  f"({cf['flagged']['cross_fed_steps']} steps cross-fed, {cf['ms_per_cross_fed_step']:.0f} ms each)",
-                  "only at flagged steps")
+        row("crossfeed", "cross-feed: drift pair, 200 steps, unflagged / flagged",
+            f"{cf['unflagged']['compare_s']:.1f} s / {cf['flagged']['compare_s']:.1f} s "
+            f"({cf['flagged']['cross_fed_steps']} steps cross-fed, {cf['ms_per_cross_fed_step']:.0f} ms each)",
+            "only at flagged steps")
     if "oracle" in r:
         o = r["oracle"]
-        t.add_row("float64 oracle: smoothing pair, 30 steps, with / --no-float64",
-                  f"{o['smoothed_float64']['compare_s']:.1f} s / {o['smoothed_no_float64']['compare_s']:.1f} s "
-                  f"(+{o['float64_extra_s']:.1f} s for {o['smoothed_float64']['float64_checks']} check)",
-                  "only at borderline steps")
-        t.add_row("float64 oracle: case-1 pair, 500 steps (exit 0)",
-                  f"{o['case1_500_steps']['compare_s']:.1f} s ({o['case1_500_steps']['float64_checks']} check)", "")
+        row("oracle", "float64 oracle: smoothing pair, 30 steps, with / --no-float64",
+            f"{o['smoothed_float64']['compare_s']:.1f} s / {o['smoothed_no_float64']['compare_s']:.1f} s "
+            f"(+{o['float64_extra_s']:.1f} s for {o['smoothed_float64']['float64_checks']} check)",
+            "only at borderline steps")
+        row("oracle", "float64 oracle: case-1 pair, 500 steps (exit 0)",
+            f"{o['case1_500_steps']['compare_s']:.1f} s ({o['case1_500_steps']['float64_checks']} check)", "")
     for key, label, target in (("case1", "case 1", "<= 1.15x at once"),
                                ("long_clean", "500 steps, full capture", "<= 1.2x back to back"),
                                ("long_clean_fingerprint", "500 steps, --fingerprint", "<= 1.05x back to back"),
                                ("distributed", "one device vs 4 replicas, 200 steps", "")):
         v = r.get("baseline", {}).get(key)
         if v:
-            t.add_row(f"{label}: compare / your scripts (back to back; at once)",
-                      f"{v['compare_s']:.1f} s / {v['scripts_back_to_back_s']:.1f} s = {v['ratio_back_to_back']:.2f}x; "
-                      f"/ {v['scripts_at_once_s']:.1f} s = {v['ratio_at_once']:.2f}x", target)
+            row("baseline", f"{label}: compare / your scripts (back to back; at once)",
+                f"{v['compare_s']:.1f} s / {v['scripts_back_to_back_s']:.1f} s = {v['ratio_back_to_back']:.2f}x; "
+                f"/ {v['scripts_at_once_s']:.1f} s = {v['ratio_at_once']:.2f}x", target)
     for model, target in (("convnet", "<= 1.3x"), ("mlp", "<= 1.5x; RSS <= 2x")):
         v = r.get("sizes", {}).get(model)
         if v:
-            t.add_row(f"{v['params'] / 1e6:.1f}M-parameter {model}, {v['steps']} steps: compare / your scripts "
-                      "(back to back); peak RSS / both scripts'",
-                      f"{v['compare_s']:.1f} s / {v['scripts_back_to_back_s']:.1f} s = {v['ratio_back_to_back']:.2f}x; "
-                      f"{v['compare_peak_rss_mb']:.0f} MB / {v['scripts_peak_rss_mb_sum']:.0f} MB = "
-                      f"{v['rss_ratio_to_sum']:.2f}x", target)
+            row("sizes", f"{v['params'] / 1e6:.1f}M-parameter {model}, {v['steps']} steps: compare / your scripts "
+                         "(back to back); peak RSS / both scripts'",
+                f"{v['compare_s']:.1f} s / {v['scripts_back_to_back_s']:.1f} s = {v['ratio_back_to_back']:.2f}x; "
+                f"{v['compare_peak_rss_mb']:.0f} MB / {v['scripts_peak_rss_mb_sum']:.0f} MB = "
+                f"{v['rss_ratio_to_sum']:.2f}x", target)
     fit = r.get("sizes", {}).get("fit")
     if fit:
-        t.add_row("overhead per step against parameters (least squares, 3 sizes)",
-                  f"{fit['ms_per_step_at_0']:.1f} ms + {fit['ms_per_step_per_million_params']:.2f} ms per M", "")
+        row("sizes", "overhead per step against parameters (least squares, 3 sizes)",
+            f"{fit['ms_per_step_at_0']:.1f} ms + {fit['ms_per_step_per_million_params']:.2f} ms per M", "")
     if "distributed" in r:
         dv = r["distributed"]
-        t.add_row("one device vs 4 replicas, 200 steps: compare / plain A+B",
-                  f"{dv['compare_s']:.1f} s / {dv['plain_s']:.1f} s = {dv['ratio']:.2f}x", "")
+        row("distributed", "one device vs 4 replicas, 200 steps: compare / plain A+B",
+            f"{dv['compare_s']:.1f} s / {dv['plain_s']:.1f} s = {dv['ratio']:.2f}x", "")
     train, capture = sp["train_ms_per_step"], sp["capture_ms_per_step"]
-    t.add_row("  training per step A / B", f"{train['a']:.1f} / {train['b']:.1f} ms", "")
-    t.add_row("  capture per step A / B", f"{capture['a']:.1f} / {capture['b']:.1f} ms", "")
-    t.add_row("  transfer per step",
-              f"{sp['transfer_ms_per_step']:.1f} ms ({sp['record_bytes_per_step'] / 2**20:.1f} MiB)", "")
-    t.add_row("  comparison per step", f"{sp['compare_ms_per_step']:.1f} ms", "")
-    t.add_row("peak RSS 50 -> 500 steps",
-              f"{mem['peak_rss_mb_50']:.0f} -> {mem['peak_rss_mb_500']:.0f} MB ({mem['growth']:+.1%})", "within 10%")
-    t.add_row("trace write", f"{tr['write_mb_s']:.0f} MB/s ({tr['trace_mb']:.0f} MB)", "disk speed")
-    t.add_row("trace diff", f"{tr['diff_mb_s']:.0f} MB/s (both traces read)", "disk speed")
+    row("case1", "  training per step A / B", f"{train['a']:.1f} / {train['b']:.1f} ms", "")
+    row("case1", "  capture per step A / B", f"{capture['a']:.1f} / {capture['b']:.1f} ms", "")
+    row("case1", "  transfer per step",
+        f"{sp['transfer_ms_per_step']:.1f} ms ({sp['record_bytes_per_step'] / 2**20:.1f} MiB)", "")
+    row("case1", "  comparison per step", f"{sp['compare_ms_per_step']:.1f} ms", "")
+    row("memory", "peak RSS 50 -> 500 steps",
+        f"{mem['peak_rss_mb_50']:.0f} -> {mem['peak_rss_mb_500']:.0f} MB ({mem['growth']:+.1%})", "within 10%")
+    row("trace", "trace write", f"{tr['write_mb_s']:.0f} MB/s ({tr['trace_mb']:.0f} MB)", "disk speed")
+    row("trace", "trace diff", f"{tr['diff_mb_s']:.0f} MB/s (both traces read)", "disk speed")
     Console().print(t)
 
 

@@ -133,17 +133,18 @@ def example_pairs() -> dict[tuple[str, str], dict]:
     return pairs
 
 
-def _bench_module(name: str):
+def bench_module(name: str):
+    """The script ``bench/NAME.py`` (``name`` may hold a folder: ``"plain/check"``), loaded as a module."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "bench" / f"{name}.py")
+    spec = importlib.util.spec_from_file_location("bench_" + name.replace("/", "_"), ROOT / "bench" / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-LONG_PAIRS: dict[str, tuple[str, str, tuple[str, ...]]] = _bench_module("fingerprint_agreement").LONG_PAIRS
+LONG_PAIRS: dict[str, tuple[str, str, tuple[str, ...]]] = bench_module("fingerprint_agreement").LONG_PAIRS
 """The long pairs ``bench/fingerprint_agreement.py`` runs both ways (relative to ROOT)."""
 
 _SHARED: dict[str, Any] = {}
@@ -198,5 +199,5 @@ def run_pair(topic: str, name: str, tmp_path: Path) -> CliRun:
     return run_compare(folder / entry["a"], folder / entry["b"], *entry.get("args", []), tmp_path=tmp_path)
 
 
-workers_of = _bench_module("ctrl_c_trials").workers_of
+workers_of = bench_module("ctrl_c_trials").workers_of
 """Live replay workers whose environment holds ``marker``: the Ctrl-C trials' helper."""

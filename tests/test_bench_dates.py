@@ -4,17 +4,11 @@ the printed table dates every row by the run that last measured its entry."""
 
 from __future__ import annotations
 
-import importlib.util
-
-from conftest import ROOT
+from conftest import bench_module
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("bench_main", ROOT / "bench" / "bench.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return bench_module("bench")
 
 
 def test_each_entry_is_dated_by_the_run_that_last_measured_it():

@@ -7,17 +7,12 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import ROOT
+from conftest import bench_module
 
 pytestmark = pytest.mark.slow  # 4 framework processes, started at once
 
 
 def test_case1_plain_scripts_train_what_their_setups_train():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("plain_check", ROOT / "bench" / "plain" / "check.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = bench_module("plain/check")
     assert module.check(["keras fit", "jax loop stable", "jax loop logits"]) == {
         "keras fit": True, "jax loop stable": True, "jax loop logits": True}

@@ -4,7 +4,6 @@ format allows it), through load_trace, every record, show's rendering and diff."
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import os
 import signal
@@ -23,15 +22,11 @@ from xentdbg.trace.diff import diff_traces
 from xentdbg.trace.reader import LazyTensor, TraceError
 from xentdbg.trace.writer import TraceWriter, signals_held
 
-from conftest import ROOT
+from conftest import bench_module
 
 
 def _hostile():
-    spec = importlib.util.spec_from_file_location("hostile_traces", ROOT / "bench" / "hostile_traces.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return bench_module("hostile_traces")
 
 
 H = _hostile()

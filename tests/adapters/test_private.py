@@ -115,6 +115,20 @@ def test_accessor_on_object_without_the_internal_raises(internal: str, access: C
     assert f"pip install '{library}>=" in (error.hint or "")
 
 
+def test_epoch_iterators_kept_without_the_tf_trainer_module_raises(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keras' TensorFlow trainer module is looked up, never imported: where it is not
+    loaded (or lacks ``TFEpochIterator._get_iterator``) the accessor refuses."""
+    monkeypatch.delitem(sys.modules, "keras.src.backend.tensorflow.trainer", raising=False)
+    with pytest.raises(UnsupportedLibrary, match="TFEpochIterator._get_iterator") as info:
+        with keras_private.epoch_iterators_kept([]):
+            pass
+    assert f"keras {keras_private.keras_version()}" in info.value.message
+    monkeypatch.setitem(sys.modules, "keras.src.backend.tensorflow.trainer", SimpleNamespace(TFEpochIterator=object))
+    with pytest.raises(UnsupportedLibrary, match="TFEpochIterator._get_iterator"):
+        with keras_private.epoch_iterators_kept([]):
+            pass
+
+
 def test_jax_train_state_must_be_the_four_tuple() -> None:
     assert keras_private.jax_train_state_variables(("tv", "ntv", "opt", "metrics")) == ("tv", "ntv", "metrics")
     with pytest.raises(UnsupportedLibrary, match="4-tuple train state"):
@@ -189,6 +203,21 @@ try:
     p.jax_trainer_state(model)  # the TensorFlow backend has no JAX trainer state
 except UnsupportedLibrary as e:
     out["missing"] = e.message
+import contextlib, numpy as np
+from keras.src.backend.tensorflow.trainer import TFEpochIterator
+original = TFEpochIterator._get_iterator
+def fit(kept):
+    keras.utils.set_random_seed(0)
+    m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    m.compile(keras.optimizers.SGD(0.1), "mse")
+    x, y = np.arange(24, dtype="float32").reshape(6, 4) / 24, np.ones((6, 2), "float32")
+    with p.epoch_iterators_kept(kept) if kept is not None else contextlib.nullcontext():
+        m.fit(x, y, batch_size=2, epochs=3, shuffle=False, verbose=0)
+    return [w.tobytes().hex() for w in m.get_weights()]
+kept = []
+out["fit_same_bits"] = fit(kept) == fit(None)
+out["kept"] = [type(i).__name__ for i in kept]
+out["restored"] = TFEpochIterator._get_iterator is original
 print(json.dumps(out))
 """
 
@@ -224,6 +253,11 @@ def test_keras_accessors_on_real_objects() -> None:
     assert out["jit"] == [True, False, None]
     assert out["losses"] == [2.0] and out["losses_after"] == 0
     assert "JAXTrainer._jax_state" in out["missing"] and "keras 3.15" in out["missing"]
+    # fit's tf.data iterators, all kept: two per epoch, one at its start (fit passes no
+    # steps_per_epoch: keras/src/trainers/epoch_iterator.py:110-111) and one at its end
+    # (:124-125); the weights are the same bits as without
+    assert out["kept"] == ["OwnedIterator"] * 6
+    assert out["fit_same_bits"] is True and out["restored"] is True
 
 
 @pytest.mark.slow

@@ -10,13 +10,15 @@ TensorFlow against :data:`TENSORFLOW` for the one TensorFlow internal); each acc
 checks that its internal exists. Failures raise :class:`xentdbg.errors.UnsupportedLibrary`.
 
 Nothing here imports Keras or TensorFlow: the accessors get their objects from the
-adapters, which have imported them already. Every accessor is plain Python; none adds
-an op to a graph it is traced into.
+adapters, which have imported them already (:func:`epoch_iterators_kept` looks its
+Keras module up in ``sys.modules``, where the model's import put it). Every accessor is
+plain Python; none adds an op to a graph it is traced into.
 """
 
 from __future__ import annotations
 
 import contextlib
+import sys
 import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -178,6 +180,58 @@ def optimizer_trainable_variables(optimizer: Any) -> list[Any]:
 
 
 # -- TensorFlow (the Keras 3 TensorFlow backend's train steps) ----------------------------
+
+@contextlib.contextmanager
+def epoch_iterators_kept(kept: list[Any]) -> Iterator[None]:
+    """While active, every ``tf.data`` iterator ``fit`` opens on the TensorFlow backend
+    (two per epoch, at its start and at its end) is also appended to ``kept``, so that
+    ``fit`` dropping one does not destroy it. Only the iterators' lifetime changes: which
+    batches they yield, and in which order, does not.
+
+    Why: destroying a ``tf.data`` iterator waits for its autotuning thread
+    (``tensorflow::data::model::Model::OptimizeLoop``), which sleeps between tuning rounds
+    for a period that grows from 10 ms to at most 60 s (``kOptimizationPeriodMinMs``,
+    ``kOptimizationPeriodMaxMs``: tensorflow/include/tensorflow/core/framework/model.h:1054).
+    Python frees the dropped iterator on the main thread with the GIL held, so the whole
+    process stalls until that thread wakes: up to seconds after a long epoch. Measured on
+    this project's 2-core machine (TensorFlow 2.21.0, Keras 3.15.1, 2026-11-25): two runs
+    of a plain ``model.fit`` of the bench's convnet, 75 batches per epoch, stalled 2.47 s
+    and 0.19 s at two of their six epoch ends; with the iterators kept, no epoch end took
+    over 0.023 s. The stalled process's native stack: ``~RootDataset::Iterator`` ->
+    ``~LogicalThreadWrapper`` -> ``Notification::WaitForNotification``, while
+    ``Model::OptimizeLoop`` waited on its condition variable (gdb). A kept iterator costs
+    its idle autotuning thread; xentdbg's workers exit without running destructors
+    (:func:`xentdbg._exit.fast_exit`)."""
+    # keras/src/backend/tensorflow/trainer.py:758  TFEpochIterator._get_iterator returns
+    # the (distributed) dataset; keras/src/trainers/epoch_iterator.py:110-111 call iter()
+    # on it at each epoch's start (fit passes no steps_per_epoch), :124-125 again at its
+    # end, each replacing self._current_iterator, and :128 for an unknown epoch length.
+    # Model (keras/src/models/model.py:22) imports this module with the TF backend.
+    version = keras_version()
+    module = sys.modules.get("keras.src.backend.tensorflow.trainer")
+    epoch_iterator = getattr(module, "TFEpochIterator", None)
+    if epoch_iterator is None or "_get_iterator" not in vars(epoch_iterator):
+        raise missing_internal(KERAS, version, "TFEpochIterator._get_iterator",
+                               "keras/src/backend/tensorflow/trainer.py:758")
+    original = vars(epoch_iterator)["_get_iterator"]
+
+    class Kept:
+        """The dataset, whose ``iter()`` also keeps the iterator it returns."""
+
+        def __init__(self, dataset: Any):
+            self.dataset = dataset
+
+        def __iter__(self) -> Any:
+            iterator = iter(self.dataset)
+            kept.append(iterator)
+            return iterator
+
+    epoch_iterator._get_iterator = lambda self: Kept(original(self))
+    try:
+        yield
+    finally:
+        epoch_iterator._get_iterator = original
+
 
 def tf_function_jit_compile(function: Any) -> Any:
     """The ``jit_compile`` a ``tf.function`` was created with (None: TensorFlow decides)."""

@@ -60,6 +60,7 @@ and :mod:`xentdbg.adapters._tf_keras_private` (tf_keras).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 from dataclasses import dataclass
@@ -129,6 +130,8 @@ class KerasFitAdapter(Adapter):
         self.state_index = [i for i, v in enumerate(model.non_trainable_variables) if flavour.is_float(v)]
         self._capture: _FitCapture | None = None  # the last full-capture train(), for evaluate
         self._oracle: _FitCapture | None = None  # the float64 oracle's recompute, made on first use
+        # fit's tf.data iterators, kept for the adapter's life (private.epoch_iterators_kept)
+        self._epoch_iterators: list[Any] = []
 
     # -- description -------------------------------------------------------
     def describe(self) -> SideInfo:
@@ -189,9 +192,14 @@ class KerasFitAdapter(Adapter):
         kwargs = {"verbose": 0, **self.fit_kwargs}
         user_callbacks = list(kwargs.pop("callbacks", None) or [])
         callbacks = user_callbacks + ([capturer.callback(keras)] if capturer else []) + [stopper.callback(keras)]
+        # Keras 3 on TensorFlow: destroying an epoch's tf.data iterator can stall fit for
+        # seconds; keeping them changes no batch (see private.epoch_iterators_kept).
+        keep = (private.epoch_iterators_kept(self._epoch_iterators)
+                if self.backend == "tensorflow" and not self.flavour.legacy else contextlib.nullcontext())
         try:
-            self.model.fit(self.data.x, self.data.y, batch_size=spec.batch_size, epochs=epochs,
-                           callbacks=callbacks, **kwargs)
+            with keep:
+                self.model.fit(self.data.x, self.data.y, batch_size=spec.batch_size, epochs=epochs,
+                               callbacks=callbacks, **kwargs)
         except StopReplay:
             pass
         if self.backend == "jax":

@@ -3,6 +3,26 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
+
+_KEPT: list[Any] | None = None
+
+
+def ends_with_fast_exit() -> None:
+    """Declare that this process ends with :func:`fast_exit` (a replay worker does, from
+    its start): from now on :func:`kept_until_exit` gives a list."""
+    global _KEPT
+    if _KEPT is None:
+        _KEPT = []
+
+
+def kept_until_exit() -> list[Any] | None:
+    """A list whose items live until the process ends, never freed (:func:`fast_exit`
+    skips garbage collection), in a process that declared :func:`ends_with_fast_exit`;
+    None in any other. There, keeping an object whose destruction blocks (a ``tf.data``
+    iterator: :func:`xentdbg.adapters._keras_private.epoch_iterators_kept`) would only move
+    that wait to when the object is freed, where an iterator kept long waits longer."""
+    return _KEPT
 
 
 def fast_exit(code: int) -> None:

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from conftest import CASE1, ROOT, SETUPS, shared
+from conftest import CASE1, ROOT, SETUPS, run_cli, shared
 
 pytestmark = pytest.mark.slow  # every test here runs the CLI or a framework in a subprocess
 
@@ -193,3 +193,45 @@ def test_captured_gradients_are_the_applied_gradients(neutral, backend):
     assert result["records"] == 5
     assert result["mismatches"] == [], result  # (step, parameter, max|expected - w_after|)
     assert result["checked"] == 4 * 4  # steps 1-4, each with the kernel and bias of both Dense layers
+
+
+PLAIN_FIT = """
+import json, sys
+from xentdbg import _exit
+from xentdbg.data import DataSpec
+from xentdbg.replay.single import run_setup
+spec = DataSpec(subset=200, batch_size=100, task="digits", pixels="unit")
+plain = run_setup(sys.argv[1], spec, 5, capture=None)
+_exit.ends_with_fast_exit()  # as a worker declares: from here on fit's iterators are kept
+kept = run_setup(sys.argv[1], spec, 5, capture=None)
+print(json.dumps({"plain": [w.tobytes().hex() for w in plain.final_weights],
+                  "kept": [w.tobytes().hex() for w in kept.final_weights],
+                  "iterators": [type(i).__name__ for i in _exit.kept_until_exit()]}))
+_exit.fast_exit(0)
+"""
+
+
+def test_a_worker_keeps_fits_iterators_and_its_captured_fit_ends_where_a_plain_one_does(tmp_path):
+    """A replay worker keeps fit's ``tf.data`` iterators until it exits
+    (``xentdbg._exit.kept_until_exit``, ``_keras_private.epoch_iterators_kept``); a process
+    that does not end with ``fast_exit`` keeps none. Across two epoch boundaries (5 steps,
+    2 per epoch), a plain fit that keeps them ends bitwise where one that does not ends,
+    and so does the worker's captured fit."""
+    import h5py
+
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.run([sys.executable, "-c", PLAIN_FIT, KERAS_BN], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    # epochs 1 and 2: one at the start and one at the end of each; epoch 3: its start
+    assert out["iterators"] == ["OwnedIterator"] * 5
+    assert out["kept"] == out["plain"]
+    run = run_cli("trace", KERAS_BN, "--out", str(tmp_path / "w.h5"), "--subset", "200", "--batch-size", "100",
+                  "--task", "digits", "--pixels", "unit", "--steps", "5", tmp_path=tmp_path,
+                  env={"KERAS_BACKEND": "tensorflow"})
+    assert run.code == 0, run.output
+    with h5py.File(tmp_path / "w.h5", "r") as f:
+        last = f["steps/00000004/weights"]
+        traced = [last[name][()].tobytes().hex() for name in sorted(last)]
+    assert traced == out["plain"]

@@ -17,6 +17,11 @@ except where measured neutral:
   measured to change BatchNorm gamma by 1 ulp (Grappler rewrites single-consumer
   tensors), the recompute was measured bitwise equal to the in-graph gradients.
 - Weights and non-trainable state are read in ``on_train_batch_end``.
+- Keras 3, TF backend, in a replay worker: the ``tf.data`` iterators fit opens each epoch
+  are kept until the worker's exit, which never frees them, with or without capture
+  (:func:`_keras_private.epoch_iterators_kept`, :func:`xentdbg._exit.kept_until_exit`):
+  destroying one can stall the process for seconds at an epoch's end. The batches are
+  the same.
 - :meth:`KerasFitAdapter.evaluate` (the cross-feed probe, full capture only) re-runs a
   step from given weights and state: the same recompute for loss, gradients and
   activations, fit's own ``model.train_step`` (compiled as fit compiles it) for the
@@ -68,6 +73,7 @@ from typing import Any
 
 import numpy as np
 
+from xentdbg._exit import kept_until_exit
 from xentdbg.adapters import _keras_private as private
 from xentdbg.adapters import _tf_distribute as distribute
 from xentdbg.adapters import _tf_keras_private as tf_keras_private
@@ -130,8 +136,6 @@ class KerasFitAdapter(Adapter):
         self.state_index = [i for i, v in enumerate(model.non_trainable_variables) if flavour.is_float(v)]
         self._capture: _FitCapture | None = None  # the last full-capture train(), for evaluate
         self._oracle: _FitCapture | None = None  # the float64 oracle's recompute, made on first use
-        # fit's tf.data iterators, kept for the adapter's life (private.epoch_iterators_kept)
-        self._epoch_iterators: list[Any] = []
 
     # -- description -------------------------------------------------------
     def describe(self) -> SideInfo:
@@ -193,9 +197,11 @@ class KerasFitAdapter(Adapter):
         user_callbacks = list(kwargs.pop("callbacks", None) or [])
         callbacks = user_callbacks + ([capturer.callback(keras)] if capturer else []) + [stopper.callback(keras)]
         # Keras 3 on TensorFlow: destroying an epoch's tf.data iterator can stall fit for
-        # seconds; keeping them changes no batch (see private.epoch_iterators_kept).
-        keep = (private.epoch_iterators_kept(self._epoch_iterators)
-                if self.backend == "tensorflow" and not self.flavour.legacy else contextlib.nullcontext())
+        # seconds; keeping them changes no batch (see private.epoch_iterators_kept). Only
+        # in a process that never frees them (a worker: _exit.kept_until_exit).
+        kept = kept_until_exit()
+        keep = (private.epoch_iterators_kept(kept) if kept is not None and self.backend == "tensorflow"
+                and not self.flavour.legacy else contextlib.nullcontext())
         try:
             with keep:
                 self.model.fit(self.data.x, self.data.y, batch_size=spec.batch_size, epochs=epochs,

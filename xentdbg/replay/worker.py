@@ -268,8 +268,9 @@ def main(args: list[str]) -> None:
     returns): a fresh worker's (``python -m xentdbg.replay.worker``) and a forked one's
     (:mod:`xentdbg.replay.forkserver`)."""
     tie_to_parent()
-    from xentdbg._exit import fast_exit
+    from xentdbg._exit import ends_with_fast_exit, fast_exit
 
+    ends_with_fast_exit()
     fast_exit(serve(int(args[0]), int(args[1]), int(args[2]) if len(args) > 2 else -1))
 
 

@@ -188,9 +188,9 @@ def epoch_iterators_kept(kept: list[Any]) -> Iterator[None]:
     ``fit`` dropping one does not destroy it. Only the iterators' lifetime changes: which
     batches they yield, and in which order, does not.
 
-    Why: destroying a ``tf.data`` iterator waits for its autotuning thread
+    Why: destroying a ``tf.data`` iterator can wait for its autotuning thread
     (``tensorflow::data::model::Model::OptimizeLoop``), which sleeps between tuning rounds
-    for a period that grows from 10 ms to at most 60 s (``kOptimizationPeriodMinMs``,
+    for a period between 10 ms and 60 s (``kOptimizationPeriodMinMs``,
     ``kOptimizationPeriodMaxMs``: tensorflow/include/tensorflow/core/framework/model.h:1054).
     Python frees the dropped iterator on the main thread with the GIL held, so the whole
     process stalls until that thread wakes: up to seconds after a long epoch. Measured on

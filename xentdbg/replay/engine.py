@@ -331,6 +331,8 @@ class _CrossFeeder:
         for trace, fed in zip(self.traces, (fed_a, fed_b)):
             trace.write_rerun(cmp.step, "crossfed", fed.tensors)
         cf = judge(cmp, view_a, view_b, covered)
+        if self.oracle is not None and cf.inherited:
+            self.oracle.prestart()  # drift: let the float64 workers load while the replay goes on
         if self.oracle is not None and cf.introduced is not None and cf.ran and not cf.uncovered:
             view = view_a if from_a else view_b
             if worth_checking(view) is None:

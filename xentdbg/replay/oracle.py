@@ -6,8 +6,15 @@ introduced (:class:`xentdbg.replay.engine._CrossFeeder`), when the difference is
 enough to be rounding (:func:`worth_checking`), each side's training worker hands over
 the batch the step trained on, and each side's float64 worker (the same setup, loaded
 with float64 enabled; it never trains) re-runs the step's loss and gradients from the
-deciding view's pre-step values. The workers start once, on first use, and serve every
-later check; a clean replay never starts them.
+deciding view's pre-step values. The workers start once and serve every later check; a
+replay that flags no step never starts them.
+
+They start on first use, or earlier, at the first step the cross-feed finds inherited
+(drift): :meth:`Float64Oracle.prestart` spawns them without waiting, so they load while
+the replay goes on, on CPU the lockstep leaves idle (on the 500-step case-1 pair, drift
+from step 7 on, and the one check at step 425). A drifting pair is the kind whose later
+steps bring small introduced differences. Starting costs a worker's load, about 1 s of
+CPU for a JAX setup, even where no check follows.
 """
 
 from __future__ import annotations
@@ -70,20 +77,39 @@ class Float64Oracle:
         self.config, self.infos = config, infos
         self._workers: tuple[WorkerProcess, WorkerProcess] | None = None
         self._broken: str | None = None
+        self._ready = False  # the workers answered ready and were checked (_start)
         self.last: tuple[StepRecord, StepRecord] | None = None  # the last check's float64 records (for traces)
 
+    def prestart(self) -> None:
+        """Spawn both float64 workers and let them load, without waiting for them (see
+        the module docstring); the first :meth:`check` waits. Once only; a start that
+        fails is reported by that check."""
+        if self._workers is not None or self._broken:
+            return
+        config = self.config
+        workers: list[WorkerProcess] = []
+        try:
+            for side, setup, env in (("A", config.setup_a, config.env_a), ("B", config.setup_b, config.env_b)):
+                workers.append(start_worker(f"{side}64", SetupRef.parse(setup), env, config.data, config.steps,
+                                            float64=True))
+        except Exception as e:  # noqa: BLE001  (the oracle failing must not end the replay)
+            for w in workers:
+                w.close(grace=0)
+            self._broken = f"a float64 worker did not start: {str(e).splitlines()[0]}"
+            return
+        self._workers = (workers[0], workers[1])
+
     def _start(self) -> tuple[WorkerProcess, WorkerProcess] | str:
+        self.prestart()
         if self._broken:
             return self._broken
-        if self._workers is not None:
+        assert self._workers is not None  # spawned by prestart
+        if self._ready:
             return self._workers
+        self._ready = True
         config = self.config
-        workers = tuple(start_worker(f"{side}64", SetupRef.parse(setup), env, config.data, config.steps, float64=True)
-                        for side, setup, env in (("A", config.setup_a, config.env_a),
-                                                 ("B", config.setup_b, config.env_b)))
-        self._workers = (workers[0], workers[1])
         try:
-            for side, w, info in zip("AB", workers, self.infos):
+            for side, w, info in zip("AB", self._workers, self.infos):
                 info64 = wait_ready(w, load_timeout(config.step_timeout))[0]
                 missing = set(ORACLE_PHASES[:2]) - set(info64.probe)
                 if missing:
@@ -142,6 +168,8 @@ class Float64Oracle:
         return check_float64(flagged_tensors(view), records[0], records[1], a64, b64, start)
 
     def close(self) -> None:
+        """End both workers: those that served a check get 2 s to exit; those started
+        early and never used are killed at once (one may still be loading)."""
         if self._workers is not None:
             for w in self._workers:
-                w.close(grace=2.0)
+                w.close(grace=2.0 if self._ready else 0)

@@ -11,8 +11,8 @@ replay that flags no step never starts them.
 
 They start on first use, or earlier, at the first step the cross-feed finds inherited
 (drift): :meth:`Float64Oracle.prestart` spawns them without waiting, so they load while
-the replay goes on, on CPU the lockstep leaves idle (on the 500-step case-1 pair, drift
-from step 7 on, and the one check at step 425). A drifting pair is the kind whose later
+the replay goes on, on CPU the lockstep leaves idle (the 500-step case-1 pair, in one run:
+drift from step 157 on, the one check at step 425). A drifting pair is the kind whose later
 steps bring small introduced differences. Starting costs a worker's load, about 1 s of
 CPU for a JAX setup, even where no check follows.
 """

@@ -94,7 +94,7 @@ def test_a_forked_worker_records_bitwise_what_a_fresh_one_records(kind, tmp_path
 
 def _server(preload: tuple[str, ...], env: dict[str, str]) -> forkserver._Server:
     """The live server this test process holds for ``preload`` under ``env``."""
-    return next(server for (_, environment, modules), server in forkserver._servers.items()
+    return next(server for (_, _, environment, modules), server in forkserver._servers.items()
                 if modules == preload and set(env.items()) <= set(environment))
 
 
@@ -112,6 +112,51 @@ def test_a_server_that_cannot_import_cleanly_starts_its_workers_fresh(tmp_path, 
         os.pread(log.fileno(), 1 << 16, 0)
 
 
+COLUMNS_SETUP = """import os
+
+import jax
+import jax.numpy as jnp
+import optax
+
+import xentdbg
+
+# the terminal width this worker was started with, as a file beside this one
+open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "columns-" + os.environ.get("COLUMNS", "unset")),
+     "w").close()
+
+
+def setup(data):
+    params = {"w": jnp.zeros((data.input_shape[0], 1)), "b": jnp.zeros((1,))}
+
+    def loss_fn(params, x, y):
+        p = jnp.clip(jax.nn.sigmoid(x @ params["w"] + params["b"]), 1e-6, 1 - 1e-6)
+        return -jnp.mean(y * jnp.log(p) + (1 - y) * jnp.log(1 - p))
+
+    return xentdbg.JaxLoop(params, loss_fn, optax.sgd(0.1))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the fork server is Linux's")
+def test_workers_under_another_terminal_width_share_a_server_and_each_sees_its_own_width(tmp_path):
+    """``COLUMNS`` is volatile (:data:`~xentdbg.replay.forkserver.VOLATILE_ENV`): a run
+    from a wider terminal forks from the server a narrower one started, and its worker
+    sees its own width, as a fresh worker would."""
+    setup = _write(tmp_path, "columns.py", COLUMNS_SETUP)
+    own = {"XENTDBG_TEST_SERVER_KEY": f"columns-{tmp_path.name}"}  # this test's servers only
+    preload = tuple(preload_modules(SetupRef.parse(setup)))
+    assert preload == ("jax", "jax.numpy", "optax")
+    servers = []
+    for columns in ("77", "99"):
+        run = run_cli("trace", setup, "--out", str(tmp_path / f"{columns}.h5"), "--subset", "200", "--batch-size",
+                      "100", "--steps", "1", tmp_path=tmp_path, env={**own, "COLUMNS": columns})
+        assert run.code == 0, run.output
+        servers.append(_server(preload, own))
+    assert servers[0] is servers[1] and servers[0].alive()
+    assert sum(1 for (_, _, env, _), _ in forkserver._servers.items() if set(own.items()) <= set(env)) == 1
+    assert sorted(p.name for p in tmp_path.glob("columns-*")) == ["columns-77", "columns-99"]
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the fork server is Linux's")
 def test_past_the_cap_the_least_recently_used_server_is_closed_and_exits(monkeypatch):
     """Servers for :data:`~xentdbg.replay.forkserver.MAX_SERVERS` start-up contexts at
@@ -126,7 +171,7 @@ def test_past_the_cap_the_least_recently_used_server_is_closed_and_exits(monkeyp
     monkeypatch.setattr(forkserver, "MAX_SERVERS", 2)
 
     def key_of(server: forkserver._Server) -> str:
-        return next(dict(env)["XENTDBG_TEST_SERVER_KEY"] for (_, env, _), s in forkserver._servers.items()
+        return next(dict(env)["XENTDBG_TEST_SERVER_KEY"] for (_, _, env, _), s in forkserver._servers.items()
                     if s is server)
 
     workers, servers = [], []

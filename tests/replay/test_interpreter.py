@@ -128,6 +128,14 @@ def test_a_worker_of_another_protocol_is_refused_before_anything_else(tmp_path, 
         assert worker.proc.poll() is not None  # stopped before it loaded the setup
     finally:
         worker.close(grace=0)
+    # this xentdbg's next worker, under the same environment, is not forked from the
+    # server that imported the other one (a fork server's key names the folder it runs)
+    monkeypatch.undo()
+    worker = _start({})
+    try:
+        assert wait_ready(worker, 60)[0].kind
+    finally:
+        worker.close(grace=0)
 
 
 def test_a_worker_that_dies_before_hello_under_another_python(tmp_path):

@@ -159,6 +159,11 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    # this process ends with os._exit, as a replay worker does: fit's tf.data iterators are
+    # kept, not freed (freeing one can wait seconds: docs/library-behaviour.md)
+    from xentdbg._exit import ends_with_fast_exit
+
+    ends_with_fast_exit()
     main(sys.argv[1:])
     sys.stdout.flush()
     os._exit(0)  # the result is printed: skip unloading the frameworks (~1 s of CPU)

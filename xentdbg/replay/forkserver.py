@@ -10,9 +10,9 @@ and forks a worker for each request; the worker then runs
 What keeps a forked worker identical to a fresh one:
 
 * **One server per start-up context.** A server serves one (environment, working
-  directory, preload list) for workers of the coordinator's own interpreter (the key
-  of :func:`fork_worker`): everything a framework reads when it is imported
-  (``KERAS_BACKEND``, ``XLA_FLAGS``, ``TF_USE_LEGACY_KERAS``, ``$KERAS_HOME/keras.json``,
+  directory, xentdbg folder, preload list) for workers of the coordinator's own
+  interpreter (the key of :func:`fork_worker`): everything a framework reads when it is
+  imported (``KERAS_BACKEND``, ``XLA_FLAGS``, ``TF_USE_LEGACY_KERAS``, ``$KERAS_HOME/keras.json``,
   ``JAX_ENABLE_X64``) is the same as the fresh worker's. A worker under another
   interpreter (``--python-a/-b``) is started fresh.
 * **It imports only what the setup imports first** (:func:`xentdbg.replay.loading.preload_modules`),
@@ -72,12 +72,17 @@ PID_WAIT = 120.0
 worker before it kills the server instead."""
 WORKER_NAME = b"xentdbg-worker"
 """A forked worker's process name (``/proc/PID/comm``, ``ps -o comm``): its command line is its server's."""
-VOLATILE_ENV = (PARENT_ENV, "PYTEST_CURRENT_TEST")
+VOLATILE_ENV = (PARENT_ENV, "PYTEST_CURRENT_TEST", "COLUMNS", "LINES")
 """Variables a server's key leaves out, and a forked worker takes from its request: the
 coordinator's pid (:data:`xentdbg.replay.worker.PARENT_ENV`, replaced by the server's in a
-forked worker) and the test pytest is running, which pytest rewrites around every test
-phase ("PYTEST_CURRENT_TEST environment variable", pytest's reference); no framework
-reads either."""
+forked worker), the test pytest is running, which pytest rewrites around every test
+phase ("PYTEST_CURRENT_TEST environment variable", pytest's reference), and the terminal's
+size, which differs from one shell (or one test's ``CliRunner``) to the next. No
+framework reads them on import: TensorFlow, Keras, tf_keras, JAX, Flax and optax never
+name ``COLUMNS`` or ``LINES``, and the two that ask for the terminal's size do it when
+called (``shutil.get_terminal_size`` in ``keras/src/utils/summary_utils.py:225``, Keras
+3.15, for ``Model.summary``; in ``absl/flags/_helpers.py:163`` for a flag's help text),
+by when the worker has its own values."""
 _MAX_REQUEST = 1 << 16
 _PR_SET_NAME = 15  # linux/prctl.h
 
@@ -229,7 +234,8 @@ _lock = threading.Lock()
 
 def fork_worker(env: dict[str, str], preload: list[str], fds: list[int], shm: bool,
                 float64: dict[str, str] | None = None) -> ForkedProcess | None:
-    """A worker forked by the server for (``env``, the working directory, ``preload``),
+    """A worker forked by the server for (``env``, the working directory, the xentdbg
+    folder workers import (:data:`~xentdbg.replay.interpreter.PACKAGE`), ``preload``),
     started on first use; None when workers are not forked here (:func:`enabled`) or the
     server cannot be reached twice in a row (the caller then starts the worker fresh).
 
@@ -241,7 +247,10 @@ def fork_worker(env: dict[str, str], preload: list[str], fds: list[int], shm: bo
     imported the frameworks, and switches them in the child (:func:`enable_float64`)."""
     if not enabled():
         return None
-    key = (os.getcwd(), tuple(sorted((k, v) for k, v in env.items() if k not in VOLATILE_ENV)), tuple(preload))
+    from xentdbg.replay.interpreter import PACKAGE  # the code the server runs, as its command names it
+
+    key = (os.getcwd(), PACKAGE, tuple(sorted((k, v) for k, v in env.items() if k not in VOLATILE_ENV)),
+           tuple(preload))
     volatile = {k: env[k] for k in VOLATILE_ENV if k in env}
     with _lock:
         for _ in range(2):

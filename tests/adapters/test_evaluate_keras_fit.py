@@ -29,6 +29,8 @@ from conftest import ROOT, SETUPS, shared
 BACKENDS = ("tensorflow", "jax")
 SETUP_FILES = {"keras_bn": str(SETUPS / "keras_bn.py"),
                "optimizer_options": f"{SETUPS / 'evaluate_check.py'}:optimizer_options"}
+# checked only as the cross-feed calls evaluate: the record's gradients given, no state
+STATELESS = f"given-gradients:{SETUPS / 'evaluate_check.py'}:stateless"
 # 200 samples, batch 100: the 3 steps cross an epoch boundary (step 2 starts the second).
 ARGS = ["200", "100", "3", "digits", "unit"]
 PHASES = ("loss", "gradients", "activations", "state", "weights")
@@ -37,7 +39,7 @@ def _run_both() -> dict[str, dict[str, Any]]:
     """Both backends' checks, started together, each in its own process."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     procs = {b: subprocess.Popen([sys.executable, str(SETUPS / "evaluate_check.py"), *ARGS,
-                                  *SETUP_FILES.values()], cwd=ROOT, stdout=subprocess.PIPE,
+                                  *SETUP_FILES.values(), STATELESS], cwd=ROOT, stdout=subprocess.PIPE,
                                  stderr=subprocess.PIPE, text=True, env={**env, "KERAS_BACKEND": b})
              for b in BACKENDS}
     results = {}
@@ -45,14 +47,15 @@ def _run_both() -> dict[str, dict[str, Any]]:
         out, err = proc.communicate(timeout=240)
         assert proc.returncode == 0, f"{b}: {err[-3000:]}"
         by_file = json.loads(out.strip().splitlines()[-1])
-        results[b] = {name: by_file[ref] for name, ref in SETUP_FILES.items()}
+        results[b] = {name: by_file[ref] for name, ref in {**SETUP_FILES, "stateless": STATELESS}.items()}
     return results
 
 
 @pytest.fixture(scope="module")
 def results(session_tmp) -> dict[str, dict[str, Any]]:
     """Run once per session, on first use, also under xdist (``conftest.shared``)."""
-    return shared("tests/setups/evaluate_check.py " + json.dumps([ARGS, SETUP_FILES]), _run_both, session_tmp)
+    return shared("tests/setups/evaluate_check.py " + json.dumps([ARGS, SETUP_FILES, STATELESS]), _run_both,
+                  session_tmp)
 
 
 # -- real frameworks ---------------------------------------------------------------------
@@ -88,6 +91,19 @@ def test_evaluate_with_given_gradients(results, backend: str, setup: str) -> Non
             assert entry["bitwise"], (phase, entry)
         else:
             assert entry["max_abs_diff"] <= 1e-6, entry
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_given_gradients_and_no_state_the_step_is_not_run(results, backend: str) -> None:
+    """The cross-feed's call on a model without state (Dense layers under Nesterov SGD):
+    given the record's gradients, the weights are the optimizer's update of them and
+    fit's own step, which would only give the state, is neither compiled nor run; loss,
+    gradients, activations and weights are still the record's, bitwise."""
+    result = results[backend]["stateless"]
+    # per step: the loss, 4 gradients, 2 layer outputs and 4 weights
+    assert result["compared"] == 3 * 11 and result["bitwise"], result
+    assert result["state"] == [] and result["train_step_runs"] == 0
 
 
 @pytest.mark.slow

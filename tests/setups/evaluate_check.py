@@ -11,8 +11,12 @@ whether every comparison was bitwise equal and the largest absolute difference, 
 the captured run ended bitwise where the plain run ended (every model, optimizer and
 metrics variable), and the checks on other inputs and after ``train`` returned.
 
+A setup given as ``given-gradients:SETUP`` is checked as the cross-feed calls evaluate
+only (:func:`check_given_gradients`).
+
 Also a setup file: :func:`optimizer_options` is the model of ``keras_bn.py`` with the
-optimizer options fit honours (loss scaling, clipping, weight decay).
+optimizer options fit honours (loss scaling, clipping, weight decay); :func:`stateless`
+a model whose records hold no state.
 """
 
 from __future__ import annotations
@@ -40,6 +44,60 @@ def optimizer_options(data):
     model.compile(optimizer=keras.optimizers.LossScaleOptimizer(inner), loss="categorical_crossentropy",
                   metrics=["accuracy"], jit_compile=keras.backend.backend() == "jax")
     return xentdbg.KerasFit(model, shuffle=False)
+
+
+def stateless(data):
+    """Dense layers only (no BatchNorm, no Dropout: the records hold no state) under SGD
+    with Nesterov momentum (optimizer state the cross-feed carries across)."""
+    import keras
+
+    import xentdbg
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input(data.input_shape), keras.layers.Dense(32, activation="relu"),
+                              keras.layers.Dense(data.y.shape[1], activation="softmax")])
+    model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9, nesterov=True), loss="categorical_crossentropy")
+    return xentdbg.KerasFit(model, shuffle=False)
+
+
+def check_given_gradients(setup: str, spec, steps: int) -> dict:
+    """At every emit, only what the cross-feed asks: evaluate(k) from the pre-step weights
+    with the record's gradients and no state. ``bitwise``: loss, gradients, activations
+    and weights are the record's; ``train_step_runs``: how often fit's own step ran
+    (compiled on its first run) for it."""
+    from xentdbg.adapters import make_adapter
+    from xentdbg.data import load
+    from xentdbg.records import CaptureMode, StepRecord
+    from xentdbg.replay.loading import SetupRef, load_function
+
+    info = load(spec)
+    adapter = make_adapter(load_function(SetupRef.parse(setup))(info), info)
+    weights = adapter.initial_values()[0]
+    runs = {"train_step_runs": 0, "bitwise": True, "compared": 0, "state": []}
+
+    def counted(step):
+        def run(*args):
+            runs["train_step_runs"] += 1
+            return step(*args)
+        return run
+
+    def emit(record: StepRecord) -> None:
+        nonlocal weights
+        capture = adapter._capture
+        if record.step == 0:  # fit's step as evaluate runs it, on either backend
+            for attr in ("_train_step", "_train_step_jax"):
+                if hasattr(capture, attr):
+                    setattr(capture, attr, counted(getattr(capture, attr)))
+        out = adapter.evaluate(record.step, weights, None, [g for _, g in record.tensors["gradients"]])
+        for phase in ("loss", "gradients", "activations", "weights"):
+            for (_, a), (_, b) in zip(out[phase], record.tensors[phase], strict=True):
+                runs["compared"] += 1
+                runs["bitwise"] &= np.asarray(a).tobytes() == np.asarray(b).tobytes()
+        runs["state"] += [name for name, _ in out["state"]]
+        weights = [a for _, a in record.tensors["weights"]]
+
+    adapter.train(steps, emit, capture=CaptureMode.FULL)
+    return runs
 
 
 def _values(adapter) -> list[np.ndarray]:
@@ -155,7 +213,9 @@ def main(argv: list[str]) -> None:
 
     subset, batch, steps, task, pixels, *setups = argv
     spec = DataSpec(subset=int(subset), batch_size=int(batch), task=task, pixels=pixels)  # type: ignore[arg-type]
-    print(json.dumps({setup: check_setup(setup, spec, int(steps)) for setup in setups}))
+    given = "given-gradients:"  # a setup checked with check_given_gradients only
+    print(json.dumps({setup: check_given_gradients(setup[len(given):], spec, int(steps)) if setup.startswith(given)
+                      else check_setup(setup, spec, int(steps)) for setup in setups}))
 
 
 if __name__ == "__main__":

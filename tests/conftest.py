@@ -19,8 +19,8 @@ SETUPS = Path(__file__).resolve().parent / "setups"
 
 
 def pytest_configure(config) -> None:
-    """Python's Ctrl-C handler where the suite was started with SIGINT ignored (below); and
-    JAX's persistent compilation cache, one per test run (both xdist workers and every
+    """Python's Ctrl-C handler where the suite was started with SIGINT ignored (below); a
+    test process's cap on fork servers (below); and JAX's persistent compilation cache, one per test run (both xdist workers and every
     process the tests start share it): the suite starts hundreds of workers that compile
     the same small programs (a setup's initializers, its step), and a JAX worker spends
     half its CPU there (measured: 2.3 s cold, 1.1 s warm, on tests/setups/jax_small.py).
@@ -46,6 +46,15 @@ def pytest_configure(config) -> None:
         config._xentdbg_jax_cache = cache  # removed when the run ends (pytest_unconfigure)
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+    # A test process coordinates hundreds of comparisons over 24-27 start-up contexts (a
+    # backend, an environment, a setup's first imports), where a CLI run uses 2. Under a
+    # CLI run's cap (8) it closed a server and started it again 11 times in one run
+    # (2026-11-25): each a TensorFlow (~3.5 s of CPU) or JAX import. With 32, a suite run
+    # started 55 servers instead of 70 (with another fix) and the machine's MemAvailable
+    # fell to 15.8 GiB of 23.5 at its lowest, against 18.9 with the cap at 8.
+    from xentdbg.replay import forkserver
+
+    forkserver.MAX_SERVERS = 32
 
 
 def pytest_unconfigure(config) -> None:

@@ -65,8 +65,8 @@ MAX_SERVERS = 8
 frameworks' imports: 231 MB of private memory with Keras on TensorFlow, 66 MB with JAX
 and optax (``Private_Dirty`` in ``/proc/PID/smaps_rollup``; the libraries' code is shared
 with the workers). A comparison uses at most 2, one per side: a side's float64 oracle is
-forked by the side's own server (:func:`enable_float64`); the test suite, about 23 per
-test process."""
+forked by the side's own server (:func:`enable_float64`). A test process of the suite
+uses 24-27 and raises the cap to 32 (``tests/conftest.py``)."""
 PID_WAIT = 120.0
 """Seconds :meth:`ForkedProcess.kill` waits for a server still importing to fork the
 worker before it kills the server instead."""

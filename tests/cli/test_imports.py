@@ -45,3 +45,29 @@ def test_version_flag_prints_the_installed_version():
     out = subprocess.run([sys.executable, "-m", "xentdbg", "--version"], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip() == f"xentdbg {__version__}"
     assert version("xentdbg") == __version__  # pyproject reads it from xentdbg/version.py
+
+
+def test_a_worker_loads_no_comparison_engine():
+    """A replay worker (and a fork server) bootstraps the package, then its own module:
+    the coordinator's engine, diagnosis, losses and traces stay unloaded in it."""
+    code = ("import sys, xentdbg, xentdbg.replay.worker\n"
+            "print(','.join(m for m in ('xentdbg.replay.engine', 'xentdbg.diagnose', 'xentdbg.losses', "
+            "'xentdbg.trace', 'xentdbg.compare.result') if m in sys.modules) or 'clean')")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "clean"
+
+
+def test_public_names_resolve_on_first_use_and_compare_stays_the_function():
+    """``xentdbg.compare`` names both a subpackage and the public function: the function
+    keeps the name when the subpackage's modules are imported later."""
+    code = ("import xentdbg, xentdbg.compare.metrics, xentdbg.compare.result\n"
+            "from xentdbg import *\n"
+            "import xentdbg.replay.engine as engine\n"
+            "assert callable(xentdbg.compare) and compare is xentdbg.compare, xentdbg.compare\n"
+            "assert set(xentdbg.__all__) <= set(dir(xentdbg))\n"
+            "assert all(getattr(xentdbg, n) is not None for n in xentdbg.__all__)\n"
+            "assert xentdbg.CompareConfig is engine.CompareConfig and xentdbg.KerasFit.__module__ == 'xentdbg.setups'\n"
+            "print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr

@@ -10,14 +10,16 @@ from conftest import ROOT
 CHECK = """
 import sys
 {body}
-heavy = sorted(m for m in ("tensorflow", "jax", "keras", "tf_keras") if m in sys.modules)
+heavy = sorted(m for m in {modules!r} if m in sys.modules)
 print(",".join(heavy) or "clean")
 """
+FRAMEWORKS = ("tensorflow", "jax", "keras", "tf_keras")
 
 
-def run(body: str) -> str:
-    out = subprocess.run([sys.executable, "-c", CHECK.format(body=body)], cwd=ROOT, capture_output=True, text=True,
-                         timeout=60)
+def run(body: str, modules: tuple[str, ...] = FRAMEWORKS) -> str:
+    """Run ``body`` in a fresh interpreter; which of ``modules`` it loaded, or "clean"."""
+    out = subprocess.run([sys.executable, "-c", CHECK.format(body=body, modules=modules)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     return out.stdout.strip().splitlines()[-1]
 
@@ -50,12 +52,9 @@ def test_version_flag_prints_the_installed_version():
 def test_a_worker_loads_no_comparison_engine():
     """A replay worker (and a fork server) bootstraps the package, then its own module:
     the coordinator's engine, diagnosis, losses and traces stay unloaded in it."""
-    code = ("import sys, xentdbg, xentdbg.replay.worker\n"
-            "print(','.join(m for m in ('xentdbg.replay.engine', 'xentdbg.diagnose', 'xentdbg.losses', "
-            "'xentdbg.trace', 'xentdbg.compare.result') if m in sys.modules) or 'clean')")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "clean"
+    coordinators = ("xentdbg.replay.engine", "xentdbg.diagnose", "xentdbg.losses", "xentdbg.trace",
+                    "xentdbg.compare.result")
+    assert run("import xentdbg, xentdbg.replay.worker", coordinators) == "clean"
 
 
 def test_public_names_resolve_on_first_use_and_compare_stays_the_function():

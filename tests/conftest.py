@@ -20,8 +20,9 @@ SETUPS = Path(__file__).resolve().parent / "setups"
 
 def pytest_configure(config) -> None:
     """Python's Ctrl-C handler where the suite was started with SIGINT ignored (below); a
-    test process's cap on fork servers (below); and JAX's persistent compilation cache, one per test run (both xdist workers and every
-    process the tests start share it): the suite starts hundreds of workers that compile
+    test process's cap on fork servers (below); and JAX's persistent compilation cache,
+    one per test run (both xdist workers and every process the tests start share it):
+    the suite starts hundreds of workers that compile
     the same small programs (a setup's initializers, its step), and a JAX worker spends
     half its CPU there (measured: 2.3 s cold, 1.1 s warm, on tests/setups/jax_small.py).
     A cached executable is the compiled one, serialized: results are the same bits
